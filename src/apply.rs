@@ -1,0 +1,153 @@
+//! Executing a [`Plan`]: `litewarden apply`, and later each reload of the
+//! daemon.
+//!
+//! Owns the order and bookkeeping of a convergence run: each change is
+//! executed, skipped (a rewrite without `--allow-vacuum`) or failed, one
+//! database's failure does not stop the others, the managed-database list is
+//! updated, and the run is recorded in the state database. It never deletes
+//! a database file: "unmanage" only forgets the name.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::{Config, JobKind};
+use crate::db::pragmas;
+use crate::plan::{Change, Plan};
+use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
+
+/// Options of one `apply`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Allow changes that rewrite a file with VACUUM.
+    pub allow_vacuum: bool,
+}
+
+/// A change and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeResult {
+    /// The change.
+    pub change: Change,
+    /// Done, skipped or failed.
+    pub status: ChangeStatus,
+}
+
+/// What became of one change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "reason", rename_all = "snake_case")]
+pub enum ChangeStatus {
+    /// Executed.
+    Done,
+    /// Not executed, and why.
+    Skipped(String),
+    /// Tried and failed, and why.
+    Failed(String),
+}
+
+/// The result of one `apply`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    /// Every change of the plan, in order.
+    pub results: Vec<ChangeResult>,
+}
+
+impl ApplyReport {
+    /// Whether any change failed.
+    pub fn failed(&self) -> bool {
+        self.results.iter().any(|r| matches!(r.status, ChangeStatus::Failed(_)))
+    }
+
+    /// One line summing up the run.
+    pub fn summary(&self) -> String {
+        let count = |f: fn(&ChangeStatus) -> bool| self.results.iter().filter(|r| f(&r.status)).count();
+        let done = count(|s| *s == ChangeStatus::Done);
+        let skipped = count(|s| matches!(s, ChangeStatus::Skipped(_)));
+        let failed = count(|s| matches!(s, ChangeStatus::Failed(_)));
+        if self.results.is_empty() {
+            return "no changes".to_string();
+        }
+        format!("{done} applied, {skipped} skipped, {failed} failed")
+    }
+}
+
+/// Executes `plan` for `config`, records the run, and reports each change.
+///
+/// Errors only when the state database cannot be used; failures of single
+/// changes are in the report.
+pub fn apply(
+    config: &Config,
+    plan: &Plan,
+    options: ApplyOptions,
+    clock: &dyn Clock,
+) -> Result<ApplyReport, crate::Error> {
+    let started_at = clock.now();
+    let state = StateDb::open(&config.settings.state_dir)?;
+    let mut failed_databases = BTreeSet::new();
+    let mut results = Vec::with_capacity(plan.changes.len());
+    for change in &plan.changes {
+        let status = if failed_databases.contains(change.database()) {
+            ChangeStatus::Skipped("an earlier change of this database failed".into())
+        } else {
+            execute(config, &state, change, options)
+        };
+        match &status {
+            ChangeStatus::Failed(error) => {
+                tracing::error!(db = change.database(), change = %change, error = %error, "change failed");
+                failed_databases.insert(change.database().to_string());
+            }
+            ChangeStatus::Skipped(reason) => tracing::warn!(db = change.database(), change = %change, reason = %reason, "change skipped"),
+            ChangeStatus::Done => tracing::info!(db = change.database(), change = %change, "change applied"),
+        }
+        results.push(ChangeResult { change: change.clone(), status });
+    }
+    for database in config.databases.values() {
+        if !failed_databases.contains(database.name.as_str()) && database.path.exists() {
+            state.record_managed(
+                &ManagedDatabase { name: database.name.to_string(), path: database.path.clone() },
+                clock.now(),
+            )?;
+        }
+    }
+    let report = ApplyReport { results };
+    let errors: Vec<String> = report
+        .results
+        .iter()
+        .filter_map(|r| match &r.status {
+            ChangeStatus::Failed(error) => Some(format!("{}: {error}", r.change.database())),
+            _ => None,
+        })
+        .collect();
+    state.record_run(&JobRun {
+        job: JobKind::Apply,
+        database: None,
+        trigger: Trigger::Manual,
+        started_at,
+        finished_at: clock.now(),
+        outcome: if errors.is_empty() { Outcome::Success } else { Outcome::Failed },
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        detail: Some(report.summary()),
+    })?;
+    Ok(report)
+}
+
+fn execute(config: &Config, state: &StateDb, change: &Change, options: ApplyOptions) -> ChangeStatus {
+    let connection = config
+        .databases
+        .values()
+        .find(|db| db.name.as_str() == change.database())
+        .map(|db| db.pragmas.connection)
+        .unwrap_or_default();
+    let result = match change {
+        Change::CreateDatabase { path, pragmas, .. } => pragmas::create(path, pragmas, &connection).map_err(|e| e.to_string()),
+        Change::SetPragma { needs_vacuum: true, .. } if !options.allow_vacuum => {
+            return ChangeStatus::Skipped("rewrites the file with VACUUM; run `litewarden apply --allow-vacuum` when a pause is acceptable".into());
+        }
+        Change::SetPragma { path, to, .. } => pragmas::change(path, *to, &connection).map_err(|e| e.to_string()),
+        Change::Unmanage { database, .. } => state.forget_managed(database).map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ChangeStatus::Done,
+        Err(error) => ChangeStatus::Failed(error),
+    }
+}

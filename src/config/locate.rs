@@ -1,0 +1,290 @@
+//! The position-aware view of `jobs.yaml`, built with marked-yaml.
+//!
+//! Owns the [`Document`] tree used for two things: refusing YAML features
+//! litewarden does not accept (duplicate keys, anchors, aliases, merge keys,
+//! tags) before serde sees the text, and finding the `line:column` of a key
+//! path for semantic errors found later on the typed config.
+//!
+//! Refusing anchors and aliases up front also bounds "billion laughs" alias
+//! bombs: the first `&anchor` is an error with its position.
+
+use marked_yaml::types::{MarkedMappingNode, Node};
+use marked_yaml::{LoadError, LoaderOptions};
+
+/// A 1-based position in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column in characters, from 1.
+    pub column: usize,
+}
+
+impl Position {
+    /// The first character of the file.
+    pub const START: Position = Position { line: 1, column: 1 };
+}
+
+/// One step of a key path: a mapping key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A mapping key.
+    Key(String),
+    /// A list index, from 0.
+    Index(usize),
+}
+
+/// A key path such as `databases.website_crawler.path`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldPath(Vec<Segment>);
+
+impl FieldPath {
+    /// The path of the top-level key `key`.
+    pub fn root(key: &str) -> Self {
+        Self(vec![Segment::Key(key.to_string())])
+    }
+
+    /// This path extended by a key.
+    pub fn key(&self, key: &str) -> Self {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Key(key.to_string()));
+        Self(segments)
+    }
+
+    /// This path extended by a list index.
+    pub fn index(&self, index: usize) -> Self {
+        let mut segments = self.0.clone();
+        segments.push(Segment::Index(index));
+        Self(segments)
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => write!(f, "{key}")?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A structural problem found while building the [`Document`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StructureError {
+    /// Where it is.
+    pub position: Position,
+    /// What is wrong, lowercase, no trailing period.
+    pub message: String,
+}
+
+/// The parsed file with positions.
+#[derive(Debug)]
+pub struct Document {
+    root: Node,
+}
+
+const SHARE_HINT: &str = "put shared settings under `defaults:` instead";
+
+impl Document {
+    /// Parses `text`, refusing duplicate keys, anchors, aliases, tags and
+    /// merge keys.
+    pub fn parse(text: &str) -> Result<Self, StructureError> {
+        let options = LoaderOptions::default().error_on_duplicate_keys(true);
+        let root = marked_yaml::parse_yaml_with_options(0, text, options)
+            .map_err(|error| structure_error(text, error))?;
+        let document = Self { root };
+        if let Some(position) = find_merge_key(&document.root) {
+            return Err(StructureError {
+                position,
+                message: format!("merge keys (`<<`) are not supported; {SHARE_HINT}"),
+            });
+        }
+        Ok(document)
+    }
+
+    /// The position of the value at `path`, or of the deepest part of the
+    /// path that exists (the file start when nothing matches).
+    pub fn locate(&self, path: &FieldPath) -> Position {
+        let mut node = &self.root;
+        let mut position = Position::START;
+        for segment in &path.0 {
+            let next = match (segment, node) {
+                (Segment::Key(key), Node::Mapping(map)) => find_key(map, key).map(|(key_node, value)| {
+                    position = marker_position(key_node.span().start()).unwrap_or(position);
+                    value
+                }),
+                (Segment::Index(index), Node::Sequence(list)) => list.get(*index),
+                _ => None,
+            };
+            match next {
+                Some(child) => {
+                    node = child;
+                    if !matches!(child, Node::Mapping(map) if map.is_empty()) {
+                        position = marker_position(child.span().start()).unwrap_or(position);
+                    }
+                }
+                None => return position,
+            }
+        }
+        position
+    }
+
+    /// The position of the *key* at the end of `path` (for "unknown" or
+    /// "duplicate" style errors about the key itself).
+    pub fn locate_key(&self, path: &FieldPath) -> Position {
+        let Some((last, parent)) = path.0.split_last() else {
+            return Position::START;
+        };
+        let parent_path = FieldPath(parent.to_vec());
+        let mut node = &self.root;
+        for segment in &parent_path.0 {
+            node = match (segment, node) {
+                (Segment::Key(key), Node::Mapping(map)) => match find_key(map, key) {
+                    Some((_, value)) => value,
+                    None => return self.locate(&parent_path),
+                },
+                (Segment::Index(index), Node::Sequence(list)) => match list.get(*index) {
+                    Some(value) => value,
+                    None => return self.locate(&parent_path),
+                },
+                _ => return self.locate(&parent_path),
+            };
+        }
+        match (last, node) {
+            (Segment::Key(key), Node::Mapping(map)) => find_key(map, key)
+                .and_then(|(key_node, _)| marker_position(key_node.span().start()))
+                .unwrap_or_else(|| self.locate(&parent_path)),
+            _ => self.locate(path),
+        }
+    }
+}
+
+fn find_key<'a>(
+    map: &'a MarkedMappingNode,
+    key: &str,
+) -> Option<(&'a marked_yaml::types::MarkedScalarNode, &'a Node)> {
+    map.iter().find(|(k, _)| k.as_str() == key)
+}
+
+fn marker_position(marker: Option<&marked_yaml::Marker>) -> Option<Position> {
+    marker.map(|m| Position {
+        line: m.line(),
+        column: m.column(),
+    })
+}
+
+fn find_merge_key(node: &Node) -> Option<Position> {
+    match node {
+        Node::Mapping(map) => map.iter().find_map(|(key, value)| {
+            if key.as_str() == "<<" {
+                Some(marker_position(key.span().start()).unwrap_or(Position::START))
+            } else {
+                find_merge_key(value)
+            }
+        }),
+        Node::Sequence(list) => list.iter().find_map(find_merge_key),
+        Node::Scalar(_) => None,
+    }
+}
+
+fn structure_error(text: &str, error: LoadError) -> StructureError {
+    let at = |marker: &marked_yaml::Marker| Position {
+        line: marker.line(),
+        column: marker.column(),
+    };
+    match error {
+        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => StructureError {
+            position: at(&m),
+            message: "the top level must be a mapping with `version:` and `databases:`".into(),
+        },
+        LoadError::UnexpectedAnchor(m) => StructureError {
+            position: at(&m),
+            message: format!("anchors and aliases (`&name`, `*name`) are not supported; {SHARE_HINT}"),
+        },
+        LoadError::UnexpectedTag(m) => StructureError {
+            position: at(&m),
+            message: "YAML tags (`!tag`, `!!str`) are not supported; write the plain value".into(),
+        },
+        LoadError::MappingKeyMustBeScalar(m) => StructureError {
+            position: at(&m),
+            message: "mapping keys must be plain names".into(),
+        },
+        LoadError::DuplicateKey(inner) => {
+            let first = marker_position(inner.prev_key.span().start()).unwrap_or(Position::START);
+            StructureError {
+                position: marker_position(inner.key.span().start()).unwrap_or(Position::START),
+                message: format!(
+                    "duplicate key `{}` (first defined at line {} column {})",
+                    inner.key.as_str(),
+                    first.line,
+                    first.column
+                ),
+            }
+        }
+        LoadError::ScanError(m, scan) => {
+            let position = at(&m);
+            StructureError {
+                position,
+                message: scan_message(text, position, &scan.to_string()),
+            }
+        }
+    }
+}
+
+fn scan_message(text: &str, position: Position, raw: &str) -> String {
+    let line = text.lines().nth(position.line.saturating_sub(1)).unwrap_or("");
+    let indentation: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+    if indentation.contains('\t') || raw.contains("tab") {
+        return "tabs are not allowed for indentation in YAML; indent with spaces".into();
+    }
+    let detail = raw.split(" at line ").next().unwrap_or(raw);
+    format!("invalid YAML: {detail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(text: &str) -> FieldPath {
+        let mut segments = text.split('.');
+        let mut out = FieldPath::root(segments.next().unwrap());
+        for s in segments {
+            out = out.key(s);
+        }
+        out
+    }
+
+    #[test]
+    fn locates_nested_values_and_falls_back_to_the_deepest_existing_key() {
+        let doc = Document::parse("version: 1\ndatabases:\n  a:\n    path: a.db\n").unwrap();
+        assert_eq!(doc.locate(&path("databases.a.path")), Position { line: 4, column: 11 });
+        assert_eq!(doc.locate_key(&path("databases.a.path")), Position { line: 4, column: 5 });
+        assert_eq!(doc.locate(&path("databases.a.missing")), Position { line: 3, column: 3 });
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_with_both_positions() {
+        let err = Document::parse("version: 1\nversion: 2\n").unwrap_err();
+        assert_eq!(err.position, Position { line: 2, column: 1 });
+        assert!(err.message.contains("first defined at line 1"), "{}", err.message);
+    }
+
+    #[test]
+    fn refuses_anchors_aliases_tags_and_merge_keys() {
+        let anchor = Document::parse("a: &x 1\nb: *x\n").unwrap_err();
+        assert!(anchor.message.contains("defaults:"));
+        assert!(Document::parse("a: !!str 1\n").unwrap_err().message.contains("tags"));
+        let merge = Document::parse("a:\n  <<: {b: 1}\n").unwrap_err();
+        assert_eq!(merge.position, Position { line: 2, column: 3 });
+    }
+
+    #[test]
+    fn explains_tab_indentation() {
+        let err = Document::parse("a:\n\tb: 1\n").unwrap_err();
+        assert!(err.message.contains("tabs"), "{}", err.message);
+    }
+}

@@ -1,0 +1,255 @@
+//! Loading `jobs.yaml`: bytes to a validated [`Config`] plus warnings, or
+//! every error as `file:line:col: field: message`.
+//!
+//! Owns the load pipeline and the [`Diagnostic`] type. The stages, each in
+//! its own module:
+//! 1. UTF-8 and emptiness checks on the raw bytes (here);
+//! 2. [`locate::Document`]: marked-yaml parse that refuses duplicate keys,
+//!    anchors, aliases, merge keys and tags, and keeps positions;
+//! 3. serde_yaml into [`raw`] types, `${VAR}` expanded per scalar by
+//!    [`interpolate`]; serde stops at its first error, reported with its
+//!    position and a "did you mean" for misspelled keys;
+//! 4. [`validate`]: merged defaults and semantic checks, all reported;
+//! 5. [`preflight`]: read-only file-system checks (directories that cannot be
+//!    created, backups on the database's file system).
+
+pub mod interpolate;
+pub mod locate;
+pub mod model;
+pub mod preflight;
+pub mod raw;
+pub mod validate;
+pub mod values;
+
+use std::fmt;
+use std::path::Path;
+
+pub use interpolate::Environment;
+pub use locate::Position;
+pub use model::*;
+
+use crate::error::Error;
+use locate::{Document, FieldPath};
+use values::did_you_mean;
+
+/// How serious a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The file cannot be used.
+    Error,
+    /// The file works, but probably not as intended.
+    Warning,
+}
+
+/// One problem in `jobs.yaml`, printed as `file:line:col: field: message`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The config file as the user named it.
+    pub file: String,
+    /// Where in the file.
+    #[serde(flatten)]
+    pub position: Position,
+    /// The key path, e.g. `databases.website_crawler.path` (may be empty).
+    pub field: String,
+    /// What is wrong and, where possible, what to do.
+    pub message: String,
+}
+
+impl Diagnostic {
+    fn at_start(file: &str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: file.to_string(),
+            position: Position::START,
+            field: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.position.line, self.position.column)?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A loaded configuration and its warnings.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Warnings, in file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Reads, parses, validates and preflights the config file at `file`.
+///
+/// `file` is shown in messages as given; relative paths inside the file are
+/// resolved against its directory.
+pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
+    let bytes = std::fs::read(file).map_err(|source| Error::ConfigRead {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let label = file.display().to_string();
+    let (config, warnings, document) =
+        parse(&bytes, &label, file, environment).map_err(Error::Config)?;
+    let (errors, preflight_warnings): (Vec<_>, Vec<_>) = preflight::check(&config, &document, &label)
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        return Err(Error::Config(errors));
+    }
+    let mut warnings: Vec<_> = warnings.into_iter().chain(preflight_warnings).collect();
+    warnings.sort_by_key(|d| d.position);
+    Ok(Loaded { config, warnings })
+}
+
+/// Parses and validates `bytes` without touching the file system.
+pub fn parse(
+    bytes: &[u8],
+    label: &str,
+    file: &Path,
+    environment: &Environment,
+) -> Result<(Config, Vec<Diagnostic>, Document), Vec<Diagnostic>> {
+    let text = decode(bytes, label)?;
+    if text.trim().is_empty() {
+        return Err(vec![Diagnostic::at_start(
+            label,
+            "the file is empty; it needs at least `version: 1` and `databases:`",
+        )]);
+    }
+    let document = Document::parse(text).map_err(|e| {
+        vec![Diagnostic {
+            severity: Severity::Error,
+            file: label.to_string(),
+            position: e.position,
+            field: String::new(),
+            message: e.message,
+        }]
+    })?;
+    let raw: raw::RawConfig = interpolate::with_environment(environment, || serde_yaml::from_str(text))
+        .map_err(|e| vec![serde_diagnostic(&e, label, &document)])?;
+    let validated = validate::validate(raw, &document, label, file)?;
+    Ok((validated.config, validated.warnings, document))
+}
+
+fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        vec![Diagnostic {
+            severity: Severity::Error,
+            file: label.to_string(),
+            position: Position { line, column },
+            field: String::new(),
+            message: format!(
+                "the file is not valid UTF-8 (byte 0x{:02x}); save it as UTF-8",
+                bytes[e.valid_up_to()]
+            ),
+        }]
+    })
+}
+
+/// Converts serde_yaml's first error into a diagnostic, splitting off its
+/// key path and adding "did you mean" to unknown-field errors.
+fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document) -> Diagnostic {
+    let position = error
+        .location()
+        .map(|l| Position { line: l.line(), column: l.column() })
+        .unwrap_or(Position::START);
+    let mut text = error.to_string();
+    if let Some(location) = error.location() {
+        let suffix = format!(" at line {} column {}", location.line(), location.column());
+        if let Some(stripped) = text.strip_suffix(&suffix) {
+            text = stripped.to_string();
+        }
+    }
+    let (mut field, message) = split_field(&text);
+    let message = match parse_unknown_field(&message) {
+        Some((unknown, expected)) => {
+            field = if field.is_empty() { unknown.clone() } else { format!("{field}.{unknown}") };
+            unknown_field_message(&unknown, &expected)
+        }
+        None => message,
+    };
+    let position = if position == Position::START && !field.is_empty() {
+        document.locate(&field_path(&field))
+    } else {
+        position
+    };
+    Diagnostic {
+        severity: Severity::Error,
+        file: label.to_string(),
+        position,
+        field,
+        message,
+    }
+}
+
+/// serde_yaml prefixes messages with the key path (`databases.a: ...`).
+fn split_field(text: &str) -> (String, String) {
+    if let Some((head, rest)) = text.split_once(": ") {
+        let is_path = !head.is_empty()
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'));
+        if is_path {
+            return (head.to_string(), rest.to_string());
+        }
+    }
+    (String::new(), text.to_string())
+}
+
+fn field_path(text: &str) -> FieldPath {
+    let mut path = FieldPath::default();
+    for part in text.split('.') {
+        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        path = path.key(key);
+        for index in indices.split('[').filter_map(|i| i.trim_end_matches(']').parse().ok()) {
+            path = path.index(index);
+        }
+    }
+    path
+}
+
+/// Parses serde's "unknown field `x`, expected one of `a`, `b`".
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((unknown.to_string(), expected))
+}
+
+fn unknown_field_message(unknown: &str, expected: &[String]) -> String {
+    if unknown == "password" {
+        return "unknown field `password`: never write a password into jobs.yaml; use `password_env` or `password_file`".into();
+    }
+    let list = expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ");
+    match did_you_mean(unknown, expected.iter().map(String::as_str)) {
+        Some(close) => format!("unknown field `{unknown}` (did you mean `{close}`?); expected one of {list}"),
+        None if expected.is_empty() => format!("unknown field `{unknown}`"),
+        None => format!("unknown field `{unknown}`; expected one of {list}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

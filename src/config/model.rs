@@ -1,0 +1,478 @@
+//! The validated configuration: what the rest of litewarden reads.
+//!
+//! Owns the runtime types built from `jobs.yaml` by `validate.rs`. Every
+//! value here is checked, every default is applied and merged, and every path
+//! is absolute (resolved against the config file's directory). Nothing here
+//! does I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::values::{ByteSize, CronPattern, EmailAddress, scalar_enum};
+
+/// Default backup interval when neither `every` nor `schedule` is given.
+pub const DEFAULT_BACKUP_EVERY: Duration = Duration::from_secs(3600);
+/// Default time a backup may run before it counts as stuck.
+pub const DEFAULT_BACKUP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default interval between health checks.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(300);
+/// Default largest healthy `-wal` file, in bytes (256 MiB).
+pub const DEFAULT_MAX_WAL_SIZE: ByteSize = ByteSize(256 << 20);
+/// Default smallest healthy free disk space, in bytes (1 GiB).
+pub const DEFAULT_MIN_FREE_DISK: ByteSize = ByteSize(1 << 30);
+/// Default maintenance schedule.
+pub const DEFAULT_OPTIMIZE_SCHEDULE: &str = "@hourly";
+/// Default busy timeout of litewarden's own connections.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default state directory, relative to the config file.
+pub const DEFAULT_STATE_DIR: &str = ".litewarden";
+/// Default backup directory, relative to the config file.
+pub const DEFAULT_BACKUP_DIR: &str = "backups";
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file this was loaded from.
+    pub file: PathBuf,
+    /// Global settings.
+    pub settings: Settings,
+    /// The managed databases, by name.
+    pub databases: BTreeMap<DbName, Database>,
+    /// Mail server for alerts, if configured.
+    pub smtp: Option<Smtp>,
+    /// Alert rules, in file order.
+    pub alerts: Vec<AlertRule>,
+}
+
+/// Global settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Absolute path of the state directory.
+    pub state_dir: PathBuf,
+    /// Absolute path of the backup directory.
+    pub backup_dir: PathBuf,
+    /// Time zone that cron schedules run in.
+    pub timezone: chrono_tz::Tz,
+    /// Address of the HTTP endpoint, if enabled.
+    pub listen: Option<SocketAddr>,
+}
+
+/// A database name: letters, digits, `_` and `-`, used in file names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DbName(String);
+
+impl DbName {
+    /// Longest accepted name, in characters.
+    pub const MAX_LEN: usize = 64;
+
+    /// Checks and wraps a name.
+    pub fn new(name: &str) -> Result<Self, String> {
+        if name.is_empty() || name.len() > Self::MAX_LEN {
+            return Err(format!(
+                "database name must have 1 to {} characters",
+                Self::MAX_LEN
+            ));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "database name `{name}` may only contain letters, digits, `_` and `-` (it is used in backup file names)"
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DbName {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One managed database with all defaults merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Database {
+    /// The database's name.
+    pub name: DbName,
+    /// Absolute path of the database file.
+    pub path: PathBuf,
+    /// Pragmas.
+    pub pragmas: Pragmas,
+    /// Backups.
+    pub backup: Backup,
+    /// Health checks.
+    pub health: Health,
+    /// Maintenance.
+    pub optimize: Optimize,
+    /// Migrations, if configured.
+    pub migrations: Option<Migrations>,
+    /// Restore the latest verified backup when the file is missing at `apply`.
+    pub restore_if_missing: bool,
+}
+
+/// Pragmas, split by where they live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pragmas {
+    /// Stored in the file; `plan` reports drift and `apply` converges them.
+    pub persistent: PersistentPragmas,
+    /// Set on every connection litewarden (or the `live` pool) opens.
+    pub connection: ConnectionPragmas,
+}
+
+/// Pragmas stored in the database file. `None` means "not managed".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PersistentPragmas {
+    /// Journal mode.
+    pub journal_mode: Option<JournalMode>,
+    /// Auto-vacuum mode.
+    pub auto_vacuum: Option<AutoVacuum>,
+    /// Page size in bytes.
+    pub page_size: Option<PageSize>,
+    /// Application id in the header.
+    pub application_id: Option<i32>,
+}
+
+/// Pragmas that hold for one connection only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionPragmas {
+    /// `PRAGMA synchronous`.
+    pub synchronous: Option<Synchronous>,
+    /// `PRAGMA busy_timeout`.
+    pub busy_timeout: Duration,
+    /// `PRAGMA foreign_keys`.
+    pub foreign_keys: Option<bool>,
+    /// `PRAGMA cache_size`, as a byte budget.
+    pub cache_size: Option<ByteSize>,
+    /// `PRAGMA mmap_size`.
+    pub mmap_size: Option<ByteSize>,
+}
+
+impl Default for ConnectionPragmas {
+    fn default() -> Self {
+        Self {
+            synchronous: None,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            foreign_keys: None,
+            cache_size: None,
+            mmap_size: None,
+        }
+    }
+}
+
+/// A valid SQLite page size: a power of two from 512 to 65536 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    /// Checks and wraps a page size in bytes.
+    pub fn new(bytes: u64) -> Result<Self, String> {
+        if (512..=65536).contains(&bytes) && bytes.is_power_of_two() {
+            Ok(Self(bytes as u32))
+        } else {
+            Err(format!(
+                "page_size must be a power of two from 512 to 65536 bytes, found {bytes}"
+            ))
+        }
+    }
+
+    /// The page size in bytes.
+    pub fn bytes(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for PageSize {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// When a job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// At a fixed interval, anchored to the last recorded run.
+    Every(Duration),
+    /// On a cron pattern in `settings.timezone`.
+    Cron(CronPattern),
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Schedule::Every(every) => write!(f, "every {}", humantime::format_duration(*every)),
+            Schedule::Cron(pattern) => write!(f, "cron \"{}\"", pattern.as_str()),
+        }
+    }
+}
+
+/// Backup settings of one database.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    /// Scheduled backups on or off.
+    pub enabled: bool,
+    /// When scheduled backups run.
+    pub schedule: Schedule,
+    /// How the copy is taken.
+    pub method: BackupMethod,
+    /// Compression of the backup file.
+    pub compress: Compression,
+    /// Check run after writing.
+    pub verify: VerifyLevel,
+    /// Which backups to keep.
+    pub retention: Retention,
+    /// Take a verified backup before pending migrations.
+    pub before_migrations: bool,
+    /// Time after which a running backup counts as stuck.
+    pub timeout: Duration,
+}
+
+/// Retention rules (restic `forget` semantics); 0 disables a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Newest N backups.
+    pub keep_last: u32,
+    /// Newest of each of the last N hours.
+    pub keep_hourly: u32,
+    /// Newest of each of the last N days.
+    pub keep_daily: u32,
+    /// Newest of each of the last N ISO weeks.
+    pub keep_weekly: u32,
+    /// Newest of each of the last N months.
+    pub keep_monthly: u32,
+    /// Newest of each of the last N years.
+    pub keep_yearly: u32,
+    /// Everything younger than this, measured from the newest backup.
+    pub keep_within: Option<Duration>,
+}
+
+/// Health check settings of one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Interval between checks.
+    pub every: Duration,
+    /// Largest healthy WAL file.
+    pub max_wal_size: ByteSize,
+    /// Smallest healthy free disk space.
+    pub min_free_disk: ByteSize,
+    /// Oldest healthy newest-verified-backup, if checked.
+    pub max_backup_age: Option<Duration>,
+}
+
+/// Maintenance settings of one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Optimize {
+    /// When maintenance runs.
+    pub schedule: Schedule,
+}
+
+/// Migration settings of one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrations {
+    /// Absolute path of the migrations directory.
+    pub dir: PathBuf,
+    /// Whether `apply` runs pending migrations.
+    pub apply: MigrationApply,
+}
+
+/// Mail server for alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smtp {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// User name, if authenticating.
+    pub username: Option<String>,
+    /// Where the password comes from, if authenticating.
+    pub password: Option<PasswordSource>,
+    /// Sender address.
+    pub from: EmailAddress,
+}
+
+/// Where an SMTP password is read from; the password itself is never stored
+/// in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// The named environment variable.
+    Env(String),
+    /// The file at this absolute path.
+    File(PathBuf),
+}
+
+/// One alert rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    /// Unique name.
+    pub name: String,
+    /// The condition.
+    pub when: AlertCondition,
+    /// Job kinds the rule is limited to; empty means all.
+    pub jobs: Vec<JobKind>,
+    /// Databases the rule is limited to; empty means all.
+    pub databases: Vec<DbName>,
+    /// Recipients.
+    pub to: Vec<EmailAddress>,
+    /// How long the condition must hold before firing.
+    pub for_: Duration,
+    /// Resend interval while firing, if any.
+    pub repeat: Option<Duration>,
+    /// Send a mail on resolve.
+    pub send_resolved: bool,
+}
+
+scalar_enum!(
+    /// `PRAGMA journal_mode`. Only `wal` is stored in the file; the rollback
+    /// modes are what a file is in when it is not in WAL mode.
+    JournalMode {
+        /// Write-ahead log.
+        Wal => "wal",
+        /// Rollback journal, deleted after each transaction.
+        Delete => "delete",
+        /// Rollback journal, truncated after each transaction.
+        Truncate => "truncate",
+        /// Rollback journal, header zeroed after each transaction.
+        Persist => "persist",
+    }
+);
+
+scalar_enum!(
+    /// `PRAGMA auto_vacuum`.
+    AutoVacuum {
+        /// Never shrink the file.
+        None => "none",
+        /// Shrink at every commit.
+        Full => "full",
+        /// Shrink on `PRAGMA incremental_vacuum`.
+        Incremental => "incremental",
+    }
+);
+
+scalar_enum!(
+    /// `PRAGMA synchronous`.
+    Synchronous {
+        /// No syncs.
+        Off => "off",
+        /// Sync at checkpoints (safe with WAL).
+        Normal => "normal",
+        /// Sync at every commit.
+        Full => "full",
+        /// Full, plus the directory.
+        Extra => "extra",
+    }
+);
+
+scalar_enum!(
+    /// How a backup copy is taken.
+    BackupMethod {
+        /// `snapshot` when possible, else `api`.
+        Auto => "auto",
+        /// Kernel file copy plus WAL page patching under a read transaction.
+        Snapshot => "snapshot",
+        /// SQLite online backup API in one step.
+        Api => "api",
+        /// `VACUUM INTO` (compacts).
+        Vacuum => "vacuum",
+    }
+);
+
+scalar_enum!(
+    /// Compression of backup files.
+    Compression {
+        /// Plain `.db` files.
+        None => "none",
+        /// `.db.zst` files.
+        Zstd => "zstd",
+    }
+);
+
+scalar_enum!(
+    /// Check run on a backup after writing it.
+    VerifyLevel {
+        /// No check.
+        None => "none",
+        /// `PRAGMA quick_check`.
+        Quick => "quick",
+        /// `PRAGMA integrity_check`.
+        Full => "full",
+    }
+);
+
+scalar_enum!(
+    /// Whether `apply` runs pending migrations.
+    MigrationApply {
+        /// `apply` and the daemon run them.
+        Auto => "auto",
+        /// Only `migrate up` runs them.
+        Manual => "manual",
+    }
+);
+
+scalar_enum!(
+    /// SMTP transport security.
+    SmtpTls {
+        /// Plain connection (only for a local relay).
+        None => "none",
+        /// Upgrade with STARTTLS.
+        Starttls => "starttls",
+        /// TLS from the start (SMTPS).
+        Tls => "tls",
+    }
+);
+
+scalar_enum!(
+    /// The condition an alert rule watches.
+    AlertCondition {
+        /// A job ended with an error.
+        JobFailed => "job_failed",
+        /// A job ran past its timeout.
+        JobStuck => "job_stuck",
+        /// A health check failed.
+        HealthFailed => "health_failed",
+        /// The newest verified backup is older than `max_backup_age`.
+        BackupStale => "backup_stale",
+        /// A migration failed.
+        MigrationFailed => "migration_failed",
+        /// A restore drill failed.
+        DrillFailed => "drill_failed",
+        /// Free disk space is below `min_free_disk`.
+        DiskLow => "disk_low",
+        /// A reload found an invalid jobs.yaml.
+        ConfigInvalid => "config_invalid",
+    }
+);
+
+scalar_enum!(
+    /// The kinds of job litewarden runs.
+    JobKind {
+        /// Converge files and pragmas.
+        Apply => "apply",
+        /// Take a backup.
+        Backup => "backup",
+        /// Remove backups retention no longer keeps.
+        Prune => "prune",
+        /// Run pending migrations.
+        Migrate => "migrate",
+        /// Run health checks.
+        Health => "health",
+        /// Routine maintenance.
+        Optimize => "optimize",
+        /// Restore drill.
+        Drill => "drill",
+    }
+);

@@ -1,0 +1,244 @@
+//! The serde types of `jobs.yaml`, faithful to the file.
+//!
+//! Owns nothing at run time: these types exist only between parsing and
+//! validation. Every struct denies unknown fields, every optional key is an
+//! `Option` (so "unset" differs from "zero" and per-database values can
+//! override `defaults:`), and every scalar is an [`Expanded`] value so
+//! `${VAR}` works everywhere and errors carry the scalar's position.
+//!
+//! The `///` comments here are the descriptions in `schemas/jobs.schema.json`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::interpolate::Expanded;
+use super::model::{
+    AlertCondition, AutoVacuum, BackupMethod, Compression, JobKind, JournalMode, MigrationApply,
+    SmtpTls, Synchronous, VerifyLevel,
+};
+use super::values::{ByteSize, CronPattern, EmailAddress, HumanDuration};
+
+/// A string field that allows `${VAR}` expansion.
+pub type Text = Expanded<String>;
+
+/// The whole `jobs.yaml` file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "litewarden jobs.yaml")]
+pub struct RawConfig {
+    /// Format version of this file. Must be 1.
+    pub version: Expanded<u32>,
+    /// Where litewarden keeps its own files and how it serves status.
+    #[serde(default)]
+    pub settings: RawSettings,
+    /// Settings merged into every database, key by key; a database overrides any of them.
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    /// The managed databases, by name. The name is used in backup file names and alerts.
+    pub databases: BTreeMap<String, RawDatabase>,
+    /// Mail server for alerts. Without it alerts go to the log and /status.
+    pub smtp: Option<RawSmtp>,
+    /// Alert rules.
+    #[serde(default)]
+    pub alerts: Vec<RawAlert>,
+}
+
+/// Global settings.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Directory for litewarden's state database and locks, relative to this file. Default `.litewarden`.
+    pub state_dir: Option<Text>,
+    /// Directory that holds backups (`<backup_dir>/<db>/...`), relative to this file. Default `backups`.
+    pub backup_dir: Option<Text>,
+    /// IANA time zone that cron schedules run in. Default `UTC`.
+    pub timezone: Option<Expanded<chrono_tz::Tz>>,
+    /// Address for /metrics, /healthz and /status, e.g. `127.0.0.1:9187`. Omit to disable.
+    pub listen: Option<Expanded<SocketAddr>>,
+}
+
+/// Settings shared by all databases.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// SQLite pragmas.
+    pub pragmas: Option<RawPragmas>,
+    /// Backup schedule, format and retention.
+    pub backup: Option<RawBackup>,
+    /// Health checks.
+    pub health: Option<RawHealth>,
+    /// Routine maintenance (`PRAGMA optimize`, checkpoints).
+    pub optimize: Option<RawOptimize>,
+}
+
+/// One managed database.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// Path of the database file, relative to this file.
+    pub path: Text,
+    /// SQLite pragmas; override `defaults.pragmas` key by key.
+    pub pragmas: Option<RawPragmas>,
+    /// Backup settings; override `defaults.backup` key by key.
+    pub backup: Option<RawBackup>,
+    /// Health checks; override `defaults.health` key by key.
+    pub health: Option<RawHealth>,
+    /// Maintenance; overrides `defaults.optimize` key by key.
+    pub optimize: Option<RawOptimize>,
+    /// Migration files for this database.
+    pub migrations: Option<RawMigrations>,
+    /// When the file does not exist at `apply`, restore the latest verified backup first. Default false.
+    pub restore_if_missing: Option<Expanded<bool>>,
+}
+
+/// SQLite pragmas. `journal_mode`, `auto_vacuum`, `page_size` and
+/// `application_id` live in the file and are converged by `apply`; the others
+/// apply to litewarden's own connections and to the `live` pool.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPragmas {
+    /// Journal mode stored in the file: `wal` (recommended), `delete`, `truncate` or `persist`.
+    pub journal_mode: Option<Expanded<JournalMode>>,
+    /// `none`, `full` or `incremental`. Changing it on a non-empty file needs a VACUUM (`apply --allow-vacuum`).
+    pub auto_vacuum: Option<Expanded<AutoVacuum>>,
+    /// Page size in bytes, a power of two from 512 to 65536. Changing it on a non-empty file needs a VACUUM.
+    pub page_size: Option<Expanded<ByteSize>>,
+    /// 32-bit integer stored in the file header to identify the application.
+    pub application_id: Option<Expanded<i32>>,
+    /// Per connection: `off`, `normal`, `full` or `extra`.
+    pub synchronous: Option<Expanded<Synchronous>>,
+    /// Per connection: how long to wait for a lock, e.g. `5s`.
+    pub busy_timeout: Option<Expanded<HumanDuration>>,
+    /// Per connection: enforce foreign keys.
+    pub foreign_keys: Option<Expanded<bool>>,
+    /// Per connection: page cache size, e.g. `64MiB`.
+    pub cache_size: Option<Expanded<ByteSize>>,
+    /// Per connection: memory-mapped I/O size, e.g. `256MiB`; 0 disables it.
+    pub mmap_size: Option<Expanded<ByteSize>>,
+}
+
+/// Backup settings.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// Take scheduled backups. Default true.
+    pub enabled: Option<Expanded<bool>>,
+    /// Interval between backups, e.g. `1h` or `3600s`. Exclusive with `schedule`.
+    pub every: Option<Expanded<HumanDuration>>,
+    /// Cron pattern for backups, e.g. `0 * * * *`. Exclusive with `every`.
+    pub schedule: Option<Expanded<CronPattern>>,
+    /// `auto` (default), `snapshot`, `api` or `vacuum`.
+    pub method: Option<Expanded<BackupMethod>>,
+    /// `zstd` (default) or `none`.
+    pub compress: Option<Expanded<Compression>>,
+    /// Check after writing: `quick` (default), `full` or `none`.
+    pub verify: Option<Expanded<VerifyLevel>>,
+    /// Which backups to keep; rules are ORed, as in restic `forget`.
+    pub retention: Option<RawRetention>,
+    /// Take a verified backup before running pending migrations. Default true.
+    pub before_migrations: Option<Expanded<bool>>,
+    /// A backup running longer than this raises `job_stuck`. Default `1h`.
+    pub timeout: Option<Expanded<HumanDuration>>,
+}
+
+/// Retention rules, ORed; the newest verified backup is always kept.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Keep the newest N backups.
+    pub keep_last: Option<Expanded<u32>>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    pub keep_hourly: Option<Expanded<u32>>,
+    /// Keep the newest backup of each of the last N days that have one.
+    pub keep_daily: Option<Expanded<u32>>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    pub keep_weekly: Option<Expanded<u32>>,
+    /// Keep the newest backup of each of the last N months that have one.
+    pub keep_monthly: Option<Expanded<u32>>,
+    /// Keep the newest backup of each of the last N years that have one.
+    pub keep_yearly: Option<Expanded<u32>>,
+    /// Keep every backup younger than this, measured from the newest backup, e.g. `7d`.
+    pub keep_within: Option<Expanded<HumanDuration>>,
+}
+
+/// Health checks.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    /// How often to run the checks. Default `5m`.
+    pub every: Option<Expanded<HumanDuration>>,
+    /// Unhealthy when the `-wal` file is larger. Default `256MiB`.
+    pub max_wal_size: Option<Expanded<ByteSize>>,
+    /// Unhealthy when the database's or backup directory's disk has less free space. Default `1GiB`.
+    pub min_free_disk: Option<Expanded<ByteSize>>,
+    /// Unhealthy when the newest verified backup is older, e.g. `2h`. Unset: not checked.
+    pub max_backup_age: Option<Expanded<HumanDuration>>,
+}
+
+/// Maintenance schedule.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptimize {
+    /// Interval between runs. Exclusive with `schedule`.
+    pub every: Option<Expanded<HumanDuration>>,
+    /// Cron pattern, e.g. `@hourly` (the default). Exclusive with `every`.
+    pub schedule: Option<Expanded<CronPattern>>,
+}
+
+/// Migration files.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigrations {
+    /// Directory of `<version>_<name>.sql` files, relative to this file.
+    pub dir: Text,
+    /// `auto` (default): `apply` and the daemon run pending migrations; `manual`: only `migrate up` does.
+    pub apply: Option<Expanded<MigrationApply>>,
+}
+
+/// Mail server for alerts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    /// Host name of the SMTP server.
+    pub host: Text,
+    /// Port. Default 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    pub port: Option<Expanded<u16>>,
+    /// `starttls` (default), `tls` or `none`.
+    pub tls: Option<Expanded<SmtpTls>>,
+    /// User name for SMTP authentication.
+    pub username: Option<Text>,
+    /// Name of the environment variable holding the password.
+    pub password_env: Option<Text>,
+    /// Path of a file holding the password, relative to this file.
+    pub password_file: Option<Text>,
+    /// Sender address.
+    pub from: Expanded<EmailAddress>,
+}
+
+/// One alert rule.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    /// Unique name of the rule, used in mails and /status.
+    pub name: Text,
+    /// The condition that raises the alert.
+    pub when: Expanded<AlertCondition>,
+    /// Only these job kinds (for `job_failed` and `job_stuck`). Default: all.
+    #[serde(default)]
+    pub jobs: Vec<Expanded<JobKind>>,
+    /// Only these databases. Default: all.
+    #[serde(default)]
+    pub databases: Vec<Text>,
+    /// Recipients.
+    pub to: Vec<Expanded<EmailAddress>>,
+    /// The condition must hold this long before the alert fires, e.g. `10m`. Default 0.
+    #[serde(rename = "for")]
+    pub for_: Option<Expanded<HumanDuration>>,
+    /// Resend while firing at this interval, e.g. `4h`. Default: never.
+    pub repeat: Option<Expanded<HumanDuration>>,
+    /// Send a mail when the alert resolves. Default false.
+    pub send_resolved: Option<Expanded<bool>>,
+}

@@ -1,0 +1,88 @@
+//! Reading what is on disk into [`Observed`] for [`crate::plan::diff`].
+//!
+//! Owns no state and changes nothing: files are opened read-only, a missing
+//! file stays missing, and a file that is not SQLite is an error naming it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{DbError, sqlite_error};
+use crate::config::{AutoVacuum, Config, PageSize};
+use crate::plan::{FileFacts, Observed, ObservedFile};
+use crate::state::StateDb;
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Observes every database of `config` and the managed list in the state
+/// database (if one exists).
+pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
+    let mut files = BTreeMap::new();
+    for database in config.databases.values() {
+        files.insert(database.path.clone(), observe_file(&database.path)?);
+    }
+    let managed = match StateDb::open_read_only(&config.settings.state_dir)? {
+        Some(state) => state.managed_databases()?,
+        None => Vec::new(),
+    };
+    Ok(Observed { files, managed })
+}
+
+/// What is at `path`: nothing, or a SQLite file and its stored pragmas.
+pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
+    let io = |action| {
+        move |source| DbError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ObservedFile::Missing),
+        Err(e) => return Err(io("cannot open")(e)),
+    };
+    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
+    file.by_ref()
+        .take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut header)
+        .map_err(io("cannot read"))?;
+    if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
+        return Err(DbError::NotADatabase { path: path.to_path_buf() });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path, "cannot open read-only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+    read_facts(&conn, path).map(ObservedFile::Present)
+}
+
+/// Reads the stored pragmas through an open connection.
+pub fn read_facts(conn: &Connection, path: &Path) -> Result<FileFacts, DbError> {
+    let journal_mode: String = pragma(conn, path, "journal_mode")?;
+    let auto_vacuum = match pragma::<i64>(conn, path, "auto_vacuum")? {
+        1 => AutoVacuum::Full,
+        2 => AutoVacuum::Incremental,
+        _ => AutoVacuum::None,
+    };
+    let page_size = PageSize::new(pragma::<i64>(conn, path, "page_size")?.max(0) as u64)
+        .map_err(|_| DbError::NotADatabase { path: path.to_path_buf() })?;
+    Ok(FileFacts {
+        wal: journal_mode.eq_ignore_ascii_case("wal"),
+        auto_vacuum,
+        page_size,
+        application_id: pragma(conn, path, "application_id")?,
+        page_count: pragma::<i64>(conn, path, "page_count")?.max(0) as u64,
+    })
+}
+
+/// Reads one pragma, mapping "file is not a database" to its own error.
+pub(crate) fn pragma<T: rusqlite::types::FromSql>(conn: &Connection, path: &Path, name: &str) -> Result<T, DbError> {
+    conn.pragma_query_value(None, name, |row| row.get(0))
+        .map_err(|source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => DbError::NotADatabase { path: path.to_path_buf() },
+            _ => sqlite_error(path, format!("cannot read {name}"))(source),
+        })
+}

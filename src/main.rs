@@ -1,0 +1,42 @@
+//! The `litewarden` binary: parse the command line, run it, map the result
+//! to an exit code (0 ok, 1 error, 2 changes pending for `plan`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use litewarden::Error;
+use litewarden::cli::{self, Cli, ExitStatus, LogFormat};
+use litewarden::clock::SystemClock;
+use litewarden::config::Environment;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let mut stdout = std::io::stdout().lock();
+    match cli::run(&cli, &Environment::from_process(), &SystemClock, &mut stdout) {
+        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
+        Ok(ExitStatus::ChangesPending) => ExitCode::from(2),
+        Ok(ExitStatus::Failure) => ExitCode::FAILURE,
+        Err(Error::Config(errors)) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!("{}: {} error{}", cli.config.display(), errors.len(), if errors.len() == 1 { "" } else { "s" });
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {}", anyhow::Error::from(error).chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("litewarden=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,422 @@
+//! The difference between what `jobs.yaml` asks for and what is on disk.
+//!
+//! Owns the [`Plan`] value and the pure function [`diff`] that computes it
+//! from an [`Observed`] and a [`Desired`] state. No I/O, no clock, no
+//! SQLite: `plan` prints the value, `apply` (and later every reload of the
+//! daemon) executes it, and tests build both inputs by hand.
+//!
+//! Only pragmas stored in the file are compared. Per-connection pragmas
+//! (`synchronous`, `busy_timeout`, ...) cannot be imposed on other processes,
+//! so they are never drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::{AutoVacuum, Config, DbName, JournalMode, PageSize, PersistentPragmas};
+use crate::paths;
+use crate::state::ManagedDatabase;
+
+/// One database as `jobs.yaml` wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredDatabase {
+    /// Its name.
+    pub name: DbName,
+    /// Absolute path of its file.
+    pub path: PathBuf,
+    /// The pragmas stored in the file.
+    pub pragmas: PersistentPragmas,
+}
+
+/// Everything `jobs.yaml` wants that `plan` compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// The databases, by name.
+    pub databases: Vec<DesiredDatabase>,
+}
+
+impl Desired {
+    /// The desired state of a configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            databases: config
+                .databases
+                .values()
+                .map(|db| DesiredDatabase {
+                    name: db.name.clone(),
+                    path: db.path.clone(),
+                    pragmas: db.pragmas.persistent,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The stored pragmas of an existing database file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FileFacts {
+    /// Whether the file is in WAL mode (the only journal mode stored in it).
+    pub wal: bool,
+    /// Auto-vacuum mode.
+    pub auto_vacuum: AutoVacuum,
+    /// Page size.
+    pub page_size: PageSize,
+    /// Application id.
+    pub application_id: i32,
+    /// Number of pages; 0 for an empty file.
+    pub page_count: u64,
+}
+
+/// What is at a database path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObservedFile {
+    /// No file.
+    Missing,
+    /// A SQLite database.
+    Present(FileFacts),
+}
+
+/// Everything `plan` compares against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// What is at each desired database path.
+    pub files: BTreeMap<PathBuf, ObservedFile>,
+    /// Databases a previous `apply` took under management.
+    pub managed: Vec<ManagedDatabase>,
+}
+
+/// A persistent pragma and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "pragma", content = "value", rename_all = "snake_case")]
+pub enum PragmaValue {
+    /// `journal_mode`.
+    JournalMode(JournalMode),
+    /// `auto_vacuum`.
+    AutoVacuum(AutoVacuum),
+    /// `page_size`.
+    PageSize(PageSize),
+    /// `application_id`.
+    ApplicationId(i32),
+}
+
+impl PragmaValue {
+    /// The pragma's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PragmaValue::JournalMode(_) => "journal_mode",
+            PragmaValue::AutoVacuum(_) => "auto_vacuum",
+            PragmaValue::PageSize(_) => "page_size",
+            PragmaValue::ApplicationId(_) => "application_id",
+        }
+    }
+
+    /// The value as `jobs.yaml` spells it.
+    pub fn value(&self) -> String {
+        match self {
+            PragmaValue::JournalMode(mode) => mode.to_string(),
+            PragmaValue::AutoVacuum(mode) => mode.to_string(),
+            PragmaValue::PageSize(size) => size.to_string(),
+            PragmaValue::ApplicationId(id) => id.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for PragmaValue {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}={}", self.name(), self.value())
+    }
+}
+
+/// One step toward the desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
+    /// Create a missing database file with these pragmas.
+    CreateDatabase {
+        /// The database.
+        database: DbName,
+        /// Its file.
+        path: PathBuf,
+        /// Pragmas set at creation, before the first write.
+        pragmas: Vec<PragmaValue>,
+    },
+    /// Change one stored pragma of an existing file.
+    SetPragma {
+        /// The database.
+        database: DbName,
+        /// Its file.
+        path: PathBuf,
+        /// The value now.
+        from: PragmaValue,
+        /// The value wanted.
+        to: PragmaValue,
+        /// Whether the change rewrites the file with VACUUM.
+        needs_vacuum: bool,
+    },
+    /// Stop managing a database no longer in `jobs.yaml`; its file is kept.
+    Unmanage {
+        /// The name it had.
+        database: String,
+        /// Its file, which is not touched.
+        path: PathBuf,
+    },
+}
+
+impl Change {
+    /// The symbol that starts the change's line: `+`, `~` or `-`.
+    pub fn symbol(&self) -> char {
+        match self {
+            Change::CreateDatabase { .. } => '+',
+            Change::SetPragma { .. } => '~',
+            Change::Unmanage { .. } => '-',
+        }
+    }
+
+    /// The database the change is about.
+    pub fn database(&self) -> &str {
+        match self {
+            Change::CreateDatabase { database, .. } | Change::SetPragma { database, .. } => database.as_str(),
+            Change::Unmanage { database, .. } => database,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} {}: ", self.symbol(), self.database())?;
+        match self {
+            Change::CreateDatabase { path, pragmas, .. } => {
+                write!(f, "create {}", paths::display(path))?;
+                if !pragmas.is_empty() {
+                    let list: Vec<_> = pragmas.iter().map(ToString::to_string).collect();
+                    write!(f, " ({})", list.join(", "))?;
+                }
+                Ok(())
+            }
+            Change::SetPragma { from, to, needs_vacuum, .. } => {
+                write!(f, "{} {} -> {}", to.name(), from.value(), to.value())?;
+                if *needs_vacuum {
+                    f.write_str(" (rewrites the file with VACUUM)")?;
+                }
+                Ok(())
+            }
+            Change::Unmanage { path, .. } => {
+                write!(f, "stop managing {} (file kept)", paths::display(path))
+            }
+        }
+    }
+}
+
+/// The ordered changes that take the observed state to the desired one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The changes, grouped by database, in execution order.
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Counts of (create, change, unmanage).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        self.changes.iter().fold((0, 0, 0), |(c, s, u), change| match change {
+            Change::CreateDatabase { .. } => (c + 1, s, u),
+            Change::SetPragma { .. } => (c, s + 1, u),
+            Change::Unmanage { .. } => (c, s, u + 1),
+        })
+    }
+}
+
+/// Computes the plan. Within a database the order is the one `apply` must
+/// follow: rewrites (`auto_vacuum`, `page_size`) before `application_id`,
+/// and `journal_mode` last, since a page size cannot change in WAL mode.
+pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
+    let mut changes = Vec::new();
+    for database in &desired.databases {
+        match observed.files.get(&database.path).copied().unwrap_or(ObservedFile::Missing) {
+            ObservedFile::Missing => changes.push(Change::CreateDatabase {
+                database: database.name.clone(),
+                path: database.path.clone(),
+                pragmas: creation_pragmas(&database.pragmas),
+            }),
+            ObservedFile::Present(facts) => {
+                changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(|(from, to, needs_vacuum)| {
+                    Change::SetPragma {
+                        database: database.name.clone(),
+                        path: database.path.clone(),
+                        from,
+                        to,
+                        needs_vacuum,
+                    }
+                }))
+            }
+        }
+    }
+    let wanted: BTreeSet<&str> = desired.databases.iter().map(|d| d.name.as_str()).collect();
+    changes.extend(
+        observed
+            .managed
+            .iter()
+            .filter(|managed| !wanted.contains(managed.name.as_str()))
+            .map(|managed| Change::Unmanage {
+                database: managed.name.clone(),
+                path: managed.path.clone(),
+            }),
+    );
+    Plan { changes }
+}
+
+fn creation_pragmas(pragmas: &PersistentPragmas) -> Vec<PragmaValue> {
+    [
+        pragmas.page_size.map(PragmaValue::PageSize),
+        pragmas.auto_vacuum.map(PragmaValue::AutoVacuum),
+        pragmas.application_id.map(PragmaValue::ApplicationId),
+        pragmas.journal_mode.map(PragmaValue::JournalMode),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// (from, to, needs_vacuum) for each stored pragma that differs.
+fn pragma_drift(want: &PersistentPragmas, have: &FileFacts) -> Vec<(PragmaValue, PragmaValue, bool)> {
+    let empty = have.page_count == 0;
+    let mut out = Vec::new();
+    if let Some(mode) = want.auto_vacuum
+        && mode != have.auto_vacuum
+    {
+        let toggles_on_or_off = mode == AutoVacuum::None || have.auto_vacuum == AutoVacuum::None;
+        out.push((PragmaValue::AutoVacuum(have.auto_vacuum), PragmaValue::AutoVacuum(mode), toggles_on_or_off && !empty));
+    }
+    if let Some(size) = want.page_size
+        && size != have.page_size
+    {
+        out.push((PragmaValue::PageSize(have.page_size), PragmaValue::PageSize(size), !empty));
+    }
+    if let Some(id) = want.application_id
+        && id != have.application_id
+    {
+        out.push((PragmaValue::ApplicationId(have.application_id), PragmaValue::ApplicationId(id), false));
+    }
+    if let Some(mode) = want.journal_mode
+        && (mode == JournalMode::Wal) != have.wal
+    {
+        let from = if have.wal { JournalMode::Wal } else { JournalMode::Delete };
+        out.push((PragmaValue::JournalMode(from), PragmaValue::JournalMode(mode), false));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(name: &str, pragmas: PersistentPragmas) -> DesiredDatabase {
+        DesiredDatabase {
+            name: DbName::new(name).unwrap(),
+            path: PathBuf::from(format!("/data/{name}.db")),
+            pragmas,
+        }
+    }
+
+    fn wal() -> PersistentPragmas {
+        PersistentPragmas { journal_mode: Some(JournalMode::Wal), ..Default::default() }
+    }
+
+    fn facts(wal: bool, page_count: u64) -> FileFacts {
+        FileFacts {
+            wal,
+            auto_vacuum: AutoVacuum::None,
+            page_size: PageSize::new(4096).unwrap(),
+            application_id: 0,
+            page_count,
+        }
+    }
+
+    fn observed(files: &[(&str, ObservedFile)]) -> Observed {
+        Observed {
+            files: files.iter().map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f)).collect(),
+            managed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn startup_from_nothing_creates_every_database() {
+        let desired = Desired { databases: vec![db("a", wal()), db("b", PersistentPragmas::default())] };
+        let plan = diff(&Observed::default(), &desired);
+        assert_eq!(plan.counts(), (2, 0, 0));
+        assert_eq!(
+            plan.changes[0],
+            Change::CreateDatabase {
+                database: DbName::new("a").unwrap(),
+                path: "/data/a.db".into(),
+                pragmas: vec![PragmaValue::JournalMode(JournalMode::Wal)],
+            }
+        );
+    }
+
+    #[test]
+    fn converged_state_has_an_empty_plan() {
+        let desired = Desired { databases: vec![db("a", wal())] };
+        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(true, 10)))]), &desired);
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn journal_mode_drift_is_reported_from_delete_to_wal() {
+        let desired = Desired { databases: vec![db("a", wal())] };
+        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired);
+        assert_eq!(plan.changes.len(), 1);
+        assert!(plan.changes[0].to_string().ends_with("journal_mode delete -> wal"), "{}", plan.changes[0]);
+    }
+
+    #[test]
+    fn rollback_modes_do_not_drift_against_each_other() {
+        let truncate = PersistentPragmas { journal_mode: Some(JournalMode::Truncate), ..Default::default() };
+        let desired = Desired { databases: vec![db("a", truncate)] };
+        assert!(diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired).is_empty());
+    }
+
+    #[test]
+    fn page_size_change_needs_vacuum_only_on_a_non_empty_file_and_precedes_journal_mode() {
+        let want = PersistentPragmas { page_size: Some(PageSize::new(8192).unwrap()), ..wal() };
+        let desired = Desired { databases: vec![db("a", want)] };
+        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired);
+        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: true, to: PragmaValue::PageSize(_), .. }));
+        assert!(matches!(plan.changes[1], Change::SetPragma { to: PragmaValue::JournalMode(_), .. }));
+        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 0)))]), &desired);
+        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: false, .. }));
+    }
+
+    #[test]
+    fn switching_between_full_and_incremental_needs_no_vacuum() {
+        let want = PersistentPragmas { auto_vacuum: Some(AutoVacuum::Incremental), ..Default::default() };
+        let desired = Desired { databases: vec![db("a", want)] };
+        let full = FileFacts { auto_vacuum: AutoVacuum::Full, ..facts(true, 10) };
+        let plan = diff(&observed(&[("a", ObservedFile::Present(full))]), &desired);
+        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: false, .. }));
+        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(true, 10)))]), &desired);
+        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: true, .. }));
+    }
+
+    #[test]
+    fn databases_removed_from_the_file_are_unmanaged_not_deleted() {
+        let mut observed = observed(&[]);
+        observed.managed = vec![ManagedDatabase { name: "old".into(), path: "/data/old.db".into() }];
+        let plan = diff(&observed, &Desired::default());
+        assert_eq!(plan.counts(), (0, 0, 1));
+        assert_eq!(plan.changes[0].to_string(), "- old: stop managing /data/old.db (file kept)");
+    }
+
+    #[test]
+    fn unmanaged_pragmas_never_drift() {
+        let desired = Desired { databases: vec![db("a", PersistentPragmas::default())] };
+        let odd = FileFacts { application_id: 7, auto_vacuum: AutoVacuum::Full, ..facts(true, 10) };
+        assert!(diff(&observed(&[("a", ObservedFile::Present(odd))]), &desired).is_empty());
+    }
+}

@@ -1,0 +1,392 @@
+//! The state database, `<settings.state_dir>/state.db`.
+//!
+//! Owns every write to state.db: which databases litewarden manages, and the
+//! record of every job run. Later capabilities add their tables here (backup
+//! catalog, alert state) through [`SCHEMA`], never by writing the file from
+//! elsewhere. The schema version lives in `PRAGMA user_version`; each entry
+//! of [`SCHEMA`] upgrades by one version inside a transaction.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::config::JobKind;
+
+/// File name of the state database inside `settings.state_dir`.
+pub const STATE_FILE: &str = "state.db";
+
+/// Schema upgrades, one per version; never edit a released entry.
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE managed_databases (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        first_applied_at TEXT NOT NULL,
+        last_applied_at TEXT NOT NULL
+    );
+    CREATE TABLE job_runs (
+        id INTEGER PRIMARY KEY,
+        job TEXT NOT NULL,
+        database TEXT,
+        trigger TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        detail TEXT
+    );
+    CREATE INDEX job_runs_by_job ON job_runs (job, database, started_at);",
+];
+
+/// Why the state database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state directory or file could not be created.
+    #[error("{}: cannot create the state directory: {source}", crate::paths::display(.path))]
+    CreateDir {
+        /// The state directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed on the state database.
+    #[error("{}: {action}: {source}", crate::paths::display(.path))]
+    Sqlite {
+        /// The state database.
+        path: PathBuf,
+        /// What litewarden was doing.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state database was written by a newer litewarden.
+    #[error("{}: schema version {found} is newer than this litewarden understands ({known}); upgrade litewarden", crate::paths::display(.path))]
+    TooNew {
+        /// The state database.
+        path: PathBuf,
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+}
+
+/// A database a previous `apply` took under management.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagedDatabase {
+    /// Name in `jobs.yaml` at the time.
+    pub name: String,
+    /// Absolute path of the file.
+    pub path: PathBuf,
+}
+
+/// What started a job run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A command typed by the operator.
+    Manual,
+    /// The scheduler.
+    Schedule,
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It did what it had to.
+    Success,
+    /// It failed; see the error.
+    Failed,
+}
+
+/// One finished job run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRun {
+    /// The kind of job.
+    pub job: JobKind,
+    /// The database it ran on, if one.
+    pub database: Option<String>,
+    /// What started it.
+    pub trigger: Trigger,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// A short summary of what it did.
+    pub detail: Option<String>,
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct StateDb {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl StateDb {
+    /// Opens (creating when needed, mode 0700/0600) the state database in
+    /// `state_dir` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Self, StateError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| StateError::CreateDir {
+                path: state_dir.to_path_buf(),
+                source,
+            })?;
+        let path = state_dir.join(STATE_FILE);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StateError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+        let conn = Connection::open(&path).map_err(sqlite(&path, "cannot open"))?;
+        let mut state = Self { path, conn };
+        state.configure()?;
+        state.upgrade()?;
+        Ok(state)
+    }
+
+    /// Opens an existing state database read-only; `None` when there is
+    /// none yet (nothing was ever applied). Never creates anything.
+    pub fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StateError> {
+        let path = state_dir.join(STATE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(sqlite(&path, "cannot open"))?;
+        let state = Self { path, conn };
+        state
+            .conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite(&state.path, "cannot configure"))?;
+        let version = state.version()?;
+        if version > SCHEMA.len() as i64 {
+            return Err(StateError::TooNew {
+                path: state.path,
+                found: version,
+                known: SCHEMA.len() as i64,
+            });
+        }
+        Ok((version > 0).then_some(state))
+    }
+
+    fn configure(&self) -> Result<(), StateError> {
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite(&self.path, "cannot configure"))?;
+        self.conn
+            .pragma_update(None, "journal_mode", "wal")
+            .map_err(sqlite(&self.path, "cannot configure"))?;
+        self.conn
+            .pragma_update(None, "synchronous", "normal")
+            .map_err(sqlite(&self.path, "cannot configure"))
+    }
+
+    fn version(&self) -> Result<i64, StateError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite(&self.path, "cannot read the schema version"))
+    }
+
+    fn upgrade(&mut self) -> Result<(), StateError> {
+        let known = SCHEMA.len() as i64;
+        let found = self.version()?;
+        if found > known {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found,
+                known,
+            });
+        }
+        for (index, sql) in SCHEMA.iter().enumerate().skip(found as usize) {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sqlite(&self.path, "cannot upgrade the schema"))?;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", index as i64 + 1))
+                .and_then(|()| tx.commit())
+                .map_err(sqlite(&self.path, "cannot upgrade the schema"))?;
+        }
+        Ok(())
+    }
+
+    /// The databases recorded as managed, by name.
+    pub fn managed_databases(&self) -> Result<Vec<ManagedDatabase>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, path FROM managed_databases ORDER BY name")
+            .map_err(sqlite(&self.path, "cannot read managed databases"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(ManagedDatabase {
+                    name: row.get(0)?,
+                    path: PathBuf::from(row.get::<_, String>(1)?),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sqlite(&self.path, "cannot read managed databases"))?;
+        Ok(rows)
+    }
+
+    /// Records `database` as managed (or refreshes its path and time).
+    pub fn record_managed(&self, database: &ManagedDatabase, now: DateTime<Utc>) -> Result<(), StateError> {
+        let now = now.to_rfc3339();
+        self.conn
+            .execute(
+                "INSERT INTO managed_databases (name, path, first_applied_at, last_applied_at)
+                 VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (name) DO UPDATE SET path = excluded.path, last_applied_at = excluded.last_applied_at",
+                params![database.name, database.path.to_string_lossy(), now],
+            )
+            .map_err(sqlite(&self.path, "cannot record a managed database"))?;
+        Ok(())
+    }
+
+    /// Stops managing the database called `name`. Its file is not touched.
+    pub fn forget_managed(&self, name: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM managed_databases WHERE name = ?1", params![name])
+            .map_err(sqlite(&self.path, "cannot forget a managed database"))?;
+        Ok(())
+    }
+
+    /// Records a finished job run; returns its id.
+    pub fn record_run(&self, run: &JobRun) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run.job.as_str(),
+                    run.database,
+                    enum_text(&run.trigger),
+                    run.started_at.to_rfc3339(),
+                    run.finished_at.to_rfc3339(),
+                    enum_text(&run.outcome),
+                    run.error,
+                    run.detail,
+                ],
+            )
+            .map_err(sqlite(&self.path, "cannot record a job run"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The most recent run of `job`, if any.
+    pub fn last_run(&self, job: JobKind) -> Result<Option<(DateTime<Utc>, String, Option<String>)>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT started_at, outcome, detail FROM job_runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+                params![job.as_str()],
+                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read job runs"))?
+            .map(|(started, outcome, detail)| {
+                DateTime::parse_from_rfc3339(&started)
+                    .map(|t| (t.with_timezone(&Utc), outcome, detail))
+                    .map_err(|_| StateError::Sqlite {
+                        path: self.path.clone(),
+                        action: "cannot read job runs",
+                        source: rusqlite::Error::InvalidColumnType(0, "started_at".into(), rusqlite::types::Type::Text),
+                    })
+            })
+            .transpose()
+    }
+}
+
+fn enum_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> StateError + 'a {
+    move |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, FakeClock};
+
+    fn clock() -> FakeClock {
+        FakeClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap())
+    }
+
+    #[test]
+    fn open_creates_private_directory_and_file_and_reopens_idempotently() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        drop(StateDb::open(&state_dir).unwrap());
+        let state = StateDb::open(&state_dir).unwrap();
+        assert_eq!(state.version().unwrap(), SCHEMA.len() as i64);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state_dir), 0o700);
+        assert_eq!(mode(&state_dir.join(STATE_FILE)), 0o600);
+    }
+
+    #[test]
+    fn read_only_open_of_a_missing_state_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        assert!(StateDb::open_read_only(&state_dir).unwrap().is_none());
+        assert!(!state_dir.exists());
+    }
+
+    #[test]
+    fn managed_databases_are_upserted_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        let clock = clock();
+        let db = ManagedDatabase { name: "a".into(), path: "/x/a.db".into() };
+        state.record_managed(&db, clock.now()).unwrap();
+        state.record_managed(&ManagedDatabase { path: "/y/a.db".into(), ..db.clone() }, clock.now()).unwrap();
+        assert_eq!(state.managed_databases().unwrap(), vec![ManagedDatabase { name: "a".into(), path: "/y/a.db".into() }]);
+        state.forget_managed("a").unwrap();
+        assert!(state.managed_databases().unwrap().is_empty());
+    }
+
+    #[test]
+    fn job_runs_are_recorded_and_the_last_one_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        let clock = clock();
+        let run = JobRun {
+            job: JobKind::Apply,
+            database: None,
+            trigger: Trigger::Manual,
+            started_at: clock.now(),
+            finished_at: clock.now(),
+            outcome: Outcome::Success,
+            error: None,
+            detail: Some("1 created".into()),
+        };
+        state.record_run(&run).unwrap();
+        let (started, outcome, detail) = state.last_run(JobKind::Apply).unwrap().unwrap();
+        assert_eq!((started, outcome.as_str(), detail.as_deref()), (clock.now(), "success", Some("1 created")));
+        assert!(state.last_run(JobKind::Backup).unwrap().is_none());
+    }
+}
