@@ -55,12 +55,15 @@ pub struct ApplyReport {
 impl ApplyReport {
     /// Whether any change failed.
     pub fn failed(&self) -> bool {
-        self.results.iter().any(|r| matches!(r.status, ChangeStatus::Failed(_)))
+        self.results
+            .iter()
+            .any(|r| matches!(r.status, ChangeStatus::Failed(_)))
     }
 
     /// One line summing up the run.
     pub fn summary(&self) -> String {
-        let count = |f: fn(&ChangeStatus) -> bool| self.results.iter().filter(|r| f(&r.status)).count();
+        let count =
+            |f: fn(&ChangeStatus) -> bool| self.results.iter().filter(|r| f(&r.status)).count();
         let done = count(|s| *s == ChangeStatus::Done);
         let skipped = count(|s| matches!(s, ChangeStatus::Skipped(_)));
         let failed = count(|s| matches!(s, ChangeStatus::Failed(_)));
@@ -96,15 +99,25 @@ pub fn apply(
                 tracing::error!(db = change.database(), change = %change, error = %error, "change failed");
                 failed_databases.insert(change.database().to_string());
             }
-            ChangeStatus::Skipped(reason) => tracing::warn!(db = change.database(), change = %change, reason = %reason, "change skipped"),
-            ChangeStatus::Done => tracing::info!(db = change.database(), change = %change, "change applied"),
+            ChangeStatus::Skipped(reason) => {
+                tracing::warn!(db = change.database(), change = %change, reason = %reason, "change skipped")
+            }
+            ChangeStatus::Done => {
+                tracing::info!(db = change.database(), change = %change, "change applied")
+            }
         }
-        results.push(ChangeResult { change: change.clone(), status });
+        results.push(ChangeResult {
+            change: change.clone(),
+            status,
+        });
     }
     for database in config.databases.values() {
         if !failed_databases.contains(database.name.as_str()) && database.path.exists() {
             state.record_managed(
-                &ManagedDatabase { name: database.name.to_string(), path: database.path.clone() },
+                &ManagedDatabase {
+                    name: database.name.to_string(),
+                    path: database.path.clone(),
+                },
                 clock.now(),
             )?;
         }
@@ -124,14 +137,23 @@ pub fn apply(
         trigger: Trigger::Manual,
         started_at,
         finished_at: clock.now(),
-        outcome: if errors.is_empty() { Outcome::Success } else { Outcome::Failed },
+        outcome: if errors.is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        },
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         detail: Some(report.summary()),
     })?;
     Ok(report)
 }
 
-fn execute(config: &Config, state: &StateDb, change: &Change, options: ApplyOptions) -> ChangeStatus {
+fn execute(
+    config: &Config,
+    state: &StateDb,
+    change: &Change,
+    options: ApplyOptions,
+) -> ChangeStatus {
     let connection = config
         .databases
         .values()
@@ -139,12 +161,20 @@ fn execute(config: &Config, state: &StateDb, change: &Change, options: ApplyOpti
         .map(|db| db.pragmas.connection)
         .unwrap_or_default();
     let result = match change {
-        Change::CreateDatabase { path, pragmas, .. } => pragmas::create(path, pragmas, &connection).map_err(|e| e.to_string()),
-        Change::SetPragma { needs_vacuum: true, .. } if !options.allow_vacuum => {
+        Change::CreateDatabase { path, pragmas, .. } => {
+            pragmas::create(path, pragmas, &connection).map_err(|e| e.to_string())
+        }
+        Change::SetPragma {
+            needs_vacuum: true, ..
+        } if !options.allow_vacuum => {
             return ChangeStatus::Skipped("rewrites the file with VACUUM; run `litewarden apply --allow-vacuum` when a pause is acceptable".into());
         }
-        Change::SetPragma { path, to, .. } => pragmas::change(path, *to, &connection).map_err(|e| e.to_string()),
-        Change::Unmanage { database, .. } => state.forget_managed(database).map_err(|e| e.to_string()),
+        Change::SetPragma { path, to, .. } => {
+            pragmas::change(path, *to, &connection).map_err(|e| e.to_string())
+        }
+        Change::Unmanage { database, .. } => {
+            state.forget_managed(database).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ChangeStatus::Done,

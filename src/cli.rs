@@ -21,7 +21,13 @@ use crate::plan::{self, Desired};
 #[command(name = "litewarden", version, about)]
 pub struct Cli {
     /// The config file.
-    #[arg(short, long, global = true, env = "LITEWARDEN_CONFIG", default_value = "jobs.yaml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "LITEWARDEN_CONFIG",
+        default_value = "jobs.yaml"
+    )]
     pub config: PathBuf,
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -80,20 +86,38 @@ pub enum ExitStatus {
 }
 
 /// Runs one command, writing its output to `out`.
-pub fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub fn run(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::Check { json } => check(cli, environment, *json, out),
         Command::Plan { json } => plan(cli, environment, *json, out),
-        Command::Apply { json, allow_vacuum } => apply(cli, environment, clock, *json, ApplyOptions { allow_vacuum: *allow_vacuum }, out),
+        Command::Apply { json, allow_vacuum } => apply(
+            cli,
+            environment,
+            clock,
+            *json,
+            ApplyOptions {
+                allow_vacuum: *allow_vacuum,
+            },
+            out,
+        ),
         Command::Schema => {
-            out.write_all(crate::schema::jobs_schema().as_bytes()).map_err(write_error)?;
+            out.write_all(crate::schema::jobs_schema().as_bytes())
+                .map_err(write_error)?;
             Ok(ExitStatus::Success)
         }
     }
 }
 
 fn write_error(source: std::io::Error) -> Error {
-    Error::ConfigRead { path: PathBuf::from("<stdout>"), source }
+    Error::ConfigRead {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
 }
 
 fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error> {
@@ -101,11 +125,19 @@ fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error>
 }
 
 /// Loads the config, printing JSON errors itself in JSON mode.
-fn load(cli: &Cli, environment: &Environment, json: bool, out: &mut dyn Write) -> Result<Option<Loaded>, Error> {
+fn load(
+    cli: &Cli,
+    environment: &Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Option<Loaded>, Error> {
     match config::load(&cli.config, environment) {
         Ok(loaded) => Ok(Some(loaded)),
         Err(Error::Config(errors)) if json => {
-            print(out, json!({ "ok": false, "errors": errors, "warnings": [] }))?;
+            print(
+                out,
+                json!({ "ok": false, "errors": errors, "warnings": [] }),
+            )?;
             Ok(None)
         }
         Err(error) => Err(error),
@@ -118,13 +150,21 @@ fn print_warnings(warnings: &[Diagnostic]) {
     }
 }
 
-fn check(cli: &Cli, environment: &Environment, json: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn check(
+    cli: &Cli,
+    environment: &Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
     let databases = loaded.config.databases.len();
     if json {
-        print(out, json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings }))?;
+        print(
+            out,
+            json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings }),
+        )?;
     } else {
         for warning in &loaded.warnings {
             print(out, warning)?;
@@ -147,14 +187,22 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn plan(cli: &Cli, environment: &Environment, json: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+fn plan(
+    cli: &Cli,
+    environment: &Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
     let observed = crate::db::observe::observe(&loaded.config)?;
     let plan = plan::diff(&observed, &Desired::from_config(&loaded.config));
     if json {
-        print(out, json!({ "changes": plan.changes, "warnings": loaded.warnings }))?;
+        print(
+            out,
+            json!({ "changes": plan.changes, "warnings": loaded.warnings }),
+        )?;
     } else {
         print_warnings(&loaded.warnings);
         for change in &plan.changes {
@@ -162,15 +210,43 @@ fn plan(cli: &Cli, environment: &Environment, json: bool, out: &mut dyn Write) -
         }
         let (create, change, unmanage) = plan.counts();
         if plan.is_empty() {
-            print(out, format_args!("No changes: {} database{} match {}.", loaded.config.databases.len(), plural(loaded.config.databases.len()), cli.config.display()))?;
+            print(
+                out,
+                format_args!(
+                    "No changes: {} database{} match {}.",
+                    loaded.config.databases.len(),
+                    plural(loaded.config.databases.len()),
+                    cli.config.display()
+                ),
+            )?;
         } else {
-            print(out, format_args!("Plan: {create} to create, {change} to change, {unmanage} to stop managing."))?;
-            if plan.changes.iter().any(|c| matches!(c, plan::Change::SetPragma { needs_vacuum: true, .. })) {
-                print(out, "Changes that rewrite a file with VACUUM run only with `litewarden apply --allow-vacuum`.")?;
+            print(
+                out,
+                format_args!(
+                    "Plan: {create} to create, {change} to change, {unmanage} to stop managing."
+                ),
+            )?;
+            if plan.changes.iter().any(|c| {
+                matches!(
+                    c,
+                    plan::Change::SetPragma {
+                        needs_vacuum: true,
+                        ..
+                    }
+                )
+            }) {
+                print(
+                    out,
+                    "Changes that rewrite a file with VACUUM run only with `litewarden apply --allow-vacuum`.",
+                )?;
             }
         }
     }
-    Ok(if plan.is_empty() { ExitStatus::Success } else { ExitStatus::ChangesPending })
+    Ok(if plan.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::ChangesPending
+    })
 }
 
 fn apply(
@@ -188,17 +264,28 @@ fn apply(
     let plan = plan::diff(&observed, &Desired::from_config(&loaded.config));
     let report = crate::apply::apply(&loaded.config, &plan, options, clock)?;
     if json {
-        print(out, json!({ "ok": !report.failed(), "results": report.results, "summary": report.summary(), "warnings": loaded.warnings }))?;
+        print(
+            out,
+            json!({ "ok": !report.failed(), "results": report.results, "summary": report.summary(), "warnings": loaded.warnings }),
+        )?;
     } else {
         print_warnings(&loaded.warnings);
         for result in &report.results {
             match &result.status {
                 ChangeStatus::Done => print(out, &result.change)?,
-                ChangeStatus::Skipped(reason) => print(out, format_args!("{} (skipped: {reason})", result.change))?,
-                ChangeStatus::Failed(error) => print(out, format_args!("{} (failed: {error})", result.change))?,
+                ChangeStatus::Skipped(reason) => {
+                    print(out, format_args!("{} (skipped: {reason})", result.change))?
+                }
+                ChangeStatus::Failed(error) => {
+                    print(out, format_args!("{} (failed: {error})", result.change))?
+                }
             }
         }
         print(out, format_args!("Apply: {}.", report.summary()))?;
     }
-    Ok(if report.failed() { ExitStatus::Failure } else { ExitStatus::Success })
+    Ok(if report.failed() {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }

@@ -14,7 +14,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let mut stdout = std::io::stdout().lock();
-    match cli::run(&cli, &Environment::from_process(), &SystemClock, &mut stdout) {
+    match cli::run(
+        &cli,
+        &Environment::from_process(),
+        &SystemClock,
+        &mut stdout,
+    ) {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::ChangesPending) => ExitCode::from(2),
         Ok(ExitStatus::Failure) => ExitCode::FAILURE,
@@ -22,19 +27,42 @@ fn main() -> ExitCode {
             for error in &errors {
                 eprintln!("{error}");
             }
-            eprintln!("{}: {} error{}", cli.config.display(), errors.len(), if errors.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {} error{}",
+                cli.config.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("error: {}", anyhow::Error::from(error).chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
+            eprintln!("error: {}", one_line(anyhow::Error::from(error)));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes on one line, skipping causes that only repeat
+/// what is already said (SQLite errors often carry their text twice).
+fn one_line(error: anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("litewarden=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("litewarden=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -177,7 +177,9 @@ impl Change {
     /// The database the change is about.
     pub fn database(&self) -> &str {
         match self {
-            Change::CreateDatabase { database, .. } | Change::SetPragma { database, .. } => database.as_str(),
+            Change::CreateDatabase { database, .. } | Change::SetPragma { database, .. } => {
+                database.as_str()
+            }
             Change::Unmanage { database, .. } => database,
         }
     }
@@ -195,7 +197,12 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
-            Change::SetPragma { from, to, needs_vacuum, .. } => {
+            Change::SetPragma {
+                from,
+                to,
+                needs_vacuum,
+                ..
+            } => {
                 write!(f, "{} {} -> {}", to.name(), from.value(), to.value())?;
                 if *needs_vacuum {
                     f.write_str(" (rewrites the file with VACUUM)")?;
@@ -224,11 +231,13 @@ impl Plan {
 
     /// Counts of (create, change, unmanage).
     pub fn counts(&self) -> (usize, usize, usize) {
-        self.changes.iter().fold((0, 0, 0), |(c, s, u), change| match change {
-            Change::CreateDatabase { .. } => (c + 1, s, u),
-            Change::SetPragma { .. } => (c, s + 1, u),
-            Change::Unmanage { .. } => (c, s, u + 1),
-        })
+        self.changes
+            .iter()
+            .fold((0, 0, 0), |(c, s, u), change| match change {
+                Change::CreateDatabase { .. } => (c + 1, s, u),
+                Change::SetPragma { .. } => (c, s + 1, u),
+                Change::Unmanage { .. } => (c, s, u + 1),
+            })
     }
 }
 
@@ -238,22 +247,27 @@ impl Plan {
 pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
     let mut changes = Vec::new();
     for database in &desired.databases {
-        match observed.files.get(&database.path).copied().unwrap_or(ObservedFile::Missing) {
+        match observed
+            .files
+            .get(&database.path)
+            .copied()
+            .unwrap_or(ObservedFile::Missing)
+        {
             ObservedFile::Missing => changes.push(Change::CreateDatabase {
                 database: database.name.clone(),
                 path: database.path.clone(),
                 pragmas: creation_pragmas(&database.pragmas),
             }),
             ObservedFile::Present(facts) => {
-                changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(|(from, to, needs_vacuum)| {
-                    Change::SetPragma {
+                changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(
+                    |(from, to, needs_vacuum)| Change::SetPragma {
                         database: database.name.clone(),
                         path: database.path.clone(),
                         from,
                         to,
                         needs_vacuum,
-                    }
-                }))
+                    },
+                ))
             }
         }
     }
@@ -284,30 +298,53 @@ fn creation_pragmas(pragmas: &PersistentPragmas) -> Vec<PragmaValue> {
 }
 
 /// (from, to, needs_vacuum) for each stored pragma that differs.
-fn pragma_drift(want: &PersistentPragmas, have: &FileFacts) -> Vec<(PragmaValue, PragmaValue, bool)> {
+fn pragma_drift(
+    want: &PersistentPragmas,
+    have: &FileFacts,
+) -> Vec<(PragmaValue, PragmaValue, bool)> {
     let empty = have.page_count == 0;
     let mut out = Vec::new();
     if let Some(mode) = want.auto_vacuum
         && mode != have.auto_vacuum
     {
         let toggles_on_or_off = mode == AutoVacuum::None || have.auto_vacuum == AutoVacuum::None;
-        out.push((PragmaValue::AutoVacuum(have.auto_vacuum), PragmaValue::AutoVacuum(mode), toggles_on_or_off && !empty));
+        out.push((
+            PragmaValue::AutoVacuum(have.auto_vacuum),
+            PragmaValue::AutoVacuum(mode),
+            toggles_on_or_off && !empty,
+        ));
     }
     if let Some(size) = want.page_size
         && size != have.page_size
     {
-        out.push((PragmaValue::PageSize(have.page_size), PragmaValue::PageSize(size), !empty));
+        out.push((
+            PragmaValue::PageSize(have.page_size),
+            PragmaValue::PageSize(size),
+            !empty,
+        ));
     }
     if let Some(id) = want.application_id
         && id != have.application_id
     {
-        out.push((PragmaValue::ApplicationId(have.application_id), PragmaValue::ApplicationId(id), false));
+        out.push((
+            PragmaValue::ApplicationId(have.application_id),
+            PragmaValue::ApplicationId(id),
+            false,
+        ));
     }
     if let Some(mode) = want.journal_mode
         && (mode == JournalMode::Wal) != have.wal
     {
-        let from = if have.wal { JournalMode::Wal } else { JournalMode::Delete };
-        out.push((PragmaValue::JournalMode(from), PragmaValue::JournalMode(mode), false));
+        let from = if have.wal {
+            JournalMode::Wal
+        } else {
+            JournalMode::Delete
+        };
+        out.push((
+            PragmaValue::JournalMode(from),
+            PragmaValue::JournalMode(mode),
+            false,
+        ));
     }
     out
 }
@@ -325,7 +362,10 @@ mod tests {
     }
 
     fn wal() -> PersistentPragmas {
-        PersistentPragmas { journal_mode: Some(JournalMode::Wal), ..Default::default() }
+        PersistentPragmas {
+            journal_mode: Some(JournalMode::Wal),
+            ..Default::default()
+        }
     }
 
     fn facts(wal: bool, page_count: u64) -> FileFacts {
@@ -340,14 +380,19 @@ mod tests {
 
     fn observed(files: &[(&str, ObservedFile)]) -> Observed {
         Observed {
-            files: files.iter().map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f)).collect(),
+            files: files
+                .iter()
+                .map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f))
+                .collect(),
             managed: Vec::new(),
         }
     }
 
     #[test]
     fn startup_from_nothing_creates_every_database() {
-        let desired = Desired { databases: vec![db("a", wal()), db("b", PersistentPragmas::default())] };
+        let desired = Desired {
+            databases: vec![db("a", wal()), db("b", PersistentPragmas::default())],
+        };
         let plan = diff(&Observed::default(), &desired);
         assert_eq!(plan.counts(), (2, 0, 0));
         assert_eq!(
@@ -362,61 +407,153 @@ mod tests {
 
     #[test]
     fn converged_state_has_an_empty_plan() {
-        let desired = Desired { databases: vec![db("a", wal())] };
-        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(true, 10)))]), &desired);
+        let desired = Desired {
+            databases: vec![db("a", wal())],
+        };
+        let plan = diff(
+            &observed(&[("a", ObservedFile::Present(facts(true, 10)))]),
+            &desired,
+        );
         assert!(plan.is_empty());
     }
 
     #[test]
     fn journal_mode_drift_is_reported_from_delete_to_wal() {
-        let desired = Desired { databases: vec![db("a", wal())] };
-        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired);
+        let desired = Desired {
+            databases: vec![db("a", wal())],
+        };
+        let plan = diff(
+            &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+            &desired,
+        );
         assert_eq!(plan.changes.len(), 1);
-        assert!(plan.changes[0].to_string().ends_with("journal_mode delete -> wal"), "{}", plan.changes[0]);
+        assert!(
+            plan.changes[0]
+                .to_string()
+                .ends_with("journal_mode delete -> wal"),
+            "{}",
+            plan.changes[0]
+        );
     }
 
     #[test]
     fn rollback_modes_do_not_drift_against_each_other() {
-        let truncate = PersistentPragmas { journal_mode: Some(JournalMode::Truncate), ..Default::default() };
-        let desired = Desired { databases: vec![db("a", truncate)] };
-        assert!(diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired).is_empty());
+        let truncate = PersistentPragmas {
+            journal_mode: Some(JournalMode::Truncate),
+            ..Default::default()
+        };
+        let desired = Desired {
+            databases: vec![db("a", truncate)],
+        };
+        assert!(
+            diff(
+                &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+                &desired
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn page_size_change_needs_vacuum_only_on_a_non_empty_file_and_precedes_journal_mode() {
-        let want = PersistentPragmas { page_size: Some(PageSize::new(8192).unwrap()), ..wal() };
-        let desired = Desired { databases: vec![db("a", want)] };
-        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 10)))]), &desired);
-        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: true, to: PragmaValue::PageSize(_), .. }));
-        assert!(matches!(plan.changes[1], Change::SetPragma { to: PragmaValue::JournalMode(_), .. }));
-        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(false, 0)))]), &desired);
-        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: false, .. }));
+        let want = PersistentPragmas {
+            page_size: Some(PageSize::new(8192).unwrap()),
+            ..wal()
+        };
+        let desired = Desired {
+            databases: vec![db("a", want)],
+        };
+        let plan = diff(
+            &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+            &desired,
+        );
+        assert!(matches!(
+            plan.changes[0],
+            Change::SetPragma {
+                needs_vacuum: true,
+                to: PragmaValue::PageSize(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            plan.changes[1],
+            Change::SetPragma {
+                to: PragmaValue::JournalMode(_),
+                ..
+            }
+        ));
+        let plan = diff(
+            &observed(&[("a", ObservedFile::Present(facts(false, 0)))]),
+            &desired,
+        );
+        assert!(matches!(
+            plan.changes[0],
+            Change::SetPragma {
+                needs_vacuum: false,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn switching_between_full_and_incremental_needs_no_vacuum() {
-        let want = PersistentPragmas { auto_vacuum: Some(AutoVacuum::Incremental), ..Default::default() };
-        let desired = Desired { databases: vec![db("a", want)] };
-        let full = FileFacts { auto_vacuum: AutoVacuum::Full, ..facts(true, 10) };
+        let want = PersistentPragmas {
+            auto_vacuum: Some(AutoVacuum::Incremental),
+            ..Default::default()
+        };
+        let desired = Desired {
+            databases: vec![db("a", want)],
+        };
+        let full = FileFacts {
+            auto_vacuum: AutoVacuum::Full,
+            ..facts(true, 10)
+        };
         let plan = diff(&observed(&[("a", ObservedFile::Present(full))]), &desired);
-        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: false, .. }));
-        let plan = diff(&observed(&[("a", ObservedFile::Present(facts(true, 10)))]), &desired);
-        assert!(matches!(plan.changes[0], Change::SetPragma { needs_vacuum: true, .. }));
+        assert!(matches!(
+            plan.changes[0],
+            Change::SetPragma {
+                needs_vacuum: false,
+                ..
+            }
+        ));
+        let plan = diff(
+            &observed(&[("a", ObservedFile::Present(facts(true, 10)))]),
+            &desired,
+        );
+        assert!(matches!(
+            plan.changes[0],
+            Change::SetPragma {
+                needs_vacuum: true,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn databases_removed_from_the_file_are_unmanaged_not_deleted() {
         let mut observed = observed(&[]);
-        observed.managed = vec![ManagedDatabase { name: "old".into(), path: "/data/old.db".into() }];
+        observed.managed = vec![ManagedDatabase {
+            name: "old".into(),
+            path: "/data/old.db".into(),
+        }];
         let plan = diff(&observed, &Desired::default());
         assert_eq!(plan.counts(), (0, 0, 1));
-        assert_eq!(plan.changes[0].to_string(), "- old: stop managing /data/old.db (file kept)");
+        assert_eq!(
+            plan.changes[0].to_string(),
+            "- old: stop managing /data/old.db (file kept)"
+        );
     }
 
     #[test]
     fn unmanaged_pragmas_never_drift() {
-        let desired = Desired { databases: vec![db("a", PersistentPragmas::default())] };
-        let odd = FileFacts { application_id: 7, auto_vacuum: AutoVacuum::Full, ..facts(true, 10) };
+        let desired = Desired {
+            databases: vec![db("a", PersistentPragmas::default())],
+        };
+        let odd = FileFacts {
+            application_id: 7,
+            auto_vacuum: AutoVacuum::Full,
+            ..facts(true, 10)
+        };
         assert!(diff(&observed(&[("a", ObservedFile::Present(odd))]), &desired).is_empty());
     }
 }

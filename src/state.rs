@@ -19,8 +19,7 @@ use crate::config::JobKind;
 pub const STATE_FILE: &str = "state.db";
 
 /// Schema upgrades, one per version; never edit a released entry.
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE managed_databases (
+const SCHEMA: &[&str] = &["CREATE TABLE managed_databases (
         name TEXT PRIMARY KEY,
         path TEXT NOT NULL,
         first_applied_at TEXT NOT NULL,
@@ -37,8 +36,7 @@ const SCHEMA: &[&str] = &[
         error TEXT,
         detail TEXT
     );
-    CREATE INDEX job_runs_by_job ON job_runs (job, database, started_at);",
-];
+    CREATE INDEX job_runs_by_job ON job_runs (job, database, started_at);"];
 
 /// Why the state database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +244,11 @@ impl StateDb {
     }
 
     /// Records `database` as managed (or refreshes its path and time).
-    pub fn record_managed(&self, database: &ManagedDatabase, now: DateTime<Utc>) -> Result<(), StateError> {
+    pub fn record_managed(
+        &self,
+        database: &ManagedDatabase,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
         let now = now.to_rfc3339();
         self.conn
             .execute(
@@ -262,7 +264,10 @@ impl StateDb {
     /// Stops managing the database called `name`. Its file is not touched.
     pub fn forget_managed(&self, name: &str) -> Result<(), StateError> {
         self.conn
-            .execute("DELETE FROM managed_databases WHERE name = ?1", params![name])
+            .execute(
+                "DELETE FROM managed_databases WHERE name = ?1",
+                params![name],
+            )
             .map_err(sqlite(&self.path, "cannot forget a managed database"))?;
         Ok(())
     }
@@ -289,7 +294,10 @@ impl StateDb {
     }
 
     /// The most recent run of `job`, if any.
-    pub fn last_run(&self, job: JobKind) -> Result<Option<(DateTime<Utc>, String, Option<String>)>, StateError> {
+    pub fn last_run(
+        &self,
+        job: JobKind,
+    ) -> Result<Option<(DateTime<Utc>, String, Option<String>)>, StateError> {
         self.conn
             .query_row(
                 "SELECT started_at, outcome, detail FROM job_runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
@@ -361,10 +369,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDb::open(dir.path()).unwrap();
         let clock = clock();
-        let db = ManagedDatabase { name: "a".into(), path: "/x/a.db".into() };
+        let db = ManagedDatabase {
+            name: "a".into(),
+            path: "/x/a.db".into(),
+        };
         state.record_managed(&db, clock.now()).unwrap();
-        state.record_managed(&ManagedDatabase { path: "/y/a.db".into(), ..db.clone() }, clock.now()).unwrap();
-        assert_eq!(state.managed_databases().unwrap(), vec![ManagedDatabase { name: "a".into(), path: "/y/a.db".into() }]);
+        state
+            .record_managed(
+                &ManagedDatabase {
+                    path: "/y/a.db".into(),
+                    ..db.clone()
+                },
+                clock.now(),
+            )
+            .unwrap();
+        assert_eq!(
+            state.managed_databases().unwrap(),
+            vec![ManagedDatabase {
+                name: "a".into(),
+                path: "/y/a.db".into()
+            }]
+        );
         state.forget_managed("a").unwrap();
         assert!(state.managed_databases().unwrap().is_empty());
     }
@@ -386,7 +411,10 @@ mod tests {
         };
         state.record_run(&run).unwrap();
         let (started, outcome, detail) = state.last_run(JobKind::Apply).unwrap().unwrap();
-        assert_eq!((started, outcome.as_str(), detail.as_deref()), (clock.now(), "success", Some("1 created")));
+        assert_eq!(
+            (started, outcome.as_str(), detail.as_deref()),
+            (clock.now(), "success", Some("1 created"))
+        );
         assert!(state.last_run(JobKind::Backup).unwrap().is_none());
     }
 }

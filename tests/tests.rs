@@ -1,1 +1,9 @@
+//! Integration tests: each one runs the real `litewarden` binary in a fresh
+//! temporary directory.
 
+mod common;
+
+mod bad_input;
+mod check;
+mod plan_apply;
+mod schema;

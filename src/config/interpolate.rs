@@ -102,7 +102,10 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
             if !is_variable_name(name) {
                 return Err(ExpandError::BadName(body.to_string()));
             }
-            match (lookup(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+            match (
+                lookup(name).filter(|v| !v.is_empty() || default.is_none()),
+                default,
+            ) {
                 (Some(value), _) => out.push_str(&value),
                 (None, Some(default)) => out.push_str(default),
                 (None, None) => return Err(ExpandError::Unset(name.to_string())),
@@ -259,7 +262,10 @@ mod tests {
     #[test]
     fn expands_set_variable_and_uses_default_when_unset_or_empty() {
         let lookup = env(&[("A", "x"), ("EMPTY", "")]);
-        assert_eq!(expand("${A}/${B:-b}/${EMPTY:-e}", &lookup).unwrap(), "x/b/e");
+        assert_eq!(
+            expand("${A}/${B:-b}/${EMPTY:-e}", &lookup).unwrap(),
+            "x/b/e"
+        );
     }
 
     #[test]
@@ -287,8 +293,14 @@ mod tests {
     #[test]
     fn unterminated_and_bad_names_are_errors() {
         assert_eq!(expand("ab${A", env(&[])), Err(ExpandError::Unterminated(2)));
-        assert!(matches!(expand("${1A}", env(&[])), Err(ExpandError::BadName(_))));
-        assert!(matches!(expand("${}", env(&[])), Err(ExpandError::BadName(_))));
+        assert!(matches!(
+            expand("${1A}", env(&[])),
+            Err(ExpandError::BadName(_))
+        ));
+        assert!(matches!(
+            expand("${}", env(&[])),
+            Err(ExpandError::BadName(_))
+        ));
     }
 
     #[test]
@@ -306,7 +318,10 @@ mod tests {
     #[test]
     fn scope_is_cleared_after_the_call() {
         let environment = Environment::from_pairs([("A", "1")]);
-        assert_eq!(with_environment(&environment, || expand_in_scope("${A}")).unwrap(), "1");
+        assert_eq!(
+            with_environment(&environment, || expand_in_scope("${A}")).unwrap(),
+            "1"
+        );
         assert!(expand_in_scope("${A}").is_err());
     }
 
@@ -318,7 +333,8 @@ mod tests {
 
         #[test]
         fn any_value_round_trips_through_a_variable(value in ".*", prefix in "[^$]*") {
-            let lookup = env(&[("V", value.as_str())]);
+            let pairs = [("V", value.as_str())];
+            let lookup = env(&pairs);
             let expanded = expand(&format!("{prefix}${{V}}"), &lookup).unwrap();
             let expected = if value.is_empty() { prefix.clone() } else { format!("{prefix}{value}") };
             prop_assert_eq!(expanded, expected);

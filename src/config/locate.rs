@@ -106,31 +106,36 @@ impl Document {
         Ok(document)
     }
 
-    /// The position of the value at `path`, or of the deepest part of the
-    /// path that exists (the file start when nothing matches).
+    /// The position of the value at `path` when it is a scalar, else of
+    /// its key; when the path does not exist, the deepest part that does
+    /// (the file start when nothing matches).
     pub fn locate(&self, path: &FieldPath) -> Position {
         let mut node = &self.root;
         let mut position = Position::START;
         for segment in &path.0 {
-            let next = match (segment, node) {
-                (Segment::Key(key), Node::Mapping(map)) => find_key(map, key).map(|(key_node, value)| {
-                    position = marker_position(key_node.span().start()).unwrap_or(position);
-                    value
-                }),
-                (Segment::Index(index), Node::Sequence(list)) => list.get(*index),
+            let child = match (segment, node) {
+                (Segment::Key(key), Node::Mapping(map)) => {
+                    find_key(map, key).map(|(key_node, value)| {
+                        position = marker_position(key_node.span().start()).unwrap_or(position);
+                        value
+                    })
+                }
+                (Segment::Index(index), Node::Sequence(list)) => {
+                    list.get(*index).inspect(|element| {
+                        position = marker_position(element.span().start()).unwrap_or(position);
+                    })
+                }
                 _ => None,
             };
-            match next {
-                Some(child) => {
-                    node = child;
-                    if !matches!(child, Node::Mapping(map) if map.is_empty()) {
-                        position = marker_position(child.span().start()).unwrap_or(position);
-                    }
-                }
+            match child {
+                Some(child) => node = child,
                 None => return position,
             }
         }
-        position
+        match node {
+            Node::Scalar(scalar) => marker_position(scalar.span().start()).unwrap_or(position),
+            _ => position,
+        }
     }
 
     /// The position of the *key* at the end of `path` (for "unknown" or
@@ -197,13 +202,17 @@ fn structure_error(text: &str, error: LoadError) -> StructureError {
         column: marker.column(),
     };
     match error {
-        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => StructureError {
-            position: at(&m),
-            message: "the top level must be a mapping with `version:` and `databases:`".into(),
-        },
+        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => {
+            StructureError {
+                position: at(&m),
+                message: "the top level must be a mapping with `version:` and `databases:`".into(),
+            }
+        }
         LoadError::UnexpectedAnchor(m) => StructureError {
-            position: at(&m),
-            message: format!("anchors and aliases (`&name`, `*name`) are not supported; {SHARE_HINT}"),
+            position: anchor_position(text, at(&m)),
+            message: format!(
+                "anchors and aliases (`&name`, `*name`) are not supported; {SHARE_HINT}"
+            ),
         },
         LoadError::UnexpectedTag(m) => StructureError {
             position: at(&m),
@@ -235,8 +244,27 @@ fn structure_error(text: &str, error: LoadError) -> StructureError {
     }
 }
 
+/// marked-yaml marks the node after an anchor; point at the `&` itself.
+fn anchor_position(text: &str, marked: Position) -> Position {
+    let line = text
+        .lines()
+        .nth(marked.line.saturating_sub(1))
+        .unwrap_or("");
+    let before: Vec<char> = line.chars().take(marked.column.saturating_sub(1)).collect();
+    match before.iter().rposition(|c| *c == '&') {
+        Some(index) => Position {
+            line: marked.line,
+            column: index + 1,
+        },
+        None => marked,
+    }
+}
+
 fn scan_message(text: &str, position: Position, raw: &str) -> String {
-    let line = text.lines().nth(position.line.saturating_sub(1)).unwrap_or("");
+    let line = text
+        .lines()
+        .nth(position.line.saturating_sub(1))
+        .unwrap_or("");
     let indentation: String = line.chars().take_while(|c| c.is_whitespace()).collect();
     if indentation.contains('\t') || raw.contains("tab") {
         return "tabs are not allowed for indentation in YAML; indent with spaces".into();
@@ -261,23 +289,44 @@ mod tests {
     #[test]
     fn locates_nested_values_and_falls_back_to_the_deepest_existing_key() {
         let doc = Document::parse("version: 1\ndatabases:\n  a:\n    path: a.db\n").unwrap();
-        assert_eq!(doc.locate(&path("databases.a.path")), Position { line: 4, column: 11 });
-        assert_eq!(doc.locate_key(&path("databases.a.path")), Position { line: 4, column: 5 });
-        assert_eq!(doc.locate(&path("databases.a.missing")), Position { line: 3, column: 3 });
+        assert_eq!(
+            doc.locate(&path("databases.a.path")),
+            Position {
+                line: 4,
+                column: 11
+            }
+        );
+        assert_eq!(
+            doc.locate_key(&path("databases.a.path")),
+            Position { line: 4, column: 5 }
+        );
+        assert_eq!(
+            doc.locate(&path("databases.a.missing")),
+            Position { line: 3, column: 3 }
+        );
     }
 
     #[test]
     fn refuses_duplicate_keys_with_both_positions() {
         let err = Document::parse("version: 1\nversion: 2\n").unwrap_err();
         assert_eq!(err.position, Position { line: 2, column: 1 });
-        assert!(err.message.contains("first defined at line 1"), "{}", err.message);
+        assert!(
+            err.message.contains("first defined at line 1"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn refuses_anchors_aliases_tags_and_merge_keys() {
         let anchor = Document::parse("a: &x 1\nb: *x\n").unwrap_err();
         assert!(anchor.message.contains("defaults:"));
-        assert!(Document::parse("a: !!str 1\n").unwrap_err().message.contains("tags"));
+        assert!(
+            Document::parse("a: !!str 1\n")
+                .unwrap_err()
+                .message
+                .contains("tags")
+        );
         let merge = Document::parse("a:\n  <<: {b: 1}\n").unwrap_err();
         assert_eq!(merge.position, Position { line: 2, column: 3 });
     }

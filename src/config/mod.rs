@@ -72,7 +72,11 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.position.line, self.position.column)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.file, self.position.line, self.position.column
+        )?;
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
@@ -104,9 +108,10 @@ pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
     let label = file.display().to_string();
     let (config, warnings, document) =
         parse(&bytes, &label, file, environment).map_err(Error::Config)?;
-    let (errors, preflight_warnings): (Vec<_>, Vec<_>) = preflight::check(&config, &document, &label)
-        .into_iter()
-        .partition(|d| d.severity == Severity::Error);
+    let (errors, preflight_warnings): (Vec<_>, Vec<_>) =
+        preflight::check(&config, &document, &label)
+            .into_iter()
+            .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
         return Err(Error::Config(errors));
     }
@@ -138,8 +143,9 @@ pub fn parse(
             message: e.message,
         }]
     })?;
-    let raw: raw::RawConfig = interpolate::with_environment(environment, || serde_yaml::from_str(text))
-        .map_err(|e| vec![serde_diagnostic(&e, label, &document)])?;
+    let raw: raw::RawConfig =
+        interpolate::with_environment(environment, || serde_yaml::from_str(text))
+            .map_err(|e| vec![serde_diagnostic(&e, label, &document)])?;
     let validated = validate::validate(raw, &document, label, file)?;
     Ok((validated.config, validated.warnings, document))
 }
@@ -150,7 +156,10 @@ fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> 
         let valid = &bytes[..e.valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
         vec![Diagnostic {
             severity: Severity::Error,
             file: label.to_string(),
@@ -169,7 +178,10 @@ fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> 
 fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document) -> Diagnostic {
     let position = error
         .location()
-        .map(|l| Position { line: l.line(), column: l.column() })
+        .map(|l| Position {
+            line: l.line(),
+            column: l.column(),
+        })
         .unwrap_or(Position::START);
     let mut text = error.to_string();
     if let Some(location) = error.location() {
@@ -181,7 +193,11 @@ fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document)
     let (mut field, message) = split_field(&text);
     let message = match parse_unknown_field(&message) {
         Some((unknown, expected)) => {
-            field = if field.is_empty() { unknown.clone() } else { format!("{field}.{unknown}") };
+            field = if field.is_empty() {
+                unknown.clone()
+            } else {
+                format!("{field}.{unknown}")
+            };
             unknown_field_message(&unknown, &expected)
         }
         None => message,
@@ -217,9 +233,14 @@ fn split_field(text: &str) -> (String, String) {
 fn field_path(text: &str) -> FieldPath {
     let mut path = FieldPath::default();
     for part in text.split('.') {
-        let (key, indices) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+        let (key, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(k, rest)| (k, rest));
         path = path.key(key);
-        for index in indices.split('[').filter_map(|i| i.trim_end_matches(']').parse().ok()) {
+        for index in indices
+            .split('[')
+            .filter_map(|i| i.trim_end_matches(']').parse().ok())
+        {
             path = path.index(index);
         }
     }
@@ -243,9 +264,15 @@ fn unknown_field_message(unknown: &str, expected: &[String]) -> String {
     if unknown == "password" {
         return "unknown field `password`: never write a password into jobs.yaml; use `password_env` or `password_file`".into();
     }
-    let list = expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ");
+    let list = expected
+        .iter()
+        .map(|e| format!("`{e}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     match did_you_mean(unknown, expected.iter().map(String::as_str)) {
-        Some(close) => format!("unknown field `{unknown}` (did you mean `{close}`?); expected one of {list}"),
+        Some(close) => {
+            format!("unknown field `{unknown}` (did you mean `{close}`?); expected one of {list}")
+        }
         None if expected.is_empty() => format!("unknown field `{unknown}`"),
         None => format!("unknown field `{unknown}`; expected one of {list}"),
     }

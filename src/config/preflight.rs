@@ -27,7 +27,10 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
         })
     };
     let settings = FieldPath::root("settings");
-    for (key, dir) in [("state_dir", &config.settings.state_dir), ("backup_dir", &config.settings.backup_dir)] {
+    for (key, dir) in [
+        ("state_dir", &config.settings.state_dir),
+        ("backup_dir", &config.settings.backup_dir),
+    ] {
         if let Err(message) = creatable_dir(dir) {
             report(Severity::Error, settings.key(key), message);
         }
@@ -40,7 +43,10 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
             Ok(meta) if meta.is_dir() => report(
                 Severity::Error,
                 at.key("path"),
-                format!("`{}` is a directory, not a database file", paths::display(&database.path)),
+                format!(
+                    "`{}` is a directory, not a database file",
+                    paths::display(&database.path)
+                ),
             ),
             Ok(_) => {}
             Err(_) => {
@@ -57,7 +63,10 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
             report(
                 Severity::Error,
                 at.key("migrations").key("dir"),
-                format!("migrations directory `{}` does not exist", paths::display(&migrations.dir)),
+                format!(
+                    "migrations directory `{}` does not exist",
+                    paths::display(&migrations.dir)
+                ),
             );
         }
         let db_device = nearest_existing(&database.path).and_then(|p| device(&p));
@@ -72,7 +81,11 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
             format!(
                 "`{}` is on the same file system as {} {}; one disk failure loses the data and its backups (put backups on another disk, or copy them off the machine)",
                 paths::display(&config.settings.backup_dir),
-                if sharing.len() == 1 { "database" } else { "databases" },
+                if sharing.len() == 1 {
+                    "database"
+                } else {
+                    "databases"
+                },
                 sharing.join(", ")
             ),
         );

@@ -112,7 +112,10 @@ impl Validator<'_> {
         if raw.version.0 != 1 {
             self.error(
                 &FieldPath::root("version"),
-                format!("unsupported version {}; this litewarden reads version 1", raw.version.0),
+                format!(
+                    "unsupported version {}; this litewarden reads version 1",
+                    raw.version.0
+                ),
             );
         }
         let settings = self.settings(&raw.settings);
@@ -121,16 +124,24 @@ impl Validator<'_> {
         let mut by_path: BTreeMap<PathBuf, (String, FieldPath)> = BTreeMap::new();
         for (name, raw_db) in &raw.databases {
             let db_path = FieldPath::root("databases").key(name);
-            let Some(database) = self.database(name, raw_db, &raw.defaults, &defaults_path, &db_path, &settings) else {
+            let Some(database) = self.database(
+                name,
+                raw_db,
+                &raw.defaults,
+                &defaults_path,
+                &db_path,
+                &settings,
+            ) else {
                 continue;
             };
             let path_field = db_path.key("path");
             if let Some((other, other_field)) = by_path.get(&database.path) {
-                let (later, earlier_name) = if self.document.locate(&path_field) > self.document.locate(other_field) {
-                    (path_field.clone(), other.clone())
-                } else {
-                    (other_field.clone(), name.clone())
-                };
+                let (later, earlier_name) =
+                    if self.document.locate(&path_field) > self.document.locate(other_field) {
+                        (path_field.clone(), other.clone())
+                    } else {
+                        (other_field.clone(), name.clone())
+                    };
                 self.error(
                     &later,
                     format!(
@@ -144,7 +155,10 @@ impl Validator<'_> {
             databases.insert(database.name.clone(), database);
         }
         if raw.databases.is_empty() {
-            self.warn(&FieldPath::root("databases"), "no databases are declared; litewarden has nothing to manage");
+            self.warn(
+                &FieldPath::root("databases"),
+                "no databases are declared; litewarden has nothing to manage",
+            );
         }
         let smtp = raw.smtp.as_ref().and_then(|smtp| self.smtp(smtp));
         let alerts = self.alerts(&raw.alerts, &databases, smtp.is_some());
@@ -159,12 +173,26 @@ impl Validator<'_> {
 
     fn settings(&mut self, raw: &RawSettings) -> Settings {
         let path = FieldPath::root("settings");
-        let state_dir = self.resolve(raw.state_dir.as_ref().map_or(DEFAULT_STATE_DIR, |t| t.0.as_str()));
-        let backup_dir = self.resolve(raw.backup_dir.as_ref().map_or(DEFAULT_BACKUP_DIR, |t| t.0.as_str()));
+        let state_dir = self.resolve(
+            raw.state_dir
+                .as_ref()
+                .map_or(DEFAULT_STATE_DIR, |t| t.0.as_str()),
+        );
+        let backup_dir = self.resolve(
+            raw.backup_dir
+                .as_ref()
+                .map_or(DEFAULT_BACKUP_DIR, |t| t.0.as_str()),
+        );
         if state_dir == backup_dir {
-            self.error(&path.key("backup_dir"), "backup_dir must differ from state_dir");
+            self.error(
+                &path.key("backup_dir"),
+                "backup_dir must differ from state_dir",
+            );
         }
-        for (key, value) in [("state_dir", &raw.state_dir), ("backup_dir", &raw.backup_dir)] {
+        for (key, value) in [
+            ("state_dir", &raw.state_dir),
+            ("backup_dir", &raw.backup_dir),
+        ] {
             if value.as_ref().is_some_and(|t| t.0.trim().is_empty()) {
                 self.error(&path.key(key), "must not be empty");
             }
@@ -205,16 +233,39 @@ impl Validator<'_> {
         };
         if let Some(file_path) = &file_path {
             if file_path.starts_with(&settings.state_dir) {
-                self.error(&path.key("path"), "the database must not live inside settings.state_dir");
+                self.error(
+                    &path.key("path"),
+                    "the database must not live inside settings.state_dir",
+                );
             }
             if file_path.starts_with(&settings.backup_dir) {
                 self.error(&path.key("path"), "the database must not live inside settings.backup_dir (retention manages that directory)");
             }
         }
-        let pragmas = self.pragmas(raw.pragmas.as_ref(), defaults.pragmas.as_ref(), &path.key("pragmas"), &defaults_path.key("pragmas"));
-        let backup = self.backup(raw.backup.as_ref(), defaults.backup.as_ref(), &path.key("backup"), &defaults_path.key("backup"));
-        let health = self.health(raw.health.as_ref(), defaults.health.as_ref(), &path.key("health"), &defaults_path.key("health"));
-        let optimize = self.optimize(raw.optimize.as_ref(), defaults.optimize.as_ref(), &path.key("optimize"), &defaults_path.key("optimize"));
+        let pragmas = self.pragmas(
+            raw.pragmas.as_ref(),
+            defaults.pragmas.as_ref(),
+            &path.key("pragmas"),
+            &defaults_path.key("pragmas"),
+        );
+        let backup = self.backup(
+            raw.backup.as_ref(),
+            defaults.backup.as_ref(),
+            &path.key("backup"),
+            &defaults_path.key("backup"),
+        );
+        let health = self.health(
+            raw.health.as_ref(),
+            defaults.health.as_ref(),
+            &path.key("health"),
+            &defaults_path.key("health"),
+        );
+        let optimize = self.optimize(
+            raw.optimize.as_ref(),
+            defaults.optimize.as_ref(),
+            &path.key("optimize"),
+            &defaults_path.key("optimize"),
+        );
         let migrations = raw.migrations.as_ref().map(|m| Migrations {
             dir: self.resolve(&m.dir.0),
             apply: v(&m.apply).unwrap_or(MigrationApply::Auto),
@@ -234,7 +285,13 @@ impl Validator<'_> {
         })
     }
 
-    fn pragmas(&mut self, db: Option<&RawPragmas>, def: Option<&RawPragmas>, path: &FieldPath, def_path: &FieldPath) -> Option<Pragmas> {
+    fn pragmas(
+        &mut self,
+        db: Option<&RawPragmas>,
+        def: Option<&RawPragmas>,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) -> Option<Pragmas> {
         let empty = RawPragmas::default();
         let (db, def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
         let page_size = match (v(&db.page_size), v(&def.page_size)) {
@@ -261,7 +318,9 @@ impl Validator<'_> {
             },
             connection: ConnectionPragmas {
                 synchronous: v(&db.synchronous).or(v(&def.synchronous)),
-                busy_timeout: v(&db.busy_timeout).or(v(&def.busy_timeout)).map_or(DEFAULT_BUSY_TIMEOUT, HumanDuration::get),
+                busy_timeout: v(&db.busy_timeout)
+                    .or(v(&def.busy_timeout))
+                    .map_or(DEFAULT_BUSY_TIMEOUT, HumanDuration::get),
                 foreign_keys: v(&db.foreign_keys).or(v(&def.foreign_keys)),
                 cache_size: v(&db.cache_size).or(v(&def.cache_size)),
                 mmap_size: v(&db.mmap_size).or(v(&def.mmap_size)),
@@ -281,7 +340,10 @@ impl Validator<'_> {
         let mut ok = true;
         for ((every, schedule), at) in [(&db, path), (&def, def_path)] {
             if every.is_some() && schedule.is_some() {
-                self.error(&at.key("schedule"), "set either `every` or `schedule`, not both");
+                self.error(
+                    &at.key("schedule"),
+                    "set either `every` or `schedule`, not both",
+                );
                 ok = false;
             }
             if every.is_some_and(|e| e.get().is_zero()) {
@@ -292,19 +354,42 @@ impl Validator<'_> {
         if !ok {
             return Err(Invalid);
         }
-        let (level, at) = if db.0.is_some() || db.1.is_some() { (db, path) } else { (def, def_path) };
+        let (level, at) = if db.0.is_some() || db.1.is_some() {
+            (db, path)
+        } else {
+            (def, def_path)
+        };
         Ok(match level {
-            (Some(every), _) => Some(Sourced { value: Schedule::Every(every.get()), path: at.key("every") }),
-            (None, Some(cron)) => Some(Sourced { value: Schedule::Cron(cron), path: at.key("schedule") }),
+            (Some(every), _) => Some(Sourced {
+                value: Schedule::Every(every.get()),
+                path: at.key("every"),
+            }),
+            (None, Some(cron)) => Some(Sourced {
+                value: Schedule::Cron(cron),
+                path: at.key("schedule"),
+            }),
             (None, None) => None,
         })
     }
 
-    fn backup(&mut self, db: Option<&RawBackup>, def: Option<&RawBackup>, path: &FieldPath, def_path: &FieldPath) -> Option<Sourced<Backup>> {
+    fn backup(
+        &mut self,
+        db: Option<&RawBackup>,
+        def: Option<&RawBackup>,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) -> Option<Sourced<Backup>> {
         let empty = RawBackup::default();
         let (db, def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
-        let schedule = self.schedule((v(&db.every), v(&db.schedule)), (v(&def.every), v(&def.schedule)), path, def_path);
-        let timeout = v(&db.timeout).or(v(&def.timeout)).map_or(DEFAULT_BACKUP_TIMEOUT, HumanDuration::get);
+        let schedule = self.schedule(
+            (v(&db.every), v(&db.schedule)),
+            (v(&def.every), v(&def.schedule)),
+            path,
+            def_path,
+        );
+        let timeout = v(&db.timeout)
+            .or(v(&def.timeout))
+            .map_or(DEFAULT_BACKUP_TIMEOUT, HumanDuration::get);
         if timeout.is_zero() {
             let at = if db.timeout.is_some() { path } else { def_path };
             self.error(&at.key("timeout"), "timeout must be longer than 0s");
@@ -326,11 +411,19 @@ impl Validator<'_> {
             value: Backup {
                 enabled,
                 schedule: schedule.value,
-                method: v(&db.method).or(v(&def.method)).unwrap_or(BackupMethod::Auto),
-                compress: v(&db.compress).or(v(&def.compress)).unwrap_or(Compression::Zstd),
-                verify: v(&db.verify).or(v(&def.verify)).unwrap_or(VerifyLevel::Quick),
+                method: v(&db.method)
+                    .or(v(&def.method))
+                    .unwrap_or(BackupMethod::Auto),
+                compress: v(&db.compress)
+                    .or(v(&def.compress))
+                    .unwrap_or(Compression::Zstd),
+                verify: v(&db.verify)
+                    .or(v(&def.verify))
+                    .unwrap_or(VerifyLevel::Quick),
                 retention,
-                before_migrations: v(&db.before_migrations).or(v(&def.before_migrations)).unwrap_or(true),
+                before_migrations: v(&db.before_migrations)
+                    .or(v(&def.before_migrations))
+                    .unwrap_or(true),
                 timeout,
             },
         })
@@ -339,7 +432,9 @@ impl Validator<'_> {
     fn retention(&mut self, db: Option<&RawRetention>, def: Option<&RawRetention>) -> Retention {
         let empty = RawRetention::default();
         let (db, def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
-        let count = |a: &Option<super::interpolate::Expanded<u32>>, b: &Option<super::interpolate::Expanded<u32>>| v(a).or(v(b)).unwrap_or(0);
+        let count =
+            |a: &Option<super::interpolate::Expanded<u32>>,
+             b: &Option<super::interpolate::Expanded<u32>>| v(a).or(v(b)).unwrap_or(0);
         Retention {
             keep_last: count(&db.keep_last, &def.keep_last),
             keep_hourly: count(&db.keep_hourly, &def.keep_hourly),
@@ -347,35 +442,70 @@ impl Validator<'_> {
             keep_weekly: count(&db.keep_weekly, &def.keep_weekly),
             keep_monthly: count(&db.keep_monthly, &def.keep_monthly),
             keep_yearly: count(&db.keep_yearly, &def.keep_yearly),
-            keep_within: v(&db.keep_within).or(v(&def.keep_within)).map(HumanDuration::get),
+            keep_within: v(&db.keep_within)
+                .or(v(&def.keep_within))
+                .map(HumanDuration::get),
         }
     }
 
-    fn health(&mut self, db: Option<&RawHealth>, def: Option<&RawHealth>, path: &FieldPath, def_path: &FieldPath) -> Option<Sourced<Health>> {
+    fn health(
+        &mut self,
+        db: Option<&RawHealth>,
+        def: Option<&RawHealth>,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) -> Option<Sourced<Health>> {
         let empty = RawHealth::default();
         let (db, def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
-        let every = v(&db.every).or(v(&def.every)).map_or(DEFAULT_HEALTH_EVERY, HumanDuration::get);
+        let every = v(&db.every)
+            .or(v(&def.every))
+            .map_or(DEFAULT_HEALTH_EVERY, HumanDuration::get);
         if every.is_zero() {
             let at = if db.every.is_some() { path } else { def_path };
             self.error(&at.key("every"), "interval must be longer than 0s");
             return None;
         }
-        let age_path = if db.max_backup_age.is_some() { path } else { def_path }.key("max_backup_age");
+        let age_path = if db.max_backup_age.is_some() {
+            path
+        } else {
+            def_path
+        }
+        .key("max_backup_age");
         Some(Sourced {
             path: age_path,
             value: Health {
                 every,
-                max_wal_size: v(&db.max_wal_size).or(v(&def.max_wal_size)).unwrap_or(DEFAULT_MAX_WAL_SIZE),
-                min_free_disk: v(&db.min_free_disk).or(v(&def.min_free_disk)).unwrap_or(DEFAULT_MIN_FREE_DISK),
-                max_backup_age: v(&db.max_backup_age).or(v(&def.max_backup_age)).map(HumanDuration::get),
+                max_wal_size: v(&db.max_wal_size)
+                    .or(v(&def.max_wal_size))
+                    .unwrap_or(DEFAULT_MAX_WAL_SIZE),
+                min_free_disk: v(&db.min_free_disk)
+                    .or(v(&def.min_free_disk))
+                    .unwrap_or(DEFAULT_MIN_FREE_DISK),
+                max_backup_age: v(&db.max_backup_age)
+                    .or(v(&def.max_backup_age))
+                    .map(HumanDuration::get),
             },
         })
     }
 
-    fn optimize(&mut self, db: Option<&RawOptimize>, def: Option<&RawOptimize>, path: &FieldPath, def_path: &FieldPath) -> Option<Optimize> {
+    fn optimize(
+        &mut self,
+        db: Option<&RawOptimize>,
+        def: Option<&RawOptimize>,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) -> Option<Optimize> {
         let empty = RawOptimize::default();
         let (db, def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
-        let schedule = match self.schedule((v(&db.every), v(&db.schedule)), (v(&def.every), v(&def.schedule)), path, def_path).ok()? {
+        let schedule = match self
+            .schedule(
+                (v(&db.every), v(&db.schedule)),
+                (v(&def.every), v(&def.schedule)),
+                path,
+                def_path,
+            )
+            .ok()?
+        {
             Some(schedule) => schedule.value,
             None => Schedule::Cron(CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?),
         };
@@ -384,7 +514,12 @@ impl Validator<'_> {
 
     /// Warns when the newest backup must regularly be older than
     /// `max_backup_age`, so the health check would fail between backups.
-    fn check_backup_age(&mut self, backup: &Sourced<Backup>, health: &Sourced<Health>, timezone: chrono_tz::Tz) {
+    fn check_backup_age(
+        &mut self,
+        backup: &Sourced<Backup>,
+        health: &Sourced<Health>,
+        timezone: chrono_tz::Tz,
+    ) {
         let Some(max_age) = health.value.max_backup_age else {
             return;
         };
@@ -435,13 +570,19 @@ impl Validator<'_> {
         let tls = v(&raw.tls).unwrap_or(SmtpTls::Starttls);
         let password = match (&raw.password_env, &raw.password_file) {
             (Some(_), Some(_)) => {
-                self.error(&path.key("password_file"), "set either `password_env` or `password_file`, not both");
+                self.error(
+                    &path.key("password_file"),
+                    "set either `password_env` or `password_file`, not both",
+                );
                 return None;
             }
             (Some(env), None) => {
                 let name = env.0.trim();
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    self.error(&path.key("password_env"), format!("`{name}` is not an environment variable name"));
+                    self.error(
+                        &path.key("password_env"),
+                        format!("`{name}` is not an environment variable name"),
+                    );
                     return None;
                 }
                 Some(PasswordSource::Env(name.to_string()))
@@ -451,7 +592,10 @@ impl Validator<'_> {
         };
         match (&raw.username, &password) {
             (Some(_), None) => {
-                self.error(&path.key("username"), "a username needs `password_env` or `password_file`");
+                self.error(
+                    &path.key("username"),
+                    "a username needs `password_env` or `password_file`",
+                );
                 return None;
             }
             (None, Some(_)) => {
@@ -478,7 +622,12 @@ impl Validator<'_> {
         })
     }
 
-    fn alerts(&mut self, raw: &[RawAlert], databases: &BTreeMap<DbName, Database>, have_smtp: bool) -> Vec<AlertRule> {
+    fn alerts(
+        &mut self,
+        raw: &[RawAlert],
+        databases: &BTreeMap<DbName, Database>,
+        have_smtp: bool,
+    ) -> Vec<AlertRule> {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut rules = Vec::new();
         for (index, alert) in raw.iter().enumerate() {
@@ -487,14 +636,22 @@ impl Validator<'_> {
             if name.is_empty() {
                 self.error(&path.key("name"), "alert name must not be empty");
             } else if let Some(first) = seen.insert(name.clone(), index) {
-                self.error(&path.key("name"), format!("alert name `{name}` is already used by alerts[{first}]"));
+                self.error(
+                    &path.key("name"),
+                    format!("alert name `{name}` is already used by alerts[{first}]"),
+                );
             }
             if alert.to.is_empty() {
                 self.error(&path.key("to"), "list at least one recipient");
             }
             let when = alert.when.0;
-            if !alert.jobs.is_empty() && !matches!(when, AlertCondition::JobFailed | AlertCondition::JobStuck) {
-                self.error(&path.key("jobs"), format!("`jobs` only applies to job_failed and job_stuck, not {when}"));
+            if !alert.jobs.is_empty()
+                && !matches!(when, AlertCondition::JobFailed | AlertCondition::JobStuck)
+            {
+                self.error(
+                    &path.key("jobs"),
+                    format!("`jobs` only applies to job_failed and job_stuck, not {when}"),
+                );
             }
             let mut rule_databases = Vec::new();
             for (i, db) in alert.databases.iter().enumerate() {
@@ -504,7 +661,10 @@ impl Validator<'_> {
                         let hint = did_you_mean(&db.0, databases.keys().map(DbName::as_str))
                             .map(|close| format!(" (did you mean `{close}`?)"))
                             .unwrap_or_default();
-                        self.error(&path.key("databases").index(i), format!("unknown database `{}`{hint}", db.0));
+                        self.error(
+                            &path.key("databases").index(i),
+                            format!("unknown database `{}`{hint}", db.0),
+                        );
                     }
                 }
             }
@@ -523,7 +683,10 @@ impl Validator<'_> {
             });
         }
         if !raw.is_empty() && !have_smtp {
-            self.warn(&FieldPath::root("alerts"), "no `smtp:` section: alerts go to the log and /status only");
+            self.warn(
+                &FieldPath::root("alerts"),
+                "no `smtp:` section: alerts go to the log and /status only",
+            );
         }
         rules
     }

@@ -29,7 +29,10 @@ pub trait ScalarValue: Sized {
 
 /// The candidate closest to `input`, when it is close enough to be a likely
 /// typo.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (strsim::jaro_winkler(input, candidate), candidate))
@@ -155,7 +158,12 @@ impl ScalarValue for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        const BINARY: &[(&str, u64)] = &[("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const BINARY: &[(&str, u64)] = &[
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (unit, size) in BINARY {
             if self.0 >= *size && self.0 % size == 0 {
                 return write!(f, "{}{unit}", self.0 / size);
@@ -182,7 +190,9 @@ impl ScalarValue for HumanDuration {
     fn parse_scalar(text: &str) -> Result<Self, String> {
         let trimmed = text.trim();
         if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit()) {
-            return Err(format!("`{trimmed}` has no unit: write `{trimmed}s` for seconds"));
+            return Err(format!(
+                "`{trimmed}` has no unit: write `{trimmed}s` for seconds"
+            ));
         }
         humantime::parse_duration(trimmed)
             .map(HumanDuration)
@@ -260,7 +270,10 @@ impl ScalarValue for CronPattern {
             .build()
             .parse(&normalized)
             .map_err(|e| format!("invalid cron pattern `{trimmed}`: {e}"))?;
-        let reference = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single().ok_or("invalid reference time")?;
+        let reference = Utc
+            .with_ymd_and_hms(2001, 1, 1, 0, 0, 0)
+            .single()
+            .ok_or("invalid reference time")?;
         cron.find_next_occurrence(&reference, false)
             .map_err(|_| format!("cron pattern `{trimmed}` never fires"))?;
         Ok(CronPattern {
@@ -277,7 +290,6 @@ impl ScalarValue for CronPattern {
     }
 }
 
-
 impl ScalarValue for chrono_tz::Tz {
     const EXPECTING: &'static str = "an IANA time zone like Europe/Berlin";
 
@@ -286,7 +298,9 @@ impl ScalarValue for chrono_tz::Tz {
             let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
             match did_you_mean(text.trim(), names) {
                 Some(name) => format!("unknown time zone `{text}` (did you mean `{name}`?)"),
-                None => format!("unknown time zone `{text}`; use an IANA name such as UTC or Europe/Berlin"),
+                None => format!(
+                    "unknown time zone `{text}`; use an IANA name such as UTC or Europe/Berlin"
+                ),
             }
         })
     }
@@ -382,9 +396,15 @@ pub(crate) use scalar_enum;
 
 /// The message for a value that is not one of `choices`.
 pub fn unknown_choice(text: &str, choices: &[&str]) -> String {
-    let list = choices.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
+    let list = choices
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     match did_you_mean(text.trim(), choices.iter().copied()) {
-        Some(close) => format!("unknown value `{text}` (did you mean `{close}`?); expected one of {list}"),
+        Some(close) => {
+            format!("unknown value `{text}` (did you mean `{close}`?); expected one of {list}")
+        }
         None => format!("unknown value `{text}`; expected one of {list}"),
     }
 }
@@ -405,31 +425,64 @@ mod tests {
 
     #[test]
     fn sizes_reject_unknown_units_and_garbage() {
-        assert!(ByteSize::parse_scalar("5 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            ByteSize::parse_scalar("5 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(ByteSize::parse_scalar("MiB").is_err());
         assert!(ByteSize::parse_scalar("").is_err());
     }
 
     #[test]
     fn durations_need_a_unit() {
-        assert_eq!(HumanDuration::parse_scalar("7d").unwrap().get(), Duration::from_secs(7 * 86400));
-        assert_eq!(HumanDuration::parse_scalar("3600s").unwrap().get(), Duration::from_secs(3600));
-        assert!(HumanDuration::parse_scalar("3600").unwrap_err().contains("write `3600s`"));
+        assert_eq!(
+            HumanDuration::parse_scalar("7d").unwrap().get(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            HumanDuration::parse_scalar("3600s").unwrap().get(),
+            Duration::from_secs(3600)
+        );
+        assert!(
+            HumanDuration::parse_scalar("3600")
+                .unwrap_err()
+                .contains("write `3600s`")
+        );
         assert!(HumanDuration::parse_scalar("soon").is_err());
     }
 
     #[test]
     fn cron_accepts_five_fields_and_nicknames() {
-        for pattern in ["0 * * * *", "@hourly", "@midnight", "@weekly", "30 2 * * 0", "0 3 * * 7"] {
+        for pattern in [
+            "0 * * * *",
+            "@hourly",
+            "@midnight",
+            "@weekly",
+            "30 2 * * 0",
+            "0 3 * * 7",
+        ] {
             assert!(CronPattern::parse_scalar(pattern).is_ok(), "{pattern}");
         }
     }
 
     #[test]
     fn cron_rejects_seconds_reboot_and_never_firing_patterns() {
-        assert!(CronPattern::parse_scalar("0 0 * * * *").unwrap_err().contains("6 fields"));
-        assert!(CronPattern::parse_scalar("@reboot").unwrap_err().contains("@reboot"));
-        assert!(CronPattern::parse_scalar("0 0 30 2 *").unwrap_err().contains("never fires"));
+        assert!(
+            CronPattern::parse_scalar("0 0 * * * *")
+                .unwrap_err()
+                .contains("6 fields")
+        );
+        assert!(
+            CronPattern::parse_scalar("@reboot")
+                .unwrap_err()
+                .contains("@reboot")
+        );
+        assert!(
+            CronPattern::parse_scalar("0 0 30 2 *")
+                .unwrap_err()
+                .contains("never fires")
+        );
         assert!(CronPattern::parse_scalar("61 * * * *").is_err());
     }
 

@@ -61,23 +61,37 @@ pub enum DbError {
     },
 }
 
-pub(crate) fn sqlite_error(path: &Path, action: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> DbError {
+pub(crate) fn sqlite_error(
+    path: &Path,
+    action: impl Into<String>,
+) -> impl FnOnce(rusqlite::Error) -> DbError {
     let path = path.to_path_buf();
     let action = action.into();
-    move |source| DbError::Sqlite { path, action, source }
+    move |source| DbError::Sqlite {
+        path,
+        action,
+        source,
+    }
 }
 
 /// Opens an existing database read-write (never creating it) with the
 /// per-connection pragmas of `jobs.yaml`.
 pub fn open(path: &Path, pragmas: &ConnectionPragmas) -> Result<Connection, DbError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path, "cannot open"))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(sqlite_error(path, "cannot open"))?;
     apply_connection_pragmas(&conn, path, pragmas)?;
     Ok(conn)
 }
 
 /// Sets the per-connection pragmas on `conn`.
-pub fn apply_connection_pragmas(conn: &Connection, path: &Path, pragmas: &ConnectionPragmas) -> Result<(), DbError> {
+pub fn apply_connection_pragmas(
+    conn: &Connection,
+    path: &Path,
+    pragmas: &ConnectionPragmas,
+) -> Result<(), DbError> {
     conn.busy_timeout(pragmas.busy_timeout)
         .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
     if let Some(mode) = pragmas.synchronous {

@@ -50,10 +50,13 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
         .read_to_end(&mut header)
         .map_err(io("cannot read"))?;
     if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
-        return Err(DbError::NotADatabase { path: path.to_path_buf() });
+        return Err(DbError::NotADatabase {
+            path: path.to_path_buf(),
+        });
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error(path, "cannot open read-only"))?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(sqlite_error(path, "cannot open read-only"))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
     read_facts(&conn, path).map(ObservedFile::Present)
@@ -67,8 +70,12 @@ pub fn read_facts(conn: &Connection, path: &Path) -> Result<FileFacts, DbError> 
         2 => AutoVacuum::Incremental,
         _ => AutoVacuum::None,
     };
-    let page_size = PageSize::new(pragma::<i64>(conn, path, "page_size")?.max(0) as u64)
-        .map_err(|_| DbError::NotADatabase { path: path.to_path_buf() })?;
+    let page_size =
+        PageSize::new(pragma::<i64>(conn, path, "page_size")?.max(0) as u64).map_err(|_| {
+            DbError::NotADatabase {
+                path: path.to_path_buf(),
+            }
+        })?;
     Ok(FileFacts {
         wal: journal_mode.eq_ignore_ascii_case("wal"),
         auto_vacuum,
@@ -79,10 +86,16 @@ pub fn read_facts(conn: &Connection, path: &Path) -> Result<FileFacts, DbError> 
 }
 
 /// Reads one pragma, mapping "file is not a database" to its own error.
-pub(crate) fn pragma<T: rusqlite::types::FromSql>(conn: &Connection, path: &Path, name: &str) -> Result<T, DbError> {
+pub(crate) fn pragma<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    path: &Path,
+    name: &str,
+) -> Result<T, DbError> {
     conn.pragma_query_value(None, name, |row| row.get(0))
         .map_err(|source| match source.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::NotADatabase) => DbError::NotADatabase { path: path.to_path_buf() },
+            Some(rusqlite::ErrorCode::NotADatabase) => DbError::NotADatabase {
+                path: path.to_path_buf(),
+            },
             _ => sqlite_error(path, format!("cannot read {name}"))(source),
         })
 }

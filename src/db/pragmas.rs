@@ -18,7 +18,11 @@ use crate::plan::PragmaValue;
 /// Creates a new database file (mode 0600, parent directories as needed)
 /// and sets `pragmas` before anything else is written. Never overwrites: an
 /// existing file is an error.
-pub fn create(path: &Path, pragmas: &[PragmaValue], connection: &ConnectionPragmas) -> Result<(), DbError> {
+pub fn create(
+    path: &Path,
+    pragmas: &[PragmaValue],
+    connection: &ConnectionPragmas,
+) -> Result<(), DbError> {
     let io = |action| {
         move |source| DbError::Io {
             path: path.to_path_buf(),
@@ -77,7 +81,11 @@ pub fn change(path: &Path, to: PragmaValue, connection: &ConnectionPragmas) -> R
                 set_journal_mode(&conn, path, JournalMode::Delete)?;
             }
             update(&conn, path, to)?;
-            let result = if current.page_count > 0 { vacuum(&conn, path) } else { Ok(()) };
+            let result = if current.page_count > 0 {
+                vacuum(&conn, path)
+            } else {
+                Ok(())
+            };
             if current.wal {
                 set_journal_mode(&conn, path, JournalMode::Wal)?;
             }
@@ -114,7 +122,8 @@ fn set_journal_mode(conn: &Connection, path: &Path, mode: JournalMode) -> Result
 }
 
 fn vacuum(conn: &Connection, path: &Path) -> Result<(), DbError> {
-    conn.execute_batch("VACUUM").map_err(sqlite_error(path, "VACUUM failed"))
+    conn.execute_batch("VACUUM")
+        .map_err(sqlite_error(path, "VACUUM failed"))
 }
 
 fn verify(conn: &Connection, path: &Path, wanted: PragmaValue) -> Result<(), DbError> {
