@@ -1,1 +1,117 @@
-fn main() {}
+//! Benchmark for issue #3: `check` and `plan` of a generated jobs.yaml with
+//! 1000 databases (target: under 1 s each on a 2-core machine).
+//!
+//! Times the real binary end to end (process start, parse, validate,
+//! preflight, observe 1000 files, diff) and the library stages in-process,
+//! and prints medians. Run with `cargo bench --bench config`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use litewarden::config::{self, Environment};
+use litewarden::plan::{self, Desired};
+
+const DATABASES: usize = 1000;
+const ROUNDS: usize = 15;
+
+fn generate(dir: &Path) {
+    let mut text = String::from(
+        "version: 1\nsettings: { backup_dir: /var/backups/lw }\ndefaults:\n  pragmas: { journal_mode: wal, synchronous: normal, busy_timeout: 5s }\n  backup:\n    every: ${DB_UPDATE_INTERVAL:-3600}s\n    retention: { keep_last: 3, keep_hourly: 24, keep_daily: 7, keep_within: \"${BACKUP_RETENTION_DAYS:-7}d\" }\n  health: { every: 5m, max_wal_size: 256MiB, max_backup_age: 2h }\n  optimize: { schedule: \"@hourly\" }\ndatabases:\n",
+    );
+    for i in 0..DATABASES {
+        text.push_str(&format!("  db{i:04}: {{ path: \"data/db{i:04}.db\" }}\n"));
+    }
+    std::fs::write(dir.join("jobs.yaml"), text).expect("write jobs.yaml");
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time(mut f: impl FnMut()) -> Duration {
+    f();
+    median(
+        (0..ROUNDS)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn binary(dir: &Path, command: &str, expected: i32) -> Duration {
+    time(|| {
+        let status = Command::new(env!("CARGO_BIN_EXE_litewarden"))
+            .arg(command)
+            .current_dir(dir)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run litewarden");
+        assert_eq!(
+            status.status.code(),
+            Some(expected),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    })
+}
+
+fn report(name: &str, took: Duration) {
+    let verdict = if took < Duration::from_secs(1) {
+        "ok"
+    } else {
+        "OVER TARGET"
+    };
+    println!(
+        "{name:<48} {:>9.1} ms  (target < 1000 ms: {verdict})",
+        took.as_secs_f64() * 1000.0
+    );
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    generate(dir.path());
+    let file = dir.path().join("jobs.yaml");
+    let environment = Environment::from_process();
+    println!("{DATABASES} databases, median of {ROUNDS} rounds");
+
+    report("litewarden check (binary)", binary(dir.path(), "check", 0));
+    report(
+        "litewarden plan, all files missing (binary)",
+        binary(dir.path(), "plan", 2),
+    );
+    report(
+        "load + validate + preflight (library)",
+        time(|| {
+            config::load(&file, &environment).expect("valid config");
+        }),
+    );
+
+    let loaded = config::load(&file, &environment).expect("valid config");
+    let status = Command::new(env!("CARGO_BIN_EXE_litewarden"))
+        .arg("apply")
+        .current_dir(dir.path())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run apply");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    report(
+        "litewarden plan, 1000 existing files (binary)",
+        binary(dir.path(), "plan", 0),
+    );
+    report(
+        "observe + diff, 1000 existing files (library)",
+        time(|| {
+            let observed = litewarden::db::observe::observe(&loaded.config).expect("observe");
+            assert!(plan::diff(&observed, &Desired::from_config(&loaded.config)).is_empty());
+        }),
+    );
+}

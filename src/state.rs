@@ -61,6 +61,14 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A row of the state database cannot be read back.
+    #[error("{}: {detail}; move the state database aside to rebuild it", crate::paths::display(.path))]
+    Corrupt {
+        /// The state database.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// The state database was written by a newer litewarden.
     #[error("{}: schema version {found} is newer than this litewarden understands ({known}); upgrade litewarden", crate::paths::display(.path))]
     TooNew {
@@ -293,30 +301,48 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The most recent run of `job`, if any.
-    pub fn last_run(
-        &self,
-        job: JobKind,
-    ) -> Result<Option<(DateTime<Utc>, String, Option<String>)>, StateError> {
-        self.conn
+    /// When the most recent run of `job` started, how it ended and its
+    /// summary, if it ever ran.
+    pub fn last_run(&self, job: JobKind) -> Result<Option<RecordedRun>, StateError> {
+        let row = self
+            .conn
             .query_row(
                 "SELECT started_at, outcome, detail FROM job_runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
                 params![job.as_str()],
-                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)),
             )
             .optional()
-            .map_err(sqlite(&self.path, "cannot read job runs"))?
-            .map(|(started, outcome, detail)| {
-                DateTime::parse_from_rfc3339(&started)
-                    .map(|t| (t.with_timezone(&Utc), outcome, detail))
-                    .map_err(|_| StateError::Sqlite {
-                        path: self.path.clone(),
-                        action: "cannot read job runs",
-                        source: rusqlite::Error::InvalidColumnType(0, "started_at".into(), rusqlite::types::Type::Text),
-                    })
-            })
-            .transpose()
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        let Some((started_at, outcome, detail)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |what: String| StateError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("job_runs has {what}"),
+        };
+        Ok(Some(RecordedRun {
+            started_at: DateTime::parse_from_rfc3339(&started_at)
+                .map_err(|_| corrupt(format!("an invalid started_at `{started_at}`")))?
+                .with_timezone(&Utc),
+            outcome: match outcome.as_str() {
+                "success" => Outcome::Success,
+                "failed" => Outcome::Failed,
+                other => return Err(corrupt(format!("an unknown outcome `{other}`"))),
+            },
+            detail,
+        }))
     }
+}
+
+/// The summary of a recorded run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRun {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its summary.
+    pub detail: Option<String>,
 }
 
 fn enum_text<T: Serialize>(value: &T) -> String {
@@ -410,10 +436,14 @@ mod tests {
             detail: Some("1 created".into()),
         };
         state.record_run(&run).unwrap();
-        let (started, outcome, detail) = state.last_run(JobKind::Apply).unwrap().unwrap();
+        let last = state.last_run(JobKind::Apply).unwrap().unwrap();
         assert_eq!(
-            (started, outcome.as_str(), detail.as_deref()),
-            (clock.now(), "success", Some("1 created"))
+            last,
+            RecordedRun {
+                started_at: clock.now(),
+                outcome: Outcome::Success,
+                detail: Some("1 created".into())
+            }
         );
         assert!(state.last_run(JobKind::Backup).unwrap().is_none());
     }

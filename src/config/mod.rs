@@ -128,7 +128,10 @@ pub fn parse(
     environment: &Environment,
 ) -> Result<(Config, Vec<Diagnostic>, Document), Vec<Diagnostic>> {
     let text = decode(bytes, label)?;
-    if text.trim().is_empty() {
+    if text
+        .lines()
+        .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+    {
         return Err(vec![Diagnostic::at_start(
             label,
             "the file is empty; it needs at least `version: 1` and `databases:`",

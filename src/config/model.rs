@@ -207,7 +207,7 @@ pub enum Schedule {
     /// At a fixed interval, anchored to the last recorded run.
     Every(Duration),
     /// On a cron pattern in `settings.timezone`.
-    Cron(CronPattern),
+    Cron(Box<CronPattern>),
 }
 
 impl fmt::Display for Schedule {

@@ -48,7 +48,7 @@ pub struct RawConfig {
 
 /// Global settings.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Settings")]
 pub struct RawSettings {
     /// Directory for litewarden's state database and locks, relative to this file. Default `.litewarden`.
     pub state_dir: Option<Text>,
@@ -62,7 +62,7 @@ pub struct RawSettings {
 
 /// Settings shared by all databases.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Defaults")]
 pub struct RawDefaults {
     /// SQLite pragmas.
     pub pragmas: Option<RawPragmas>,
@@ -76,7 +76,7 @@ pub struct RawDefaults {
 
 /// One managed database.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Database")]
 pub struct RawDatabase {
     /// Path of the database file, relative to this file.
     pub path: Text,
@@ -98,7 +98,7 @@ pub struct RawDatabase {
 /// `application_id` live in the file and are converged by `apply`; the others
 /// apply to litewarden's own connections and to the `live` pool.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Pragmas")]
 pub struct RawPragmas {
     /// Journal mode stored in the file: `wal` (recommended), `delete`, `truncate` or `persist`.
     pub journal_mode: Option<Expanded<JournalMode>>,
@@ -122,7 +122,7 @@ pub struct RawPragmas {
 
 /// Backup settings.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Backup")]
 pub struct RawBackup {
     /// Take scheduled backups. Default true.
     pub enabled: Option<Expanded<bool>>,
@@ -146,7 +146,7 @@ pub struct RawBackup {
 
 /// Retention rules, ORed; the newest verified backup is always kept.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Retention")]
 pub struct RawRetention {
     /// Keep the newest N backups.
     pub keep_last: Option<Expanded<u32>>,
@@ -166,7 +166,7 @@ pub struct RawRetention {
 
 /// Health checks.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Health")]
 pub struct RawHealth {
     /// How often to run the checks. Default `5m`.
     pub every: Option<Expanded<HumanDuration>>,
@@ -180,7 +180,7 @@ pub struct RawHealth {
 
 /// Maintenance schedule.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Optimize")]
 pub struct RawOptimize {
     /// Interval between runs. Exclusive with `schedule`.
     pub every: Option<Expanded<HumanDuration>>,
@@ -190,7 +190,7 @@ pub struct RawOptimize {
 
 /// Migration files.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Migrations")]
 pub struct RawMigrations {
     /// Directory of `<version>_<name>.sql` files, relative to this file.
     pub dir: Text,
@@ -200,7 +200,7 @@ pub struct RawMigrations {
 
 /// Mail server for alerts.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Smtp")]
 pub struct RawSmtp {
     /// Host name of the SMTP server.
     pub host: Text,
@@ -220,7 +220,7 @@ pub struct RawSmtp {
 
 /// One alert rule.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename = "Alert")]
 pub struct RawAlert {
     /// Unique name of the rule, used in mails and /status.
     pub name: Text,

@@ -240,7 +240,6 @@ databases:
             "jobs.yaml:4:14: databases.b.path: `/etc/lw/same.db` is also the path of database `a`; each database needs its own file",
             "jobs.yaml:7:36: databases.c.backup.schedule: set either `every` or `schedule`, not both",
         ]
-        .map(|s| s.replace(":1:10:", ":1:10:"))
     );
 }
 
@@ -317,7 +316,10 @@ fn empty_and_whitespace_files_are_errors() {
         errors(""),
         ["jobs.yaml:1:1: the file is empty; it needs at least `version: 1` and `databases:`"]
     );
-    assert_eq!(errors("\n  \n# only a comment\n").len(), 0 + 1);
+    assert_eq!(
+        errors("\n  \n# only a comment\n"),
+        ["jobs.yaml:1:1: the file is empty; it needs at least `version: 1` and `databases:`"]
+    );
 }
 
 #[test]

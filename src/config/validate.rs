@@ -365,7 +365,7 @@ impl Validator<'_> {
                 path: at.key("every"),
             }),
             (None, Some(cron)) => Some(Sourced {
-                value: Schedule::Cron(cron),
+                value: Schedule::Cron(Box::new(cron)),
                 path: at.key("schedule"),
             }),
             (None, None) => None,
@@ -507,7 +507,9 @@ impl Validator<'_> {
             .ok()?
         {
             Some(schedule) => schedule.value,
-            None => Schedule::Cron(CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?),
+            None => Schedule::Cron(Box::new(
+                CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?,
+            )),
         };
         Some(Optimize { schedule })
     }
