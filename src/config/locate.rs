@@ -269,7 +269,10 @@ fn scan_message(text: &str, position: Position, raw: &str) -> String {
     if indentation.contains('\t') || raw.contains("tab") {
         return "tabs are not allowed for indentation in YAML; indent with spaces".into();
     }
-    let detail = raw.split(" at line ").next().unwrap_or(raw);
+    let detail = raw.split(" at byte ").next().unwrap_or(raw);
+    if detail.contains("unknown anchor") {
+        return format!("anchors and aliases (`&name`, `*name`) are not supported; {SHARE_HINT}");
+    }
     format!("invalid YAML: {detail}")
 }
 

@@ -148,7 +148,7 @@ pub fn parse(
     })?;
     let raw: raw::RawConfig =
         interpolate::with_environment(environment, || serde_yaml::from_str(text))
-            .map_err(|e| vec![serde_diagnostic(&e, label, &document)])?;
+            .map_err(|e| vec![serde_diagnostic(&e, label, &document, text)])?;
     let validated = validate::validate(raw, &document, label, file)?;
     Ok((validated.config, validated.warnings, document))
 }
@@ -178,7 +178,12 @@ fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> 
 
 /// Converts serde_yaml's first error into a diagnostic, splitting off its
 /// key path and adding "did you mean" to unknown-field errors.
-fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document) -> Diagnostic {
+fn serde_diagnostic(
+    error: &serde_yaml::Error,
+    label: &str,
+    document: &Document,
+    document_text: &str,
+) -> Diagnostic {
     let position = error
         .location()
         .map(|l| Position {
@@ -194,6 +199,20 @@ fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document)
         }
     }
     let (mut field, message) = split_field(&text);
+    let message = match message.strip_prefix("invalid type: unit value, expected ") {
+        Some(expected) => format!("a value is missing here: expected {expected}"),
+        None => message,
+    };
+    if message.contains("more than one document") {
+        return Diagnostic {
+            severity: Severity::Error,
+            file: label.to_string(),
+            position: second_document(document_text),
+            field,
+            message: "the file holds more than one YAML document (`---`); keep everything in one"
+                .into(),
+        };
+    }
     let message = match parse_unknown_field(&message) {
         Some((unknown, expected)) => {
             field = if field.is_empty() {
@@ -217,6 +236,26 @@ fn serde_diagnostic(error: &serde_yaml::Error, label: &str, document: &Document)
         field,
         message,
     }
+}
+
+/// The position of the `---` that starts the second document.
+fn second_document(text: &str) -> Position {
+    let content = |line: &&str| {
+        let line = line.trim_start();
+        !(line.is_empty() || line.starts_with('#') || line.starts_with('%'))
+    };
+    let opens_with_marker = text
+        .lines()
+        .find(content)
+        .is_some_and(|line| line.starts_with("---"));
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.starts_with("---"))
+        .nth(usize::from(opens_with_marker))
+        .map_or(Position::START, |(index, _)| Position {
+            line: index + 1,
+            column: 1,
+        })
 }
 
 /// serde_yaml prefixes messages with the key path (`databases.a: ...`).

@@ -441,3 +441,45 @@ fn database_inside_the_state_or_backup_dir_is_refused() {
         errors[0]
     );
 }
+
+#[test]
+fn a_second_document_is_refused_at_its_marker() {
+    let text = "# jobs\n---\nversion: 1\ndatabases: {}\n---\nversion: 1\n";
+    assert_eq!(
+        errors(text),
+        [
+            "jobs.yaml:5:1: the file holds more than one YAML document (`---`); keep everything in one"
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_alias_gets_the_anchor_hint() {
+    let errors = errors("version: 1\ndatabases: *shared\n");
+    assert!(errors[0].contains("anchors and aliases"), "{}", errors[0]);
+}
+
+#[test]
+fn a_null_value_says_a_value_is_missing() {
+    assert_eq!(
+        errors("version: 1\ndatabases: null\n"),
+        ["jobs.yaml:2:12: databases: a value is missing here: expected a map"]
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn parse_never_panics_on_yaml_like_input(text in "(version: 1\n)?[a-z0-9:{}\\[\\], \\-\n\t#&*!?|>'\"%$~.<]{0,80}") {
+        let _ = parse(text.as_bytes(), "jobs.yaml", Path::new("/x/jobs.yaml"), &env(&[("A", "1")]));
+    }
+
+    #[test]
+    fn every_error_has_a_position_inside_the_file(text in "version: 1\ndatabases:\n  [a-z]{1,3}: \\{ [a-z_]{1,12}: [a-z0-9${}]{0,8} \\}\n") {
+        if let Err(errors) = parse(text.as_bytes(), "jobs.yaml", Path::new("/x/jobs.yaml"), &env(&[])) {
+            for error in errors {
+                proptest::prop_assert!(error.position.line >= 1 && error.position.line <= text.lines().count() + 1, "{error}");
+                proptest::prop_assert!(error.position.column >= 1, "{error}");
+            }
+        }
+    }
+}

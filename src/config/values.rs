@@ -73,7 +73,7 @@ impl ScalarValue for bool {
 macro_rules! integer_scalar {
     ($($ty:ty),*) => {$(
         impl ScalarValue for $ty {
-            const EXPECTING: &'static str = concat!("an integer (", stringify!($ty), ")");
+            const EXPECTING: &'static str = "an integer";
 
             fn parse_scalar(text: &str) -> Result<Self, String> {
                 text.trim().parse::<$ty>().map_err(|_| {
