@@ -25,6 +25,34 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Output could not be written (a closed pipe counts as success).
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+    /// A command named a database that `jobs.yaml` does not declare.
+    #[error("no database `{name}` in {}{}", crate::paths::display(.config), .suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownDatabase {
+        /// The config file.
+        config: PathBuf,
+        /// The name given.
+        name: String,
+        /// The closest declared name.
+        suggestion: Option<String>,
+    },
+    /// A file given to `pin`/`unpin` is not a catalogued backup.
+    #[error("{}: not a backup in the catalog (see `litewarden backups <db>`)", crate::paths::display(.0))]
+    UnknownBackup(PathBuf),
+    /// The operator declined a confirmation.
+    #[error("cancelled; nothing was changed")]
+    Cancelled,
+    /// Taking or pruning a backup failed.
+    #[error(transparent)]
+    Backup(#[from] crate::jobs::backup::BackupError),
+    /// A restore failed or was refused.
+    #[error(transparent)]
+    Restore(#[from] crate::jobs::restore::RestoreError),
+    /// A file failed verification.
+    #[error(transparent)]
+    Verify(#[from] crate::jobs::verify::VerifyError),
     /// A managed database could not be read or changed.
     #[error(transparent)]
     Db(#[from] DbError),

@@ -399,7 +399,7 @@ impl Validator<'_> {
         if enabled && retention == Retention::default() {
             self.warn(
                 &path.key("retention"),
-                "no retention rule is set: only the newest verified backup will be kept by prune",
+                "no retention rule is set: prune keeps every backup",
             );
         }
         let schedule = schedule.ok()?.unwrap_or_else(|| Sourced {

@@ -1,156 +1,20 @@
-//! The command line: clap definitions and one function per command.
+//! `check`, `plan` and `apply`: the config and convergence commands.
 //!
-//! Owns argument parsing and what each command prints (text, or JSON with
-//! `--json`). It returns an [`ExitStatus`] or an [`Error`]; only `main`
-//! turns those into a process exit code.
+//! Owns what those commands print; the work is in [`crate::config`],
+//! [`crate::plan`] and [`crate::apply`].
 
 use std::io::Write;
-use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use super::{Cli, ExitStatus, load, plural, print, print_warnings};
 use crate::apply::{ApplyOptions, ChangeStatus};
 use crate::clock::Clock;
-use crate::config::{self, Diagnostic, Environment, Loaded};
+use crate::config::Environment;
 use crate::error::Error;
 use crate::plan::{self, Desired};
 
-/// Keeps the SQLite databases of a live application safe and fast.
-#[derive(Debug, Parser)]
-#[command(name = "litewarden", version, about)]
-pub struct Cli {
-    /// The config file.
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "LITEWARDEN_CONFIG",
-        default_value = "jobs.yaml"
-    )]
-    pub config: PathBuf,
-    /// Log format on stderr (filter with RUST_LOG).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Validate the config; print every error as file:line:col.
-    Check {
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show what `apply` would change, changing nothing (exit 2 when changes are pending).
-    Plan {
-        /// Print the plan as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Converge once: create missing databases and set stored pragmas.
-    Apply {
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Allow changes that rewrite a file with VACUUM (auto_vacuum, page_size).
-        #[arg(long)]
-        allow_vacuum: bool,
-    },
-    /// Print the JSON schema of jobs.yaml.
-    Schema,
-}
-
-/// How a command that ran ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// Everything is fine (exit 0).
-    Success,
-    /// `plan` found changes to make (exit 2).
-    ChangesPending,
-    /// The command reported a failure itself (exit 1).
-    Failure,
-}
-
-/// Runs one command, writing its output to `out`.
-pub fn run(
-    cli: &Cli,
-    environment: &Environment,
-    clock: &dyn Clock,
-    out: &mut dyn Write,
-) -> Result<ExitStatus, Error> {
-    match &cli.command {
-        Command::Check { json } => check(cli, environment, *json, out),
-        Command::Plan { json } => plan(cli, environment, *json, out),
-        Command::Apply { json, allow_vacuum } => apply(
-            cli,
-            environment,
-            clock,
-            *json,
-            ApplyOptions {
-                allow_vacuum: *allow_vacuum,
-            },
-            out,
-        ),
-        Command::Schema => {
-            out.write_all(crate::schema::jobs_schema().as_bytes())
-                .map_err(write_error)?;
-            Ok(ExitStatus::Success)
-        }
-    }
-}
-
-fn write_error(source: std::io::Error) -> Error {
-    Error::ConfigRead {
-        path: PathBuf::from("<stdout>"),
-        source,
-    }
-}
-
-fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error> {
-    writeln!(out, "{text}").map_err(write_error)
-}
-
-/// Loads the config, printing JSON errors itself in JSON mode.
-fn load(
-    cli: &Cli,
-    environment: &Environment,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<Option<Loaded>, Error> {
-    match config::load(&cli.config, environment) {
-        Ok(loaded) => Ok(Some(loaded)),
-        Err(Error::Config(errors)) if json => {
-            print(
-                out,
-                json!({ "ok": false, "errors": errors, "warnings": [] }),
-            )?;
-            Ok(None)
-        }
-        Err(error) => Err(error),
-    }
-}
-
-fn print_warnings(warnings: &[Diagnostic]) {
-    for warning in warnings {
-        eprintln!("{warning}");
-    }
-}
-
-fn check(
+pub(super) fn check(
     cli: &Cli,
     environment: &Environment,
     json: bool,
@@ -183,11 +47,7 @@ fn check(
     Ok(ExitStatus::Success)
 }
 
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn plan(
+pub(super) fn plan(
     cli: &Cli,
     environment: &Environment,
     json: bool,
@@ -249,7 +109,7 @@ fn plan(
     })
 }
 
-fn apply(
+pub(super) fn apply(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,

@@ -1,12 +1,14 @@
 //! The state database, `<settings.state_dir>/state.db`.
 //!
-//! Owns every write to state.db: which databases litewarden manages, and the
-//! record of every job run. Later capabilities add their tables here (backup
-//! catalog, alert state) through [`SCHEMA`], never by writing the file from
-//! elsewhere. The schema version lives in `PRAGMA user_version`; each entry
+//! Owns every write to state.db: which databases litewarden manages, the
+//! record of every job run, and the backup catalog ([`catalog`]). Later
+//! capabilities add their tables here (alert state) through [`SCHEMA`], never
+//! by writing the file from elsewhere. The schema version lives in `PRAGMA user_version`; each entry
 //! of [`SCHEMA`] upgrades by one version inside a transaction.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+pub mod catalog;
+
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -36,7 +38,22 @@ const SCHEMA: &[&str] = &["CREATE TABLE managed_databases (
         error TEXT,
         detail TEXT
     );
-    CREATE INDEX job_runs_by_job ON job_runs (job, database, started_at);"];
+    CREATE INDEX job_runs_by_job ON job_runs (job, database, started_at);",
+    "CREATE TABLE backups (
+        id INTEGER PRIMARY KEY,
+        database TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT,
+        verified_at TEXT,
+        method TEXT,
+        trigger TEXT NOT NULL,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER
+    );
+    CREATE INDEX backups_by_database ON backups (database, created_at);",
+];
 
 /// Why the state database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -142,11 +159,7 @@ impl StateDb {
     /// Opens (creating when needed, mode 0700/0600) the state database in
     /// `state_dir` and brings its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(|source| StateError::CreateDir {
+        crate::durable::create_private_dir(state_dir).map_err(|source| StateError::CreateDir {
                 path: state_dir.to_path_buf(),
                 source,
             })?;
@@ -334,6 +347,28 @@ impl StateDb {
     }
 }
 
+impl StateDb {
+    /// When the last successful run of `job` on `database` started.
+    pub fn last_success(&self, job: JobKind, database: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+        let started: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 AND outcome = 'success' ORDER BY id DESC LIMIT 1",
+                params![job.as_str(), database],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        started
+            .map(|text| {
+                DateTime::parse_from_rfc3339(&text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| StateError::Corrupt { path: self.path.clone(), detail: format!("job_runs has an invalid started_at `{text}`") })
+            })
+            .transpose()
+    }
+}
+
 /// The summary of a recorded run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRun {
@@ -352,7 +387,7 @@ fn enum_text<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> StateError + 'a {
+pub(crate) fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> StateError + 'a {
     move |source| StateError::Sqlite {
         path: path.to_path_buf(),
         action,

@@ -1,0 +1,232 @@
+//! The command line: clap definitions and the dispatch to one function per
+//! command (in `converge` and `backups`).
+//!
+//! Owns argument parsing and what each command prints (text, or JSON with
+//! `--json`). It returns an [`ExitStatus`] or an [`Error`]; only `main`
+//! turns those into a process exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+mod backups;
+mod converge;
+mod progress_bar;
+
+use crate::apply::ApplyOptions;
+use crate::clock::Clock;
+use crate::config::{self, Diagnostic, Environment, Loaded};
+use crate::error::Error;
+
+/// Keeps the SQLite databases of a live application safe and fast.
+#[derive(Debug, Parser)]
+#[command(name = "litewarden", version, about)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "LITEWARDEN_CONFIG",
+        default_value = "jobs.yaml"
+    )]
+    pub config: PathBuf,
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config; print every error as file:line:col.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what `apply` would change, changing nothing (exit 2 when changes are pending).
+    Plan {
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Converge once: create missing databases and set stored pragmas.
+    Apply {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Allow changes that rewrite a file with VACUUM (auto_vacuum, page_size).
+        #[arg(long)]
+        allow_vacuum: bool,
+    },
+    /// Take a verified backup now.
+    Backup {
+        /// The database (a name from jobs.yaml).
+        #[arg(required_unless_present = "all")]
+        database: Option<String>,
+        /// Back up every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
+        /// Pin the backup: retention never removes it.
+        #[arg(long)]
+        pin: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the backups of a database, newest first, with why each is kept.
+    Backups {
+        /// The database.
+        database: String,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup or database file: checksum (when catalogued) and integrity_check.
+    Verify {
+        /// The file.
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a database from a backup, keeping a safety copy of the current file.
+    Restore {
+        /// The database.
+        database: String,
+        /// `latest` (the newest verified backup) or a backup file.
+        #[arg(long, default_value = "latest")]
+        from: String,
+        /// Write the restored database to this new file instead of replacing the live one.
+        #[arg(long)]
+        to: Option<PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Restore even from a file that looks like another database.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply retention: remove the backups no rule keeps.
+    Prune {
+        /// The database.
+        #[arg(required_unless_present = "all")]
+        database: Option<String>,
+        /// Prune every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
+        /// Show what would be kept and removed, and why, removing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin a backup so retention never removes it.
+    Pin {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Unpin a backup.
+    Unpin {
+        /// The backup file.
+        file: PathBuf,
+    },
+    /// Print the JSON schema of jobs.yaml.
+    Schema,
+}
+
+/// How a command that ran ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything is fine (exit 0).
+    Success,
+    /// `plan` found changes to make (exit 2).
+    ChangesPending,
+    /// The command reported a failure itself (exit 1).
+    Failure,
+}
+
+/// Runs one command, writing its output to `out`.
+pub fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    match &cli.command {
+        Command::Check { json } => converge::check(cli, environment, *json, out),
+        Command::Plan { json } => converge::plan(cli, environment, *json, out),
+        Command::Apply { json, allow_vacuum } => {
+            converge::apply(cli, environment, clock, *json, ApplyOptions { allow_vacuum: *allow_vacuum }, out)
+        }
+        Command::Backup { database, all, pin, json } => {
+            backups::backup(cli, environment, clock, database.as_deref(), *all, *pin, *json, out)
+        }
+        Command::Backups { database, json } => backups::list(cli, environment, database, *json, out),
+        Command::Verify { file, json } => backups::verify(cli, environment, clock, file, *json, out),
+        Command::Restore { database, from, to, yes, force, json } => backups::restore(
+            cli,
+            environment,
+            clock,
+            backups::RestoreArgs { database, from, to: to.as_deref(), yes: *yes, force: *force, json: *json },
+            out,
+        ),
+        Command::Prune { database, all, dry_run, json } => {
+            backups::prune(cli, environment, database.as_deref(), *all, *dry_run, *json, out)
+        }
+        Command::Pin { file } => backups::pin(cli, environment, file, true, out),
+        Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
+        Command::Schema => {
+            print(out, crate::schema::jobs_schema().trim_end())?;
+            Ok(ExitStatus::Success)
+        }
+    }
+}
+
+fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error> {
+    writeln!(out, "{text}").map_err(Error::Output)
+}
+
+/// Loads the config, printing JSON errors itself in JSON mode.
+fn load(
+    cli: &Cli,
+    environment: &Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Option<Loaded>, Error> {
+    match config::load(&cli.config, environment) {
+        Ok(loaded) => Ok(Some(loaded)),
+        Err(Error::Config(errors)) if json => {
+            print(
+                out,
+                json!({ "ok": false, "errors": errors, "warnings": [] }),
+            )?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn print_warnings(warnings: &[Diagnostic]) {
+    for warning in warnings {
+        eprintln!("{warning}");
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

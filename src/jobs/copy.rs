@@ -1,0 +1,320 @@
+//! Consistent copies of a live database file, by three methods.
+//!
+//! Owns how bytes move from a database that keeps being written to into a
+//! temp file. Every method yields a file holding exactly one committed state
+//! of the source, in rollback-journal mode (header bytes 18 and 19 set to 1)
+//! so it opens anywhere without `-wal`/`-shm` side files.
+//!
+//! - `api`: SQLite's online backup API in one `step(-1)`. It holds one read
+//!   transaction for the whole copy, so a steady writer cannot restart it
+//!   (paged steps, as the sqlite3 CLI's `.backup` takes, restart on every
+//!   foreign commit and may never finish).
+//! - `vacuum`: `VACUUM INTO`, which also compacts.
+//! - `snapshot`, the fast path, for WAL databases:
+//!   1. begin a read transaction and read from it, so this connection holds
+//!      a WAL read mark (its snapshot), then read `page_count`;
+//!   2. copy the main file in the kernel (`copy_file_range` through
+//!      `std::io::copy`, with a read/write fallback);
+//!   3. read every frame header of the `-wal` file and, for each page it
+//!      names (up to `page_count`), overwrite that page in the copy with its
+//!      snapshot content read through `sqlite_dbpage` in the same
+//!      transaction;
+//!   4. cut the copy to `page_count × page_size`, end the transaction.
+//!
+//!   Why this is consistent: while a reader holds a read mark, a checkpoint
+//!   back-fills into the main file only frames up to that mark, so every
+//!   page of the main file that changes during step 2 is one named in the
+//!   WAL, and step 3 replaces all of those. A held non-zero read mark also
+//!   stops writers from resetting the WAL, so the frames read in step 3 are
+//!   still there; a reader on mark 0 (WAL fully checkpointed when it began)
+//!   blocks back-fill entirely, so the main file does not change at all.
+//!   Pages the WAL names beyond the snapshot's size are skipped; pages it
+//!   names that did not change are rewritten with the same content.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+use serde::Serialize;
+
+use super::progress::Progress;
+use crate::config::{BackupMethod, ConnectionPragmas};
+
+/// The copy method actually used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyMethod {
+    /// Kernel copy plus WAL page patching.
+    Snapshot,
+    /// Online backup API, one step.
+    Api,
+    /// `VACUUM INTO`.
+    Vacuum,
+}
+
+impl CopyMethod {
+    /// The name as in `jobs.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyMethod::Snapshot => "snapshot",
+            CopyMethod::Api => "api",
+            CopyMethod::Vacuum => "vacuum",
+        }
+    }
+}
+
+/// Why a copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// Reading the source or writing the copy failed.
+    #[error("{}: {action}: {source}", crate::paths::display(.path))]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// SQLite refused a step.
+    #[error("{}: {action}: {source}", crate::paths::display(.path))]
+    Sqlite {
+        /// The file concerned.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// `snapshot` was asked for but cannot be used on this file.
+    #[error("{}: the snapshot method needs {needs}; use `method: api` or `auto`", crate::paths::display(.path))]
+    SnapshotUnavailable {
+        /// The database file.
+        path: PathBuf,
+        /// What is missing.
+        needs: &'static str,
+    },
+}
+
+impl CopyError {
+    fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Self + 'a {
+        move |source| CopyError::Io { path: path.to_path_buf(), action, source }
+    }
+
+    fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> Self + 'a {
+        move |source| CopyError::Sqlite { path: path.to_path_buf(), action, source }
+    }
+}
+
+/// What a copy produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CopyStats {
+    /// The method used.
+    pub method: CopyMethod,
+    /// Pages in the copy.
+    pub page_count: u64,
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Pages rewritten from the WAL (snapshot method only).
+    pub wal_pages: u64,
+}
+
+impl CopyStats {
+    /// Size of the copy in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.page_count * u64::from(self.page_size)
+    }
+}
+
+const CHUNK: u64 = 64 << 20;
+
+/// Copies the database at `source` into the (empty) file `dest` at
+/// `dest_path` with `method`, resolving `auto`.
+pub fn copy_database(
+    source: &Path,
+    method: BackupMethod,
+    pragmas: &ConnectionPragmas,
+    dest: &File,
+    dest_path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<CopyStats, CopyError> {
+    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(CopyError::sqlite(source, "cannot open"))?;
+    conn.busy_timeout(pragmas.busy_timeout).map_err(CopyError::sqlite(source, "cannot set busy_timeout"))?;
+    let resolved = match method {
+        BackupMethod::Snapshot => {
+            if let Some(missing) = snapshot_blocker(&conn, source)? {
+                return Err(CopyError::SnapshotUnavailable { path: source.to_path_buf(), needs: missing });
+            }
+            CopyMethod::Snapshot
+        }
+        BackupMethod::Auto if snapshot_blocker(&conn, source)?.is_none() => CopyMethod::Snapshot,
+        BackupMethod::Auto | BackupMethod::Api => CopyMethod::Api,
+        BackupMethod::Vacuum => CopyMethod::Vacuum,
+    };
+    let stats = match resolved {
+        CopyMethod::Snapshot => snapshot(&conn, source, dest, dest_path, progress)?,
+        CopyMethod::Api => api(&conn, source, dest_path, pragmas.busy_timeout, progress)?,
+        CopyMethod::Vacuum => vacuum(&conn, source, dest_path, progress)?,
+    };
+    mark_rollback_journal(dest, dest_path)?;
+    Ok(stats)
+}
+
+/// Why the snapshot method cannot be used, if it cannot.
+fn snapshot_blocker(conn: &Connection, source: &Path) -> Result<Option<&'static str>, CopyError> {
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .map_err(CopyError::sqlite(source, "cannot read journal_mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(Some("a database in WAL mode"));
+    }
+    let has_dbpage = conn.prepare("SELECT 1 FROM sqlite_dbpage WHERE pgno = 1").is_ok();
+    Ok((!has_dbpage).then_some("SQLite built with SQLITE_ENABLE_DBPAGE_VTAB"))
+}
+
+fn snapshot(conn: &Connection, source: &Path, dest: &File, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+    conn.execute_batch("BEGIN").map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
+    let result = snapshot_in_transaction(conn, source, dest, dest_path, progress);
+    let end = conn.execute_batch("COMMIT").map_err(CopyError::sqlite(source, "cannot end the read transaction"));
+    let stats = result?;
+    end?;
+    Ok(stats)
+}
+
+fn snapshot_in_transaction(conn: &Connection, source: &Path, dest: &File, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(CopyError::sqlite(source, "cannot start a read transaction"))?;
+    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(CopyError::sqlite(source, "cannot read page_size"))?;
+    let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).map_err(CopyError::sqlite(source, "cannot read page_count"))?;
+    let page_count = page_count.max(0) as u64;
+    let bytes = page_count * u64::from(page_size);
+
+    let mut main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
+    let length = main.metadata().map_err(CopyError::io(source, "cannot stat"))?.len();
+    progress.start("copy", Some(length));
+    let mut copied = 0;
+    loop {
+        let n = io::copy(&mut (&mut main).take(CHUNK), &mut &*dest).map_err(CopyError::io(dest_path, "cannot write"))?;
+        if n == 0 {
+            break;
+        }
+        copied += n;
+        progress.advance(copied);
+    }
+    progress.finish();
+
+    let pages = wal_pages(&wal_path(source), page_count)?;
+    progress.start("patch pages from the WAL", Some(pages.len() as u64 * u64::from(page_size)));
+    let mut statement = conn
+        .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+        .map_err(CopyError::sqlite(source, "cannot read sqlite_dbpage"))?;
+    for (done, page) in pages.iter().enumerate() {
+        let data: Vec<u8> = statement
+            .query_row(params![*page as i64], |row| row.get(0))
+            .map_err(CopyError::sqlite(source, "cannot read a page"))?;
+        dest.write_all_at(&data, (page - 1) * u64::from(page_size))
+            .map_err(CopyError::io(dest_path, "cannot write"))?;
+        progress.advance((done as u64 + 1) * u64::from(page_size));
+    }
+    progress.finish();
+    dest.set_len(bytes).map_err(CopyError::io(dest_path, "cannot set the length"))?;
+    Ok(CopyStats { method: CopyMethod::Snapshot, page_count, page_size, wal_pages: pages.len() as u64 })
+}
+
+fn wal_path(source: &Path) -> PathBuf {
+    let mut name = source.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Page numbers (1..=page_count) named by any frame header of the WAL file.
+fn wal_pages(wal: &Path, page_count: u64) -> Result<BTreeSet<u64>, CopyError> {
+    const WAL_HEADER: u64 = 32;
+    const FRAME_HEADER: u64 = 24;
+    let file = match File::open(wal) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(CopyError::io(wal, "cannot open")(e)),
+    };
+    let length = file.metadata().map_err(CopyError::io(wal, "cannot stat"))?.len();
+    let mut header = [0u8; WAL_HEADER as usize];
+    if length < WAL_HEADER || file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(BTreeSet::new());
+    }
+    let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if magic & !1 != 0x377f_0682 {
+        return Ok(BTreeSet::new());
+    }
+    let wal_page_size = u64::from(u32::from_be_bytes([header[8], header[9], header[10], header[11]]));
+    let wal_page_size = if wal_page_size == 1 { 65536 } else { wal_page_size };
+    let mut pages = BTreeSet::new();
+    let mut frame = [0u8; 4];
+    let mut offset = WAL_HEADER;
+    while offset + FRAME_HEADER + wal_page_size <= length {
+        file.read_exact_at(&mut frame, offset).map_err(CopyError::io(wal, "cannot read"))?;
+        let page = u64::from(u32::from_be_bytes(frame));
+        if (1..=page_count).contains(&page) {
+            pages.insert(page);
+        }
+        offset += FRAME_HEADER + wal_page_size;
+    }
+    Ok(pages)
+}
+
+fn api(conn: &Connection, source: &Path, dest_path: &Path, busy_timeout: Duration, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+    let mut dest = Connection::open(dest_path).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
+    progress.start("backup API", None);
+    {
+        let backup = rusqlite::backup::Backup::new(conn, &mut dest).map_err(CopyError::sqlite(source, "cannot start the backup"))?;
+        let deadline = std::time::Instant::now() + busy_timeout;
+        loop {
+            match backup.step(-1).map_err(CopyError::sqlite(source, "backup step failed"))? {
+                rusqlite::backup::StepResult::Done => break,
+                _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    return Err(CopyError::Sqlite {
+                        path: source.to_path_buf(),
+                        action: "backup step failed",
+                        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), Some("database is busy".into())),
+                    });
+                }
+            }
+        }
+    }
+    progress.finish();
+    stats_of(&dest, dest_path, CopyMethod::Api)
+}
+
+fn vacuum(conn: &Connection, source: &Path, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+    progress.start("VACUUM INTO", None);
+    conn.execute("VACUUM INTO ?1", params![dest_path.to_string_lossy()])
+        .map_err(CopyError::sqlite(source, "VACUUM INTO failed"))?;
+    progress.finish();
+    let dest = Connection::open_with_flags(dest_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
+    stats_of(&dest, dest_path, CopyMethod::Vacuum)
+}
+
+fn stats_of(conn: &Connection, path: &Path, method: CopyMethod) -> Result<CopyStats, CopyError> {
+    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(CopyError::sqlite(path, "cannot read page_size"))?;
+    let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).map_err(CopyError::sqlite(path, "cannot read page_count"))?;
+    Ok(CopyStats { method, page_count: page_count.max(0) as u64, page_size, wal_pages: 0 })
+}
+
+/// Sets the file-format bytes 18 and 19 to 1 (rollback journal), so the
+/// copy opens without WAL side files. SQLite itself does this when leaving
+/// WAL mode; the pages are complete, so nothing else changes.
+fn mark_rollback_journal(dest: &File, dest_path: &Path) -> Result<(), CopyError> {
+    let mut versions = [0u8; 2];
+    dest.read_exact_at(&mut versions, 18).map_err(CopyError::io(dest_path, "cannot read the header"))?;
+    if versions != [1, 1] {
+        dest.write_all_at(&[1, 1], 18).map_err(CopyError::io(dest_path, "cannot write the header"))?;
+    }
+    Ok(())
+}

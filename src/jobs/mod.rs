@@ -1,0 +1,15 @@
+//! The jobs litewarden runs on a managed database.
+//!
+//! Each module owns one kind of job; they share the backup naming rules
+//! ([`naming`]) and the progress reporting seam ([`progress`]). Pure
+//! decisions (retention, naming) live apart from the modules that touch
+//! files.
+
+pub mod backup;
+pub mod copy;
+pub mod naming;
+pub mod progress;
+pub mod prune;
+pub mod restore;
+pub mod retention;
+pub mod verify;

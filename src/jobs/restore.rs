@@ -1,0 +1,250 @@
+//! Bringing a database back from a backup.
+//!
+//! Owns the restore sequence: pick the source (latest verified backup or a
+//! named file), verify it completely (checksum, decompression,
+//! `integrity_check`), refuse a file that belongs to another database unless
+//! forced, then either write it to a new path atomically (`--to`) or keep a
+//! safety copy of the current file (a catalogued `pre-restore` backup) and
+//! replace the live content through SQLite's backup API, so open readers
+//! switch atomically and the WAL stays consistent. Nothing here ever runs
+//! unasked onto an existing file.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::backup::{self, BackupError, BackupRequest, sync_catalog};
+use super::progress::Progress;
+use super::verify::{self, VerifyError};
+use crate::clock::Clock;
+use crate::config::{Database, VerifyLevel};
+use crate::durable::PendingFile;
+use crate::state::StateDb;
+use crate::state::catalog::BackupTrigger;
+
+/// Where to restore from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// The newest verified backup in the catalog.
+    Latest,
+    /// A backup or database file.
+    File(PathBuf),
+}
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest<'a> {
+    /// The database.
+    pub database: &'a Database,
+    /// `settings.backup_dir`.
+    pub backup_dir: &'a Path,
+    /// The source.
+    pub from: RestoreSource,
+    /// Write to this new file instead of replacing the live one.
+    pub to: Option<PathBuf>,
+    /// Accept a source that looks like another database.
+    pub force: bool,
+}
+
+/// Why a restore did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// No verified backup exists.
+    #[error("database `{0}` has no verified backup; take one with `litewarden backup {0}` or pass --from FILE")]
+    NoBackup(String),
+    /// The source failed verification.
+    #[error("refusing to restore `{database}`: {source}")]
+    Verify {
+        /// The database.
+        database: String,
+        /// The cause.
+        #[source]
+        source: VerifyError,
+    },
+    /// The source looks like another database.
+    #[error("refusing to restore `{database}` from {}: {reason} (pass --force if this is intended)", crate::paths::display(.source_path))]
+    Mismatch {
+        /// The database.
+        database: String,
+        /// The source file.
+        source_path: PathBuf,
+        /// Why it looks foreign.
+        reason: String,
+    },
+    /// `--to` names an existing file.
+    #[error("refusing to overwrite {} with --to; pick a new path", crate::paths::display(.0))]
+    TargetExists(PathBuf),
+    /// Taking the safety copy failed, so nothing was restored.
+    #[error("safety copy before restoring failed, nothing was restored: {0}")]
+    SafetyCopy(#[source] BackupError),
+    /// Writing the restored database failed.
+    #[error("restoring `{database}` into {} failed: {detail}", crate::paths::display(.path))]
+    Write {
+        /// The database.
+        database: String,
+        /// The target.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// A finished restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The file restored from.
+    pub source: PathBuf,
+    /// The file written.
+    pub target: PathBuf,
+    /// The safety copy of the replaced file, if one was taken.
+    pub safety_copy: Option<PathBuf>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Resolves the source file of a restore.
+pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathBuf, RestoreError> {
+    let name = request.database.name.as_str();
+    match &request.from {
+        RestoreSource::Latest => {
+            sync_catalog(state, name, request.backup_dir)?;
+            backup::latest_verified(state, name)?
+                .map(|record| record.path)
+                .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
+        }
+        RestoreSource::File(path) => Ok(crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), path)),
+    }
+}
+
+/// Verifies `source` and restores it as `request` says.
+pub fn restore(request: &RestoreRequest, source: &Path, state: &StateDb, clock: &dyn Clock, progress: &mut dyn Progress) -> Result<RestoreReport, RestoreError> {
+    let started = Instant::now();
+    let database = request.database;
+    let name = database.name.as_str();
+    let verify_error = |source| RestoreError::Verify { database: name.to_string(), source };
+    let record = state.backup_by_path(source)?;
+    if let Some(record) = &record
+        && record.database != name
+        && !request.force
+    {
+        return Err(RestoreError::Mismatch {
+            database: name.to_string(),
+            source_path: source.to_path_buf(),
+            reason: format!("it is a backup of `{}`", record.database),
+        });
+    }
+    let expected = record.as_ref().and_then(|r| r.sha256.clone());
+    let catalogued_here = record.as_ref().is_some_and(|r| r.database == name);
+    let stored_sha = verify::sha256_file(source).map_err(verify_error)?;
+    if let Some(expected) = &expected
+        && *expected != stored_sha
+    {
+        return Err(verify_error(VerifyError::Damaged {
+            path: source.to_path_buf(),
+            detail: format!("SHA-256 is {stored_sha}, the catalog recorded {expected}: the file changed since it was written"),
+        }));
+    }
+    if let Some(to) = &request.to
+        && to.exists()
+    {
+        return Err(RestoreError::TargetExists(to.clone()));
+    }
+    let plain = verify::plain_copy(source, progress).map_err(verify_error)?;
+    verify::check_database(plain.path(), VerifyLevel::Full).map_err(verify_error)?;
+    if !catalogued_here
+        && !request.force
+        && database.path.exists()
+        && let Some(reason) = foreign(plain.path(), &database.path)
+    {
+        return Err(RestoreError::Mismatch { database: name.to_string(), source_path: source.to_path_buf(), reason });
+    }
+    let target = request.to.clone().unwrap_or_else(|| database.path.clone());
+    let write_error = |detail: String| RestoreError::Write { database: name.to_string(), path: target.clone(), detail };
+    let mut safety_copy = None;
+    if request.to.is_none() && database.path.exists() {
+        let report = backup::take(
+            BackupRequest { database, backup_dir: request.backup_dir, trigger: BackupTrigger::PreRestore, pin: false },
+            state,
+            clock,
+            progress,
+        )
+        .map_err(RestoreError::SafetyCopy)?;
+        safety_copy = Some(report.record.path);
+        replace_live(plain.path(), &database.path, database.pragmas.connection.busy_timeout, progress).map_err(write_error)?;
+    } else {
+        write_new(plain.path(), &target).map_err(|e| write_error(e.to_string()))?;
+    }
+    drop(plain);
+    verify::check_database(&target, VerifyLevel::Quick).map_err(verify_error)?;
+    tracing::info!(db = name, source = %source.display(), target = %target.display(), "restored");
+    Ok(RestoreReport {
+        source: source.to_path_buf(),
+        target,
+        safety_copy,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Why `candidate` looks like a different database than `live`, if it does:
+/// another application id, or no table in common.
+fn foreign(candidate: &Path, live: &Path) -> Option<String> {
+    let describe = |path: &Path| -> Option<(i64, BTreeSet<String>)> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+        let id = conn.pragma_query_value(None, "application_id", |r| r.get(0)).ok()?;
+        let mut statement = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").ok()?;
+        let tables = statement.query_map([], |r| r.get(0)).ok()?.collect::<Result<_, _>>().ok()?;
+        Some((id, tables))
+    };
+    let (candidate_id, candidate_tables) = describe(candidate)?;
+    let (live_id, live_tables) = describe(live)?;
+    if candidate_id != live_id {
+        return Some(format!("its application_id is {candidate_id}, the database's is {live_id}"));
+    }
+    if !candidate_tables.is_empty() && !live_tables.is_empty() && candidate_tables.is_disjoint(&live_tables) {
+        return Some("it has no table in common with the database".to_string());
+    }
+    None
+}
+
+/// Copies the plain database file into a new file at `target`, atomically.
+fn write_new(plain: &Path, target: &Path) -> io::Result<()> {
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let pending = PendingFile::create(target)?;
+    io::copy(&mut File::open(plain)?, &mut pending.file())?;
+    pending.commit()?;
+    Ok(())
+}
+
+/// Replaces the content of the live database with `plain` through the
+/// backup API in one step: other connections see the old or the new
+/// content, never a mix.
+fn replace_live(plain: &Path, live: &Path, busy_timeout: Duration, progress: &mut dyn Progress) -> Result<(), String> {
+    let source = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
+    let mut dest = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| e.to_string())?;
+    dest.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
+    progress.start("restore", None);
+    let backup = rusqlite::backup::Backup::new(&source, &mut dest).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + busy_timeout;
+    loop {
+        match backup.step(-1).map_err(|e| e.to_string())? {
+            rusqlite::backup::StepResult::Done => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return Err("the database stayed busy longer than busy_timeout; retry when the application is quieter".into()),
+        }
+    }
+    progress.finish();
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Which backups to keep: restic `forget` semantics as a pure function.
+//!
+//! Owns [`select`]. Rules are ORed: a backup is kept when any rule keeps it.
+//! Bucketed rules (hourly ... yearly) walk the backups newest first and keep
+//! the newest backup of each of the last N calendar buckets that have one,
+//! in the configured time zone; weeks are ISO weeks. `keep_within` is
+//! measured from the newest backup, not from now, so a stopped backup job
+//! never ages everything out. Beyond the rules, the newest verified backup,
+//! pinned backups and protected ones (a pre-migration backup until the next
+//! successful migration) are always kept. With no rule at all nothing is
+//! removed, as restic refuses to forget without a policy.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
+use serde::Serialize;
+
+use crate::config::Retention;
+
+/// One backup as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Catalog id.
+    pub id: i64,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// Whether it passed verification.
+    pub verified: bool,
+    /// Pinned by the operator.
+    pub pinned: bool,
+    /// Kept regardless of rules, and why (e.g. a pre-migration backup).
+    pub protected: Option<String>,
+}
+
+/// Why a backup is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepReason {
+    /// Among the newest `keep_last`.
+    Last,
+    /// Newest of its hour.
+    Hourly,
+    /// Newest of its day.
+    Daily,
+    /// Newest of its ISO week.
+    Weekly,
+    /// Newest of its month.
+    Monthly,
+    /// Newest of its year.
+    Yearly,
+    /// Younger than `keep_within` before the newest backup.
+    Within,
+    /// The newest verified backup.
+    NewestVerified,
+    /// Pinned.
+    Pinned,
+    /// Protected, with the reason.
+    Protected(String),
+    /// No retention rule is configured.
+    NoPolicy,
+}
+
+impl fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            KeepReason::Last => f.write_str("last"),
+            KeepReason::Hourly => f.write_str("hourly"),
+            KeepReason::Daily => f.write_str("daily"),
+            KeepReason::Weekly => f.write_str("weekly"),
+            KeepReason::Monthly => f.write_str("monthly"),
+            KeepReason::Yearly => f.write_str("yearly"),
+            KeepReason::Within => f.write_str("within"),
+            KeepReason::NewestVerified => f.write_str("newest verified"),
+            KeepReason::Pinned => f.write_str("pinned"),
+            KeepReason::Protected(why) => f.write_str(why),
+            KeepReason::NoPolicy => f.write_str("no retention rule"),
+        }
+    }
+}
+
+/// The verdict on one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Catalog id.
+    pub id: i64,
+    /// Why it is kept; empty means it is removed.
+    pub reasons: Vec<KeepReason>,
+}
+
+impl Decision {
+    /// Whether the backup is kept.
+    pub fn keep(&self) -> bool {
+        !self.reasons.is_empty()
+    }
+}
+
+fn is_empty(policy: &Retention) -> bool {
+    *policy == Retention::default()
+}
+
+/// Decides for every candidate, newest first.
+pub fn select<Tz: TimeZone>(candidates: &[Candidate], policy: &Retention, timezone: &Tz) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    let newest = sorted.first().map(|c| c.created_at);
+    let newest_verified = sorted.iter().find(|c| c.verified).map(|c| c.id);
+
+    type Bucket = fn(&DateTime<chrono::FixedOffset>) -> i64;
+    let buckets: [(u32, KeepReason, Bucket); 5] = [
+        (policy.keep_hourly, KeepReason::Hourly, |t| t.date_naive().num_days_from_ce() as i64 * 24 + t.hour() as i64),
+        (policy.keep_daily, KeepReason::Daily, |t| t.date_naive().num_days_from_ce() as i64),
+        (policy.keep_weekly, KeepReason::Weekly, |t| {
+            let week = t.iso_week();
+            week.year() as i64 * 100 + week.week() as i64
+        }),
+        (policy.keep_monthly, KeepReason::Monthly, |t| t.year() as i64 * 100 + t.month() as i64),
+        (policy.keep_yearly, KeepReason::Yearly, |t| t.year() as i64),
+    ];
+    let mut remaining: Vec<u32> = buckets.iter().map(|(n, _, _)| *n).collect();
+    let mut last_bucket: Vec<Option<i64>> = vec![None; buckets.len()];
+    let mut last_left = policy.keep_last;
+
+    sorted
+        .into_iter()
+        .map(|candidate| {
+            let mut reasons = Vec::new();
+            if last_left > 0 {
+                last_left -= 1;
+                reasons.push(KeepReason::Last);
+            }
+            let local = candidate.created_at.with_timezone(timezone).fixed_offset();
+            for (i, (_, reason, bucket_of)) in buckets.iter().enumerate() {
+                let bucket = bucket_of(&local);
+                if remaining[i] > 0 && last_bucket[i] != Some(bucket) {
+                    remaining[i] -= 1;
+                    last_bucket[i] = Some(bucket);
+                    reasons.push(reason.clone());
+                }
+            }
+            if let (Some(within), Some(newest)) = (policy.keep_within, newest)
+                && chrono::TimeDelta::from_std(within).is_ok_and(|w| candidate.created_at >= newest - w)
+            {
+                reasons.push(KeepReason::Within);
+            }
+            if Some(candidate.id) == newest_verified {
+                reasons.push(KeepReason::NewestVerified);
+            }
+            if candidate.pinned {
+                reasons.push(KeepReason::Pinned);
+            }
+            if let Some(why) = &candidate.protected {
+                reasons.push(KeepReason::Protected(why.clone()));
+            }
+            if is_empty(policy) {
+                reasons.push(KeepReason::NoPolicy);
+            }
+            Decision { id: candidate.id, reasons }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn start() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn hourly(count: i64) -> Vec<Candidate> {
+        (0..count)
+            .map(|i| Candidate {
+                id: i,
+                created_at: start() + TimeDelta::hours(i),
+                verified: true,
+                pinned: false,
+                protected: None,
+            })
+            .collect()
+    }
+
+    fn kept(decisions: &[Decision]) -> BTreeSet<i64> {
+        decisions.iter().filter(|d| d.keep()).map(|d| d.id).collect()
+    }
+
+    #[test]
+    fn keep_last_keeps_the_newest_n() {
+        let policy = Retention { keep_last: 3, ..Default::default() };
+        assert_eq!(kept(&select(&hourly(10), &policy, &Utc)), BTreeSet::from([7, 8, 9]));
+    }
+
+    #[test]
+    fn keep_daily_keeps_the_newest_of_each_day() {
+        let policy = Retention { keep_daily: 2, ..Default::default() };
+        let decisions = select(&hourly(72), &policy, &Utc);
+        let days: Vec<_> = decisions.iter().filter(|d| d.keep()).map(|d| d.id).collect();
+        assert_eq!(days.len(), 2);
+        let newest = 71;
+        assert_eq!(days[0], newest);
+        let previous_day_end = (start() + TimeDelta::hours(newest)).date_naive().pred_opt().unwrap();
+        let expected = (0..72).rev().find(|i| (start() + TimeDelta::hours(*i)).date_naive() == previous_day_end).unwrap();
+        assert_eq!(days[1], expected);
+    }
+
+    #[test]
+    fn keep_within_is_measured_from_the_newest_backup_not_now() {
+        let policy = Retention { keep_within: Some(std::time::Duration::from_secs(3 * 3600)), ..Default::default() };
+        assert_eq!(kept(&select(&hourly(10), &policy, &Utc)), BTreeSet::from([6, 7, 8, 9]));
+    }
+
+    #[test]
+    fn rules_are_ored_and_every_reason_is_listed() {
+        let policy = Retention { keep_last: 1, keep_hourly: 1, keep_daily: 1, ..Default::default() };
+        let decisions = select(&hourly(5), &policy, &Utc);
+        assert_eq!(
+            decisions[0].reasons,
+            [KeepReason::Last, KeepReason::Hourly, KeepReason::Daily, KeepReason::NewestVerified]
+        );
+        assert!(!decisions[1].keep());
+    }
+
+    #[test]
+    fn retention_keeps_newest_verified_when_all_newer_are_unverified() {
+        let mut candidates = hourly(5);
+        for c in &mut candidates[2..] {
+            c.verified = false;
+        }
+        let policy = Retention { keep_last: 1, ..Default::default() };
+        assert_eq!(kept(&select(&candidates, &policy, &Utc)), BTreeSet::from([1, 4]));
+    }
+
+    #[test]
+    fn pinned_and_protected_backups_are_kept() {
+        let mut candidates = hourly(5);
+        candidates[0].pinned = true;
+        candidates[1].protected = Some("before migration 2".into());
+        let policy = Retention { keep_last: 1, ..Default::default() };
+        let decisions = select(&candidates, &policy, &Utc);
+        assert_eq!(kept(&decisions), BTreeSet::from([0, 1, 4]));
+        assert_eq!(decisions[3].reasons, [KeepReason::Protected("before migration 2".into())]);
+    }
+
+    #[test]
+    fn without_any_rule_nothing_is_removed() {
+        assert_eq!(kept(&select(&hourly(5), &Retention::default(), &Utc)).len(), 5);
+    }
+
+    #[test]
+    fn buckets_follow_the_time_zone() {
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-03-02T03:30:00Z").unwrap().with_timezone(&Utc);
+        let candidates = vec![
+            Candidate { id: 1, created_at: t, verified: false, pinned: false, protected: None },
+            Candidate { id: 2, created_at: t + TimeDelta::hours(2), verified: false, pinned: false, protected: None },
+        ];
+        let policy = Retention { keep_daily: 2, ..Default::default() };
+        assert_eq!(kept(&select(&candidates, &policy, &Utc)).len(), 1, "one UTC day");
+        assert_eq!(kept(&select(&candidates, &policy, &tz)).len(), 2, "two New York days");
+    }
+
+    fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
+        prop::collection::vec((0i64..90 * 24 * 3600, any::<bool>(), prop::bool::weighted(0.1)), 0..60).prop_map(|items| {
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, (offset, verified, pinned))| Candidate {
+                    id: i as i64,
+                    created_at: start() + TimeDelta::seconds(offset),
+                    verified,
+                    pinned,
+                    protected: None,
+                })
+                .collect()
+        })
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Retention> {
+        (0u32..5, 0u32..30, 0u32..10, 0u32..6, 0u32..4, 0u32..3, prop::option::of(0u64..30 * 86400)).prop_map(
+            |(last, hourly, daily, weekly, monthly, yearly, within)| Retention {
+                keep_last: last,
+                keep_hourly: hourly,
+                keep_daily: daily,
+                keep_weekly: weekly,
+                keep_monthly: monthly,
+                keep_yearly: yearly,
+                keep_within: within.map(std::time::Duration::from_secs),
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn every_candidate_gets_exactly_one_decision(candidates in arb_candidates(), policy in arb_policy()) {
+            let decisions = select(&candidates, &policy, &Utc);
+            let ids: BTreeSet<i64> = decisions.iter().map(|d| d.id).collect();
+            prop_assert_eq!(decisions.len(), candidates.len());
+            prop_assert_eq!(ids, candidates.iter().map(|c| c.id).collect::<BTreeSet<_>>());
+        }
+
+        #[test]
+        fn newest_verified_and_pinned_are_never_removed(candidates in arb_candidates(), policy in arb_policy()) {
+            let kept = kept(&select(&candidates, &policy, &Utc));
+            let newest_verified = candidates.iter().filter(|c| c.verified).max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            if let Some(newest) = newest_verified {
+                prop_assert!(kept.contains(&newest.id));
+            }
+            for pinned in candidates.iter().filter(|c| c.pinned) {
+                prop_assert!(kept.contains(&pinned.id));
+            }
+        }
+
+        #[test]
+        fn the_newest_backup_is_kept_whenever_a_rule_is_set(candidates in arb_candidates(), policy in arb_policy()) {
+            let decisions = select(&candidates, &policy, &Utc);
+            let any_count_rule = policy.keep_last + policy.keep_hourly + policy.keep_daily + policy.keep_weekly + policy.keep_monthly + policy.keep_yearly > 0;
+            if any_count_rule || policy.keep_within.is_some() || is_empty(&policy) {
+                if let Some(first) = decisions.first() {
+                    prop_assert!(first.keep());
+                }
+            }
+        }
+
+        #[test]
+        fn raising_a_count_never_removes_a_kept_backup(candidates in arb_candidates(), policy in arb_policy(), extra in 1u32..5) {
+            prop_assume!(!is_empty(&policy));
+            let before = kept(&select(&candidates, &policy, &Utc));
+            let more = Retention { keep_daily: policy.keep_daily + extra, keep_last: policy.keep_last + extra, ..policy };
+            let after = kept(&select(&candidates, &more, &Utc));
+            prop_assert!(before.is_subset(&after), "{:?} not in {:?}", before, after);
+        }
+    }
+}
