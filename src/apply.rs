@@ -8,13 +8,17 @@
 //! a database file: "unmanage" only forgets the name.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::{Config, JobKind};
+use crate::config::{Config, Database, JobKind};
+use crate::db::observe::observe_file;
 use crate::db::pragmas;
-use crate::plan::{Change, Plan};
+use crate::jobs::progress::Quiet;
+use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
+use crate::plan::{self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan};
 use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
 
 /// Options of one `apply`.
@@ -92,7 +96,7 @@ pub fn apply(
         let status = if failed_databases.contains(change.database()) {
             ChangeStatus::Skipped("an earlier change of this database failed".into())
         } else {
-            execute(config, &state, change, options)
+            execute(config, &state, change, options, clock)
         };
         match &status {
             ChangeStatus::Failed(error) => {
@@ -153,13 +157,13 @@ fn execute(
     state: &StateDb,
     change: &Change,
     options: ApplyOptions,
+    clock: &dyn Clock,
 ) -> ChangeStatus {
-    let connection = config
+    let database = config
         .databases
         .values()
-        .find(|db| db.name.as_str() == change.database())
-        .map(|db| db.pragmas.connection)
-        .unwrap_or_default();
+        .find(|db| db.name.as_str() == change.database());
+    let connection = database.map(|db| db.pragmas.connection).unwrap_or_default();
     let result = match change {
         Change::CreateDatabase { path, pragmas, .. } => {
             pragmas::create(path, pragmas, &connection).map_err(|e| e.to_string())
@@ -172,6 +176,10 @@ fn execute(
         Change::SetPragma { path, to, .. } => {
             pragmas::change(path, *to, &connection).map_err(|e| e.to_string())
         }
+        Change::RestoreDatabase { from, .. } => match database {
+            Some(database) => restore_missing(config, database, from, state, clock),
+            None => Err("the database is not in the configuration".into()),
+        },
         Change::Unmanage { database, .. } => {
             state.forget_managed(database).map_err(|e| e.to_string())
         }
@@ -180,4 +188,57 @@ fn execute(
         Ok(()) => ChangeStatus::Done,
         Err(error) => ChangeStatus::Failed(error),
     }
+}
+
+/// Restores a missing database from `from`, then sets the stored pragmas
+/// that need no VACUUM (a backup is a rollback-journal file), so one
+/// `apply` converges fully.
+fn restore_missing(
+    config: &Config,
+    database: &Database,
+    from: &Path,
+    state: &StateDb,
+    clock: &dyn Clock,
+) -> Result<(), String> {
+    let request = RestoreRequest {
+        database,
+        backup_dir: &config.settings.backup_dir,
+        from: RestoreSource::File(from.to_path_buf()),
+        to: None,
+        force: false,
+    };
+    restore::restore(&request, from, state, clock, &mut Quiet).map_err(|e| e.to_string())?;
+    let facts = match observe_file(&database.path).map_err(|e| e.to_string())? {
+        ObservedFile::Present(facts) => facts,
+        ObservedFile::Missing => return Err("the restored file vanished".into()),
+    };
+    let desired = DesiredDatabase {
+        name: database.name.clone(),
+        path: database.path.clone(),
+        pragmas: database.pragmas.persistent,
+        restore_if_missing: false,
+    };
+    let observed = Observed {
+        files: [(database.path.clone(), ObservedFile::Present(facts))].into(),
+        ..Observed::default()
+    };
+    for change in plan::diff(
+        &observed,
+        &Desired {
+            databases: vec![desired],
+        },
+    )
+    .changes
+    {
+        if let Change::SetPragma {
+            path,
+            to,
+            needs_vacuum: false,
+            ..
+        } = change
+        {
+            pragmas::change(&path, to, &database.pragmas.connection).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }

@@ -96,7 +96,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Creates `dir` and its parents with mode 0700 when missing.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// Removes temp files in `dir` untouched for longer than `age`: leftovers of
@@ -136,7 +139,10 @@ mod tests {
         pending.file().write_all(b"data").unwrap();
         assert_eq!(pending.commit().unwrap(), target);
         assert_eq!(std::fs::read(&target).unwrap(), b"data");
-        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
@@ -165,9 +171,15 @@ mod tests {
         std::fs::write(dir.path().join(format!("{TEMP_PREFIX}old")), b"x").unwrap();
         std::fs::write(dir.path().join("keep.db"), b"x").unwrap();
         let now = SystemTime::now();
-        assert_eq!(remove_stale_temps(dir.path(), Duration::from_secs(3600), now).unwrap(), 0);
+        assert_eq!(
+            remove_stale_temps(dir.path(), Duration::from_secs(3600), now).unwrap(),
+            0
+        );
         let later = now + Duration::from_secs(7200);
-        assert_eq!(remove_stale_temps(dir.path(), Duration::from_secs(3600), later).unwrap(), 1);
+        assert_eq!(
+            remove_stale_temps(dir.path(), Duration::from_secs(3600), later).unwrap(),
+            1
+        );
         assert!(dir.path().join("keep.db").exists());
     }
 }

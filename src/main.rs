@@ -23,7 +23,9 @@ fn main() -> ExitCode {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::ChangesPending) => ExitCode::from(2),
         Ok(ExitStatus::Failure) => ExitCode::FAILURE,
-        Err(Error::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Error::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(Error::Config(errors)) => {
             for error in &errors {
                 eprintln!("{error}");

@@ -28,6 +28,8 @@ pub struct DesiredDatabase {
     pub path: PathBuf,
     /// The pragmas stored in the file.
     pub pragmas: PersistentPragmas,
+    /// Restore the latest verified backup when the file is missing.
+    pub restore_if_missing: bool,
 }
 
 /// Everything `jobs.yaml` wants that `plan` compares.
@@ -48,6 +50,7 @@ impl Desired {
                     name: db.name.clone(),
                     path: db.path.clone(),
                     pragmas: db.pragmas.persistent,
+                    restore_if_missing: db.restore_if_missing,
                 })
                 .collect(),
         }
@@ -85,6 +88,8 @@ pub struct Observed {
     pub files: BTreeMap<PathBuf, ObservedFile>,
     /// Databases a previous `apply` took under management.
     pub managed: Vec<ManagedDatabase>,
+    /// The latest verified backup of each database, by name.
+    pub latest_backups: BTreeMap<String, PathBuf>,
 }
 
 /// A persistent pragma and its value.
@@ -155,6 +160,16 @@ pub enum Change {
         /// Whether the change rewrites the file with VACUUM.
         needs_vacuum: bool,
     },
+    /// Restore a missing database file from its latest verified backup
+    /// (`restore_if_missing`).
+    RestoreDatabase {
+        /// The database.
+        database: DbName,
+        /// Its missing file.
+        path: PathBuf,
+        /// The backup to restore.
+        from: PathBuf,
+    },
     /// Stop managing a database no longer in `jobs.yaml`; its file is kept.
     Unmanage {
         /// The name it had.
@@ -168,7 +183,7 @@ impl Change {
     /// The symbol that starts the change's line: `+`, `~` or `-`.
     pub fn symbol(&self) -> char {
         match self {
-            Change::CreateDatabase { .. } => '+',
+            Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => '+',
             Change::SetPragma { .. } => '~',
             Change::Unmanage { .. } => '-',
         }
@@ -177,9 +192,9 @@ impl Change {
     /// The database the change is about.
     pub fn database(&self) -> &str {
         match self {
-            Change::CreateDatabase { database, .. } | Change::SetPragma { database, .. } => {
-                database.as_str()
-            }
+            Change::CreateDatabase { database, .. }
+            | Change::SetPragma { database, .. }
+            | Change::RestoreDatabase { database, .. } => database.as_str(),
             Change::Unmanage { database, .. } => database,
         }
     }
@@ -209,6 +224,14 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
+            Change::RestoreDatabase { path, from, .. } => {
+                write!(
+                    f,
+                    "restore {} from {} (file missing)",
+                    paths::display(path),
+                    paths::display(from)
+                )
+            }
             Change::Unmanage { path, .. } => {
                 write!(f, "stop managing {} (file kept)", paths::display(path))
             }
@@ -234,7 +257,7 @@ impl Plan {
         self.changes
             .iter()
             .fold((0, 0, 0), |(c, s, u), change| match change {
-                Change::CreateDatabase { .. } => (c + 1, s, u),
+                Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => (c + 1, s, u),
                 Change::SetPragma { .. } => (c, s + 1, u),
                 Change::Unmanage { .. } => (c, s, u + 1),
             })
@@ -253,11 +276,20 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
             .copied()
             .unwrap_or(ObservedFile::Missing)
         {
-            ObservedFile::Missing => changes.push(Change::CreateDatabase {
-                database: database.name.clone(),
-                path: database.path.clone(),
-                pragmas: creation_pragmas(&database.pragmas),
-            }),
+            ObservedFile::Missing => match observed.latest_backups.get(database.name.as_str()) {
+                Some(from) if database.restore_if_missing => {
+                    changes.push(Change::RestoreDatabase {
+                        database: database.name.clone(),
+                        path: database.path.clone(),
+                        from: from.clone(),
+                    })
+                }
+                _ => changes.push(Change::CreateDatabase {
+                    database: database.name.clone(),
+                    path: database.path.clone(),
+                    pragmas: creation_pragmas(&database.pragmas),
+                }),
+            },
             ObservedFile::Present(facts) => {
                 changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(
                     |(from, to, needs_vacuum)| Change::SetPragma {
@@ -358,6 +390,7 @@ mod tests {
             name: DbName::new(name).unwrap(),
             path: PathBuf::from(format!("/data/{name}.db")),
             pragmas,
+            restore_if_missing: false,
         }
     }
 
@@ -385,6 +418,7 @@ mod tests {
                 .map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f))
                 .collect(),
             managed: Vec::new(),
+            latest_backups: BTreeMap::new(),
         }
     }
 
@@ -527,6 +561,42 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn missing_file_with_restore_if_missing_and_a_backup_is_restored_not_created() {
+        let mut want = db("a", wal());
+        want.restore_if_missing = true;
+        let desired = Desired {
+            databases: vec![want.clone()],
+        };
+        let mut observed = observed(&[]);
+        assert!(
+            matches!(
+                diff(&observed, &desired).changes[0],
+                Change::CreateDatabase { .. }
+            ),
+            "no backup: create"
+        );
+        observed
+            .latest_backups
+            .insert("a".into(), "/b/a/a-20261129T000000Z.db.zst".into());
+        let plan = diff(&observed, &desired);
+        assert_eq!(
+            plan.changes[0].to_string(),
+            "+ a: restore /data/a.db from /b/a/a-20261129T000000Z.db.zst (file missing)"
+        );
+        want.restore_if_missing = false;
+        let plan = diff(
+            &observed,
+            &Desired {
+                databases: vec![want],
+            },
+        );
+        assert!(
+            matches!(plan.changes[0], Change::CreateDatabase { .. }),
+            "opt-in only"
+        );
     }
 
     #[test]

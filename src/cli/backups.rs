@@ -28,14 +28,24 @@ fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
 
 /// The database called `name`, or an error with the closest name.
 fn database<'a>(cli: &Cli, config: &'a Config, name: &str) -> Result<&'a Database, Error> {
-    config.databases.values().find(|db| db.name.as_str() == name).ok_or_else(|| Error::UnknownDatabase {
-        config: cli.config.clone(),
-        name: name.to_string(),
-        suggestion: did_you_mean(name, config.databases.keys().map(|n| n.as_str())).map(str::to_string),
-    })
+    config
+        .databases
+        .values()
+        .find(|db| db.name.as_str() == name)
+        .ok_or_else(|| Error::UnknownDatabase {
+            config: cli.config.clone(),
+            name: name.to_string(),
+            suggestion: did_you_mean(name, config.databases.keys().map(|n| n.as_str()))
+                .map(str::to_string),
+        })
 }
 
-fn selected<'a>(cli: &Cli, config: &'a Config, name: Option<&str>, all: bool) -> Result<Vec<&'a Database>, Error> {
+fn selected<'a>(
+    cli: &Cli,
+    config: &'a Config,
+    name: Option<&str>,
+    all: bool,
+) -> Result<Vec<&'a Database>, Error> {
     match name {
         Some(name) if !all => Ok(vec![database(cli, config, name)?]),
         _ => Ok(config.databases.values().collect()),
@@ -52,11 +62,19 @@ fn rate(bytes: u64, seconds: f64) -> String {
 fn describe(report: &BackupReport) -> String {
     let record = &report.record;
     let seconds = report.duration.as_secs_f64();
-    let verified = if record.verified() { "verified" } else { "not verified" };
+    let verified = if record.verified() {
+        "verified"
+    } else {
+        "not verified"
+    };
     let size = if record.size == report.plain_bytes {
         HumanBytes(record.size).to_string()
     } else {
-        format!("{}, {} uncompressed", HumanBytes(record.size), HumanBytes(report.plain_bytes))
+        format!(
+            "{}, {} uncompressed",
+            HumanBytes(record.size),
+            HumanBytes(report.plain_bytes)
+        )
     };
     format!(
         "{}: {} ({size}) in {seconds:.2}s at {}, {}, {verified}{}",
@@ -85,7 +103,12 @@ pub(super) fn backup(
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for db in databases {
-        let request = BackupRequest { database: db, backup_dir: &config.settings.backup_dir, trigger: BackupTrigger::Manual, pin };
+        let request = BackupRequest {
+            database: db,
+            backup_dir: &config.settings.backup_dir,
+            trigger: BackupTrigger::Manual,
+            pin,
+        };
         match backup::take(request, &state, clock, &mut Reporter::for_stderr()) {
             Ok(report) => {
                 if !json {
@@ -101,25 +124,52 @@ pub(super) fn backup(
         }
     }
     if json {
-        print(out, json!({ "ok": failures.is_empty(), "backups": reports, "errors": failures }))?;
+        print(
+            out,
+            json!({ "ok": failures.is_empty(), "backups": reports, "errors": failures }),
+        )?;
     }
-    Ok(if failures.is_empty() { ExitStatus::Success } else { ExitStatus::Failure })
+    Ok(if failures.is_empty() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }
 
-pub(super) fn list(cli: &Cli, environment: &Environment, name: &str, json: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn list(
+    cli: &Cli,
+    environment: &Environment,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let db = database(cli, &config, name)?;
     let state = StateDb::open(&config.settings.state_dir)?;
-    let entries = prune_job::decide(&state, db, &config.settings.backup_dir, config.settings.timezone)?;
+    let entries = prune_job::decide(
+        &state,
+        db,
+        &config.settings.backup_dir,
+        config.settings.timezone,
+    )?;
     if json {
         print(out, json!({ "database": name, "backups": entries }))?;
         return Ok(ExitStatus::Success);
     }
     if entries.is_empty() {
-        print(out, format_args!("{name}: no backups yet; take one with `litewarden backup {name}`"))?;
+        print(
+            out,
+            format_args!("{name}: no backups yet; take one with `litewarden backup {name}`"),
+        )?;
         return Ok(ExitStatus::Success);
     }
-    print(out, format_args!("{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<28} FILE", "TIME", "SIZE", "VERIFIED", "PINNED", "TRIGGER", "SHA256", "KEPT BECAUSE"))?;
+    print(
+        out,
+        format_args!(
+            "{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<28} FILE",
+            "TIME", "SIZE", "VERIFIED", "PINNED", "TRIGGER", "SHA256", "KEPT BECAUSE"
+        ),
+    )?;
     for entry in &entries {
         let b = &entry.backup;
         let reasons: Vec<String> = entry.reasons.iter().map(ToString::to_string).collect();
@@ -133,7 +183,11 @@ pub(super) fn list(cli: &Cli, environment: &Environment, name: &str, json: bool,
                 if b.pinned { "yes" } else { "-" },
                 b.trigger.as_str(),
                 b.sha256.as_deref().map_or("-", |s| &s[..12.min(s.len())]),
-                if reasons.is_empty() { "(pruned next)".to_string() } else { reasons.join(", ") },
+                if reasons.is_empty() {
+                    "(pruned next)".to_string()
+                } else {
+                    reasons.join(", ")
+                },
                 crate::paths::display(&b.path)
             ),
         )?;
@@ -141,11 +195,20 @@ pub(super) fn list(cli: &Cli, environment: &Environment, name: &str, json: bool,
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn verify(cli: &Cli, environment: &Environment, clock: &dyn Clock, file: &Path, json: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn verify(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    file: &Path,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let path = crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), file);
     let state = if cli.config.exists() {
         let config = load(cli, environment)?;
-        StateDb::open_read_only(&config.settings.state_dir)?.map(|_| StateDb::open(&config.settings.state_dir)).transpose()?
+        StateDb::open_read_only(&config.settings.state_dir)?
+            .map(|_| StateDb::open(&config.settings.state_dir))
+            .transpose()?
     } else {
         None
     };
@@ -154,7 +217,12 @@ pub(super) fn verify(cli: &Cli, environment: &Environment, clock: &dyn Clock, fi
         None => None,
     };
     let expected = record.as_ref().and_then(|r| r.sha256.as_deref());
-    let verified = verify_job::verify_file(&path, expected, VerifyLevel::Full, &mut Reporter::for_stderr())?;
+    let verified = verify_job::verify_file(
+        &path,
+        expected,
+        VerifyLevel::Full,
+        &mut Reporter::for_stderr(),
+    )?;
     if let (Some(state), Some(record)) = (&state, &record) {
         state.mark_verified(record.id, &verified.sha256, clock.now())?;
     }
@@ -164,9 +232,19 @@ pub(super) fn verify(cli: &Cli, environment: &Environment, clock: &dyn Clock, fi
         (None, _) => "not in the catalog",
     };
     if json {
-        print(out, json!({ "ok": true, "file": path, "sha256": verified.sha256, "catalogued": record.is_some(), "matches_catalog": verified.matches_catalog }))?;
+        print(
+            out,
+            json!({ "ok": true, "file": path, "sha256": verified.sha256, "catalogued": record.is_some(), "matches_catalog": verified.matches_catalog }),
+        )?;
     } else {
-        print(out, format_args!("ok: {}: integrity_check ok, {checksum} ({})", crate::paths::display(&path), verified.sha256))?;
+        print(
+            out,
+            format_args!(
+                "ok: {}: integrity_check ok, {checksum} ({})",
+                crate::paths::display(&path),
+                verified.sha256
+            ),
+        )?;
     }
     Ok(ExitStatus::Success)
 }
@@ -181,21 +259,37 @@ pub(super) struct RestoreArgs<'a> {
     pub json: bool,
 }
 
-pub(super) fn restore(cli: &Cli, environment: &Environment, clock: &dyn Clock, args: RestoreArgs, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn restore(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    args: RestoreArgs,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let db = database(cli, &config, args.database)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let request = RestoreRequest {
         database: db,
         backup_dir: &config.settings.backup_dir,
-        from: if args.from == "latest" { RestoreSource::Latest } else { RestoreSource::File(PathBuf::from(args.from)) },
-        to: args.to.map(|to| crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), to)),
+        from: if args.from == "latest" {
+            RestoreSource::Latest
+        } else {
+            RestoreSource::File(PathBuf::from(args.from))
+        },
+        to: args
+            .to
+            .map(|to| crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), to)),
         force: args.force,
     };
     let source = restore::resolve_source(&request, &state)?;
     let target = request.to.clone().unwrap_or_else(|| db.path.clone());
     if !args.yes && std::io::stdin().is_terminal() {
-        let replacing = if request.to.is_none() && db.path.exists() { " (a safety copy of the current file is taken first)" } else { "" };
+        let replacing = if request.to.is_none() && db.path.exists() {
+            " (a safety copy of the current file is taken first)"
+        } else {
+            ""
+        };
         eprint!(
             "restore `{}` into {} from {}{replacing}? [y/N] ",
             db.name,
@@ -203,31 +297,73 @@ pub(super) fn restore(cli: &Cli, environment: &Environment, clock: &dyn Clock, a
             crate::paths::display(&source)
         );
         let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(Error::Output)?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(Error::Output)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             return Err(Error::Cancelled);
         }
     }
-    let report = restore::restore(&request, &source, &state, clock, &mut Reporter::for_stderr())?;
+    let report = restore::restore(
+        &request,
+        &source,
+        &state,
+        clock,
+        &mut Reporter::for_stderr(),
+    )?;
     if args.json {
         print(out, json!({ "ok": true, "restore": report }))?;
     } else {
-        print(out, format_args!("{}: restored {} from {} in {:.2}s", db.name, crate::paths::display(&report.target), crate::paths::display(&report.source), report.duration_ms as f64 / 1000.0))?;
+        print(
+            out,
+            format_args!(
+                "{}: restored {} from {} in {:.2}s",
+                db.name,
+                crate::paths::display(&report.target),
+                crate::paths::display(&report.source),
+                report.duration_ms as f64 / 1000.0
+            ),
+        )?;
         if let Some(copy) = &report.safety_copy {
-            print(out, format_args!("{}: the previous content is kept in {}", db.name, crate::paths::display(copy)))?;
+            print(
+                out,
+                format_args!(
+                    "{}: the previous content is kept in {}",
+                    db.name,
+                    crate::paths::display(copy)
+                ),
+            )?;
         }
     }
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn prune(cli: &Cli, environment: &Environment, name: Option<&str>, all: bool, dry_run: bool, json: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn prune(
+    cli: &Cli,
+    environment: &Environment,
+    name: Option<&str>,
+    all: bool,
+    dry_run: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut results = Vec::new();
     for db in databases {
-        let entries = prune_job::decide(&state, db, &config.settings.backup_dir, config.settings.timezone)?;
-        let removed = if dry_run { Vec::new() } else { prune_job::remove(&state, db.name.as_str(), &entries)? };
+        let entries = prune_job::decide(
+            &state,
+            db,
+            &config.settings.backup_dir,
+            config.settings.timezone,
+        )?;
+        let removed = if dry_run {
+            Vec::new()
+        } else {
+            prune_job::remove(&state, db.name.as_str(), &entries)?
+        };
         if !json {
             for entry in &entries {
                 let reasons: Vec<String> = entry.reasons.iter().map(ToString::to_string).collect();
@@ -236,12 +372,27 @@ pub(super) fn prune(cli: &Cli, environment: &Environment, name: Option<&str>, al
                     (false, true) => "remove",
                     (false, false) => "removed",
                 };
-                let why = if entry.keep() { format!("  ({})", reasons.join(", ")) } else { String::new() };
-                print(out, format_args!("{verb} {}  {}{why}", show_time(entry.backup.created_at), crate::paths::display(&entry.backup.path)))?;
+                let why = if entry.keep() {
+                    format!("  ({})", reasons.join(", "))
+                } else {
+                    String::new()
+                };
+                print(
+                    out,
+                    format_args!(
+                        "{verb} {}  {}{why}",
+                        show_time(entry.backup.created_at),
+                        crate::paths::display(&entry.backup.path)
+                    ),
+                )?;
             }
             let gone = entries.iter().filter(|e| !e.keep()).count();
             let kept = entries.len() - gone;
-            let summary = if dry_run { format!("{kept} kept, {gone} would be removed (dry run)") } else { format!("{kept} kept, {} removed", removed.len()) };
+            let summary = if dry_run {
+                format!("{kept} kept, {gone} would be removed (dry run)")
+            } else {
+                format!("{kept} kept, {} removed", removed.len())
+            };
             print(out, format_args!("{}: {summary}", db.name))?;
         }
         results.push(json!({ "database": db.name, "dry_run": dry_run, "entries": entries, "removed": removed.len() }));
@@ -252,15 +403,30 @@ pub(super) fn prune(cli: &Cli, environment: &Environment, name: Option<&str>, al
     Ok(ExitStatus::Success)
 }
 
-pub(super) fn pin(cli: &Cli, environment: &Environment, file: &Path, pinned: bool, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn pin(
+    cli: &Cli,
+    environment: &Environment,
+    file: &Path,
+    pinned: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     for db in config.databases.values() {
         backup::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;
     }
     let path = crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), file);
-    let record = state.backup_by_path(&path)?.ok_or_else(|| Error::UnknownBackup(path.clone()))?;
+    let record = state
+        .backup_by_path(&path)?
+        .ok_or_else(|| Error::UnknownBackup(path.clone()))?;
     state.set_pinned(record.id, pinned)?;
-    print(out, format_args!("{} {}", if pinned { "pinned" } else { "unpinned" }, crate::paths::display(&path)))?;
+    print(
+        out,
+        format_args!(
+            "{} {}",
+            if pinned { "pinned" } else { "unpinned" },
+            crate::paths::display(&path)
+        ),
+    )?;
     Ok(ExitStatus::Success)
 }

@@ -166,28 +166,81 @@ pub enum ExitStatus {
 }
 
 /// Runs one command, writing its output to `out`.
-pub fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub fn run(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::Check { json } => converge::check(cli, environment, *json, out),
         Command::Plan { json } => converge::plan(cli, environment, *json, out),
-        Command::Apply { json, allow_vacuum } => {
-            converge::apply(cli, environment, clock, *json, ApplyOptions { allow_vacuum: *allow_vacuum }, out)
-        }
-        Command::Backup { database, all, pin, json } => {
-            backups::backup(cli, environment, clock, database.as_deref(), *all, *pin, *json, out)
-        }
-        Command::Backups { database, json } => backups::list(cli, environment, database, *json, out),
-        Command::Verify { file, json } => backups::verify(cli, environment, clock, file, *json, out),
-        Command::Restore { database, from, to, yes, force, json } => backups::restore(
+        Command::Apply { json, allow_vacuum } => converge::apply(
             cli,
             environment,
             clock,
-            backups::RestoreArgs { database, from, to: to.as_deref(), yes: *yes, force: *force, json: *json },
+            *json,
+            ApplyOptions {
+                allow_vacuum: *allow_vacuum,
+            },
             out,
         ),
-        Command::Prune { database, all, dry_run, json } => {
-            backups::prune(cli, environment, database.as_deref(), *all, *dry_run, *json, out)
+        Command::Backup {
+            database,
+            all,
+            pin,
+            json,
+        } => backups::backup(
+            cli,
+            environment,
+            clock,
+            database.as_deref(),
+            *all,
+            *pin,
+            *json,
+            out,
+        ),
+        Command::Backups { database, json } => {
+            backups::list(cli, environment, database, *json, out)
         }
+        Command::Verify { file, json } => {
+            backups::verify(cli, environment, clock, file, *json, out)
+        }
+        Command::Restore {
+            database,
+            from,
+            to,
+            yes,
+            force,
+            json,
+        } => backups::restore(
+            cli,
+            environment,
+            clock,
+            backups::RestoreArgs {
+                database,
+                from,
+                to: to.as_deref(),
+                yes: *yes,
+                force: *force,
+                json: *json,
+            },
+            out,
+        ),
+        Command::Prune {
+            database,
+            all,
+            dry_run,
+            json,
+        } => backups::prune(
+            cli,
+            environment,
+            database.as_deref(),
+            *all,
+            *dry_run,
+            *json,
+            out,
+        ),
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
         Command::Schema => {

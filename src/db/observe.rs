@@ -23,11 +23,25 @@ pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
     for database in config.databases.values() {
         files.insert(database.path.clone(), observe_file(&database.path)?);
     }
+    let mut latest_backups = BTreeMap::new();
     let managed = match StateDb::open_read_only(&config.settings.state_dir)? {
-        Some(state) => state.managed_databases()?,
+        Some(state) => {
+            for database in config.databases.values().filter(|db| db.restore_if_missing) {
+                if let Some(backup) =
+                    crate::jobs::backup::latest_verified(&state, database.name.as_str())?
+                {
+                    latest_backups.insert(database.name.to_string(), backup.path);
+                }
+            }
+            state.managed_databases()?
+        }
         None => Vec::new(),
     };
-    Ok(Observed { files, managed })
+    Ok(Observed {
+        files,
+        managed,
+        latest_backups,
+    })
 }
 
 /// What is at `path`: nothing, or a SQLite file and its stored pragmas.

@@ -131,64 +131,123 @@ pub fn database_dir(backup_dir: &Path, database: &str) -> PathBuf {
 }
 
 /// Takes, verifies and catalogues one backup.
-pub fn take(request: BackupRequest, state: &StateDb, clock: &dyn Clock, progress: &mut dyn Progress) -> Result<BackupReport, BackupError> {
+pub fn take(
+    request: BackupRequest,
+    state: &StateDb,
+    clock: &dyn Clock,
+    progress: &mut dyn Progress,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let db = request.database;
     let name = db.name.as_str();
     let io = |path: &Path, action: &'static str| {
         let path = path.to_path_buf();
-        move |source| BackupError::Io { database: name.to_string(), path, action, source }
-    };
-    match observe_file(&db.path).map_err(|source| BackupError::Source { database: name.to_string(), source })? {
-        ObservedFile::Missing => return Err(BackupError::SourceMissing { database: name.to_string(), path: db.path.clone() }),
-        ObservedFile::Present(_) => {}
-    }
-    let dir = database_dir(request.backup_dir, name);
-    durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
-    let removed = durable::remove_stale_temps(&dir, STALE_TEMP_AGE, SystemTime::now()).map_err(io(&dir, "cannot clean up"))?;
-    if removed > 0 {
-        tracing::info!(db = name, removed, "removed leftovers of an interrupted backup");
-    }
-    let created_at = clock.now().trunc_subsecs(0);
-    let compressed = db.backup.compress == Compression::Zstd;
-    let target = naming::free_path(&dir, name, created_at, compressed, |p| p.exists() || state.backup_by_path(p).ok().flatten().is_some());
-
-    let plain = PendingFile::create(&target.with_extension("copy")).map_err(io(&dir, "cannot create a temp file"))?;
-    let copy = copy::copy_database(&db.path, db.backup.method, &db.pragmas.connection, plain.file(), plain.path(), progress)
-        .map_err(|source| BackupError::Copy { database: name.to_string(), source })?;
-    let verify_level = db.backup.verify;
-    let verify_error = |source| BackupError::Verify { database: name.to_string(), source };
-
-    let (final_path, sha256) = if compressed {
-        plain.file().sync_all().map_err(io(plain.path(), "cannot write"))?;
-        verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
-        let (final_path, plain_sha) = compress(&plain, &target, progress).map_err(|(path, action, source)| BackupError::Io {
+        move |source| BackupError::Io {
             database: name.to_string(),
             path,
             action,
             source,
-        })?;
+        }
+    };
+    match observe_file(&db.path).map_err(|source| BackupError::Source {
+        database: name.to_string(),
+        source,
+    })? {
+        ObservedFile::Missing => {
+            return Err(BackupError::SourceMissing {
+                database: name.to_string(),
+                path: db.path.clone(),
+            });
+        }
+        ObservedFile::Present(_) => {}
+    }
+    let dir = database_dir(request.backup_dir, name);
+    durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
+    let removed = durable::remove_stale_temps(&dir, STALE_TEMP_AGE, SystemTime::now())
+        .map_err(io(&dir, "cannot clean up"))?;
+    if removed > 0 {
+        tracing::info!(
+            db = name,
+            removed,
+            "removed leftovers of an interrupted backup"
+        );
+    }
+    let created_at = clock.now().trunc_subsecs(0);
+    let compressed = db.backup.compress == Compression::Zstd;
+    let target = naming::free_path(&dir, name, created_at, compressed, |p| {
+        p.exists() || state.backup_by_path(p).ok().flatten().is_some()
+    });
+
+    let plain = PendingFile::create(&target.with_extension("copy"))
+        .map_err(io(&dir, "cannot create a temp file"))?;
+    let copy = copy::copy_database(
+        &db.path,
+        db.backup.method,
+        &db.pragmas.connection,
+        plain.file(),
+        plain.path(),
+        progress,
+    )
+    .map_err(|source| BackupError::Copy {
+        database: name.to_string(),
+        source,
+    })?;
+    let verify_level = db.backup.verify;
+    let verify_error = |source| BackupError::Verify {
+        database: name.to_string(),
+        source,
+    };
+
+    let (final_path, sha256) = if compressed {
+        plain
+            .file()
+            .sync_all()
+            .map_err(io(plain.path(), "cannot write"))?;
+        verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
+        let (final_path, plain_sha) =
+            compress(&plain, &target, progress).map_err(|(path, action, source)| {
+                BackupError::Io {
+                    database: name.to_string(),
+                    path,
+                    action,
+                    source,
+                }
+            })?;
         drop(plain);
         if verify_level != VerifyLevel::None {
             let decoded = verify::decompress_into(&final_path, io::sink(), progress);
             match decoded {
                 Ok(sha) if sha == plain_sha => {}
-                Ok(_) => return Err(remove_and_fail(&final_path, verify_error(VerifyError::Damaged { path: final_path.clone(), detail: "decompressed content differs from the copy".into() }))),
+                Ok(_) => {
+                    return Err(remove_and_fail(
+                        &final_path,
+                        verify_error(VerifyError::Damaged {
+                            path: final_path.clone(),
+                            detail: "decompressed content differs from the copy".into(),
+                        }),
+                    ));
+                }
                 Err(e) => return Err(remove_and_fail(&final_path, verify_error(e))),
             }
         }
-        let sha256 = verify::sha256_file(&final_path).map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
+        let sha256 = verify::sha256_file(&final_path)
+            .map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
         (final_path, sha256)
     } else {
-        let final_path = plain.commit_to(&target).map_err(io(&target, "cannot write"))?;
+        let final_path = plain
+            .commit_to(&target)
+            .map_err(io(&target, "cannot write"))?;
         if let Err(e) = verify::check_database(&final_path, verify_level) {
             return Err(remove_and_fail(&final_path, verify_error(e)));
         }
-        let sha256 = verify::sha256_file(&final_path).map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
+        let sha256 = verify::sha256_file(&final_path)
+            .map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
         (final_path, sha256)
     };
 
-    let size = std::fs::metadata(&final_path).map_err(io(&final_path, "cannot stat"))?.len();
+    let size = std::fs::metadata(&final_path)
+        .map_err(io(&final_path, "cannot stat"))?
+        .len();
     let duration = started.elapsed();
     let verified_at = (verify_level != VerifyLevel::None).then(|| clock.now());
     let id = state.insert_backup(&NewBackup {
@@ -207,12 +266,20 @@ pub fn take(request: BackupRequest, state: &StateDb, clock: &dyn Clock, progress
         Ok(id) => id,
         Err(e) => return Err(remove_and_fail(&final_path, e.into())),
     };
-    let record = state.backup_by_path(&final_path)?.ok_or_else(|| crate::state::StateError::Corrupt {
-        path: final_path.clone(),
-        detail: format!("backup {id} vanished from the catalog"),
-    })?;
+    let record =
+        state
+            .backup_by_path(&final_path)?
+            .ok_or_else(|| crate::state::StateError::Corrupt {
+                path: final_path.clone(),
+                detail: format!("backup {id} vanished from the catalog"),
+            })?;
     tracing::info!(db = name, path = %final_path.display(), bytes = size, duration_ms = duration.as_millis() as u64, method = copy.method.as_str(), "backup taken");
-    Ok(BackupReport { record, copy, plain_bytes: copy.bytes(), duration })
+    Ok(BackupReport {
+        record,
+        copy,
+        plain_bytes: copy.bytes(),
+        duration,
+    })
 }
 
 fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
@@ -224,23 +291,39 @@ fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
 
 /// Compresses the plain copy into `target` (zstd, all cores); returns the
 /// final path and the SHA-256 of the plain bytes read.
-fn compress(plain: &PendingFile, target: &Path, progress: &mut dyn Progress) -> Result<(PathBuf, String), (PathBuf, &'static str, io::Error)> {
+fn compress(
+    plain: &PendingFile,
+    target: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(PathBuf, String), (PathBuf, &'static str, io::Error)> {
     let at = |path: &Path, action: &'static str| {
         let path = path.to_path_buf();
         move |e| (path, action, e)
     };
     let pending = PendingFile::create(target).map_err(at(target, "cannot create a temp file"))?;
     let source = File::open(plain.path()).map_err(at(plain.path(), "cannot open"))?;
-    let total = source.metadata().map_err(at(plain.path(), "cannot stat"))?.len();
+    let total = source
+        .metadata()
+        .map_err(at(plain.path(), "cannot stat"))?
+        .len();
     let mut reader = Hashing::new(source);
-    let mut encoder = zstd::Encoder::new(BufWriter::with_capacity(1 << 20, pending.file()), ZSTD_LEVEL).map_err(at(target, "cannot compress"))?;
+    let mut encoder = zstd::Encoder::new(
+        BufWriter::with_capacity(1 << 20, pending.file()),
+        ZSTD_LEVEL,
+    )
+    .map_err(at(target, "cannot compress"))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    encoder.multithread(workers).map_err(at(target, "cannot compress"))?;
-    encoder.include_checksum(true).map_err(at(target, "cannot compress"))?;
+    encoder
+        .multithread(workers)
+        .map_err(at(target, "cannot compress"))?;
+    encoder
+        .include_checksum(true)
+        .map_err(at(target, "cannot compress"))?;
     progress.start("compress", Some(total));
     let mut buffer = vec![0u8; 1 << 20];
     loop {
-        let n = io::Read::read(&mut reader, &mut buffer).map_err(at(plain.path(), "cannot read"))?;
+        let n =
+            io::Read::read(&mut reader, &mut buffer).map_err(at(plain.path(), "cannot read"))?;
         if n == 0 {
             break;
         }
@@ -248,7 +331,9 @@ fn compress(plain: &PendingFile, target: &Path, progress: &mut dyn Progress) -> 
         progress.advance(reader_bytes(&reader));
     }
     let writer = encoder.finish().map_err(at(target, "cannot write"))?;
-    writer.into_inner().map_err(|e| (target.to_path_buf(), "cannot write", e.into_error()))?;
+    writer
+        .into_inner()
+        .map_err(|e| (target.to_path_buf(), "cannot write", e.into_error()))?;
     progress.finish();
     let (plain_sha, _, _) = reader.finish();
     let final_path = pending.commit().map_err(at(target, "cannot write"))?;
@@ -259,9 +344,17 @@ fn reader_bytes<T>(hashing: &Hashing<T>) -> u64 {
     hashing.bytes()
 }
 
-/// The newest verified backup of `database` and when it was taken.
-pub fn latest_verified(state: &StateDb, database: &str) -> Result<Option<BackupRecord>, crate::state::StateError> {
-    Ok(state.backups(database)?.into_iter().find(|b| b.verified() && b.path.is_file()))
+/// The backup `--from latest` means: the newest verified one whose file
+/// exists, not counting the safety copies taken before a restore (restoring
+/// "latest" twice must not undo the first restore).
+pub fn latest_verified(
+    state: &StateDb,
+    database: &str,
+) -> Result<Option<BackupRecord>, crate::state::StateError> {
+    Ok(state
+        .backups(database)?
+        .into_iter()
+        .find(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()))
 }
 
 /// Formats a time the way listings show it.
@@ -281,11 +374,20 @@ pub struct CatalogSync {
 /// Brings the catalog of `database` in line with `<backup_dir>/<database>/`:
 /// files named like backups but not catalogued (a lost state database) are
 /// added as unverified; rows whose file is gone are dropped.
-pub fn sync_catalog(state: &StateDb, database: &str, backup_dir: &Path) -> Result<CatalogSync, BackupError> {
+pub fn sync_catalog(
+    state: &StateDb,
+    database: &str,
+    backup_dir: &Path,
+) -> Result<CatalogSync, BackupError> {
     let dir = database_dir(backup_dir, database);
     let io = |action: &'static str| {
         let path = dir.clone();
-        move |source| BackupError::Io { database: database.to_string(), path, action, source }
+        move |source| BackupError::Io {
+            database: database.to_string(),
+            path,
+            action,
+            source,
+        }
     };
     let mut sync = CatalogSync::default();
     for record in state.backups(database)? {

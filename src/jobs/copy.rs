@@ -104,11 +104,22 @@ pub enum CopyError {
 
 impl CopyError {
     fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Self + 'a {
-        move |source| CopyError::Io { path: path.to_path_buf(), action, source }
+        move |source| CopyError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     }
 
-    fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(rusqlite::Error) -> Self + 'a {
-        move |source| CopyError::Sqlite { path: path.to_path_buf(), action, source }
+    fn sqlite<'a>(
+        path: &'a Path,
+        action: &'static str,
+    ) -> impl FnOnce(rusqlite::Error) -> Self + 'a {
+        move |source| CopyError::Sqlite {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     }
 }
 
@@ -144,13 +155,20 @@ pub fn copy_database(
     dest_path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<CopyStats, CopyError> {
-    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(CopyError::sqlite(source, "cannot open"))?;
-    conn.busy_timeout(pragmas.busy_timeout).map_err(CopyError::sqlite(source, "cannot set busy_timeout"))?;
+    let conn = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(CopyError::sqlite(source, "cannot open"))?;
+    conn.busy_timeout(pragmas.busy_timeout)
+        .map_err(CopyError::sqlite(source, "cannot set busy_timeout"))?;
     let resolved = match method {
         BackupMethod::Snapshot => {
             if let Some(missing) = snapshot_blocker(&conn, source)? {
-                return Err(CopyError::SnapshotUnavailable { path: source.to_path_buf(), needs: missing });
+                return Err(CopyError::SnapshotUnavailable {
+                    path: source.to_path_buf(),
+                    needs: missing,
+                });
             }
             CopyMethod::Snapshot
         }
@@ -175,33 +193,58 @@ fn snapshot_blocker(conn: &Connection, source: &Path) -> Result<Option<&'static 
     if !mode.eq_ignore_ascii_case("wal") {
         return Ok(Some("a database in WAL mode"));
     }
-    let has_dbpage = conn.prepare("SELECT 1 FROM sqlite_dbpage WHERE pgno = 1").is_ok();
+    let has_dbpage = conn
+        .prepare("SELECT 1 FROM sqlite_dbpage WHERE pgno = 1")
+        .is_ok();
     Ok((!has_dbpage).then_some("SQLite built with SQLITE_ENABLE_DBPAGE_VTAB"))
 }
 
-fn snapshot(conn: &Connection, source: &Path, dest: &File, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
-    conn.execute_batch("BEGIN").map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
+fn snapshot(
+    conn: &Connection,
+    source: &Path,
+    dest: &File,
+    dest_path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<CopyStats, CopyError> {
+    conn.execute_batch("BEGIN")
+        .map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
     let result = snapshot_in_transaction(conn, source, dest, dest_path, progress);
-    let end = conn.execute_batch("COMMIT").map_err(CopyError::sqlite(source, "cannot end the read transaction"));
+    let end = conn
+        .execute_batch("COMMIT")
+        .map_err(CopyError::sqlite(source, "cannot end the read transaction"));
     let stats = result?;
     end?;
     Ok(stats)
 }
 
-fn snapshot_in_transaction(conn: &Connection, source: &Path, dest: &File, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+fn snapshot_in_transaction(
+    conn: &Connection,
+    source: &Path,
+    dest: &File,
+    dest_path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<CopyStats, CopyError> {
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(CopyError::sqlite(source, "cannot start a read transaction"))?;
-    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(CopyError::sqlite(source, "cannot read page_size"))?;
-    let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).map_err(CopyError::sqlite(source, "cannot read page_count"))?;
+    let page_size: u32 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(CopyError::sqlite(source, "cannot read page_size"))?;
+    let page_count: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .map_err(CopyError::sqlite(source, "cannot read page_count"))?;
     let page_count = page_count.max(0) as u64;
     let bytes = page_count * u64::from(page_size);
 
     let mut main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
-    let length = main.metadata().map_err(CopyError::io(source, "cannot stat"))?.len();
+    let length = main
+        .metadata()
+        .map_err(CopyError::io(source, "cannot stat"))?
+        .len();
     progress.start("copy", Some(length));
     let mut copied = 0;
     loop {
-        let n = io::copy(&mut (&mut main).take(CHUNK), &mut &*dest).map_err(CopyError::io(dest_path, "cannot write"))?;
+        let n = io::copy(&mut (&mut main).take(CHUNK), &mut &*dest)
+            .map_err(CopyError::io(dest_path, "cannot write"))?;
         if n == 0 {
             break;
         }
@@ -211,7 +254,10 @@ fn snapshot_in_transaction(conn: &Connection, source: &Path, dest: &File, dest_p
     progress.finish();
 
     let pages = wal_pages(&wal_path(source), page_count)?;
-    progress.start("patch pages from the WAL", Some(pages.len() as u64 * u64::from(page_size)));
+    progress.start(
+        "patch pages from the WAL",
+        Some(pages.len() as u64 * u64::from(page_size)),
+    );
     let mut statement = conn
         .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
         .map_err(CopyError::sqlite(source, "cannot read sqlite_dbpage"))?;
@@ -224,8 +270,14 @@ fn snapshot_in_transaction(conn: &Connection, source: &Path, dest: &File, dest_p
         progress.advance((done as u64 + 1) * u64::from(page_size));
     }
     progress.finish();
-    dest.set_len(bytes).map_err(CopyError::io(dest_path, "cannot set the length"))?;
-    Ok(CopyStats { method: CopyMethod::Snapshot, page_count, page_size, wal_pages: pages.len() as u64 })
+    dest.set_len(bytes)
+        .map_err(CopyError::io(dest_path, "cannot set the length"))?;
+    Ok(CopyStats {
+        method: CopyMethod::Snapshot,
+        page_count,
+        page_size,
+        wal_pages: pages.len() as u64,
+    })
 }
 
 fn wal_path(source: &Path) -> PathBuf {
@@ -243,7 +295,10 @@ fn wal_pages(wal: &Path, page_count: u64) -> Result<BTreeSet<u64>, CopyError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
         Err(e) => return Err(CopyError::io(wal, "cannot open")(e)),
     };
-    let length = file.metadata().map_err(CopyError::io(wal, "cannot stat"))?.len();
+    let length = file
+        .metadata()
+        .map_err(CopyError::io(wal, "cannot stat"))?
+        .len();
     let mut header = [0u8; WAL_HEADER as usize];
     if length < WAL_HEADER || file.read_exact_at(&mut header, 0).is_err() {
         return Ok(BTreeSet::new());
@@ -252,13 +307,20 @@ fn wal_pages(wal: &Path, page_count: u64) -> Result<BTreeSet<u64>, CopyError> {
     if magic & !1 != 0x377f_0682 {
         return Ok(BTreeSet::new());
     }
-    let wal_page_size = u64::from(u32::from_be_bytes([header[8], header[9], header[10], header[11]]));
-    let wal_page_size = if wal_page_size == 1 { 65536 } else { wal_page_size };
+    let wal_page_size = u64::from(u32::from_be_bytes([
+        header[8], header[9], header[10], header[11],
+    ]));
+    let wal_page_size = if wal_page_size == 1 {
+        65536
+    } else {
+        wal_page_size
+    };
     let mut pages = BTreeSet::new();
     let mut frame = [0u8; 4];
     let mut offset = WAL_HEADER;
     while offset + FRAME_HEADER + wal_page_size <= length {
-        file.read_exact_at(&mut frame, offset).map_err(CopyError::io(wal, "cannot read"))?;
+        file.read_exact_at(&mut frame, offset)
+            .map_err(CopyError::io(wal, "cannot read"))?;
         let page = u64::from(u32::from_be_bytes(frame));
         if (1..=page_count).contains(&page) {
             pages.insert(page);
@@ -268,21 +330,37 @@ fn wal_pages(wal: &Path, page_count: u64) -> Result<BTreeSet<u64>, CopyError> {
     Ok(pages)
 }
 
-fn api(conn: &Connection, source: &Path, dest_path: &Path, busy_timeout: Duration, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
-    let mut dest = Connection::open(dest_path).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
+fn api(
+    conn: &Connection,
+    source: &Path,
+    dest_path: &Path,
+    busy_timeout: Duration,
+    progress: &mut dyn Progress,
+) -> Result<CopyStats, CopyError> {
+    let mut dest =
+        Connection::open(dest_path).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
     progress.start("backup API", None);
     {
-        let backup = rusqlite::backup::Backup::new(conn, &mut dest).map_err(CopyError::sqlite(source, "cannot start the backup"))?;
+        let backup = rusqlite::backup::Backup::new(conn, &mut dest)
+            .map_err(CopyError::sqlite(source, "cannot start the backup"))?;
         let deadline = std::time::Instant::now() + busy_timeout;
         loop {
-            match backup.step(-1).map_err(CopyError::sqlite(source, "backup step failed"))? {
+            match backup
+                .step(-1)
+                .map_err(CopyError::sqlite(source, "backup step failed"))?
+            {
                 rusqlite::backup::StepResult::Done => break,
-                _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     return Err(CopyError::Sqlite {
                         path: source.to_path_buf(),
                         action: "backup step failed",
-                        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), Some("database is busy".into())),
+                        source: rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("database is busy".into()),
+                        ),
                     });
                 }
             }
@@ -292,19 +370,34 @@ fn api(conn: &Connection, source: &Path, dest_path: &Path, busy_timeout: Duratio
     stats_of(&dest, dest_path, CopyMethod::Api)
 }
 
-fn vacuum(conn: &Connection, source: &Path, dest_path: &Path, progress: &mut dyn Progress) -> Result<CopyStats, CopyError> {
+fn vacuum(
+    conn: &Connection,
+    source: &Path,
+    dest_path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<CopyStats, CopyError> {
     progress.start("VACUUM INTO", None);
     conn.execute("VACUUM INTO ?1", params![dest_path.to_string_lossy()])
         .map_err(CopyError::sqlite(source, "VACUUM INTO failed"))?;
     progress.finish();
-    let dest = Connection::open_with_flags(dest_path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
+    let dest = Connection::open_with_flags(dest_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(CopyError::sqlite(dest_path, "cannot open"))?;
     stats_of(&dest, dest_path, CopyMethod::Vacuum)
 }
 
 fn stats_of(conn: &Connection, path: &Path, method: CopyMethod) -> Result<CopyStats, CopyError> {
-    let page_size: u32 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(CopyError::sqlite(path, "cannot read page_size"))?;
-    let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0)).map_err(CopyError::sqlite(path, "cannot read page_count"))?;
-    Ok(CopyStats { method, page_count: page_count.max(0) as u64, page_size, wal_pages: 0 })
+    let page_size: u32 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(CopyError::sqlite(path, "cannot read page_size"))?;
+    let page_count: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .map_err(CopyError::sqlite(path, "cannot read page_count"))?;
+    Ok(CopyStats {
+        method,
+        page_count: page_count.max(0) as u64,
+        page_size,
+        wal_pages: 0,
+    })
 }
 
 /// Sets the file-format bytes 18 and 19 to 1 (rollback journal), so the
@@ -312,9 +405,11 @@ fn stats_of(conn: &Connection, path: &Path, method: CopyMethod) -> Result<CopySt
 /// WAL mode; the pages are complete, so nothing else changes.
 fn mark_rollback_journal(dest: &File, dest_path: &Path) -> Result<(), CopyError> {
     let mut versions = [0u8; 2];
-    dest.read_exact_at(&mut versions, 18).map_err(CopyError::io(dest_path, "cannot read the header"))?;
+    dest.read_exact_at(&mut versions, 18)
+        .map_err(CopyError::io(dest_path, "cannot read the header"))?;
     if versions != [1, 1] {
-        dest.write_all_at(&[1, 1], 18).map_err(CopyError::io(dest_path, "cannot write the header"))?;
+        dest.write_all_at(&[1, 1], 18)
+            .map_err(CopyError::io(dest_path, "cannot write the header"))?;
     }
     Ok(())
 }

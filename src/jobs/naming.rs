@@ -21,14 +21,24 @@ pub struct ParsedName {
 /// The file name of a backup of `database` taken at `at`; `collision` 0
 /// gives the plain name, N > 0 adds `-N` before the extension.
 pub fn file_name(database: &str, at: DateTime<Utc>, collision: u32, compressed: bool) -> String {
-    let suffix = if collision == 0 { String::new() } else { format!("-{collision}") };
+    let suffix = if collision == 0 {
+        String::new()
+    } else {
+        format!("-{collision}")
+    };
     let extension = if compressed { ".db.zst" } else { ".db" };
     format!("{database}-{}{suffix}{extension}", at.format(TIME_FORMAT))
 }
 
 /// The first free path for a backup in `dir`, trying `-1`, `-2`, ... while
 /// `taken` says a name is in use.
-pub fn free_path(dir: &Path, database: &str, at: DateTime<Utc>, compressed: bool, taken: impl Fn(&Path) -> bool) -> PathBuf {
+pub fn free_path(
+    dir: &Path,
+    database: &str,
+    at: DateTime<Utc>,
+    compressed: bool,
+    taken: impl Fn(&Path) -> bool,
+) -> PathBuf {
     (0..)
         .map(|collision| dir.join(file_name(database, at, collision, compressed)))
         .find(|path| !taken(path))
@@ -43,7 +53,9 @@ pub fn parse(database: &str, name: &str) -> Option<ParsedName> {
         None => (rest.strip_suffix(".db")?, false),
     };
     let (time, collision) = match rest.split_once('-') {
-        Some((time, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => (time, Some(n)),
+        Some((time, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => {
+            (time, Some(n))
+        }
         Some(_) => return None,
         None => (rest, None),
     };
@@ -51,7 +63,10 @@ pub fn parse(database: &str, name: &str) -> Option<ParsedName> {
         return None;
     }
     let naive = NaiveDateTime::parse_from_str(time, TIME_FORMAT).ok()?;
-    Some(ParsedName { created_at: naive.and_utc(), compressed })
+    Some(ParsedName {
+        created_at: naive.and_utc(),
+        compressed,
+    })
 }
 
 #[cfg(test)]
@@ -65,25 +80,36 @@ mod tests {
 
     #[test]
     fn names_are_iso_basic_utc_with_collision_suffixes() {
-        assert_eq!(file_name("crawler", at(), 0, true), "crawler-20261112T032640Z.db.zst");
-        assert_eq!(file_name("crawler", at(), 2, false), "crawler-20261112T032640Z-2.db");
+        assert_eq!(
+            file_name("crawler", at(), 0, true),
+            "crawler-20261118T110640Z.db.zst"
+        );
+        assert_eq!(
+            file_name("crawler", at(), 2, false),
+            "crawler-20261118T110640Z-2.db"
+        );
     }
 
     #[test]
     fn free_path_skips_taken_names() {
-        let taken = [PathBuf::from("/b/a-20261112T032640Z.db"), PathBuf::from("/b/a-20261112T032640Z-1.db")];
-        let path = free_path(Path::new("/b"), "a", at(), false, |p| taken.iter().any(|t| t == p));
-        assert_eq!(path, PathBuf::from("/b/a-20261112T032640Z-2.db"));
+        let taken = [
+            PathBuf::from("/b/a-20261118T110640Z.db"),
+            PathBuf::from("/b/a-20261118T110640Z-1.db"),
+        ];
+        let path = free_path(Path::new("/b"), "a", at(), false, |p| {
+            taken.iter().any(|t| t == p)
+        });
+        assert_eq!(path, PathBuf::from("/b/a-20261118T110640Z-2.db"));
     }
 
     #[test]
     fn parse_refuses_other_databases_temp_files_and_junk() {
-        assert!(parse("a", "b-20261112T032640Z.db").is_none());
+        assert!(parse("a", "b-20261118T110640Z.db").is_none());
         assert!(parse("a", ".lw-tmp-xyz").is_none());
-        assert!(parse("a", "a-20261112T032640Z.db.tmp").is_none());
+        assert!(parse("a", "a-20261118T110640Z.db.tmp").is_none());
         assert!(parse("a", "a-2026.db").is_none());
-        assert!(parse("a", "a-20261112T032640Z-x.db").is_none());
-        assert!(parse("a-b", "a-b-20261112T032640Z-1.db.zst").is_some());
+        assert!(parse("a", "a-20261118T110640Z-x.db").is_none());
+        assert!(parse("a-b", "a-b-20261118T110640Z-1.db.zst").is_some());
     }
 
     proptest! {

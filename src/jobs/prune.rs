@@ -34,7 +34,12 @@ impl PruneEntry {
 
 /// The verdict on every backup of `database`, newest first (the catalog is
 /// synced with the directory first).
-pub fn decide(state: &StateDb, database: &Database, backup_dir: &Path, timezone: chrono_tz::Tz) -> Result<Vec<PruneEntry>, BackupError> {
+pub fn decide(
+    state: &StateDb,
+    database: &Database,
+    backup_dir: &Path,
+    timezone: chrono_tz::Tz,
+) -> Result<Vec<PruneEntry>, BackupError> {
     let name = database.name.as_str();
     sync_catalog(state, name, backup_dir)?;
     let backups = state.backups(name)?;
@@ -46,8 +51,9 @@ pub fn decide(state: &StateDb, database: &Database, backup_dir: &Path, timezone:
             created_at: b.created_at,
             verified: b.verified(),
             pinned: b.pinned,
-            protected: (b.trigger == BackupTrigger::PreMigration && last_migration.is_none_or(|at| at <= b.created_at))
-                .then(|| "pre-migration, until the next successful migration".to_string()),
+            protected: (b.trigger == BackupTrigger::PreMigration
+                && last_migration.is_none_or(|at| at <= b.created_at))
+            .then(|| "pre-migration, until the next successful migration".to_string()),
         })
         .collect();
     let decisions = retention::select(&candidates, &database.backup.retention, &timezone);
@@ -55,14 +61,21 @@ pub fn decide(state: &StateDb, database: &Database, backup_dir: &Path, timezone:
         .into_iter()
         .filter_map(|decision| {
             let backup = backups.iter().find(|b| b.id == decision.id)?.clone();
-            Some(PruneEntry { backup, reasons: decision.reasons })
+            Some(PruneEntry {
+                backup,
+                reasons: decision.reasons,
+            })
         })
         .collect())
 }
 
 /// Deletes the backups `entries` does not keep: file, then directory fsync,
 /// then catalog row. Returns the removed ones.
-pub fn remove(state: &StateDb, database: &str, entries: &[PruneEntry]) -> Result<Vec<BackupRecord>, BackupError> {
+pub fn remove(
+    state: &StateDb,
+    database: &str,
+    entries: &[PruneEntry],
+) -> Result<Vec<BackupRecord>, BackupError> {
     let mut removed = Vec::new();
     for entry in entries.iter().filter(|e| !e.keep()) {
         let path = &entry.backup.path;
@@ -70,7 +83,12 @@ pub fn remove(state: &StateDb, database: &str, entries: &[PruneEntry]) -> Result
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(BackupError::Io { database: database.to_string(), path: path.clone(), action: "cannot remove", source });
+                return Err(BackupError::Io {
+                    database: database.to_string(),
+                    path: path.clone(),
+                    action: "cannot remove",
+                    source,
+                });
             }
         }
         if let Some(dir) = path.parent() {

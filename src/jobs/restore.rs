@@ -55,7 +55,9 @@ pub struct RestoreRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     /// No verified backup exists.
-    #[error("database `{0}` has no verified backup; take one with `litewarden backup {0}` or pass --from FILE")]
+    #[error(
+        "database `{0}` has no verified backup; take one with `litewarden backup {0}` or pass --from FILE"
+    )]
     NoBackup(String),
     /// The source failed verification.
     #[error("refusing to restore `{database}`: {source}")]
@@ -123,16 +125,28 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                 .map(|record| record.path)
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
         }
-        RestoreSource::File(path) => Ok(crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), path)),
+        RestoreSource::File(path) => Ok(crate::paths::resolve(
+            &std::env::current_dir().unwrap_or_default(),
+            path,
+        )),
     }
 }
 
 /// Verifies `source` and restores it as `request` says.
-pub fn restore(request: &RestoreRequest, source: &Path, state: &StateDb, clock: &dyn Clock, progress: &mut dyn Progress) -> Result<RestoreReport, RestoreError> {
+pub fn restore(
+    request: &RestoreRequest,
+    source: &Path,
+    state: &StateDb,
+    clock: &dyn Clock,
+    progress: &mut dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
     let started = Instant::now();
     let database = request.database;
     let name = database.name.as_str();
-    let verify_error = |source| RestoreError::Verify { database: name.to_string(), source };
+    let verify_error = |source| RestoreError::Verify {
+        database: name.to_string(),
+        source,
+    };
     let record = state.backup_by_path(source)?;
     if let Some(record) = &record
         && record.database != name
@@ -152,7 +166,9 @@ pub fn restore(request: &RestoreRequest, source: &Path, state: &StateDb, clock: 
     {
         return Err(verify_error(VerifyError::Damaged {
             path: source.to_path_buf(),
-            detail: format!("SHA-256 is {stored_sha}, the catalog recorded {expected}: the file changed since it was written"),
+            detail: format!(
+                "SHA-256 is {stored_sha}, the catalog recorded {expected}: the file changed since it was written"
+            ),
         }));
     }
     if let Some(to) = &request.to
@@ -167,21 +183,40 @@ pub fn restore(request: &RestoreRequest, source: &Path, state: &StateDb, clock: 
         && database.path.exists()
         && let Some(reason) = foreign(plain.path(), &database.path)
     {
-        return Err(RestoreError::Mismatch { database: name.to_string(), source_path: source.to_path_buf(), reason });
+        return Err(RestoreError::Mismatch {
+            database: name.to_string(),
+            source_path: source.to_path_buf(),
+            reason,
+        });
     }
     let target = request.to.clone().unwrap_or_else(|| database.path.clone());
-    let write_error = |detail: String| RestoreError::Write { database: name.to_string(), path: target.clone(), detail };
+    let write_error = |detail: String| RestoreError::Write {
+        database: name.to_string(),
+        path: target.clone(),
+        detail,
+    };
     let mut safety_copy = None;
     if request.to.is_none() && database.path.exists() {
         let report = backup::take(
-            BackupRequest { database, backup_dir: request.backup_dir, trigger: BackupTrigger::PreRestore, pin: false },
+            BackupRequest {
+                database,
+                backup_dir: request.backup_dir,
+                trigger: BackupTrigger::PreRestore,
+                pin: false,
+            },
             state,
             clock,
             progress,
         )
         .map_err(RestoreError::SafetyCopy)?;
         safety_copy = Some(report.record.path);
-        replace_live(plain.path(), &database.path, database.pragmas.connection.busy_timeout, progress).map_err(write_error)?;
+        replace_live(
+            plain.path(),
+            &database.path,
+            database.pragmas.connection.busy_timeout,
+            progress,
+        )
+        .map_err(write_error)?;
     } else {
         write_new(plain.path(), &target).map_err(|e| write_error(e.to_string()))?;
     }
@@ -201,17 +236,32 @@ pub fn restore(request: &RestoreRequest, source: &Path, state: &StateDb, clock: 
 fn foreign(candidate: &Path, live: &Path) -> Option<String> {
     let describe = |path: &Path| -> Option<(i64, BTreeSet<String>)> {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-        let id = conn.pragma_query_value(None, "application_id", |r| r.get(0)).ok()?;
-        let mut statement = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").ok()?;
-        let tables = statement.query_map([], |r| r.get(0)).ok()?.collect::<Result<_, _>>().ok()?;
+        let id = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .ok()?;
+        let mut statement = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )
+            .ok()?;
+        let tables = statement
+            .query_map([], |r| r.get(0))
+            .ok()?
+            .collect::<Result<_, _>>()
+            .ok()?;
         Some((id, tables))
     };
     let (candidate_id, candidate_tables) = describe(candidate)?;
     let (live_id, live_tables) = describe(live)?;
     if candidate_id != live_id {
-        return Some(format!("its application_id is {candidate_id}, the database's is {live_id}"));
+        return Some(format!(
+            "its application_id is {candidate_id}, the database's is {live_id}"
+        ));
     }
-    if !candidate_tables.is_empty() && !live_tables.is_empty() && candidate_tables.is_disjoint(&live_tables) {
+    if !candidate_tables.is_empty()
+        && !live_tables.is_empty()
+        && candidate_tables.is_disjoint(&live_tables)
+    {
         return Some("it has no table in common with the database".to_string());
     }
     None
@@ -231,9 +281,16 @@ fn write_new(plain: &Path, target: &Path) -> io::Result<()> {
 /// Replaces the content of the live database with `plain` through the
 /// backup API in one step: other connections see the old or the new
 /// content, never a mix.
-fn replace_live(plain: &Path, live: &Path, busy_timeout: Duration, progress: &mut dyn Progress) -> Result<(), String> {
-    let source = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| e.to_string())?;
-    let mut dest = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(|e| e.to_string())?;
+fn replace_live(
+    plain: &Path,
+    live: &Path,
+    busy_timeout: Duration,
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
+    let source = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    let mut dest = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| e.to_string())?;
     dest.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
     progress.start("restore", None);
     let backup = rusqlite::backup::Backup::new(&source, &mut dest).map_err(|e| e.to_string())?;

@@ -99,7 +99,11 @@ fn is_empty(policy: &Retention) -> bool {
 }
 
 /// Decides for every candidate, newest first.
-pub fn select<Tz: TimeZone>(candidates: &[Candidate], policy: &Retention, timezone: &Tz) -> Vec<Decision> {
+pub fn select<Tz: TimeZone>(
+    candidates: &[Candidate],
+    policy: &Retention,
+    timezone: &Tz,
+) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
     sorted.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let newest = sorted.first().map(|c| c.created_at);
@@ -107,13 +111,19 @@ pub fn select<Tz: TimeZone>(candidates: &[Candidate], policy: &Retention, timezo
 
     type Bucket = fn(&DateTime<chrono::FixedOffset>) -> i64;
     let buckets: [(u32, KeepReason, Bucket); 5] = [
-        (policy.keep_hourly, KeepReason::Hourly, |t| t.date_naive().num_days_from_ce() as i64 * 24 + t.hour() as i64),
-        (policy.keep_daily, KeepReason::Daily, |t| t.date_naive().num_days_from_ce() as i64),
+        (policy.keep_hourly, KeepReason::Hourly, |t| {
+            t.date_naive().num_days_from_ce() as i64 * 24 + t.hour() as i64
+        }),
+        (policy.keep_daily, KeepReason::Daily, |t| {
+            t.date_naive().num_days_from_ce() as i64
+        }),
         (policy.keep_weekly, KeepReason::Weekly, |t| {
             let week = t.iso_week();
             week.year() as i64 * 100 + week.week() as i64
         }),
-        (policy.keep_monthly, KeepReason::Monthly, |t| t.year() as i64 * 100 + t.month() as i64),
+        (policy.keep_monthly, KeepReason::Monthly, |t| {
+            t.year() as i64 * 100 + t.month() as i64
+        }),
         (policy.keep_yearly, KeepReason::Yearly, |t| t.year() as i64),
     ];
     let mut remaining: Vec<u32> = buckets.iter().map(|(n, _, _)| *n).collect();
@@ -138,7 +148,8 @@ pub fn select<Tz: TimeZone>(candidates: &[Candidate], policy: &Retention, timezo
                 }
             }
             if let (Some(within), Some(newest)) = (policy.keep_within, newest)
-                && chrono::TimeDelta::from_std(within).is_ok_and(|w| candidate.created_at >= newest - w)
+                && chrono::TimeDelta::from_std(within)
+                    .is_ok_and(|w| candidate.created_at >= newest - w)
             {
                 reasons.push(KeepReason::Within);
             }
@@ -154,7 +165,10 @@ pub fn select<Tz: TimeZone>(candidates: &[Candidate], policy: &Retention, timezo
             if is_empty(policy) {
                 reasons.push(KeepReason::NoPolicy);
             }
-            Decision { id: candidate.id, reasons }
+            Decision {
+                id: candidate.id,
+                reasons,
+            }
         })
         .collect()
 }
@@ -183,41 +197,80 @@ mod tests {
     }
 
     fn kept(decisions: &[Decision]) -> BTreeSet<i64> {
-        decisions.iter().filter(|d| d.keep()).map(|d| d.id).collect()
+        decisions
+            .iter()
+            .filter(|d| d.keep())
+            .map(|d| d.id)
+            .collect()
     }
 
     #[test]
     fn keep_last_keeps_the_newest_n() {
-        let policy = Retention { keep_last: 3, ..Default::default() };
-        assert_eq!(kept(&select(&hourly(10), &policy, &Utc)), BTreeSet::from([7, 8, 9]));
+        let policy = Retention {
+            keep_last: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&select(&hourly(10), &policy, &Utc)),
+            BTreeSet::from([7, 8, 9])
+        );
     }
 
     #[test]
     fn keep_daily_keeps_the_newest_of_each_day() {
-        let policy = Retention { keep_daily: 2, ..Default::default() };
+        let policy = Retention {
+            keep_daily: 2,
+            ..Default::default()
+        };
         let decisions = select(&hourly(72), &policy, &Utc);
-        let days: Vec<_> = decisions.iter().filter(|d| d.keep()).map(|d| d.id).collect();
+        let days: Vec<_> = decisions
+            .iter()
+            .filter(|d| d.keep())
+            .map(|d| d.id)
+            .collect();
         assert_eq!(days.len(), 2);
         let newest = 71;
         assert_eq!(days[0], newest);
-        let previous_day_end = (start() + TimeDelta::hours(newest)).date_naive().pred_opt().unwrap();
-        let expected = (0..72).rev().find(|i| (start() + TimeDelta::hours(*i)).date_naive() == previous_day_end).unwrap();
+        let previous_day_end = (start() + TimeDelta::hours(newest))
+            .date_naive()
+            .pred_opt()
+            .unwrap();
+        let expected = (0..72)
+            .rev()
+            .find(|i| (start() + TimeDelta::hours(*i)).date_naive() == previous_day_end)
+            .unwrap();
         assert_eq!(days[1], expected);
     }
 
     #[test]
     fn keep_within_is_measured_from_the_newest_backup_not_now() {
-        let policy = Retention { keep_within: Some(std::time::Duration::from_secs(3 * 3600)), ..Default::default() };
-        assert_eq!(kept(&select(&hourly(10), &policy, &Utc)), BTreeSet::from([6, 7, 8, 9]));
+        let policy = Retention {
+            keep_within: Some(std::time::Duration::from_secs(3 * 3600)),
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&select(&hourly(10), &policy, &Utc)),
+            BTreeSet::from([6, 7, 8, 9])
+        );
     }
 
     #[test]
     fn rules_are_ored_and_every_reason_is_listed() {
-        let policy = Retention { keep_last: 1, keep_hourly: 1, keep_daily: 1, ..Default::default() };
+        let policy = Retention {
+            keep_last: 1,
+            keep_hourly: 1,
+            keep_daily: 1,
+            ..Default::default()
+        };
         let decisions = select(&hourly(5), &policy, &Utc);
         assert_eq!(
             decisions[0].reasons,
-            [KeepReason::Last, KeepReason::Hourly, KeepReason::Daily, KeepReason::NewestVerified]
+            [
+                KeepReason::Last,
+                KeepReason::Hourly,
+                KeepReason::Daily,
+                KeepReason::NewestVerified
+            ]
         );
         assert!(!decisions[1].keep());
     }
@@ -228,8 +281,14 @@ mod tests {
         for c in &mut candidates[2..] {
             c.verified = false;
         }
-        let policy = Retention { keep_last: 1, ..Default::default() };
-        assert_eq!(kept(&select(&candidates, &policy, &Utc)), BTreeSet::from([1, 4]));
+        let policy = Retention {
+            keep_last: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&select(&candidates, &policy, &Utc)),
+            BTreeSet::from([1, 4])
+        );
     }
 
     #[test]
@@ -237,32 +296,74 @@ mod tests {
         let mut candidates = hourly(5);
         candidates[0].pinned = true;
         candidates[1].protected = Some("before migration 2".into());
-        let policy = Retention { keep_last: 1, ..Default::default() };
+        let policy = Retention {
+            keep_last: 1,
+            ..Default::default()
+        };
         let decisions = select(&candidates, &policy, &Utc);
         assert_eq!(kept(&decisions), BTreeSet::from([0, 1, 4]));
-        assert_eq!(decisions[3].reasons, [KeepReason::Protected("before migration 2".into())]);
+        assert_eq!(
+            decisions[3].reasons,
+            [KeepReason::Protected("before migration 2".into())]
+        );
     }
 
     #[test]
     fn without_any_rule_nothing_is_removed() {
-        assert_eq!(kept(&select(&hourly(5), &Retention::default(), &Utc)).len(), 5);
+        assert_eq!(
+            kept(&select(&hourly(5), &Retention::default(), &Utc)).len(),
+            5
+        );
     }
 
     #[test]
     fn buckets_follow_the_time_zone() {
         let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
-        let t = DateTime::parse_from_rfc3339("2026-03-02T03:30:00Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-03-02T03:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let candidates = vec![
-            Candidate { id: 1, created_at: t, verified: false, pinned: false, protected: None },
-            Candidate { id: 2, created_at: t + TimeDelta::hours(2), verified: false, pinned: false, protected: None },
+            Candidate {
+                id: 1,
+                created_at: t,
+                verified: false,
+                pinned: false,
+                protected: None,
+            },
+            Candidate {
+                id: 2,
+                created_at: t + TimeDelta::hours(2),
+                verified: false,
+                pinned: false,
+                protected: None,
+            },
         ];
-        let policy = Retention { keep_daily: 2, ..Default::default() };
-        assert_eq!(kept(&select(&candidates, &policy, &Utc)).len(), 1, "one UTC day");
-        assert_eq!(kept(&select(&candidates, &policy, &tz)).len(), 2, "two New York days");
+        let policy = Retention {
+            keep_daily: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&select(&candidates, &policy, &Utc)).len(),
+            1,
+            "one UTC day"
+        );
+        assert_eq!(
+            kept(&select(&candidates, &policy, &tz)).len(),
+            2,
+            "two New York days"
+        );
     }
 
     fn arb_candidates() -> impl Strategy<Value = Vec<Candidate>> {
-        prop::collection::vec((0i64..90 * 24 * 3600, any::<bool>(), prop::bool::weighted(0.1)), 0..60).prop_map(|items| {
+        prop::collection::vec(
+            (
+                0i64..90 * 24 * 3600,
+                any::<bool>(),
+                prop::bool::weighted(0.1),
+            ),
+            0..60,
+        )
+        .prop_map(|items| {
             items
                 .into_iter()
                 .enumerate()
@@ -278,17 +379,26 @@ mod tests {
     }
 
     fn arb_policy() -> impl Strategy<Value = Retention> {
-        (0u32..5, 0u32..30, 0u32..10, 0u32..6, 0u32..4, 0u32..3, prop::option::of(0u64..30 * 86400)).prop_map(
-            |(last, hourly, daily, weekly, monthly, yearly, within)| Retention {
-                keep_last: last,
-                keep_hourly: hourly,
-                keep_daily: daily,
-                keep_weekly: weekly,
-                keep_monthly: monthly,
-                keep_yearly: yearly,
-                keep_within: within.map(std::time::Duration::from_secs),
-            },
+        (
+            0u32..5,
+            0u32..30,
+            0u32..10,
+            0u32..6,
+            0u32..4,
+            0u32..3,
+            prop::option::of(0u64..30 * 86400),
         )
+            .prop_map(
+                |(last, hourly, daily, weekly, monthly, yearly, within)| Retention {
+                    keep_last: last,
+                    keep_hourly: hourly,
+                    keep_daily: daily,
+                    keep_weekly: weekly,
+                    keep_monthly: monthly,
+                    keep_yearly: yearly,
+                    keep_within: within.map(std::time::Duration::from_secs),
+                },
+            )
     }
 
     proptest! {

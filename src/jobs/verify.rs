@@ -42,11 +42,18 @@ pub enum VerifyError {
 
 impl VerifyError {
     fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Self + 'a {
-        move |source| VerifyError::Io { path: path.to_path_buf(), action, source }
+        move |source| VerifyError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     }
 
     fn damaged(path: &Path, detail: impl Into<String>) -> Self {
-        VerifyError::Damaged { path: path.to_path_buf(), detail: detail.into() }
+        VerifyError::Damaged {
+            path: path.to_path_buf(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -60,7 +67,11 @@ pub struct Hashing<T> {
 impl<T> Hashing<T> {
     /// Wraps `inner`.
     pub fn new(inner: T) -> Self {
-        Self { inner, hasher: Sha256::new(), bytes: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
     }
 
     /// Bytes seen so far.
@@ -123,10 +134,16 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
     let mut header = [0u8; 16];
     let mut file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
     if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
-        return Err(VerifyError::damaged(path, "not a SQLite database (truncated or damaged)"));
+        return Err(VerifyError::damaged(
+            path,
+            "not a SQLite database (truncated or damaged)",
+        ));
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| VerifyError::damaged(path, format!("cannot open: {e}")))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| VerifyError::damaged(path, format!("cannot open: {e}")))?;
     let mut statement = conn
         .prepare(&format!("PRAGMA {pragma}"))
         .map_err(|e| VerifyError::damaged(path, format!("{pragma} failed: {e}")))?;
@@ -138,7 +155,10 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
         Ok(())
     } else {
         let shown: Vec<_> = problems.iter().take(3).cloned().collect();
-        Err(VerifyError::damaged(path, format!("{pragma} failed: {}", shown.join("; "))))
+        Err(VerifyError::damaged(
+            path,
+            format!("{pragma} failed: {}", shown.join("; ")),
+        ))
     }
 }
 
@@ -160,21 +180,39 @@ impl PlainCopy {
 /// The plain form of the backup at `path`, decompressing `.zst` files.
 pub fn plain_copy(path: &Path, progress: &mut dyn Progress) -> Result<PlainCopy, VerifyError> {
     if !is_compressed(path) {
-        return Ok(PlainCopy { path: path.to_path_buf(), _temp: None });
+        return Ok(PlainCopy {
+            path: path.to_path_buf(),
+            _temp: None,
+        });
     }
-    let temp = PendingFile::create(&path.with_extension("plain")).map_err(VerifyError::io(path, "cannot create a temp file"))?;
+    let temp = PendingFile::create(&path.with_extension("plain"))
+        .map_err(VerifyError::io(path, "cannot create a temp file"))?;
     decompress_into(path, temp.file(), progress)?;
-    Ok(PlainCopy { path: temp.path().to_path_buf(), _temp: Some(temp) })
+    Ok(PlainCopy {
+        path: temp.path().to_path_buf(),
+        _temp: Some(temp),
+    })
 }
 
 /// Streams the zstd file at `path` into `out`; returns the hex SHA-256 of
 /// the decompressed bytes.
-pub fn decompress_into(path: &Path, mut out: impl Write, progress: &mut dyn Progress) -> Result<String, VerifyError> {
+pub fn decompress_into(
+    path: &Path,
+    mut out: impl Write,
+    progress: &mut dyn Progress,
+) -> Result<String, VerifyError> {
     let file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
-    let total = file.metadata().map_err(VerifyError::io(path, "cannot stat"))?.len();
+    let total = file
+        .metadata()
+        .map_err(VerifyError::io(path, "cannot stat"))?
+        .len();
     progress.start("decompress", Some(total));
-    let mut decoder = zstd::Decoder::new(ProgressReader { inner: file, done: 0, progress: &mut *progress })
-        .map_err(VerifyError::io(path, "cannot read"))?;
+    let mut decoder = zstd::Decoder::new(ProgressReader {
+        inner: file,
+        done: 0,
+        progress: &mut *progress,
+    })
+    .map_err(VerifyError::io(path, "cannot read"))?;
     let mut hashing = Hashing::new(&mut out);
     io::copy(&mut decoder, &mut hashing).map_err(|e| match e.kind() {
         io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
@@ -213,16 +251,31 @@ pub struct Verified {
 
 /// Full verification of a stored file: its checksum against `expected`
 /// (when known), then decompression and `level` checks.
-pub fn verify_file(path: &Path, expected: Option<&str>, level: VerifyLevel, progress: &mut dyn Progress) -> Result<Verified, VerifyError> {
+pub fn verify_file(
+    path: &Path,
+    expected: Option<&str>,
+    level: VerifyLevel,
+    progress: &mut dyn Progress,
+) -> Result<Verified, VerifyError> {
     if !path.is_file() {
-        return Err(VerifyError::io(path, "cannot open")(io::Error::from(io::ErrorKind::NotFound)));
+        return Err(VerifyError::io(path, "cannot open")(io::Error::from(
+            io::ErrorKind::NotFound,
+        )));
     }
     let sha256 = sha256_file(path)?;
     if let Some(expected) = expected
         && expected != sha256
     {
-        return Err(VerifyError::damaged(path, format!("SHA-256 is {sha256}, the catalog recorded {expected}: the file changed since it was written")));
+        return Err(VerifyError::damaged(
+            path,
+            format!(
+                "SHA-256 is {sha256}, the catalog recorded {expected}: the file changed since it was written"
+            ),
+        ));
     }
     check_database(plain_copy(path, progress)?.path(), level)?;
-    Ok(Verified { matches_catalog: expected.map(|_| true), sha256 })
+    Ok(Verified {
+        matches_catalog: expected.map(|_| true),
+        sha256,
+    })
 }

@@ -41,9 +41,15 @@ impl BackupTrigger {
     }
 
     fn parse(text: &str) -> Option<Self> {
-        [Self::Manual, Self::Schedule, Self::PreMigration, Self::PreRestore, Self::Rebuilt]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            Self::Manual,
+            Self::Schedule,
+            Self::PreMigration,
+            Self::PreRestore,
+            Self::Rebuilt,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 }
 
@@ -106,8 +112,7 @@ impl BackupRecord {
     }
 }
 
-const COLUMNS: &str =
-    "id, database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms";
+const COLUMNS: &str = "id, database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms";
 
 impl StateDb {
     /// Adds a backup to the catalog; returns its id.
@@ -135,8 +140,13 @@ impl StateDb {
 
     /// The backups of `database`, newest first.
     pub fn backups(&self, database: &str) -> Result<Vec<BackupRecord>, StateError> {
-        let sql = format!("SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY created_at DESC, id DESC");
-        let mut statement = self.conn.prepare(&sql).map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY created_at DESC, id DESC"
+        );
+        let mut statement = self
+            .conn
+            .prepare(&sql)
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
         let rows = statement
             .query_map(params![database], raw_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -156,7 +166,12 @@ impl StateDb {
     }
 
     /// Records a passed verification and the checksum it confirmed.
-    pub fn mark_verified(&self, id: i64, sha256: &str, at: DateTime<Utc>) -> Result<(), StateError> {
+    pub fn mark_verified(
+        &self,
+        id: i64,
+        sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
         self.conn
             .execute(
                 "UPDATE backups SET sha256 = ?2, verified_at = ?3 WHERE id = ?1",
@@ -169,7 +184,10 @@ impl StateDb {
     /// Pins or unpins a backup.
     pub fn set_pinned(&self, id: i64, pinned: bool) -> Result<(), StateError> {
         self.conn
-            .execute("UPDATE backups SET pinned = ?2 WHERE id = ?1", params![id, pinned])
+            .execute(
+                "UPDATE backups SET pinned = ?2 WHERE id = ?1",
+                params![id, pinned],
+            )
             .map_err(sqlite(&self.path, "cannot update the backup catalog"))?;
         Ok(())
     }
@@ -201,7 +219,8 @@ impl StateDb {
             sha256: raw.sha256.clone(),
             verified_at: raw.verified_at.as_deref().map(time).transpose()?,
             method: raw.method.clone(),
-            trigger: BackupTrigger::parse(&raw.trigger).ok_or_else(|| corrupt(format!("an unknown trigger `{}`", raw.trigger)))?,
+            trigger: BackupTrigger::parse(&raw.trigger)
+                .ok_or_else(|| corrupt(format!("an unknown trigger `{}`", raw.trigger)))?,
             pinned: raw.pinned,
             duration_ms: raw.duration_ms.map(|d| d.max(0) as u64),
         })
@@ -262,10 +281,18 @@ mod tests {
         let old = state.insert_backup(&new("/b/app-1.db", 0)).unwrap();
         state.insert_backup(&new("/b/app-2.db", 60)).unwrap();
         let list = state.backups("app").unwrap();
-        assert_eq!(list.iter().map(|b| b.path.to_str().unwrap()).collect::<Vec<_>>(), ["/b/app-2.db", "/b/app-1.db"]);
+        assert_eq!(
+            list.iter()
+                .map(|b| b.path.to_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["/b/app-2.db", "/b/app-1.db"]
+        );
         state.mark_verified(old, "abc", t0).unwrap();
         state.set_pinned(old, true).unwrap();
-        let record = state.backup_by_path(Path::new("/b/app-1.db")).unwrap().unwrap();
+        let record = state
+            .backup_by_path(Path::new("/b/app-1.db"))
+            .unwrap()
+            .unwrap();
         assert!(record.verified() && record.pinned);
         assert_eq!(record.sha256.as_deref(), Some("abc"));
         state.delete_backup(old).unwrap();

@@ -21,7 +21,8 @@ use crate::config::JobKind;
 pub const STATE_FILE: &str = "state.db";
 
 /// Schema upgrades, one per version; never edit a released entry.
-const SCHEMA: &[&str] = &["CREATE TABLE managed_databases (
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE managed_databases (
         name TEXT PRIMARY KEY,
         path TEXT NOT NULL,
         first_applied_at TEXT NOT NULL,
@@ -160,9 +161,9 @@ impl StateDb {
     /// `state_dir` and brings its schema up to date.
     pub fn open(state_dir: &Path) -> Result<Self, StateError> {
         crate::durable::create_private_dir(state_dir).map_err(|source| StateError::CreateDir {
-                path: state_dir.to_path_buf(),
-                source,
-            })?;
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let path = state_dir.join(STATE_FILE);
         std::fs::OpenOptions::new()
             .create(true)
@@ -349,7 +350,11 @@ impl StateDb {
 
 impl StateDb {
     /// When the last successful run of `job` on `database` started.
-    pub fn last_success(&self, job: JobKind, database: &str) -> Result<Option<DateTime<Utc>>, StateError> {
+    pub fn last_success(
+        &self,
+        job: JobKind,
+        database: &str,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
         let started: Option<String> = self
             .conn
             .query_row(
@@ -363,7 +368,10 @@ impl StateDb {
             .map(|text| {
                 DateTime::parse_from_rfc3339(&text)
                     .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| StateError::Corrupt { path: self.path.clone(), detail: format!("job_runs has an invalid started_at `{text}`") })
+                    .map_err(|_| StateError::Corrupt {
+                        path: self.path.clone(),
+                        detail: format!("job_runs has an invalid started_at `{text}`"),
+                    })
             })
             .transpose()
     }
@@ -387,7 +395,10 @@ fn enum_text<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-pub(crate) fn sqlite<'a>(path: &'a Path, action: &'static str) -> impl Fn(rusqlite::Error) -> StateError + 'a {
+pub(crate) fn sqlite<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl Fn(rusqlite::Error) -> StateError + 'a {
     move |source| StateError::Sqlite {
         path: path.to_path_buf(),
         action,
