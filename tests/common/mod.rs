@@ -134,3 +134,72 @@ pub fn pragma<T: rusqlite::types::FromSql>(path: &Path, name: &str) -> T {
         .pragma_query_value(None, name, |row| row.get(0))
         .expect("read a pragma")
 }
+
+/// Path of the litewarden binary under test.
+pub fn binary() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("litewarden")
+}
+
+/// Creates `path` as a WAL database holding `rows` crawler-like rows in
+/// table `pages` (ids 1..=rows).
+pub fn fill(path: &Path, rows: u32) {
+    let mut conn = open(path);
+    conn.execute_batch(
+        "PRAGMA journal_mode=wal;
+         CREATE TABLE IF NOT EXISTS pages (id INTEGER PRIMARY KEY, url TEXT NOT NULL, title TEXT, body TEXT, fetched_at TEXT);",
+    )
+    .expect("create pages");
+    let tx = conn.transaction().expect("begin");
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO pages (id, url, title, body, fetched_at) VALUES (?1, ?2, ?3, ?4, '2026-11-29T00:00:00Z')")
+            .expect("prepare");
+        for id in 1..=rows {
+            insert
+                .execute(rusqlite::params![
+                    id,
+                    format!("https://example.com/{id}"),
+                    format!("page {id}"),
+                    "lorem ipsum ".repeat(20)
+                ])
+                .expect("insert");
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+/// `SELECT count(*)` of a table.
+pub fn count(path: &Path, table: &str) -> i64 {
+    open(path)
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count rows")
+}
+
+/// `sqlite3 .dump`-style dump of a database, made by Python's sqlite3
+/// module in a separate process.
+pub fn dump(path: &Path) -> String {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nfor line in sqlite3.connect(sys.argv[1]).iterdump(): print(line)",
+            &path.display().to_string(),
+        ])
+        .output()
+        .expect("python3 is needed for dumps (it is on every CI machine)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 dump")
+}
+
+/// `PRAGMA integrity_check` run by Python's sqlite3 in a separate process.
+pub fn integrity_check_elsewhere(path: &Path) -> String {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys\nprint(sqlite3.connect(sys.argv[1]).execute('pragma integrity_check').fetchone()[0])", &path.display().to_string()])
+        .output()
+        .expect("python3 is needed (it is on every CI machine)");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+        + &String::from_utf8_lossy(&output.stderr)
+}
