@@ -6,5 +6,6 @@ mod common;
 mod backup;
 mod bad_input;
 mod check;
+mod live_backup;
 mod plan_apply;
 mod schema;
