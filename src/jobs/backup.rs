@@ -7,7 +7,10 @@
 //! removes what it wrote (temp files are dropped; a final file that fails
 //! verification is deleted).
 //!
-//! With compression, the plain copy is checked before it is compressed, and
+//! Without compression, the fsync of the copy, its SHA-256 and its check run
+//! at the same time on the temp file (the check is CPU and page-cache work,
+//! the fsync waits on the disk), and the verified bytes are then renamed into
+//! place. With compression, the plain copy is checked before it is compressed, and
 //! the compressed file is decoded after its rename and compared by SHA-256
 //! with the plain copy, so the stored artifact itself is proven.
 
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
-use super::copy::{self, CopyError, CopyStats};
+use super::copy::{self, CopyError, CopyMethod, CopyStats};
 use super::naming;
 use super::progress::Progress;
 use super::verify::{self, Hashing, VerifyError};
@@ -178,72 +181,86 @@ pub fn take(
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
 
-    let plain = PendingFile::create(&target.with_extension("copy"))
-        .map_err(io(&dir, "cannot create a temp file"))?;
-    let copy = copy::copy_database(
-        &db.path,
-        db.backup.method,
-        &db.pragmas.connection,
-        plain.file(),
-        plain.path(),
-        progress,
-    )
-    .map_err(|source| BackupError::Copy {
+    let copy_error = |source| BackupError::Copy {
         database: name.to_string(),
         source,
-    })?;
-    let verify_level = db.backup.verify;
+    };
     let verify_error = |source| BackupError::Verify {
         database: name.to_string(),
         source,
     };
+    let verify_level = db.backup.verify;
+    let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection)
+        .map_err(copy_error)?;
 
-    let (final_path, sha256) = if compressed {
-        plain
-            .file()
-            .sync_all()
-            .map_err(io(plain.path(), "cannot write"))?;
-        verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
-        let (final_path, plain_sha) =
-            compress(&plain, &target, progress).map_err(|(path, action, source)| {
-                BackupError::Io {
-                    database: name.to_string(),
-                    path,
-                    action,
-                    source,
-                }
-            })?;
-        drop(plain);
+    let (final_path, sha256, copy) = if compressed {
+        let pending =
+            PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
+        let written = if source.method() == CopyMethod::Snapshot {
+            compressed_write(&pending, |out| {
+                source
+                    .stream_snapshot(out, pending.path(), progress)
+                    .map_err(copy_error)
+            })
+        } else {
+            let plain = PendingFile::create(&target.with_extension("copy"))
+                .map_err(io(&dir, "cannot create a temp file"))?;
+            let copy = source
+                .copy_to(plain.file(), plain.path(), progress)
+                .map_err(copy_error)?;
+            verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
+            compressed_write(&pending, |out| {
+                let mut file = File::open(plain.path()).map_err(io(plain.path(), "cannot read"))?;
+                io::copy(&mut file, out).map_err(io(pending.path(), "cannot write"))?;
+                Ok(copy)
+            })
+        };
+        let (copy, plain_sha, stored_sha) = written.map_err(|e| in_context(e, name))?;
         if verify_level != VerifyLevel::None {
-            let decoded = verify::decompress_into(&final_path, io::sink(), progress);
-            match decoded {
-                Ok(sha) if sha == plain_sha => {}
-                Ok(_) => {
-                    return Err(remove_and_fail(
-                        &final_path,
-                        verify_error(VerifyError::Damaged {
-                            path: final_path.clone(),
-                            detail: "decompressed content differs from the copy".into(),
-                        }),
-                    ));
-                }
-                Err(e) => return Err(remove_and_fail(&final_path, verify_error(e))),
+            let (plain, decoded_sha) =
+                verify::decompressed_copy(pending.path(), progress).map_err(verify_error)?;
+            if decoded_sha != plain_sha {
+                return Err(verify_error(VerifyError::Damaged {
+                    path: target.clone(),
+                    detail: "the compressed file does not decode to the copied database".into(),
+                }));
             }
+            verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
         }
-        let sha256 = verify::sha256_file(&final_path)
-            .map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
-        (final_path, sha256)
+        let final_path = pending.commit().map_err(io(&target, "cannot write"))?;
+        (final_path, stored_sha, copy)
     } else {
+        let plain = PendingFile::create(&target.with_extension("copy"))
+            .map_err(io(&dir, "cannot create a temp file"))?;
+        let copy = source
+            .copy_to(plain.file(), plain.path(), progress)
+            .map_err(copy_error)?;
+        let (synced, sha256, checked) = std::thread::scope(|scope| {
+            let synced = scope.spawn(|| plain.file().sync_all());
+            let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
+            let checked = verify::check_database(plain.path(), verify_level);
+            (synced.join(), sha256.join(), checked)
+        });
+        let panicked = || io::Error::other("a helper thread panicked");
+        synced
+            .unwrap_or_else(|_| Err(panicked()))
+            .map_err(io(plain.path(), "cannot write"))?;
+        checked.map_err(verify_error)?;
+        let sha256 = sha256
+            .unwrap_or_else(|_| {
+                Err(VerifyError::Io {
+                    path: plain.path().to_path_buf(),
+                    action: "cannot hash",
+                    source: panicked(),
+                })
+            })
+            .map_err(verify_error)?;
         let final_path = plain
             .commit_to(&target)
             .map_err(io(&target, "cannot write"))?;
-        if let Err(e) = verify::check_database(&final_path, verify_level) {
-            return Err(remove_and_fail(&final_path, verify_error(e)));
-        }
-        let sha256 = verify::sha256_file(&final_path)
-            .map_err(|e| remove_and_fail(&final_path, verify_error(e)))?;
-        (final_path, sha256)
+        (final_path, sha256, copy)
     };
+    drop(source);
 
     let size = std::fs::metadata(&final_path)
         .map_err(io(&final_path, "cannot stat"))?
@@ -289,59 +306,58 @@ fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
     error
 }
 
-/// Compresses the plain copy into `target` (zstd, all cores); returns the
-/// final path and the SHA-256 of the plain bytes read.
-fn compress(
-    plain: &PendingFile,
-    target: &Path,
-    progress: &mut dyn Progress,
-) -> Result<(PathBuf, String), (PathBuf, &'static str, io::Error)> {
-    let at = |path: &Path, action: &'static str| {
-        let path = path.to_path_buf();
-        move |e| (path, action, e)
+/// Writes what `feed` produces, zstd-compressed (all cores), into
+/// `pending`; returns `feed`'s value and the SHA-256 of the plain bytes fed
+/// and of the compressed bytes stored.
+fn compressed_write<T>(
+    pending: &PendingFile,
+    feed: impl FnOnce(&mut dyn io::Write) -> Result<T, BackupError>,
+) -> Result<(T, String, String), BackupError> {
+    let failed = |action: &'static str| {
+        let path = pending.path().to_path_buf();
+        move |source| BackupError::Io {
+            database: String::new(),
+            path,
+            action,
+            source,
+        }
     };
-    let pending = PendingFile::create(target).map_err(at(target, "cannot create a temp file"))?;
-    let source = File::open(plain.path()).map_err(at(plain.path(), "cannot open"))?;
-    let total = source
-        .metadata()
-        .map_err(at(plain.path(), "cannot stat"))?
-        .len();
-    let mut reader = Hashing::new(source);
-    let mut encoder = zstd::Encoder::new(
-        BufWriter::with_capacity(1 << 20, pending.file()),
-        ZSTD_LEVEL,
-    )
-    .map_err(at(target, "cannot compress"))?;
+    let stored = Hashing::new(BufWriter::with_capacity(1 << 20, pending.file()));
+    let mut encoder = zstd::Encoder::new(stored, ZSTD_LEVEL).map_err(failed("cannot compress"))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     encoder
         .multithread(workers)
-        .map_err(at(target, "cannot compress"))?;
+        .map_err(failed("cannot compress"))?;
     encoder
         .include_checksum(true)
-        .map_err(at(target, "cannot compress"))?;
-    progress.start("compress", Some(total));
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n =
-            io::Read::read(&mut reader, &mut buffer).map_err(at(plain.path(), "cannot read"))?;
-        if n == 0 {
-            break;
-        }
-        io::Write::write_all(&mut encoder, &buffer[..n]).map_err(at(target, "cannot write"))?;
-        progress.advance(reader_bytes(&reader));
-    }
-    let writer = encoder.finish().map_err(at(target, "cannot write"))?;
+        .map_err(failed("cannot compress"))?;
+    let mut plain = Hashing::new(&mut encoder);
+    let value = feed(&mut plain)?;
+    let (plain_sha, _, _) = plain.finish();
+    let stored = encoder.finish().map_err(failed("cannot write"))?;
+    let (stored_sha, _, writer) = stored.finish();
     writer
         .into_inner()
-        .map_err(|e| (target.to_path_buf(), "cannot write", e.into_error()))?;
-    progress.finish();
-    let (plain_sha, _, _) = reader.finish();
-    let final_path = pending.commit().map_err(at(target, "cannot write"))?;
-    Ok((final_path, plain_sha))
+        .map_err(|e| failed("cannot write")(e.into_error()))?;
+    Ok((value, plain_sha, stored_sha))
 }
 
-fn reader_bytes<T>(hashing: &Hashing<T>) -> u64 {
-    hashing.bytes()
+/// Fills in the database name of an I/O error raised without one.
+fn in_context(error: BackupError, database: &str) -> BackupError {
+    match error {
+        BackupError::Io {
+            database: d,
+            path,
+            action,
+            source,
+        } if d.is_empty() => BackupError::Io {
+            database: database.to_string(),
+            path,
+            action,
+            source,
+        },
+        other => other,
+    }
 }
 
 /// The backup `--from latest` means: the newest verified one whose file

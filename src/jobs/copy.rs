@@ -144,45 +144,185 @@ impl CopyStats {
 }
 
 const CHUNK: u64 = 64 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
 
-/// Copies the database at `source` into the (empty) file `dest` at
-/// `dest_path` with `method`, resolving `auto`.
-pub fn copy_database(
+/// An open source database and the copy method resolved for it.
+pub struct Source<'a> {
+    conn: Connection,
+    path: &'a Path,
+    method: CopyMethod,
+    busy_timeout: Duration,
+}
+
+impl<'a> Source<'a> {
+    /// Opens the database at `path` and resolves `method` (`auto` is
+    /// `snapshot` for a WAL database when SQLite has `sqlite_dbpage`, else
+    /// `api`).
+    pub fn open(
+        path: &'a Path,
+        method: BackupMethod,
+        pragmas: &ConnectionPragmas,
+    ) -> Result<Self, CopyError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(CopyError::sqlite(path, "cannot open"))?;
+        conn.busy_timeout(pragmas.busy_timeout)
+            .map_err(CopyError::sqlite(path, "cannot set busy_timeout"))?;
+        let method = match method {
+            BackupMethod::Snapshot => match snapshot_blocker(&conn, path)? {
+                Some(needs) => {
+                    return Err(CopyError::SnapshotUnavailable {
+                        path: path.to_path_buf(),
+                        needs,
+                    });
+                }
+                None => CopyMethod::Snapshot,
+            },
+            BackupMethod::Auto if snapshot_blocker(&conn, path)?.is_none() => CopyMethod::Snapshot,
+            BackupMethod::Auto | BackupMethod::Api => CopyMethod::Api,
+            BackupMethod::Vacuum => CopyMethod::Vacuum,
+        };
+        Ok(Self {
+            conn,
+            path,
+            method,
+            busy_timeout: pragmas.busy_timeout,
+        })
+    }
+
+    /// The resolved method.
+    pub fn method(&self) -> CopyMethod {
+        self.method
+    }
+
+    /// Copies into the empty file `dest` (at `dest_path`).
+    pub fn copy_to(
+        &self,
+        dest: &File,
+        dest_path: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<CopyStats, CopyError> {
+        let stats = match self.method {
+            CopyMethod::Snapshot => snapshot(&self.conn, self.path, dest, dest_path, progress)?,
+            CopyMethod::Api => api(
+                &self.conn,
+                self.path,
+                dest_path,
+                self.busy_timeout,
+                progress,
+            )?,
+            CopyMethod::Vacuum => vacuum(&self.conn, self.path, dest_path, progress)?,
+        };
+        mark_rollback_journal(dest, dest_path)?;
+        Ok(stats)
+    }
+
+    /// Streams a snapshot to `out` in one sequential pass, with no
+    /// intermediate file (for compression). Only for the snapshot method.
+    ///
+    /// The WAL's page list is read right after the read transaction starts:
+    /// every frame up to this reader's mark is in the file by then, and only
+    /// those frames can be back-filled while the main file is streamed, so
+    /// the list covers every page that may change under the stream.
+    pub fn stream_snapshot(
+        &self,
+        out: &mut dyn io::Write,
+        out_path: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<CopyStats, CopyError> {
+        let source = self.path;
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
+        let result = stream_in_transaction(&self.conn, source, out, out_path, progress);
+        let end = self
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(CopyError::sqlite(source, "cannot end the read transaction"));
+        let stats = result?;
+        end?;
+        Ok(stats)
+    }
+}
+
+/// Starts the read transaction's snapshot; returns (page_size, page_count).
+fn begin_snapshot(conn: &Connection, source: &Path) -> Result<(u32, u64), CopyError> {
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(CopyError::sqlite(source, "cannot start a read transaction"))?;
+    let page_size: u32 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .map_err(CopyError::sqlite(source, "cannot read page_size"))?;
+    let page_count: i64 = conn
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .map_err(CopyError::sqlite(source, "cannot read page_count"))?;
+    Ok((page_size, page_count.max(0) as u64))
+}
+
+fn stream_in_transaction(
+    conn: &Connection,
     source: &Path,
-    method: BackupMethod,
-    pragmas: &ConnectionPragmas,
-    dest: &File,
-    dest_path: &Path,
+    out: &mut dyn io::Write,
+    out_path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<CopyStats, CopyError> {
-    let conn = Connection::open_with_flags(
-        source,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(CopyError::sqlite(source, "cannot open"))?;
-    conn.busy_timeout(pragmas.busy_timeout)
-        .map_err(CopyError::sqlite(source, "cannot set busy_timeout"))?;
-    let resolved = match method {
-        BackupMethod::Snapshot => {
-            if let Some(missing) = snapshot_blocker(&conn, source)? {
-                return Err(CopyError::SnapshotUnavailable {
-                    path: source.to_path_buf(),
-                    needs: missing,
-                });
-            }
-            CopyMethod::Snapshot
+    let (page_size, page_count) = begin_snapshot(conn, source)?;
+    let pages = wal_pages(&wal_path(source), page_count)?;
+    let main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
+    let total = page_count * u64::from(page_size);
+    let page = page_size as usize;
+    let mut buffer = vec![0u8; page * (CHUNK_BYTES / page).max(1)];
+    let mut statement = conn
+        .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
+        .map_err(CopyError::sqlite(source, "cannot read sqlite_dbpage"))?;
+    progress.start("snapshot", Some(total));
+    let mut offset = 0u64;
+    while offset < total {
+        let len = buffer.len().min((total - offset) as usize);
+        let chunk = &mut buffer[..len];
+        let read =
+            read_at_most(&main, chunk, offset).map_err(CopyError::io(source, "cannot read"))?;
+        chunk[read..].fill(0);
+        let first = offset / u64::from(page_size) + 1;
+        let last = first + (len / page) as u64 - 1;
+        for number in pages.range(first..=last) {
+            let data: Vec<u8> = statement
+                .query_row(params![*number as i64], |row| row.get(0))
+                .map_err(CopyError::sqlite(source, "cannot read a page"))?;
+            let at = (number - first) as usize * page;
+            chunk[at..at + page].copy_from_slice(&data[..page]);
         }
-        BackupMethod::Auto if snapshot_blocker(&conn, source)?.is_none() => CopyMethod::Snapshot,
-        BackupMethod::Auto | BackupMethod::Api => CopyMethod::Api,
-        BackupMethod::Vacuum => CopyMethod::Vacuum,
-    };
-    let stats = match resolved {
-        CopyMethod::Snapshot => snapshot(&conn, source, dest, dest_path, progress)?,
-        CopyMethod::Api => api(&conn, source, dest_path, pragmas.busy_timeout, progress)?,
-        CopyMethod::Vacuum => vacuum(&conn, source, dest_path, progress)?,
-    };
-    mark_rollback_journal(dest, dest_path)?;
-    Ok(stats)
+        if offset == 0 && len > 19 {
+            chunk[18] = 1;
+            chunk[19] = 1;
+        }
+        out.write_all(chunk)
+            .map_err(CopyError::io(out_path, "cannot write"))?;
+        offset += len as u64;
+        progress.advance(offset);
+    }
+    progress.finish();
+    Ok(CopyStats {
+        method: CopyMethod::Snapshot,
+        page_count,
+        page_size,
+        wal_pages: pages.len() as u64,
+    })
+}
+
+/// Reads into `buf` from `offset` until it is full or the file ends.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// Why the snapshot method cannot be used, if it cannot.
@@ -224,15 +364,7 @@ fn snapshot_in_transaction(
     dest_path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<CopyStats, CopyError> {
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-        .map_err(CopyError::sqlite(source, "cannot start a read transaction"))?;
-    let page_size: u32 = conn
-        .pragma_query_value(None, "page_size", |r| r.get(0))
-        .map_err(CopyError::sqlite(source, "cannot read page_size"))?;
-    let page_count: i64 = conn
-        .pragma_query_value(None, "page_count", |r| r.get(0))
-        .map_err(CopyError::sqlite(source, "cannot read page_count"))?;
-    let page_count = page_count.max(0) as u64;
+    let (page_size, page_count) = begin_snapshot(conn, source)?;
     let bytes = page_count * u64::from(page_size);
 
     let mut main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;

@@ -74,11 +74,6 @@ impl<T> Hashing<T> {
         }
     }
 
-    /// Bytes seen so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// The hex SHA-256 and byte count of everything seen.
     pub fn finish(self) -> (String, u64, T) {
         (hex(&self.hasher.finalize()), self.bytes, self.inner)
@@ -185,13 +180,25 @@ pub fn plain_copy(path: &Path, progress: &mut dyn Progress) -> Result<PlainCopy,
             _temp: None,
         });
     }
+    decompressed_copy(path, progress).map(|(plain, _)| plain)
+}
+
+/// Decompresses the zstd file at `path` (whatever its name) into a temp
+/// file beside it; returns it with the SHA-256 of the decompressed bytes.
+pub fn decompressed_copy(
+    path: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(PlainCopy, String), VerifyError> {
     let temp = PendingFile::create(&path.with_extension("plain"))
         .map_err(VerifyError::io(path, "cannot create a temp file"))?;
-    decompress_into(path, temp.file(), progress)?;
-    Ok(PlainCopy {
-        path: temp.path().to_path_buf(),
-        _temp: Some(temp),
-    })
+    let sha = decompress_into(path, temp.file(), progress)?;
+    Ok((
+        PlainCopy {
+            path: temp.path().to_path_buf(),
+            _temp: Some(temp),
+        },
+        sha,
+    ))
 }
 
 /// Streams the zstd file at `path` into `out`; returns the hex SHA-256 of
