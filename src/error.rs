@@ -46,10 +46,10 @@ pub enum Error {
     Cancelled,
     /// Taking or pruning a backup failed.
     #[error(transparent)]
-    Backup(#[from] crate::jobs::backup::BackupError),
+    Backup(Box<crate::jobs::backup::BackupError>),
     /// A restore failed or was refused.
     #[error(transparent)]
-    Restore(#[from] crate::jobs::restore::RestoreError),
+    Restore(Box<crate::jobs::restore::RestoreError>),
     /// A file failed verification.
     #[error(transparent)]
     Verify(#[from] crate::jobs::verify::VerifyError),
@@ -63,3 +63,15 @@ pub enum Error {
 
 /// A result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::jobs::backup::BackupError> for Error {
+    fn from(error: crate::jobs::backup::BackupError) -> Self {
+        Error::Backup(Box::new(error))
+    }
+}
+
+impl From<crate::jobs::restore::RestoreError> for Error {
+    fn from(error: crate::jobs::restore::RestoreError) -> Self {
+        Error::Restore(Box::new(error))
+    }
+}

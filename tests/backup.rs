@@ -46,9 +46,8 @@ fn every_method_and_compression_gives_a_private_catalogued_backup_another_proces
                 0o600
             );
             let listed = backups_json(&project);
-            assert_eq!(
-                listed["backups"][0]["backup"]["verified_at"].is_null(),
-                false,
+            assert!(
+                !listed["backups"][0]["backup"]["verified_at"].is_null(),
                 "{method}/{compress}"
             );
             assert_eq!(

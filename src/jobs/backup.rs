@@ -59,7 +59,7 @@ pub enum BackupError {
         database: String,
         /// The cause.
         #[source]
-        source: crate::db::DbError,
+        source: Box<crate::db::DbError>,
     },
     /// Copying failed.
     #[error("backup of `{database}` failed: {source}")]
@@ -68,7 +68,7 @@ pub enum BackupError {
         database: String,
         /// The cause.
         #[source]
-        source: CopyError,
+        source: Box<CopyError>,
     },
     /// Writing or compressing the backup failed.
     #[error("backup of `{database}` failed: {}: {action}: {source}", crate::paths::display(.path))]
@@ -154,7 +154,7 @@ pub fn take(
     };
     match observe_file(&db.path).map_err(|source| BackupError::Source {
         database: name.to_string(),
-        source,
+        source: Box::new(source),
     })? {
         ObservedFile::Missing => {
             return Err(BackupError::SourceMissing {
@@ -183,7 +183,7 @@ pub fn take(
 
     let copy_error = |source| BackupError::Copy {
         database: name.to_string(),
-        source,
+        source: Box::new(source),
     };
     let verify_error = |source| BackupError::Verify {
         database: name.to_string(),
