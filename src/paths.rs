@@ -17,6 +17,12 @@ pub fn resolve(base: &Path, path: &Path) -> PathBuf {
     normalize(&absolute)
 }
 
+/// Resolves a path typed on the command line against the current
+/// directory.
+pub fn from_cwd(path: &Path) -> PathBuf {
+    resolve(&std::env::current_dir().unwrap_or_default(), path)
+}
+
 /// Removes `.` and `..` components without touching the file system.
 pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();

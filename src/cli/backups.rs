@@ -203,12 +203,10 @@ pub(super) fn verify(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let path = crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), file);
+    let path = crate::paths::from_cwd(file);
     let state = if cli.config.exists() {
         let config = load(cli, environment)?;
-        StateDb::open_read_only(&config.settings.state_dir)?
-            .map(|_| StateDb::open(&config.settings.state_dir))
-            .transpose()?
+        StateDb::open_existing(&config.settings.state_dir)?
     } else {
         None
     };
@@ -277,9 +275,7 @@ pub(super) fn restore(
         } else {
             RestoreSource::File(PathBuf::from(args.from))
         },
-        to: args
-            .to
-            .map(|to| crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), to)),
+        to: args.to.map(|to| crate::paths::from_cwd(to)),
         force: args.force,
     };
     let source = restore::resolve_source(&request, &state)?;
@@ -415,7 +411,7 @@ pub(super) fn pin(
     for db in config.databases.values() {
         backup::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;
     }
-    let path = crate::paths::resolve(&std::env::current_dir().unwrap_or_default(), file);
+    let path = crate::paths::from_cwd(file);
     let record = state
         .backup_by_path(&path)?
         .ok_or_else(|| Error::UnknownBackup(path.clone()))?;

@@ -125,10 +125,7 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                 .map(|record| record.path)
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
         }
-        RestoreSource::File(path) => Ok(crate::paths::resolve(
-            &std::env::current_dir().unwrap_or_default(),
-            path,
-        )),
+        RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
     }
 }
 

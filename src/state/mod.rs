@@ -181,6 +181,16 @@ impl StateDb {
         Ok(state)
     }
 
+    /// Opens the state database read-write if it exists; `None` when
+    /// nothing was ever recorded. Never creates anything.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StateError> {
+        if state_dir.join(STATE_FILE).exists() {
+            Self::open(state_dir).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Opens an existing state database read-only; `None` when there is
     /// none yet (nothing was ever applied). Never creates anything.
     pub fn open_read_only(state_dir: &Path) -> Result<Option<Self>, StateError> {
