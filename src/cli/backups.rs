@@ -275,7 +275,7 @@ pub(super) fn restore(
         } else {
             RestoreSource::File(PathBuf::from(args.from))
         },
-        to: args.to.map(|to| crate::paths::from_cwd(to)),
+        to: args.to.map(crate::paths::from_cwd),
         force: args.force,
     };
     let source = restore::resolve_source(&request, &state)?;
