@@ -286,6 +286,8 @@ pub struct Migrations {
     pub dir: PathBuf,
     /// Whether `apply` runs pending migrations.
     pub apply: MigrationApply,
+    /// Accept new files older than the newest applied one.
+    pub allow_out_of_order: bool,
 }
 
 /// Mail server for alerts.

@@ -196,6 +196,8 @@ pub struct RawMigrations {
     pub dir: Text,
     /// `auto` (default): `apply` and the daemon run pending migrations; `manual`: only `migrate up` does.
     pub apply: Option<Expanded<MigrationApply>>,
+    /// Accept a new file older than the newest applied one. Default false.
+    pub allow_out_of_order: Option<Expanded<bool>>,
 }
 
 /// Mail server for alerts.

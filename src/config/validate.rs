@@ -269,6 +269,7 @@ impl Validator<'_> {
         let migrations = raw.migrations.as_ref().map(|m| Migrations {
             dir: self.resolve(&m.dir.0),
             apply: v(&m.apply).unwrap_or(MigrationApply::Auto),
+            allow_out_of_order: v(&m.allow_out_of_order).unwrap_or(false),
         });
         if let (Some(backup), Some(health)) = (&backup, &health) {
             self.check_backup_age(backup, health, settings.timezone);

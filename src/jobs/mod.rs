@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod copy;
+pub mod migrations;
 pub mod naming;
 pub mod progress;
 pub mod prune;

@@ -1,0 +1,613 @@
+//! Running migrations against a live database.
+//!
+//! Owns the tracking table `_litewarden_migrations` inside each managed
+//! database and every write to it. Each migration file and its tracking row
+//! commit in one `BEGIN IMMEDIATE` transaction, waiting up to the database's
+//! `busy_timeout` for the application's writer; a failure rolls the whole
+//! file back and stops the run, naming the file, the line and the statement.
+//! Foreign keys are switched off before `BEGIN` (so table rebuilds work) and
+//! `foreign_key_check` runs before `COMMIT`. A file starting with
+//! `-- litewarden:no-transaction` runs outside a transaction. Two migrators
+//! never interleave: an advisory lock file beside the database is held for
+//! the whole run. `PRAGMA user_version` mirrors the newest version when it
+//! fits SQLite's 32-bit field (sqlx's timestamp versions do not).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rusqlite::fallible_iterator::FallibleIterator;
+use rusqlite::{Batch, Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+use super::files::{self, FilesError};
+use super::{AppliedMigration, MigrationFile, MigrationStatus, compare};
+use crate::config::{Database, Migrations};
+
+/// Name of the tracking table in each managed database.
+pub const TRACKING_TABLE: &str = "_litewarden_migrations";
+
+const CREATE_TRACKING: &str = "CREATE TABLE IF NOT EXISTS _litewarden_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    backup_path TEXT,
+    lock_ms INTEGER,
+    wal_growth INTEGER
+)";
+
+/// Why migrations did not run (completely).
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The migrations directory is unusable.
+    #[error("database `{database}`: {source}")]
+    Files {
+        /// The database.
+        database: String,
+        /// The cause.
+        #[source]
+        source: FilesError,
+    },
+    /// Applied files were edited or new files are out of order.
+    #[error("database `{database}`: {}", .problems.join("; "))]
+    Invalid {
+        /// The database.
+        database: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// SQLite failed outside a migration's own SQL.
+    #[error("database `{database}`: {action}: {source}")]
+    Sqlite {
+        /// The database.
+        database: String,
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The application held the write lock longer than `busy_timeout`.
+    #[error("database `{database}` is busy: another connection held the write lock longer than busy_timeout ({}); nothing of {file} was applied, it runs again next time", humantime::format_duration(*.timeout))]
+    Busy {
+        /// The database.
+        database: String,
+        /// The migration waiting.
+        file: String,
+        /// The wait.
+        timeout: Duration,
+    },
+    /// Another migration of the same database is running.
+    #[error("database `{database}`: another migration is running (lock {} held); try again when it finishes", crate::paths::display(.lock))]
+    Locked {
+        /// The database.
+        database: String,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A migration's SQL failed; it was rolled back and later ones were not tried.
+    #[error("database `{database}`: {}:{line}: {cause} (in `{statement}`); the migration was rolled back{}", crate::paths::display(.file), applied_note(.applied))]
+    Failed {
+        /// The database.
+        database: String,
+        /// The failing file.
+        file: PathBuf,
+        /// Line of the failing statement in the file.
+        line: usize,
+        /// The failing statement, shortened.
+        statement: String,
+        /// SQLite's message.
+        cause: String,
+        /// Migrations applied before the failure in this run.
+        applied: Vec<String>,
+    },
+    /// A migration can not be reverted.
+    #[error("database `{database}`: {file} has no .down.sql, so it cannot be reverted")]
+    NoDown {
+        /// The database.
+        database: String,
+        /// The migration.
+        file: String,
+    },
+    /// The pre-migration backup failed, so nothing was migrated.
+    #[error("no migration was run: {0}")]
+    Backup(#[source] Box<crate::jobs::backup::BackupError>),
+    /// The state database failed.
+    #[error(transparent)]
+    State(Box<crate::state::StateError>),
+    /// The lock file could not be opened.
+    #[error("database `{database}`: {}: {source}", crate::paths::display(.path))]
+    Io {
+        /// The database.
+        database: String,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn applied_note(applied: &[String]) -> String {
+    if applied.is_empty() {
+        String::new()
+    } else {
+        format!(" (applied before it: {})", applied.join(", "))
+    }
+}
+
+/// One migration this run applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// `0002_add_priority`.
+    pub migration: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Time the write lock was held, in milliseconds.
+    pub lock_ms: u64,
+    /// Growth of the `-wal` file in bytes.
+    pub wal_growth: i64,
+}
+
+/// A migration session on one database: holds the lock file and the
+/// connection.
+pub struct Session<'a> {
+    database: &'a Database,
+    conn: Connection,
+    _lock: File,
+}
+
+/// Opens the database (creating nothing), takes the migration lock within
+/// `busy_timeout`, and creates the tracking table (importing an existing
+/// sqlx or refinery history the first time).
+pub fn session(database: &Database) -> Result<Session<'_>, MigrateError> {
+    let name = database.name.to_string();
+    let lock_path = lock_path(&database.path);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| MigrateError::Io { database: name.clone(), path: lock_path.clone(), source })?;
+    let deadline = Instant::now() + database.pragmas.connection.busy_timeout;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(TryLockError::WouldBlock) => return Err(MigrateError::Locked { database: name, lock: lock_path }),
+            Err(TryLockError::Error(source)) => return Err(MigrateError::Io { database: name, path: lock_path, source }),
+        }
+    }
+    let conn = crate::db::open(&database.path, &database.pragmas.connection).map_err(|e| MigrateError::Sqlite {
+        database: name.clone(),
+        action: "cannot open",
+        source: match e {
+            crate::db::DbError::Sqlite { source, .. } => source,
+            other => rusqlite::Error::InvalidPath(PathBuf::from(other.to_string())),
+        },
+    })?;
+    let session = Session { database, conn, _lock: lock };
+    session.ensure_tracking_table()?;
+    Ok(session)
+}
+
+/// The advisory lock file of a database's migrations.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    PathBuf::from(name)
+}
+
+/// The applied migrations of `database` without changing anything (an
+/// existing sqlx or refinery history counts as applied).
+pub fn read_applied_read_only(path: &Path) -> Result<Vec<AppliedMigration>, rusqlite::Error> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    if table_exists(&conn, TRACKING_TABLE)? {
+        read_tracking(&conn)
+    } else {
+        foreign_history(&conn)
+    }
+}
+
+/// Status of `database`'s migrations against its directory.
+pub fn status(database: &Database, migrations: &Migrations) -> Result<MigrationStatus, MigrateError> {
+    let name = database.name.to_string();
+    let files = files::discover(&migrations.dir).map_err(|source| MigrateError::Files { database: name.clone(), source })?;
+    let applied = read_applied_read_only(&database.path).map_err(|source| MigrateError::Sqlite {
+        database: name,
+        action: "cannot read the tracking table",
+        source,
+    })?;
+    Ok(compare(&applied, &files, migrations.allow_out_of_order))
+}
+
+fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1", params![table], |_| Ok(()))
+        .optional()
+        .map(|row| row.is_some())
+}
+
+fn read_tracking(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
+    let mut statement = conn.prepare(
+        "SELECT version, name, checksum, applied_at, duration_ms, backup_path FROM _litewarden_migrations ORDER BY version",
+    )?;
+    statement
+        .query_map([], |row| {
+            Ok(AppliedMigration {
+                version: row.get(0)?,
+                name: row.get(1)?,
+                checksum: row.get(2)?,
+                applied_at: row.get(3)?,
+                duration_ms: row.get(4)?,
+                backup_path: row.get(5)?,
+            })
+        })?
+        .collect()
+}
+
+/// Rows of an sqlx (`_sqlx_migrations`) or refinery
+/// (`refinery_schema_history`) history; their checksums use other
+/// algorithms, so they are marked `imported` and adopt the file's checksum
+/// when imported.
+fn foreign_history(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
+    let query = if table_exists(conn, "_sqlx_migrations")? {
+        "SELECT version, description, CAST(installed_on AS TEXT) FROM _sqlx_migrations WHERE success ORDER BY version"
+    } else if table_exists(conn, "refinery_schema_history")? {
+        "SELECT version, name, applied_on FROM refinery_schema_history ORDER BY version"
+    } else {
+        return Ok(Vec::new());
+    };
+    let mut statement = conn.prepare(query)?;
+    statement
+        .query_map([], |row| {
+            Ok(AppliedMigration {
+                version: row.get(0)?,
+                name: row.get(1)?,
+                checksum: "imported".into(),
+                applied_at: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                duration_ms: 0,
+                backup_path: None,
+            })
+        })?
+        .collect()
+}
+
+impl Session<'_> {
+    fn name(&self) -> String {
+        self.database.name.to_string()
+    }
+
+    fn sqlite(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> MigrateError + '_ {
+        move |source| MigrateError::Sqlite { database: self.name(), action, source }
+    }
+
+    fn ensure_tracking_table(&self) -> Result<(), MigrateError> {
+        if table_exists(&self.conn, TRACKING_TABLE).map_err(self.sqlite("cannot read the schema"))? {
+            return Ok(());
+        }
+        let imported = foreign_history(&self.conn).map_err(self.sqlite("cannot read an existing migration history"))?;
+        let tx = self.conn.unchecked_transaction().map_err(self.sqlite("cannot create the tracking table"))?;
+        tx.execute_batch(CREATE_TRACKING).map_err(self.sqlite("cannot create the tracking table"))?;
+        for row in &imported {
+            tx.execute(
+                "INSERT INTO _litewarden_migrations (version, name, checksum, applied_at, duration_ms) VALUES (?1, ?2, ?3, ?4, 0)",
+                params![row.version, row.name, row.checksum, row.applied_at],
+            )
+            .map_err(self.sqlite("cannot import the existing migration history"))?;
+        }
+        tx.commit().map_err(self.sqlite("cannot create the tracking table"))?;
+        if !imported.is_empty() {
+            tracing::info!(db = %self.database.name, rows = imported.len(), "imported an existing migration history");
+        }
+        Ok(())
+    }
+
+    /// The applied rows.
+    pub fn applied(&self) -> Result<Vec<AppliedMigration>, MigrateError> {
+        read_tracking(&self.conn).map_err(self.sqlite("cannot read the tracking table"))
+    }
+
+    /// Compares with `files`; imported rows adopt their file's checksum.
+    pub fn status(&self, files: &[MigrationFile], allow_out_of_order: bool) -> Result<MigrationStatus, MigrateError> {
+        for file in files {
+            self.conn
+                .execute(
+                    "UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1 AND checksum = 'imported'",
+                    params![file.version, file.checksum],
+                )
+                .map_err(self.sqlite("cannot update the tracking table"))?;
+        }
+        Ok(compare(&self.applied()?, files, allow_out_of_order))
+    }
+
+    /// Applies `file`, recording `backup` on its row.
+    pub fn apply(&self, file: &MigrationFile, backup: Option<&Path>, now: DateTime<Utc>) -> Result<Applied, FileFailure> {
+        let started = Instant::now();
+        let wal_before = wal_size(&self.database.path);
+        let foreign_keys = self.database.pragmas.connection.foreign_keys.unwrap_or(false);
+        let conn = &self.conn;
+        conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(FileFailure::sqlite)?;
+        let lock_start;
+        if file.no_transaction {
+            run_statements(conn, &file.sql)?;
+            lock_start = Instant::now();
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+        } else {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+            lock_start = Instant::now();
+            if let Err(failure) = run_statements(conn, &file.sql) {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(failure);
+            }
+        }
+        let result = (|| {
+            let violations: i64 = conn
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+                .map_err(FileFailure::sqlite)?;
+            if violations > 0 {
+                return Err(FileFailure::Statement {
+                    line: 1,
+                    statement: "PRAGMA foreign_key_check".into(),
+                    cause: format!("{violations} foreign key violation(s) after the migration"),
+                });
+            }
+            let duration_ms = started.elapsed().as_millis() as i64;
+            conn.execute(
+                "INSERT INTO _litewarden_migrations (version, name, checksum, applied_at, duration_ms, backup_path, lock_ms, wal_growth)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum, applied_at = excluded.applied_at,
+                   duration_ms = excluded.duration_ms, backup_path = excluded.backup_path",
+                params![
+                    file.version,
+                    file.name,
+                    file.checksum,
+                    now.to_rfc3339(),
+                    duration_ms,
+                    backup.map(|p| p.to_string_lossy().into_owned()),
+                    lock_start.elapsed().as_millis() as i64,
+                    wal_size(&self.database.path) as i64 - wal_before as i64,
+                ],
+            )
+            .map_err(FileFailure::sqlite)?;
+            self.mirror_user_version()?;
+            conn.execute_batch("COMMIT").map_err(FileFailure::sqlite)
+        })();
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let lock_ms = lock_start.elapsed().as_millis() as u64;
+        let _ = conn.pragma_update(None, "foreign_keys", foreign_keys);
+        result?;
+        Ok(Applied {
+            migration: file.to_string(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            lock_ms,
+            wal_growth: wal_size(&self.database.path) as i64 - wal_before as i64,
+        })
+    }
+
+    /// Reverts `file` with its `.down.sql` and removes its row.
+    pub fn revert(&self, file: &MigrationFile, down_sql: &str) -> Result<(), FileFailure> {
+        let conn = &self.conn;
+        conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(FileFailure::sqlite)?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+        let result = run_statements(conn, down_sql).and_then(|()| {
+            conn.execute("DELETE FROM _litewarden_migrations WHERE version = ?1", params![file.version])
+                .map_err(FileFailure::sqlite)?;
+            self.mirror_user_version()?;
+            conn.execute_batch("COMMIT").map_err(FileFailure::sqlite)
+        });
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let _ = conn.pragma_update(None, "foreign_keys", self.database.pragmas.connection.foreign_keys.unwrap_or(false));
+        result
+    }
+
+    fn mirror_user_version(&self) -> Result<(), FileFailure> {
+        let newest: Option<i64> = self
+            .conn
+            .query_row("SELECT max(version) FROM _litewarden_migrations", [], |r| r.get(0))
+            .map_err(FileFailure::sqlite)?;
+        let value = newest.unwrap_or(0);
+        if let Ok(value) = i32::try_from(value) {
+            self.conn.pragma_update(None, "user_version", value).map_err(FileFailure::sqlite)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts the current checksum of every modified file.
+    pub fn repair(&self, files: &[MigrationFile]) -> Result<Vec<String>, MigrateError> {
+        let mut repaired = Vec::new();
+        for row in self.applied()? {
+            if let Some(file) = files.iter().find(|f| f.version == row.version && f.checksum != row.checksum) {
+                self.conn
+                    .execute("UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1", params![row.version, file.checksum])
+                    .map_err(self.sqlite("cannot update the tracking table"))?;
+                repaired.push(format!("{file}: {} -> {}", row.checksum, file.checksum));
+            }
+        }
+        Ok(repaired)
+    }
+
+    /// Records every file up to `version` as applied without running it.
+    pub fn baseline(&self, files: &[MigrationFile], version: i64, now: DateTime<Utc>) -> Result<Vec<String>, MigrateError> {
+        let mut recorded = Vec::new();
+        for file in files.iter().filter(|f| f.version <= version) {
+            let inserted = self
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO _litewarden_migrations (version, name, checksum, applied_at, duration_ms) VALUES (?1, ?2, ?3, ?4, 0)",
+                    params![file.version, file.name, file.checksum, now.to_rfc3339()],
+                )
+                .map_err(self.sqlite("cannot update the tracking table"))?;
+            if inserted > 0 {
+                recorded.push(file.to_string());
+            }
+        }
+        self.mirror_user_version().map_err(|f| f.into_error(self.database, Path::new(""), Vec::new()))?;
+        Ok(recorded)
+    }
+}
+
+fn wal_size(path: &Path) -> u64 {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    std::fs::metadata(PathBuf::from(name)).map(|m| m.len()).unwrap_or(0)
+}
+
+/// How one migration file failed.
+#[derive(Debug)]
+pub enum FileFailure {
+    /// `BEGIN IMMEDIATE` timed out behind another writer.
+    Busy,
+    /// A statement failed.
+    Statement {
+        /// Its line in the file.
+        line: usize,
+        /// The statement, shortened.
+        statement: String,
+        /// SQLite's message.
+        cause: String,
+    },
+}
+
+impl FileFailure {
+    fn sqlite(error: rusqlite::Error) -> Self {
+        FileFailure::Statement { line: 1, statement: "COMMIT".into(), cause: error.to_string() }
+    }
+
+    fn begin(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => FileFailure::Busy,
+            _ => FileFailure::Statement { line: 1, statement: "BEGIN IMMEDIATE".into(), cause: error.to_string() },
+        }
+    }
+
+    /// The error for `database`'s file `file`, with what was applied before.
+    pub fn into_error(self, database: &Database, file: &Path, applied: Vec<String>) -> MigrateError {
+        match self {
+            FileFailure::Busy => MigrateError::Busy {
+                database: database.name.to_string(),
+                file: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                timeout: database.pragmas.connection.busy_timeout,
+            },
+            FileFailure::Statement { line, statement, cause } => MigrateError::Failed {
+                database: database.name.to_string(),
+                file: file.to_path_buf(),
+                line,
+                statement,
+                cause,
+                applied,
+            },
+        }
+    }
+}
+
+/// Runs each statement of `sql` to completion, reporting the line of the
+/// one that fails.
+fn run_statements(conn: &Connection, sql: &str) -> Result<(), FileFailure> {
+    let mut batch = Batch::new(conn, sql);
+    let mut cursor = 0;
+    loop {
+        match batch.next() {
+            Ok(Some(mut statement)) => {
+                let full = statement.expanded_sql().unwrap_or_default();
+                let text = without_leading_comments(&full);
+                let start = sql[cursor..].find(text).map_or(cursor, |i| cursor + i);
+                cursor = (start + text.len()).min(sql.len());
+                let mut rows = statement.raw_query();
+                loop {
+                    match rows.next() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(error) => {
+                            return Err(FileFailure::Statement { line: line_of(sql, start), statement: shorten(text), cause: error.to_string() });
+                        }
+                    }
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(rusqlite::Error::SqlInputError { msg, sql: tail, offset, .. }) => {
+                let at = sql.len().saturating_sub(tail.len()) + offset.max(0) as usize;
+                let statement = tail.trim_start().lines().next().unwrap_or_default();
+                return Err(FileFailure::Statement { line: line_of(sql, at), statement: shorten(statement), cause: msg });
+            }
+            Err(error) => {
+                return Err(FileFailure::Statement { line: line_of(sql, cursor), statement: String::new(), cause: error.to_string() });
+            }
+        }
+    }
+}
+
+/// The statement without the comments and blank lines SQLite keeps in
+/// front of it.
+fn without_leading_comments(mut text: &str) -> &str {
+    loop {
+        text = text.trim_start();
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return text.trim_end();
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn shorten(statement: &str) -> String {
+    let flat: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 80 {
+        format!("{}...", flat.chars().take(77).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_is_reported_at_its_line() {
+        let conn = Connection::open_in_memory().unwrap();
+        let sql = "CREATE TABLE a(x);\n\nCREATE TABLE b(y;\n";
+        match run_statements(&conn, sql) {
+            Err(FileFailure::Statement { line, statement, .. }) => {
+                assert_eq!(line, 3);
+                assert!(statement.starts_with("CREATE TABLE b"), "{statement}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_runtime_error_names_the_failing_statement_and_line() {
+        let conn = Connection::open_in_memory().unwrap();
+        let sql = "CREATE TABLE a(x UNIQUE);\nINSERT INTO a VALUES (1);\n-- again\nINSERT INTO a VALUES (1);\n";
+        match run_statements(&conn, sql) {
+            Err(FileFailure::Statement { line, statement, cause }) => {
+                assert_eq!((line, statement.as_str()), (4, "INSERT INTO a VALUES (1);"));
+                assert!(cause.contains("UNIQUE"), "{cause}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statements_that_return_rows_run_to_completion() {
+        let conn = Connection::open_in_memory().unwrap();
+        run_statements(&conn, "PRAGMA journal_mode; CREATE TABLE t(x); SELECT * FROM t;").unwrap();
+    }
+}
