@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
 use crate::db::observe::observe_file;
 use crate::db::pragmas;
+use crate::jobs::migrations::UpRequest;
 use crate::jobs::progress::Quiet;
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::plan::{self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan};
@@ -180,6 +181,13 @@ fn execute(
             Some(database) => restore_missing(config, database, from, state, clock),
             None => Err("the database is not in the configuration".into()),
         },
+        Change::Migrate { manual: true, database, .. } => {
+            return ChangeStatus::Skipped(format!("migrations.apply is manual; run `litewarden migrate up {database}`"));
+        }
+        Change::Migrate { .. } => match database {
+            Some(database) => migrate(config, database, state, clock),
+            None => Err("the database is not in the configuration".into()),
+        },
         Change::Unmanage { database, .. } => {
             state.forget_managed(database).map_err(|e| e.to_string())
         }
@@ -217,6 +225,7 @@ fn restore_missing(
         path: database.path.clone(),
         pragmas: database.pragmas.persistent,
         restore_if_missing: false,
+        migrations: None,
     };
     let observed = Observed {
         files: [(database.path.clone(), ObservedFile::Present(facts))].into(),
@@ -241,4 +250,19 @@ fn restore_missing(
         }
     }
     Ok(())
+}
+
+/// Runs the pending migrations of `database` (after a verified backup).
+fn migrate(config: &Config, database: &Database, state: &StateDb, clock: &dyn Clock) -> Result<(), String> {
+    let Some(migrations) = &database.migrations else {
+        return Err("the database has no `migrations:`".into());
+    };
+    let request = UpRequest {
+        database,
+        migrations,
+        backup_dir: &config.settings.backup_dir,
+        to: None,
+        trigger: Trigger::Manual,
+    };
+    crate::jobs::migrations::up(request, state, clock, &mut Quiet).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -41,6 +41,9 @@ pub enum Error {
     /// A file given to `pin`/`unpin` is not a catalogued backup.
     #[error("{}: not a backup in the catalog (see `litewarden backups <db>`)", crate::paths::display(.0))]
     UnknownBackup(PathBuf),
+    /// A migration command names a database without `migrations:`.
+    #[error("database `{0}` has no `migrations:` in the config")]
+    NoMigrations(String),
     /// The operator declined a confirmation.
     #[error("cancelled; nothing was changed")]
     Cancelled,
@@ -50,6 +53,9 @@ pub enum Error {
     /// A restore failed or was refused.
     #[error(transparent)]
     Restore(Box<crate::jobs::restore::RestoreError>),
+    /// Migrations failed or were refused.
+    #[error(transparent)]
+    Migrate(Box<crate::jobs::migrations::runner::MigrateError>),
     /// A file failed verification.
     #[error(transparent)]
     Verify(#[from] crate::jobs::verify::VerifyError),
@@ -73,5 +79,11 @@ impl From<crate::jobs::backup::BackupError> for Error {
 impl From<crate::jobs::restore::RestoreError> for Error {
     fn from(error: crate::jobs::restore::RestoreError) -> Self {
         Error::Restore(Box::new(error))
+    }
+}
+
+impl From<crate::jobs::migrations::runner::MigrateError> for Error {
+    fn from(error: crate::jobs::migrations::runner::MigrateError) -> Self {
+        Error::Migrate(Box::new(error))
     }
 }

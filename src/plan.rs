@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{AutoVacuum, Config, DbName, JournalMode, PageSize, PersistentPragmas};
+use crate::config::{AutoVacuum, Config, DbName, JournalMode, MigrationApply, PageSize, PersistentPragmas};
 use crate::paths;
 use crate::state::ManagedDatabase;
 
@@ -30,6 +30,8 @@ pub struct DesiredDatabase {
     pub pragmas: PersistentPragmas,
     /// Restore the latest verified backup when the file is missing.
     pub restore_if_missing: bool,
+    /// Whether `apply` runs pending migrations, when there are migrations.
+    pub migrations: Option<MigrationApply>,
 }
 
 /// Everything `jobs.yaml` wants that `plan` compares.
@@ -51,6 +53,7 @@ impl Desired {
                     path: db.path.clone(),
                     pragmas: db.pragmas.persistent,
                     restore_if_missing: db.restore_if_missing,
+                    migrations: db.migrations.as_ref().map(|m| m.apply),
                 })
                 .collect(),
         }
@@ -90,6 +93,8 @@ pub struct Observed {
     pub managed: Vec<ManagedDatabase>,
     /// The latest verified backup of each database, by name.
     pub latest_backups: BTreeMap<String, PathBuf>,
+    /// Pending migrations of each database, by name (`0002_add_priority`).
+    pub pending_migrations: BTreeMap<String, Vec<String>>,
 }
 
 /// A persistent pragma and its value.
@@ -170,6 +175,15 @@ pub enum Change {
         /// The backup to restore.
         from: PathBuf,
     },
+    /// Apply pending migrations (after a verified backup).
+    Migrate {
+        /// The database.
+        database: DbName,
+        /// The pending migrations, in order.
+        migrations: Vec<String>,
+        /// `migrations.apply: manual`: `apply` only reports them.
+        manual: bool,
+    },
     /// Stop managing a database no longer in `jobs.yaml`; its file is kept.
     Unmanage {
         /// The name it had.
@@ -185,6 +199,7 @@ impl Change {
         match self {
             Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => '+',
             Change::SetPragma { .. } => '~',
+            Change::Migrate { .. } => '>',
             Change::Unmanage { .. } => '-',
         }
     }
@@ -194,7 +209,8 @@ impl Change {
         match self {
             Change::CreateDatabase { database, .. }
             | Change::SetPragma { database, .. }
-            | Change::RestoreDatabase { database, .. } => database.as_str(),
+            | Change::RestoreDatabase { database, .. }
+            | Change::Migrate { database, .. } => database.as_str(),
             Change::Unmanage { database, .. } => database,
         }
     }
@@ -202,6 +218,10 @@ impl Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Change::Migrate { database, migrations, manual } = self {
+            let note = if *manual { format!(" (manual: run `litewarden migrate up {database}`)") } else { String::new() };
+            return f.write_str(&migration_lines(database, migrations, "pending", &note));
+        }
         write!(f, "{} {}: ", self.symbol(), self.database())?;
         match self {
             Change::CreateDatabase { path, pragmas, .. } => {
@@ -235,6 +255,22 @@ impl fmt::Display for Change {
             Change::Unmanage { path, .. } => {
                 write!(f, "stop managing {} (file kept)", paths::display(path))
             }
+            Change::Migrate { .. } => Ok(()),
+        }
+    }
+}
+
+fn migration_lines(database: &DbName, migrations: &[String], verb: &str, note: &str) -> String {
+    let lines: Vec<String> = migrations.iter().map(|m| format!("> {database}: {m} {verb}{note}")).collect();
+    lines.join("\n")
+}
+
+impl Change {
+    /// How the change reads once `apply` has made it.
+    pub fn done_text(&self) -> String {
+        match self {
+            Change::Migrate { database, migrations, .. } => migration_lines(database, migrations, "applied", ""),
+            other => other.to_string(),
         }
     }
 }
@@ -253,14 +289,40 @@ impl Plan {
     }
 
     /// Counts of (create, change, unmanage).
-    pub fn counts(&self) -> (usize, usize, usize) {
-        self.changes
-            .iter()
-            .fold((0, 0, 0), |(c, s, u), change| match change {
-                Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => (c + 1, s, u),
-                Change::SetPragma { .. } => (c, s + 1, u),
-                Change::Unmanage { .. } => (c, s, u + 1),
-            })
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for change in &self.changes {
+            match change {
+                Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => counts.create += 1,
+                Change::SetPragma { .. } => counts.change += 1,
+                Change::Migrate { migrations, .. } => counts.migrate += migrations.len(),
+                Change::Unmanage { .. } => counts.unmanage += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// How many changes of each kind a plan holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Databases to create or restore.
+    pub create: usize,
+    /// Stored pragmas to change.
+    pub change: usize,
+    /// Migrations to apply.
+    pub migrate: usize,
+    /// Databases to stop managing.
+    pub unmanage: usize,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{} to create, {} to change, {} migration(s) to apply, {} to stop managing",
+            self.create, self.change, self.migrate, self.unmanage
+        )
     }
 }
 
@@ -301,6 +363,15 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                     },
                 ))
             }
+        }
+        if let (Some(apply), Some(pending)) = (database.migrations, observed.pending_migrations.get(database.name.as_str()))
+            && !pending.is_empty()
+        {
+            changes.push(Change::Migrate {
+                database: database.name.clone(),
+                migrations: pending.clone(),
+                manual: apply == MigrationApply::Manual,
+            });
         }
     }
     let wanted: BTreeSet<&str> = desired.databases.iter().map(|d| d.name.as_str()).collect();
@@ -391,6 +462,7 @@ mod tests {
             path: PathBuf::from(format!("/data/{name}.db")),
             pragmas,
             restore_if_missing: false,
+            migrations: None,
         }
     }
 
@@ -419,6 +491,7 @@ mod tests {
                 .collect(),
             managed: Vec::new(),
             latest_backups: BTreeMap::new(),
+            pending_migrations: BTreeMap::new(),
         }
     }
 
@@ -428,7 +501,7 @@ mod tests {
             databases: vec![db("a", wal()), db("b", PersistentPragmas::default())],
         };
         let plan = diff(&Observed::default(), &desired);
-        assert_eq!(plan.counts(), (2, 0, 0));
+        assert_eq!(plan.counts(), Counts { create: 2, ..Counts::default() });
         assert_eq!(
             plan.changes[0],
             Change::CreateDatabase {
@@ -607,7 +680,7 @@ mod tests {
             path: "/data/old.db".into(),
         }];
         let plan = diff(&observed, &Desired::default());
-        assert_eq!(plan.counts(), (0, 0, 1));
+        assert_eq!(plan.counts(), Counts { unmanage: 1, ..Counts::default() });
         assert_eq!(
             plan.changes[0].to_string(),
             "- old: stop managing /data/old.db (file kept)"

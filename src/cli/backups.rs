@@ -27,7 +27,7 @@ fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
 }
 
 /// The database called `name`, or an error with the closest name.
-fn database<'a>(cli: &Cli, config: &'a Config, name: &str) -> Result<&'a Database, Error> {
+pub(super) fn database<'a>(cli: &Cli, config: &'a Config, name: &str) -> Result<&'a Database, Error> {
     config
         .databases
         .values()
@@ -253,6 +253,7 @@ pub(super) struct RestoreArgs<'a> {
     pub from: &'a str,
     pub to: Option<&'a Path>,
     pub yes: bool,
+    pub before_migration: Option<i64>,
     pub force: bool,
     pub json: bool,
 }
@@ -270,10 +271,10 @@ pub(super) fn restore(
     let request = RestoreRequest {
         database: db,
         backup_dir: &config.settings.backup_dir,
-        from: if args.from == "latest" {
-            RestoreSource::Latest
-        } else {
-            RestoreSource::File(PathBuf::from(args.from))
+        from: match (args.before_migration, args.from) {
+            (Some(version), _) => RestoreSource::BeforeMigration(version),
+            (None, "latest") => RestoreSource::Latest,
+            (None, file) => RestoreSource::File(PathBuf::from(file)),
         },
         to: args.to.map(crate::paths::from_cwd),
         force: args.force,

@@ -68,7 +68,6 @@ pub(super) fn plan(
         for change in &plan.changes {
             print(out, change)?;
         }
-        let (create, change, unmanage) = plan.counts();
         if plan.is_empty() {
             print(
                 out,
@@ -82,9 +81,7 @@ pub(super) fn plan(
         } else {
             print(
                 out,
-                format_args!(
-                    "Plan: {create} to create, {change} to change, {unmanage} to stop managing."
-                ),
+                format_args!("Plan: {}.", plan.counts()),
             )?;
             if plan.changes.iter().any(|c| {
                 matches!(
@@ -132,7 +129,7 @@ pub(super) fn apply(
         print_warnings(&loaded.warnings);
         for result in &report.results {
             match &result.status {
-                ChangeStatus::Done => print(out, &result.change)?,
+                ChangeStatus::Done => print(out, result.change.done_text())?,
                 ChangeStatus::Skipped(reason) => {
                     print(out, format_args!("{} (skipped: {reason})", result.change))?
                 }

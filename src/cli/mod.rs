@@ -13,6 +13,7 @@ use serde_json::json;
 
 mod backups;
 mod converge;
+mod migrate;
 mod progress_bar;
 
 use crate::apply::ApplyOptions;
@@ -118,6 +119,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Restore the backup taken before migration VERSION ran (instead of --from).
+        #[arg(long, conflicts_with = "from")]
+        before_migration: Option<i64>,
         /// Restore even from a file that looks like another database.
         #[arg(long)]
         force: bool,
@@ -150,8 +154,59 @@ pub enum Command {
         /// The backup file.
         file: PathBuf,
     },
+    /// Migrations: status, up, down, repair, baseline.
+    Migrate {
+        /// What to do.
+        #[command(subcommand)]
+        action: MigrateCommand,
+    },
     /// Print the JSON schema of jobs.yaml.
     Schema,
+}
+
+/// The `migrate` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// List applied (with time and backup), pending, modified and missing migrations.
+    Status {
+        /// The database.
+        database: String,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply pending migrations (after a verified backup).
+    Up {
+        /// The database.
+        database: String,
+        /// Apply only up to this version.
+        #[arg(long)]
+        to: Option<i64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revert migrations newer than VERSION with their .down.sql files (after a verified backup).
+    Down {
+        /// The database.
+        database: String,
+        /// Keep this version and older ones.
+        #[arg(long)]
+        to: i64,
+    },
+    /// Accept the current checksums of edited, already applied files.
+    Repair {
+        /// The database.
+        database: String,
+    },
+    /// Record versions up to VERSION as applied without running them (adopting an existing database).
+    Baseline {
+        /// The database.
+        database: String,
+        /// The newest version the database already has.
+        #[arg(long)]
+        version: i64,
+    },
 }
 
 /// How a command that ran ended.
@@ -211,6 +266,7 @@ pub fn run(
             from,
             to,
             yes,
+            before_migration,
             force,
             json,
         } => backups::restore(
@@ -222,6 +278,7 @@ pub fn run(
                 from,
                 to: to.as_deref(),
                 yes: *yes,
+                before_migration: *before_migration,
                 force: *force,
                 json: *json,
             },
@@ -243,6 +300,7 @@ pub fn run(
         ),
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
+        Command::Migrate { action } => migrate::run(cli, environment, clock, action, out),
         Command::Schema => {
             print(out, crate::schema::jobs_schema().trim_end())?;
             Ok(ExitStatus::Success)

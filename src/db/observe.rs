@@ -37,7 +37,20 @@ pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
         }
         None => Vec::new(),
     };
+    let mut pending_migrations = BTreeMap::new();
+    for database in config.databases.values() {
+        if let Some(migrations) = &database.migrations {
+            let status = crate::jobs::migrations::runner::status(database, migrations)?;
+            let problems = status.errors();
+            if !problems.is_empty() {
+                return Err(crate::jobs::migrations::runner::MigrateError::Invalid { database: database.name.to_string(), problems }.into());
+            }
+            let pending = status.pending().iter().map(ToString::to_string).collect();
+            pending_migrations.insert(database.name.to_string(), pending);
+        }
+    }
     Ok(Observed {
+        pending_migrations,
         files,
         managed,
         latest_backups,

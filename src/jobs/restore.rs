@@ -34,6 +34,8 @@ pub enum RestoreSource {
     Latest,
     /// A backup or database file.
     File(PathBuf),
+    /// The pre-migration backup recorded on a migration's tracking row.
+    BeforeMigration(i64),
 }
 
 /// What to restore.
@@ -59,6 +61,14 @@ pub enum RestoreError {
         "database `{0}` has no verified backup; take one with `litewarden backup {0}` or pass --from FILE"
     )]
     NoBackup(String),
+    /// No backup is recorded for that migration.
+    #[error("database `{database}`: no pre-migration backup is recorded for migration {version} (see `litewarden migrate status {database}`)")]
+    NoMigrationBackup {
+        /// The database.
+        database: String,
+        /// The migration version.
+        version: i64,
+    },
     /// The source failed verification.
     #[error("refusing to restore `{database}`: {source}")]
     Verify {
@@ -126,6 +136,16 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
         }
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
+        RestoreSource::BeforeMigration(version) => {
+            let applied = crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
+                .map_err(|source| RestoreError::Write { database: name.to_string(), path: request.database.path.clone(), detail: source.to_string() })?;
+            applied
+                .into_iter()
+                .find(|row| row.version == *version)
+                .and_then(|row| row.backup_path)
+                .map(PathBuf::from)
+                .ok_or_else(|| RestoreError::NoMigrationBackup { database: name.to_string(), version: *version })
+        }
     }
 }
 

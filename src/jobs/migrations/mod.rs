@@ -323,7 +323,7 @@ fn run_up(
     if pending.is_empty() {
         return Ok(UpReport { missing, ..UpReport::default() });
     }
-    let backup = if database.backup.before_migrations {
+    let backup = if database.backup.before_migrations && !session.is_empty()? {
         let report = super::backup::take(
             super::backup::BackupRequest {
                 database,

@@ -309,6 +309,20 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Whether the database holds nothing but the tracking table (a new
+    /// database: a backup before migrating it would be empty).
+    pub fn is_empty(&self) -> Result<bool, MigrateError> {
+        let objects: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name <> '_litewarden_migrations' AND name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sqlite("cannot read the schema"))?;
+        Ok(objects == 0)
+    }
+
     /// The applied rows.
     pub fn applied(&self) -> Result<Vec<AppliedMigration>, MigrateError> {
         read_tracking(&self.conn).map_err(self.sqlite("cannot read the tracking table"))
@@ -368,7 +382,7 @@ impl Session<'_> {
                     file.version,
                     file.name,
                     file.checksum,
-                    now.to_rfc3339(),
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                     duration_ms,
                     backup.map(|p| p.to_string_lossy().into_owned()),
                     lock_start.elapsed().as_millis() as i64,
@@ -445,7 +459,7 @@ impl Session<'_> {
                 .conn
                 .execute(
                     "INSERT OR IGNORE INTO _litewarden_migrations (version, name, checksum, applied_at, duration_ms) VALUES (?1, ?2, ?3, ?4, 0)",
-                    params![file.version, file.name, file.checksum, now.to_rfc3339()],
+                    params![file.version, file.name, file.checksum, now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
                 )
                 .map_err(self.sqlite("cannot update the tracking table"))?;
             if inserted > 0 {
