@@ -181,8 +181,14 @@ fn execute(
             Some(database) => restore_missing(config, database, from, state, clock),
             None => Err("the database is not in the configuration".into()),
         },
-        Change::Migrate { manual: true, database, .. } => {
-            return ChangeStatus::Skipped(format!("migrations.apply is manual; run `litewarden migrate up {database}`"));
+        Change::Migrate {
+            manual: true,
+            database,
+            ..
+        } => {
+            return ChangeStatus::Skipped(format!(
+                "migrations.apply is manual; run `litewarden migrate up {database}`"
+            ));
         }
         Change::Migrate { .. } => match database {
             Some(database) => migrate(config, database, state, clock),
@@ -253,7 +259,12 @@ fn restore_missing(
 }
 
 /// Runs the pending migrations of `database` (after a verified backup).
-fn migrate(config: &Config, database: &Database, state: &StateDb, clock: &dyn Clock) -> Result<(), String> {
+fn migrate(
+    config: &Config,
+    database: &Database,
+    state: &StateDb,
+    clock: &dyn Clock,
+) -> Result<(), String> {
     let Some(migrations) = &database.migrations else {
         return Err("the database has no `migrations:`".into());
     };
@@ -264,5 +275,7 @@ fn migrate(config: &Config, database: &Database, state: &StateDb, clock: &dyn Cl
         to: None,
         trigger: Trigger::Manual,
     };
-    crate::jobs::migrations::up(request, state, clock, &mut Quiet).map(|_| ()).map_err(|e| e.to_string())
+    crate::jobs::migrations::up(request, state, clock, &mut Quiet)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

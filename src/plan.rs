@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{AutoVacuum, Config, DbName, JournalMode, MigrationApply, PageSize, PersistentPragmas};
+use crate::config::{
+    AutoVacuum, Config, DbName, JournalMode, MigrationApply, PageSize, PersistentPragmas,
+};
 use crate::paths;
 use crate::state::ManagedDatabase;
 
@@ -218,8 +220,17 @@ impl Change {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        if let Change::Migrate { database, migrations, manual } = self {
-            let note = if *manual { format!(" (manual: run `litewarden migrate up {database}`)") } else { String::new() };
+        if let Change::Migrate {
+            database,
+            migrations,
+            manual,
+        } = self
+        {
+            let note = if *manual {
+                format!(" (manual: run `litewarden migrate up {database}`)")
+            } else {
+                String::new()
+            };
             return f.write_str(&migration_lines(database, migrations, "pending", &note));
         }
         write!(f, "{} {}: ", self.symbol(), self.database())?;
@@ -261,7 +272,10 @@ impl fmt::Display for Change {
 }
 
 fn migration_lines(database: &DbName, migrations: &[String], verb: &str, note: &str) -> String {
-    let lines: Vec<String> = migrations.iter().map(|m| format!("> {database}: {m} {verb}{note}")).collect();
+    let lines: Vec<String> = migrations
+        .iter()
+        .map(|m| format!("> {database}: {m} {verb}{note}"))
+        .collect();
     lines.join("\n")
 }
 
@@ -269,7 +283,11 @@ impl Change {
     /// How the change reads once `apply` has made it.
     pub fn done_text(&self) -> String {
         match self {
-            Change::Migrate { database, migrations, .. } => migration_lines(database, migrations, "applied", ""),
+            Change::Migrate {
+                database,
+                migrations,
+                ..
+            } => migration_lines(database, migrations, "applied", ""),
             other => other.to_string(),
         }
     }
@@ -293,7 +311,9 @@ impl Plan {
         let mut counts = Counts::default();
         for change in &self.changes {
             match change {
-                Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => counts.create += 1,
+                Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => {
+                    counts.create += 1
+                }
                 Change::SetPragma { .. } => counts.change += 1,
                 Change::Migrate { migrations, .. } => counts.migrate += migrations.len(),
                 Change::Unmanage { .. } => counts.unmanage += 1,
@@ -364,8 +384,10 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                 ))
             }
         }
-        if let (Some(apply), Some(pending)) = (database.migrations, observed.pending_migrations.get(database.name.as_str()))
-            && !pending.is_empty()
+        if let (Some(apply), Some(pending)) = (
+            database.migrations,
+            observed.pending_migrations.get(database.name.as_str()),
+        ) && !pending.is_empty()
         {
             changes.push(Change::Migrate {
                 database: database.name.clone(),
@@ -501,7 +523,13 @@ mod tests {
             databases: vec![db("a", wal()), db("b", PersistentPragmas::default())],
         };
         let plan = diff(&Observed::default(), &desired);
-        assert_eq!(plan.counts(), Counts { create: 2, ..Counts::default() });
+        assert_eq!(
+            plan.counts(),
+            Counts {
+                create: 2,
+                ..Counts::default()
+            }
+        );
         assert_eq!(
             plan.changes[0],
             Change::CreateDatabase {
@@ -680,7 +708,13 @@ mod tests {
             path: "/data/old.db".into(),
         }];
         let plan = diff(&observed, &Desired::default());
-        assert_eq!(plan.counts(), Counts { unmanage: 1, ..Counts::default() });
+        assert_eq!(
+            plan.counts(),
+            Counts {
+                unmanage: 1,
+                ..Counts::default()
+            }
+        );
         assert_eq!(
             plan.changes[0].to_string(),
             "- old: stop managing /data/old.db (file kept)"

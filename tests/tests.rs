@@ -7,5 +7,6 @@ mod backup;
 mod bad_input;
 mod check;
 mod live_backup;
+mod migrate;
 mod plan_apply;
 mod schema;

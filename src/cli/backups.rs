@@ -27,7 +27,11 @@ fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
 }
 
 /// The database called `name`, or an error with the closest name.
-pub(super) fn database<'a>(cli: &Cli, config: &'a Config, name: &str) -> Result<&'a Database, Error> {
+pub(super) fn database<'a>(
+    cli: &Cli,
+    config: &'a Config,
+    name: &str,
+) -> Result<&'a Database, Error> {
     config
         .databases
         .values()

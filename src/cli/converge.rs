@@ -79,10 +79,7 @@ pub(super) fn plan(
                 ),
             )?;
         } else {
-            print(
-                out,
-                format_args!("Plan: {}.", plan.counts()),
-            )?;
+            print(out, format_args!("Plan: {}.", plan.counts()))?;
             if plan.changes.iter().any(|c| {
                 matches!(
                     c,

@@ -15,14 +15,27 @@ use crate::error::Error;
 use crate::jobs::migrations::{self, Entry, UpRequest, files, runner};
 use crate::state::{StateDb, Trigger};
 
-fn configured<'a>(cli: &Cli, config: &'a Config, name: &str) -> Result<(&'a Database, &'a Migrations), Error> {
+fn configured<'a>(
+    cli: &Cli,
+    config: &'a Config,
+    name: &str,
+) -> Result<(&'a Database, &'a Migrations), Error> {
     let database = super::backups::database(cli, config, name)?;
-    let migrations = database.migrations.as_ref().ok_or_else(|| Error::NoMigrations(name.to_string()))?;
+    let migrations = database
+        .migrations
+        .as_ref()
+        .ok_or_else(|| Error::NoMigrations(name.to_string()))?;
     Ok((database, migrations))
 }
 
 /// Runs one `migrate` subcommand.
-pub(super) fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, action: &MigrateCommand, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+pub(super) fn run(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    action: &MigrateCommand,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
     let loaded = config::load(&cli.config, environment)?;
     print_warnings(&loaded.warnings);
     let config = &loaded.config;
@@ -31,7 +44,10 @@ pub(super) fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, actio
             let (db, settings) = configured(cli, config, database)?;
             let status = runner::status(db, settings)?;
             if *json {
-                print(out, json!({ "database": database, "migrations": status.entries, "errors": status.errors() }))?;
+                print(
+                    out,
+                    json!({ "database": database, "migrations": status.entries, "errors": status.errors() }),
+                )?;
             } else {
                 for entry in &status.entries {
                     let line = match entry {
@@ -39,70 +55,152 @@ pub(super) fn run(cli: &Cli, environment: &Environment, clock: &dyn Clock, actio
                             "applied   {file}  at {}  {} ms{}",
                             row.applied_at,
                             row.duration_ms,
-                            row.backup_path.as_deref().map(|b| format!("  backup {}", crate::paths::display(std::path::Path::new(b)))).unwrap_or_default()
+                            row.backup_path
+                                .as_deref()
+                                .map(|b| format!(
+                                    "  backup {}",
+                                    crate::paths::display(std::path::Path::new(b))
+                                ))
+                                .unwrap_or_default()
                         ),
                         Entry::Pending { file } => format!("pending   {file}"),
-                        Entry::Modified { file, .. } => format!("MODIFIED  {file}  (checksum changed since it was applied; `litewarden migrate repair {database}` accepts it)"),
-                        Entry::Missing { row } => format!("missing   {:04}_{}  (applied, file gone)", row.version, row.name),
-                        Entry::OutOfOrder { file } => format!("OUT OF ORDER  {file}  (older than the newest applied)"),
+                        Entry::Modified { file, .. } => format!(
+                            "MODIFIED  {file}  (checksum changed since it was applied; `litewarden migrate repair {database}` accepts it)"
+                        ),
+                        Entry::Missing { row } => format!(
+                            "missing   {:04}_{}  (applied, file gone)",
+                            row.version, row.name
+                        ),
+                        Entry::OutOfOrder { file } => {
+                            format!("OUT OF ORDER  {file}  (older than the newest applied)")
+                        }
                     };
                     print(out, line)?;
                 }
                 let pending = status.pending().len();
-                print(out, format_args!("{database}: {} applied, {pending} pending, {} problem(s)", status.entries.iter().filter(|e| matches!(e, Entry::Applied { .. })).count(), status.errors().len()))?;
+                print(
+                    out,
+                    format_args!(
+                        "{database}: {} applied, {pending} pending, {} problem(s)",
+                        status
+                            .entries
+                            .iter()
+                            .filter(|e| matches!(e, Entry::Applied { .. }))
+                            .count(),
+                        status.errors().len()
+                    ),
+                )?;
             }
-            Ok(if status.errors().is_empty() { ExitStatus::Success } else { ExitStatus::Failure })
+            Ok(if status.errors().is_empty() {
+                ExitStatus::Success
+            } else {
+                ExitStatus::Failure
+            })
         }
         MigrateCommand::Up { database, to, json } => {
             let (db, settings) = configured(cli, config, database)?;
             let state = StateDb::open(&config.settings.state_dir)?;
-            let request = UpRequest { database: db, migrations: settings, backup_dir: &config.settings.backup_dir, to: *to, trigger: Trigger::Manual };
+            let request = UpRequest {
+                database: db,
+                migrations: settings,
+                backup_dir: &config.settings.backup_dir,
+                to: *to,
+                trigger: Trigger::Manual,
+            };
             let report = migrations::up(request, &state, clock, &mut Reporter::for_stderr())?;
             if *json {
-                print(out, json!({ "ok": true, "database": database, "report": report }))?;
+                print(
+                    out,
+                    json!({ "ok": true, "database": database, "report": report }),
+                )?;
             } else {
                 if let Some(backup) = &report.backup {
-                    print(out, format_args!("{database}: backup before migrating: {}", crate::paths::display(backup)))?;
+                    print(
+                        out,
+                        format_args!(
+                            "{database}: backup before migrating: {}",
+                            crate::paths::display(backup)
+                        ),
+                    )?;
                 }
                 for applied in &report.applied {
-                    print(out, format_args!("> {database}: applied {} in {} ms (write lock held {} ms)", applied.migration, applied.duration_ms, applied.lock_ms))?;
+                    print(
+                        out,
+                        format_args!(
+                            "> {database}: applied {} in {} ms (write lock held {} ms)",
+                            applied.migration, applied.duration_ms, applied.lock_ms
+                        ),
+                    )?;
                 }
                 for missing in &report.missing {
                     eprintln!("warning: {database}: {missing} is applied but its file is gone");
                 }
-                print(out, format_args!("{database}: {} migration(s) applied", report.applied.len()))?;
+                print(
+                    out,
+                    format_args!("{database}: {} migration(s) applied", report.applied.len()),
+                )?;
             }
             Ok(ExitStatus::Success)
         }
         MigrateCommand::Down { database, to } => {
             let (db, settings) = configured(cli, config, database)?;
             let state = StateDb::open(&config.settings.state_dir)?;
-            let request = UpRequest { database: db, migrations: settings, backup_dir: &config.settings.backup_dir, to: None, trigger: Trigger::Manual };
-            let reverted = migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
+            let request = UpRequest {
+                database: db,
+                migrations: settings,
+                backup_dir: &config.settings.backup_dir,
+                to: None,
+                trigger: Trigger::Manual,
+            };
+            let reverted =
+                migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
             for name in &reverted {
                 print(out, format_args!("< {database}: reverted {name}"))?;
             }
-            print(out, format_args!("{database}: {} migration(s) reverted", reverted.len()))?;
+            print(
+                out,
+                format_args!("{database}: {} migration(s) reverted", reverted.len()),
+            )?;
             Ok(ExitStatus::Success)
         }
         MigrateCommand::Repair { database } => {
             let (db, settings) = configured(cli, config, database)?;
-            let files = files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files { database: database.clone(), source })?;
+            let files =
+                files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files {
+                    database: database.clone(),
+                    source,
+                })?;
             let repaired = runner::session(db)?.repair(&files)?;
             for line in &repaired {
                 print(out, format_args!("{database}: accepted {line}"))?;
             }
-            print(out, format_args!("{database}: {} checksum(s) repaired", repaired.len()))?;
+            print(
+                out,
+                format_args!("{database}: {} checksum(s) repaired", repaired.len()),
+            )?;
             Ok(ExitStatus::Success)
         }
         MigrateCommand::Baseline { database, version } => {
             let (db, settings) = configured(cli, config, database)?;
-            let files = files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files { database: database.clone(), source })?;
+            let files =
+                files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files {
+                    database: database.clone(),
+                    source,
+                })?;
             let recorded = runner::session(db)?.baseline(&files, *version, clock.now())?;
             for name in &recorded {
-                print(out, format_args!("{database}: recorded {name} as applied (not run)"))?;
+                print(
+                    out,
+                    format_args!("{database}: recorded {name} as applied (not run)"),
+                )?;
             }
-            print(out, format_args!("{database}: baseline at version {version}, {} recorded", recorded.len()))?;
+            print(
+                out,
+                format_args!(
+                    "{database}: baseline at version {version}, {} recorded",
+                    recorded.len()
+                ),
+            )?;
             Ok(ExitStatus::Success)
         }
     }

@@ -43,7 +43,11 @@ pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
             let status = crate::jobs::migrations::runner::status(database, migrations)?;
             let problems = status.errors();
             if !problems.is_empty() {
-                return Err(crate::jobs::migrations::runner::MigrateError::Invalid { database: database.name.to_string(), problems }.into());
+                return Err(crate::jobs::migrations::runner::MigrateError::Invalid {
+                    database: database.name.to_string(),
+                    problems,
+                }
+                .into());
             }
             let pending = status.pending().iter().map(ToString::to_string).collect();
             pending_migrations.insert(database.name.to_string(), pending);

@@ -62,7 +62,9 @@ pub enum RestoreError {
     )]
     NoBackup(String),
     /// No backup is recorded for that migration.
-    #[error("database `{database}`: no pre-migration backup is recorded for migration {version} (see `litewarden migrate status {database}`)")]
+    #[error(
+        "database `{database}`: no pre-migration backup is recorded for migration {version} (see `litewarden migrate status {database}`)"
+    )]
     NoMigrationBackup {
         /// The database.
         database: String,
@@ -137,14 +139,22 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
         }
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
         RestoreSource::BeforeMigration(version) => {
-            let applied = crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
-                .map_err(|source| RestoreError::Write { database: name.to_string(), path: request.database.path.clone(), detail: source.to_string() })?;
+            let applied =
+                crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
+                    .map_err(|source| RestoreError::Write {
+                        database: name.to_string(),
+                        path: request.database.path.clone(),
+                        detail: source.to_string(),
+                    })?;
             applied
                 .into_iter()
                 .find(|row| row.version == *version)
                 .and_then(|row| row.backup_path)
                 .map(PathBuf::from)
-                .ok_or_else(|| RestoreError::NoMigrationBackup { database: name.to_string(), version: *version })
+                .ok_or_else(|| RestoreError::NoMigrationBackup {
+                    database: name.to_string(),
+                    version: *version,
+                })
         }
     }
 }

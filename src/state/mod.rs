@@ -234,9 +234,21 @@ impl StateDb {
             .map_err(sqlite(&self.path, "cannot read the schema version"))
     }
 
+    /// Applies the missing [`SCHEMA`] steps. The version is read inside the
+    /// write transaction, so two processes opening a new state database at
+    /// once never run the same step twice.
     fn upgrade(&mut self) -> Result<(), StateError> {
         let known = SCHEMA.len() as i64;
-        let found = self.version()?;
+        if self.version()? == known {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite(&self.path, "cannot upgrade the schema"))?;
+        let found: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(sqlite(&self.path, "cannot read the schema version"))?;
         if found > known {
             return Err(StateError::TooNew {
                 path: self.path.clone(),
@@ -244,17 +256,13 @@ impl StateDb {
                 known,
             });
         }
-        for (index, sql) in SCHEMA.iter().enumerate().skip(found as usize) {
-            let tx = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sqlite(&self.path, "cannot upgrade the schema"))?;
+        for sql in SCHEMA.iter().skip(found.max(0) as usize) {
             tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", index as i64 + 1))
-                .and_then(|()| tx.commit())
                 .map_err(sqlite(&self.path, "cannot upgrade the schema"))?;
         }
-        Ok(())
+        tx.pragma_update(None, "user_version", known)
+            .and_then(|()| tx.commit())
+            .map_err(sqlite(&self.path, "cannot upgrade the schema"))
     }
 
     /// The databases recorded as managed, by name.
@@ -436,6 +444,24 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state_dir), 0o700);
         assert_eq!(mode(&state_dir.join(STATE_FILE)), 0o600);
+    }
+
+    #[test]
+    fn two_processes_creating_the_state_database_at_once_both_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| StateDb::open(&state_dir).map(|_| ())))
+                .collect();
+            for handle in handles {
+                handle.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(
+            StateDb::open(&state_dir).unwrap().version().unwrap(),
+            SCHEMA.len() as i64
+        );
     }
 
     #[test]

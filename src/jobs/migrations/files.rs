@@ -76,11 +76,17 @@ pub fn parse_name(file_name: &str) -> Option<(i64, String, FileKind)> {
     } else {
         (file_name.strip_suffix(".sql")?, FileKind::Up)
     };
-    let (version, name) = match stem.strip_prefix('V').and_then(|rest| rest.split_once("__")) {
+    let (version, name) = match stem
+        .strip_prefix('V')
+        .and_then(|rest| rest.split_once("__"))
+    {
         Some((version, name)) => (version, name),
         None => stem.split_once('_')?,
     };
-    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) || !valid_name {
         return None;
     }
@@ -92,7 +98,10 @@ pub fn parse_name(file_name: &str) -> Option<(i64, String, FileKind)> {
 pub fn checksum(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let normalised = text.replace("\r\n", "\n");
-    Sha256::digest(normalised.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(normalised.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads every migration in `dir`, in version order.
@@ -110,32 +119,51 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
         .map_err(io(dir))?;
     names.sort();
     for path in names {
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        let Some(file_name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
             continue;
         };
         if !file_name.ends_with(".sql") || !path.is_file() {
             continue;
         }
-        let (version, name, kind) = parse_name(&file_name).ok_or_else(|| FilesError::BadName(path.clone()))?;
+        let (version, name, kind) =
+            parse_name(&file_name).ok_or_else(|| FilesError::BadName(path.clone()))?;
         if kind == FileKind::Down {
             if let Some(first) = downs.insert(version, path.clone()) {
-                return Err(FilesError::DuplicateVersion { version, first, second: path });
+                return Err(FilesError::DuplicateVersion {
+                    version,
+                    first,
+                    second: path,
+                });
             }
             continue;
         }
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let sql = String::from_utf8(bytes).map_err(|e| FilesError::NotUtf8 { path: path.clone(), offset: e.utf8_error().valid_up_to() })?;
+        let sql = String::from_utf8(bytes).map_err(|e| FilesError::NotUtf8 {
+            path: path.clone(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
         let file = MigrationFile {
             version,
             name,
             checksum: checksum(&sql),
-            no_transaction: sql.trim_start_matches('\u{feff}').trim_start().starts_with("-- litewarden:no-transaction"),
+            no_transaction: sql
+                .trim_start_matches('\u{feff}')
+                .trim_start()
+                .starts_with("-- litewarden:no-transaction"),
             sql,
             path: path.clone(),
             down: None,
         };
         if let Some(first) = ups.insert(version, file) {
-            return Err(FilesError::DuplicateVersion { version, first: first.path, second: path });
+            return Err(FilesError::DuplicateVersion {
+                version,
+                first: first.path,
+                second: path,
+            });
         }
     }
     for (version, down) in downs {
@@ -153,19 +181,39 @@ mod tests {
 
     #[test]
     fn accepts_plain_sqlx_and_refinery_names() {
-        assert_eq!(parse_name("0001_init.sql"), Some((1, "init".into(), FileKind::Up)));
+        assert_eq!(
+            parse_name("0001_init.sql"),
+            Some((1, "init".into(), FileKind::Up))
+        );
         assert_eq!(
             parse_name("20220505083406_create-events.sql"),
             Some((20220505083406, "create-events".into(), FileKind::Up))
         );
-        assert_eq!(parse_name("0002_add_x.up.sql"), Some((2, "add_x".into(), FileKind::Up)));
-        assert_eq!(parse_name("0002_add_x.down.sql"), Some((2, "add_x".into(), FileKind::Down)));
-        assert_eq!(parse_name("V3__add_index.sql"), Some((3, "add_index".into(), FileKind::Up)));
+        assert_eq!(
+            parse_name("0002_add_x.up.sql"),
+            Some((2, "add_x".into(), FileKind::Up))
+        );
+        assert_eq!(
+            parse_name("0002_add_x.down.sql"),
+            Some((2, "add_x".into(), FileKind::Down))
+        );
+        assert_eq!(
+            parse_name("V3__add_index.sql"),
+            Some((3, "add_index".into(), FileKind::Up))
+        );
     }
 
     #[test]
     fn refuses_malformed_names() {
-        for name in ["init.sql", "_init.sql", "1_.sql", "1_bad name.sql", "x1_init.sql", "1init.sql", "99999999999999999999_big.sql"] {
+        for name in [
+            "init.sql",
+            "_init.sql",
+            "1_.sql",
+            "1_bad name.sql",
+            "x1_init.sql",
+            "1init.sql",
+            "99999999999999999999_big.sql",
+        ] {
             assert_eq!(parse_name(name), None, "{name}");
         }
     }
@@ -194,9 +242,15 @@ mod tests {
         assert!(matches!(discover(dir.path()), Err(FilesError::BadName(_))));
         std::fs::remove_file(dir.path().join("notes.sql")).unwrap();
         write("0002_again.sql", b"SELECT 2;");
-        assert!(matches!(discover(dir.path()), Err(FilesError::DuplicateVersion { version: 2, .. })));
+        assert!(matches!(
+            discover(dir.path()),
+            Err(FilesError::DuplicateVersion { version: 2, .. })
+        ));
         std::fs::remove_file(dir.path().join("0002_again.sql")).unwrap();
         write("0003_latin1.sql", b"SELECT 'caf\xe9';");
-        assert!(matches!(discover(dir.path()), Err(FilesError::NotUtf8 { offset: 11, .. })));
+        assert!(matches!(
+            discover(dir.path()),
+            Err(FilesError::NotUtf8 { offset: 11, .. })
+        ));
     }
 }

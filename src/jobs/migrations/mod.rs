@@ -98,7 +98,9 @@ impl Entry {
     /// The version.
     pub fn version(&self) -> i64 {
         match self {
-            Entry::Applied { row, .. } | Entry::Modified { row, .. } | Entry::Missing { row } => row.version,
+            Entry::Applied { row, .. } | Entry::Modified { row, .. } | Entry::Missing { row } => {
+                row.version
+            }
             Entry::Pending { file } | Entry::OutOfOrder { file } => file.version,
         }
     }
@@ -156,19 +158,40 @@ impl MigrationStatus {
     }
 }
 
+/// Checksum of rows imported from an sqlx or refinery history (their own
+/// checksums use other algorithms); such a row matches its file and adopts
+/// the file's checksum on the next run.
+pub const IMPORTED_CHECKSUM: &str = "imported";
+
 /// Compares the tracking rows with the files on disk.
-pub fn compare(applied: &[AppliedMigration], files: &[MigrationFile], allow_out_of_order: bool) -> MigrationStatus {
+pub fn compare(
+    applied: &[AppliedMigration],
+    files: &[MigrationFile],
+    allow_out_of_order: bool,
+) -> MigrationStatus {
     let newest_applied = applied.iter().map(|row| row.version).max();
     let mut entries: Vec<Entry> = files
         .iter()
-        .map(|file| match applied.iter().find(|row| row.version == file.version) {
-            Some(row) if row.checksum == file.checksum => Entry::Applied { file: file.clone(), row: row.clone() },
-            Some(row) => Entry::Modified { file: file.clone(), row: row.clone() },
-            None if !allow_out_of_order && newest_applied.is_some_and(|newest| file.version < newest) => {
-                Entry::OutOfOrder { file: file.clone() }
-            }
-            None => Entry::Pending { file: file.clone() },
-        })
+        .map(
+            |file| match applied.iter().find(|row| row.version == file.version) {
+                Some(row) if row.checksum == file.checksum || row.checksum == IMPORTED_CHECKSUM => {
+                    Entry::Applied {
+                        file: file.clone(),
+                        row: row.clone(),
+                    }
+                }
+                Some(row) => Entry::Modified {
+                    file: file.clone(),
+                    row: row.clone(),
+                },
+                None if !allow_out_of_order
+                    && newest_applied.is_some_and(|newest| file.version < newest) =>
+                {
+                    Entry::OutOfOrder { file: file.clone() }
+                }
+                None => Entry::Pending { file: file.clone() },
+            },
+        )
         .collect();
     entries.extend(
         applied
@@ -209,8 +232,19 @@ mod tests {
 
     #[test]
     fn new_files_after_the_applied_ones_are_pending_in_order() {
-        let status = compare(&[row(1, "a")], &[file(3, "c"), file(1, "a"), file(2, "b")], false);
-        assert_eq!(status.pending().iter().map(|f| f.version).collect::<Vec<_>>(), [2, 3]);
+        let status = compare(
+            &[row(1, "a")],
+            &[file(3, "c"), file(1, "a"), file(2, "b")],
+            false,
+        );
+        assert_eq!(
+            status
+                .pending()
+                .iter()
+                .map(|f| f.version)
+                .collect::<Vec<_>>(),
+            [2, 3]
+        );
         assert!(status.errors().is_empty());
     }
 
@@ -218,7 +252,9 @@ mod tests {
     fn aborts_on_divergent_migration() {
         let status = compare(&[row(1, "a")], &[file(1, "edited")], false);
         assert_eq!(status.errors().len(), 1);
-        assert!(status.errors()[0].contains("checksum mismatch: applied as a, the file is now edited"));
+        assert!(
+            status.errors()[0].contains("checksum mismatch: applied as a, the file is now edited")
+        );
         assert!(status.pending().is_empty());
     }
 
@@ -279,7 +315,11 @@ pub fn up(
     let started_at = clock.now();
     let result = run_up(request, state, clock, progress);
     let (outcome, error, detail) = match &result {
-        Ok(report) => (crate::state::Outcome::Success, None, Some(format!("{} applied", report.applied.len()))),
+        Ok(report) => (
+            crate::state::Outcome::Success,
+            None,
+            Some(format!("{} applied", report.applied.len())),
+        ),
         Err(e) => (crate::state::Outcome::Failed, Some(e.to_string()), None),
     };
     let nothing_to_do = matches!(&result, Ok(report) if report.applied.is_empty());
@@ -308,20 +348,38 @@ fn run_up(
 ) -> Result<UpReport, runner::MigrateError> {
     let database = request.database;
     let name = database.name.to_string();
-    let files = files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files { database: name.clone(), source })?;
+    let files =
+        files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files {
+            database: name.clone(),
+            source,
+        })?;
     let session = runner::session(database)?;
     let status = session.status(&files, request.migrations.allow_out_of_order)?;
     let problems = status.errors();
     if !problems.is_empty() {
-        return Err(runner::MigrateError::Invalid { database: name, problems });
+        return Err(runner::MigrateError::Invalid {
+            database: name,
+            problems,
+        });
     }
-    let missing: Vec<String> = status.missing().iter().map(|row| format!("{:04}_{}", row.version, row.name)).collect();
+    let missing: Vec<String> = status
+        .missing()
+        .iter()
+        .map(|row| format!("{:04}_{}", row.version, row.name))
+        .collect();
     for row in &missing {
         tracing::warn!(db = %name, migration = %row, "an applied migration's file is gone");
     }
-    let pending: Vec<&MigrationFile> = status.pending().into_iter().filter(|f| request.to.is_none_or(|to| f.version <= to)).collect();
+    let pending: Vec<&MigrationFile> = status
+        .pending()
+        .into_iter()
+        .filter(|f| request.to.is_none_or(|to| f.version <= to))
+        .collect();
     if pending.is_empty() {
-        return Ok(UpReport { missing, ..UpReport::default() });
+        return Ok(UpReport {
+            missing,
+            ..UpReport::default()
+        });
     }
     let backup = if database.backup.before_migrations && !session.is_empty()? {
         let report = super::backup::take(
@@ -348,12 +406,19 @@ fn run_up(
                 applied.push(done);
             }
             Err(failure) => {
-                let before = applied.iter().map(|a: &runner::Applied| a.migration.clone()).collect();
+                let before = applied
+                    .iter()
+                    .map(|a: &runner::Applied| a.migration.clone())
+                    .collect();
                 return Err(failure.into_error(database, &file.path, before));
             }
         }
     }
-    Ok(UpReport { applied, backup, missing })
+    Ok(UpReport {
+        applied,
+        backup,
+        missing,
+    })
 }
 
 /// Reverts applied migrations newer than `to`, newest first, with their
@@ -367,7 +432,11 @@ pub fn down(
 ) -> Result<Vec<String>, runner::MigrateError> {
     let database = request.database;
     let name = database.name.to_string();
-    let files = files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files { database: name.clone(), source })?;
+    let files =
+        files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files {
+            database: name.clone(),
+            source,
+        })?;
     let session = runner::session(database)?;
     let applied = session.applied()?;
     let mut targets = Vec::new();
@@ -375,10 +444,20 @@ pub fn down(
         let file = files.iter().find(|f| f.version == row.version);
         match file.and_then(|f| f.down.as_ref().map(|down| (f, down))) {
             Some((file, down)) => {
-                let sql = std::fs::read_to_string(down).map_err(|source| runner::MigrateError::Io { database: name.clone(), path: down.clone(), source })?;
+                let sql =
+                    std::fs::read_to_string(down).map_err(|source| runner::MigrateError::Io {
+                        database: name.clone(),
+                        path: down.clone(),
+                        source,
+                    })?;
                 targets.push((file, down.clone(), sql));
             }
-            None => return Err(runner::MigrateError::NoDown { database: name, file: format!("{:04}_{}", row.version, row.name) }),
+            None => {
+                return Err(runner::MigrateError::NoDown {
+                    database: name,
+                    file: format!("{:04}_{}", row.version, row.name),
+                });
+            }
         }
     }
     if targets.is_empty() {
@@ -398,7 +477,9 @@ pub fn down(
     .map_err(|e| runner::MigrateError::Backup(Box::new(e)))?;
     let mut reverted = Vec::new();
     for (file, down, sql) in targets {
-        session.revert(file, &sql).map_err(|failure| failure.into_error(database, &down, reverted.clone()))?;
+        session
+            .revert(file, &sql)
+            .map_err(|failure| failure.into_error(database, &down, reverted.clone()))?;
         reverted.push(file.to_string());
     }
     Ok(reverted)

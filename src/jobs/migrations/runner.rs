@@ -71,14 +71,24 @@ pub enum MigrateError {
         source: rusqlite::Error,
     },
     /// The application held the write lock longer than `busy_timeout`.
-    #[error("database `{database}` is busy: another connection held the write lock longer than busy_timeout ({}); nothing of {file} was applied, it runs again next time", humantime::format_duration(*.timeout))]
+    #[error("database `{database}` is busy: another connection held the write lock longer than busy_timeout ({}) while {waiting_for} waited; it was not applied and runs again next time{}", humantime::format_duration(*.timeout), applied_note(.applied))]
     Busy {
         /// The database.
         database: String,
-        /// The migration waiting.
-        file: String,
+        /// What waited: a migration file or the tracking table.
+        waiting_for: String,
         /// The wait.
         timeout: Duration,
+        /// Migrations applied before in this run.
+        applied: Vec<String>,
+    },
+    /// The database file does not exist yet.
+    #[error("database `{database}`: {} does not exist; create it with `litewarden apply`", crate::paths::display(.path))]
+    NoDatabase {
+        /// The database.
+        database: String,
+        /// Its path.
+        path: PathBuf,
     },
     /// Another migration of the same database is running.
     #[error("database `{database}`: another migration is running (lock {} held); try again when it finishes", crate::paths::display(.lock))]
@@ -89,21 +99,8 @@ pub enum MigrateError {
         lock: PathBuf,
     },
     /// A migration's SQL failed; it was rolled back and later ones were not tried.
-    #[error("database `{database}`: {}:{line}: {cause} (in `{statement}`); the migration was rolled back{}", crate::paths::display(.file), applied_note(.applied))]
-    Failed {
-        /// The database.
-        database: String,
-        /// The failing file.
-        file: PathBuf,
-        /// Line of the failing statement in the file.
-        line: usize,
-        /// The failing statement, shortened.
-        statement: String,
-        /// SQLite's message.
-        cause: String,
-        /// Migrations applied before the failure in this run.
-        applied: Vec<String>,
-    },
+    #[error("database `{}`: {}:{}: {} (in `{}`); the migration was rolled back{}", .0.database, crate::paths::display(&.0.file), .0.line, .0.cause, .0.statement, applied_note(&.0.applied))]
+    Failed(Box<FailedMigration>),
     /// A migration can not be reverted.
     #[error("database `{database}`: {file} has no .down.sql, so it cannot be reverted")]
     NoDown {
@@ -129,6 +126,23 @@ pub enum MigrateError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where and why a migration failed.
+#[derive(Debug)]
+pub struct FailedMigration {
+    /// The database.
+    pub database: String,
+    /// The failing file.
+    pub file: PathBuf,
+    /// Line of the failing statement in the file.
+    pub line: usize,
+    /// The failing statement, shortened.
+    pub statement: String,
+    /// SQLite's message.
+    pub cause: String,
+    /// Migrations applied before the failure in this run.
+    pub applied: Vec<String>,
 }
 
 fn applied_note(applied: &[String]) -> String {
@@ -165,31 +179,60 @@ pub struct Session<'a> {
 /// sqlx or refinery history the first time).
 pub fn session(database: &Database) -> Result<Session<'_>, MigrateError> {
     let name = database.name.to_string();
+    if !database.path.exists() {
+        return Err(MigrateError::NoDatabase {
+            database: name,
+            path: database.path.clone(),
+        });
+    }
     let lock_path = lock_path(&database.path);
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|source| MigrateError::Io { database: name.clone(), path: lock_path.clone(), source })?;
+        .map_err(|source| MigrateError::Io {
+            database: name.clone(),
+            path: lock_path.clone(),
+            source,
+        })?;
     let deadline = Instant::now() + database.pragmas.connection.busy_timeout;
     loop {
         match lock.try_lock() {
             Ok(()) => break,
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(TryLockError::WouldBlock) => return Err(MigrateError::Locked { database: name, lock: lock_path }),
-            Err(TryLockError::Error(source)) => return Err(MigrateError::Io { database: name, path: lock_path, source }),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(MigrateError::Locked {
+                    database: name,
+                    lock: lock_path,
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(MigrateError::Io {
+                    database: name,
+                    path: lock_path,
+                    source,
+                });
+            }
         }
     }
-    let conn = crate::db::open(&database.path, &database.pragmas.connection).map_err(|e| MigrateError::Sqlite {
-        database: name.clone(),
-        action: "cannot open",
-        source: match e {
-            crate::db::DbError::Sqlite { source, .. } => source,
-            other => rusqlite::Error::InvalidPath(PathBuf::from(other.to_string())),
-        },
+    let conn = crate::db::open(&database.path, &database.pragmas.connection).map_err(|e| {
+        MigrateError::Sqlite {
+            database: name.clone(),
+            action: "cannot open",
+            source: match e {
+                crate::db::DbError::Sqlite { source, .. } => source,
+                other => rusqlite::Error::InvalidPath(PathBuf::from(other.to_string())),
+            },
+        }
     })?;
-    let session = Session { database, conn, _lock: lock };
+    let session = Session {
+        database,
+        conn,
+        _lock: lock,
+    };
     session.ensure_tracking_table()?;
     Ok(session)
 }
@@ -217,21 +260,32 @@ pub fn read_applied_read_only(path: &Path) -> Result<Vec<AppliedMigration>, rusq
 }
 
 /// Status of `database`'s migrations against its directory.
-pub fn status(database: &Database, migrations: &Migrations) -> Result<MigrationStatus, MigrateError> {
+pub fn status(
+    database: &Database,
+    migrations: &Migrations,
+) -> Result<MigrationStatus, MigrateError> {
     let name = database.name.to_string();
-    let files = files::discover(&migrations.dir).map_err(|source| MigrateError::Files { database: name.clone(), source })?;
-    let applied = read_applied_read_only(&database.path).map_err(|source| MigrateError::Sqlite {
-        database: name,
-        action: "cannot read the tracking table",
+    let files = files::discover(&migrations.dir).map_err(|source| MigrateError::Files {
+        database: name.clone(),
         source,
     })?;
+    let applied =
+        read_applied_read_only(&database.path).map_err(|source| MigrateError::Sqlite {
+            database: name,
+            action: "cannot read the tracking table",
+            source,
+        })?;
     Ok(compare(&applied, &files, migrations.allow_out_of_order))
 }
 
 fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1", params![table], |_| Ok(()))
-        .optional()
-        .map(|row| row.is_some())
+    conn.query_row(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        params![table],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|row| row.is_some())
 }
 
 fn read_tracking(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>> {
@@ -270,7 +324,7 @@ fn foreign_history(conn: &Connection) -> rusqlite::Result<Vec<AppliedMigration>>
             Ok(AppliedMigration {
                 version: row.get(0)?,
                 name: row.get(1)?,
-                checksum: "imported".into(),
+                checksum: super::IMPORTED_CHECKSUM.into(),
                 applied_at: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
                 duration_ms: 0,
                 backup_path: None,
@@ -285,16 +339,40 @@ impl Session<'_> {
     }
 
     fn sqlite(&self, action: &'static str) -> impl FnOnce(rusqlite::Error) -> MigrateError + '_ {
-        move |source| MigrateError::Sqlite { database: self.name(), action, source }
+        move |source| MigrateError::Sqlite {
+            database: self.name(),
+            action,
+            source,
+        }
     }
 
     fn ensure_tracking_table(&self) -> Result<(), MigrateError> {
-        if table_exists(&self.conn, TRACKING_TABLE).map_err(self.sqlite("cannot read the schema"))? {
+        if table_exists(&self.conn, TRACKING_TABLE)
+            .map_err(self.sqlite("cannot read the schema"))?
+        {
             return Ok(());
         }
-        let imported = foreign_history(&self.conn).map_err(self.sqlite("cannot read an existing migration history"))?;
-        let tx = self.conn.unchecked_transaction().map_err(self.sqlite("cannot create the tracking table"))?;
-        tx.execute_batch(CREATE_TRACKING).map_err(self.sqlite("cannot create the tracking table"))?;
+        let imported = foreign_history(&self.conn)
+            .map_err(self.sqlite("cannot read an existing migration history"))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .and_then(|tx| tx.execute_batch(CREATE_TRACKING).map(|()| tx))
+            .map_err(|source| match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    MigrateError::Busy {
+                        database: self.name(),
+                        waiting_for: "the tracking table".into(),
+                        timeout: self.database.pragmas.connection.busy_timeout,
+                        applied: Vec::new(),
+                    }
+                }
+                _ => MigrateError::Sqlite {
+                    database: self.name(),
+                    action: "cannot create the tracking table",
+                    source,
+                },
+            })?;
         for row in &imported {
             tx.execute(
                 "INSERT INTO _litewarden_migrations (version, name, checksum, applied_at, duration_ms) VALUES (?1, ?2, ?3, ?4, 0)",
@@ -302,7 +380,8 @@ impl Session<'_> {
             )
             .map_err(self.sqlite("cannot import the existing migration history"))?;
         }
-        tx.commit().map_err(self.sqlite("cannot create the tracking table"))?;
+        tx.commit()
+            .map_err(self.sqlite("cannot create the tracking table"))?;
         if !imported.is_empty() {
             tracing::info!(db = %self.database.name, rows = imported.len(), "imported an existing migration history");
         }
@@ -329,12 +408,16 @@ impl Session<'_> {
     }
 
     /// Compares with `files`; imported rows adopt their file's checksum.
-    pub fn status(&self, files: &[MigrationFile], allow_out_of_order: bool) -> Result<MigrationStatus, MigrateError> {
+    pub fn status(
+        &self,
+        files: &[MigrationFile],
+        allow_out_of_order: bool,
+    ) -> Result<MigrationStatus, MigrateError> {
         for file in files {
             self.conn
                 .execute(
-                    "UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1 AND checksum = 'imported'",
-                    params![file.version, file.checksum],
+                    "UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1 AND checksum = ?3",
+                    params![file.version, file.checksum, super::IMPORTED_CHECKSUM],
                 )
                 .map_err(self.sqlite("cannot update the tracking table"))?;
         }
@@ -342,19 +425,32 @@ impl Session<'_> {
     }
 
     /// Applies `file`, recording `backup` on its row.
-    pub fn apply(&self, file: &MigrationFile, backup: Option<&Path>, now: DateTime<Utc>) -> Result<Applied, FileFailure> {
+    pub fn apply(
+        &self,
+        file: &MigrationFile,
+        backup: Option<&Path>,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, FileFailure> {
         let started = Instant::now();
         let wal_before = wal_size(&self.database.path);
-        let foreign_keys = self.database.pragmas.connection.foreign_keys.unwrap_or(false);
+        let foreign_keys = self
+            .database
+            .pragmas
+            .connection
+            .foreign_keys
+            .unwrap_or(false);
         let conn = &self.conn;
-        conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(FileFailure::sqlite)?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(FileFailure::sqlite)?;
         let lock_start;
         if file.no_transaction {
             run_statements(conn, &file.sql)?;
             lock_start = Instant::now();
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(FileFailure::begin)?;
         } else {
-            conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(FileFailure::begin)?;
             lock_start = Instant::now();
             if let Err(failure) = run_statements(conn, &file.sql) {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -363,7 +459,9 @@ impl Session<'_> {
         }
         let result = (|| {
             let violations: i64 = conn
-                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
                 .map_err(FileFailure::sqlite)?;
             if violations > 0 {
                 return Err(FileFailure::Statement {
@@ -410,29 +508,46 @@ impl Session<'_> {
     /// Reverts `file` with its `.down.sql` and removes its row.
     pub fn revert(&self, file: &MigrationFile, down_sql: &str) -> Result<(), FileFailure> {
         let conn = &self.conn;
-        conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(FileFailure::sqlite)?;
-        conn.execute_batch("BEGIN IMMEDIATE").map_err(FileFailure::begin)?;
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(FileFailure::sqlite)?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(FileFailure::begin)?;
         let result = run_statements(conn, down_sql).and_then(|()| {
-            conn.execute("DELETE FROM _litewarden_migrations WHERE version = ?1", params![file.version])
-                .map_err(FileFailure::sqlite)?;
+            conn.execute(
+                "DELETE FROM _litewarden_migrations WHERE version = ?1",
+                params![file.version],
+            )
+            .map_err(FileFailure::sqlite)?;
             self.mirror_user_version()?;
             conn.execute_batch("COMMIT").map_err(FileFailure::sqlite)
         });
         if result.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        let _ = conn.pragma_update(None, "foreign_keys", self.database.pragmas.connection.foreign_keys.unwrap_or(false));
+        let _ = conn.pragma_update(
+            None,
+            "foreign_keys",
+            self.database
+                .pragmas
+                .connection
+                .foreign_keys
+                .unwrap_or(false),
+        );
         result
     }
 
     fn mirror_user_version(&self) -> Result<(), FileFailure> {
         let newest: Option<i64> = self
             .conn
-            .query_row("SELECT max(version) FROM _litewarden_migrations", [], |r| r.get(0))
+            .query_row("SELECT max(version) FROM _litewarden_migrations", [], |r| {
+                r.get(0)
+            })
             .map_err(FileFailure::sqlite)?;
         let value = newest.unwrap_or(0);
         if let Ok(value) = i32::try_from(value) {
-            self.conn.pragma_update(None, "user_version", value).map_err(FileFailure::sqlite)?;
+            self.conn
+                .pragma_update(None, "user_version", value)
+                .map_err(FileFailure::sqlite)?;
         }
         Ok(())
     }
@@ -441,9 +556,15 @@ impl Session<'_> {
     pub fn repair(&self, files: &[MigrationFile]) -> Result<Vec<String>, MigrateError> {
         let mut repaired = Vec::new();
         for row in self.applied()? {
-            if let Some(file) = files.iter().find(|f| f.version == row.version && f.checksum != row.checksum) {
+            if let Some(file) = files
+                .iter()
+                .find(|f| f.version == row.version && f.checksum != row.checksum)
+            {
                 self.conn
-                    .execute("UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1", params![row.version, file.checksum])
+                    .execute(
+                        "UPDATE _litewarden_migrations SET checksum = ?2 WHERE version = ?1",
+                        params![row.version, file.checksum],
+                    )
                     .map_err(self.sqlite("cannot update the tracking table"))?;
                 repaired.push(format!("{file}: {} -> {}", row.checksum, file.checksum));
             }
@@ -452,7 +573,12 @@ impl Session<'_> {
     }
 
     /// Records every file up to `version` as applied without running it.
-    pub fn baseline(&self, files: &[MigrationFile], version: i64, now: DateTime<Utc>) -> Result<Vec<String>, MigrateError> {
+    pub fn baseline(
+        &self,
+        files: &[MigrationFile],
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, MigrateError> {
         let mut recorded = Vec::new();
         for file in files.iter().filter(|f| f.version <= version) {
             let inserted = self
@@ -466,7 +592,8 @@ impl Session<'_> {
                 recorded.push(file.to_string());
             }
         }
-        self.mirror_user_version().map_err(|f| f.into_error(self.database, Path::new(""), Vec::new()))?;
+        self.mirror_user_version()
+            .map_err(|f| f.into_error(self.database, Path::new(""), Vec::new()))?;
         Ok(recorded)
     }
 }
@@ -474,7 +601,9 @@ impl Session<'_> {
 fn wal_size(path: &Path) -> u64 {
     let mut name = path.as_os_str().to_owned();
     name.push("-wal");
-    std::fs::metadata(PathBuf::from(name)).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(PathBuf::from(name))
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// How one migration file failed.
@@ -495,32 +624,55 @@ pub enum FileFailure {
 
 impl FileFailure {
     fn sqlite(error: rusqlite::Error) -> Self {
-        FileFailure::Statement { line: 1, statement: "COMMIT".into(), cause: error.to_string() }
+        FileFailure::Statement {
+            line: 1,
+            statement: "COMMIT".into(),
+            cause: error.to_string(),
+        }
     }
 
     fn begin(error: rusqlite::Error) -> Self {
         match error.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => FileFailure::Busy,
-            _ => FileFailure::Statement { line: 1, statement: "BEGIN IMMEDIATE".into(), cause: error.to_string() },
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                FileFailure::Busy
+            }
+            _ => FileFailure::Statement {
+                line: 1,
+                statement: "BEGIN IMMEDIATE".into(),
+                cause: error.to_string(),
+            },
         }
     }
 
     /// The error for `database`'s file `file`, with what was applied before.
-    pub fn into_error(self, database: &Database, file: &Path, applied: Vec<String>) -> MigrateError {
+    pub fn into_error(
+        self,
+        database: &Database,
+        file: &Path,
+        applied: Vec<String>,
+    ) -> MigrateError {
         match self {
             FileFailure::Busy => MigrateError::Busy {
                 database: database.name.to_string(),
-                file: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                waiting_for: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 timeout: database.pragmas.connection.busy_timeout,
+                applied,
             },
-            FileFailure::Statement { line, statement, cause } => MigrateError::Failed {
+            FileFailure::Statement {
+                line,
+                statement,
+                cause,
+            } => MigrateError::Failed(Box::new(FailedMigration {
                 database: database.name.to_string(),
                 file: file.to_path_buf(),
                 line,
                 statement,
                 cause,
                 applied,
-            },
+            })),
         }
     }
 }
@@ -543,19 +695,39 @@ fn run_statements(conn: &Connection, sql: &str) -> Result<(), FileFailure> {
                         Ok(Some(_)) => {}
                         Ok(None) => break,
                         Err(error) => {
-                            return Err(FileFailure::Statement { line: line_of(sql, start), statement: shorten(text), cause: error.to_string() });
+                            return Err(FileFailure::Statement {
+                                line: line_of(sql, start),
+                                statement: shorten(text),
+                                cause: error.to_string(),
+                            });
                         }
                     }
                 }
             }
             Ok(None) => return Ok(()),
-            Err(rusqlite::Error::SqlInputError { msg, sql: tail, offset, .. }) => {
+            Err(rusqlite::Error::SqlInputError {
+                msg,
+                sql: tail,
+                offset,
+                ..
+            }) => {
                 let at = sql.len().saturating_sub(tail.len()) + offset.max(0) as usize;
                 let statement = tail.trim_start().lines().next().unwrap_or_default();
-                return Err(FileFailure::Statement { line: line_of(sql, at), statement: shorten(statement), cause: msg });
+                return Err(FileFailure::Statement {
+                    line: line_of(sql, at),
+                    statement: shorten(statement),
+                    cause: msg,
+                });
             }
             Err(error) => {
-                return Err(FileFailure::Statement { line: line_of(sql, cursor), statement: String::new(), cause: error.to_string() });
+                let rest = without_leading_comments(&sql[cursor..]);
+                let start = sql.len() - sql[cursor..].trim_start().len().max(rest.len());
+                let statement = rest.lines().next().unwrap_or_default();
+                return Err(FileFailure::Statement {
+                    line: line_of(sql, start),
+                    statement: shorten(statement),
+                    cause: error.to_string(),
+                });
             }
         }
     }
@@ -598,7 +770,9 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let sql = "CREATE TABLE a(x);\n\nCREATE TABLE b(y;\n";
         match run_statements(&conn, sql) {
-            Err(FileFailure::Statement { line, statement, .. }) => {
+            Err(FileFailure::Statement {
+                line, statement, ..
+            }) => {
                 assert_eq!(line, 3);
                 assert!(statement.starts_with("CREATE TABLE b"), "{statement}");
             }
@@ -611,7 +785,11 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let sql = "CREATE TABLE a(x UNIQUE);\nINSERT INTO a VALUES (1);\n-- again\nINSERT INTO a VALUES (1);\n";
         match run_statements(&conn, sql) {
-            Err(FileFailure::Statement { line, statement, cause }) => {
+            Err(FileFailure::Statement {
+                line,
+                statement,
+                cause,
+            }) => {
                 assert_eq!((line, statement.as_str()), (4, "INSERT INTO a VALUES (1);"));
                 assert!(cause.contains("UNIQUE"), "{cause}");
             }
@@ -622,6 +800,10 @@ mod tests {
     #[test]
     fn statements_that_return_rows_run_to_completion() {
         let conn = Connection::open_in_memory().unwrap();
-        run_statements(&conn, "PRAGMA journal_mode; CREATE TABLE t(x); SELECT * FROM t;").unwrap();
+        run_statements(
+            &conn,
+            "PRAGMA journal_mode; CREATE TABLE t(x); SELECT * FROM t;",
+        )
+        .unwrap();
     }
 }
