@@ -26,9 +26,9 @@ fn plan_lists_creations_exits_2_and_creates_nothing() {
         "{output:?}"
     );
     assert!(
-        output
-            .stdout
-            .contains("Plan: 3 to create, 0 to change, 0 to stop managing."),
+        output.stdout.contains(
+            "Plan: 3 to create, 0 to change, 0 migration(s) to apply, 0 to stop managing."
+        ),
         "{output:?}"
     );
     assert_eq!(project.files(), ["jobs.yaml"]);
@@ -211,8 +211,9 @@ fn removing_a_database_stops_managing_it_and_keeps_the_file() {
         "{plan:?}"
     );
     assert!(
-        plan.stdout
-            .contains("Plan: 0 to create, 0 to change, 2 to stop managing."),
+        plan.stdout.contains(
+            "Plan: 0 to create, 0 to change, 0 migration(s) to apply, 2 to stop managing."
+        ),
         "{plan:?}"
     );
     assert_eq!(project.run(&["apply"]).code, 0);

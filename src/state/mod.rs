@@ -220,12 +220,42 @@ impl StateDb {
         self.conn
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite(&self.path, "cannot configure"))?;
-        self.conn
-            .pragma_update(None, "journal_mode", "wal")
-            .map_err(sqlite(&self.path, "cannot configure"))?;
+        self.enter_wal()?;
         self.conn
             .pragma_update(None, "synchronous", "normal")
             .map_err(sqlite(&self.path, "cannot configure"))
+    }
+
+    /// Switches a new state database to WAL. SQLite does not call the busy
+    /// handler for this switch, so concurrent first opens retry here.
+    fn enter_wal(&self) -> Result<(), StateError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mode = self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "wal", |row| {
+                    row.get::<_, String>(0)
+                });
+            match mode {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Ok(mode) => {
+                    return Err(StateError::Corrupt {
+                        path: self.path.clone(),
+                        detail: format!("stays in journal mode {mode}"),
+                    });
+                }
+                Err(source) => {
+                    return Err(StateError::Sqlite {
+                        path: self.path.clone(),
+                        action: "cannot configure",
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     fn version(&self) -> Result<i64, StateError> {
