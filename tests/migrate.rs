@@ -538,3 +538,58 @@ fn a_realistic_history_gives_the_same_schema_as_plain_execute_batch() {
     assert_eq!(schema(&project.join("crawler.db")), schema(&reference));
     assert!(schema(&reference).len() >= 5);
 }
+
+#[test]
+fn plan_rehearse_runs_pending_migrations_on_a_scratch_copy_and_touches_nothing_live() {
+    let project = project(&[(
+        "0001_pages.sql",
+        "CREATE TABLE visits (id INTEGER PRIMARY KEY, url TEXT);\n",
+    )]);
+    crate::common::fill(&project.join("app.db"), 50);
+    assert_eq!(project.run(&["apply"]).code, 0);
+    project.write(
+        "migrations/app/0002_ok.sql",
+        b"ALTER TABLE pages ADD COLUMN crawl_priority INTEGER DEFAULT 1;\n",
+    );
+    project.write(
+        "migrations/app/0003_bad.sql",
+        b"CREATE UNIQUE INDEX pages_title ON pages (fetched_at);\n",
+    );
+    let live_before = crate::common::dump(&project.join("app.db"));
+    let output = project.run(&["plan", "--rehearse"]);
+    assert_eq!(
+        output.code, 1,
+        "a failing rehearsal fails the plan: {output:?}"
+    );
+    assert!(
+        output
+            .stdout
+            .contains("rehearsal of app on an online copy of app.db:"),
+        "{output:?}"
+    );
+    assert!(output.stdout.contains("  ok    0002_ok  "), "{output:?}");
+    assert!(
+        output.stdout.contains("  FAIL  0003_bad: database `app`:"),
+        "{output:?}"
+    );
+    assert!(
+        output.stdout.contains("UNIQUE constraint failed"),
+        "{output:?}"
+    );
+    assert!(
+        crate::common::dump(&project.join("app.db")) == live_before,
+        "the live database is untouched"
+    );
+    assert_eq!(applied_versions(&project.join("app.db")), [1]);
+
+    std::fs::remove_file(project.join("migrations/app/0003_bad.sql")).unwrap();
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    let output = project.run(&["plan", "--rehearse"]);
+    assert_eq!(output.code, 2, "{output:?}");
+    assert!(
+        output
+            .stdout
+            .contains("rehearsal of app on a copy of backup backups/app/app-"),
+        "{output:?}"
+    );
+}

@@ -12,7 +12,9 @@ use crate::apply::{ApplyOptions, ChangeStatus};
 use crate::clock::Clock;
 use crate::config::Environment;
 use crate::error::Error;
+use crate::jobs::migrations::rehearse::{self, Rehearsal, RehearsalSource};
 use crate::plan::{self, Desired};
+use crate::state::StateDb;
 
 pub(super) fn check(
     cli: &Cli,
@@ -50,7 +52,9 @@ pub(super) fn check(
 pub(super) fn plan(
     cli: &Cli,
     environment: &Environment,
+    clock: &dyn Clock,
     json: bool,
+    rehearse: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let Some(loaded) = load(cli, environment, json, out)? else {
@@ -58,10 +62,16 @@ pub(super) fn plan(
     };
     let observed = crate::db::observe::observe(&loaded.config)?;
     let plan = plan::diff(&observed, &Desired::from_config(&loaded.config));
+    let rehearsals = if rehearse {
+        rehearse_all(&loaded.config, clock)?
+    } else {
+        Vec::new()
+    };
+    let rehearsal_failed = rehearsals.iter().any(|r| !r.passed());
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
@@ -96,7 +106,14 @@ pub(super) fn plan(
             }
         }
     }
-    Ok(if plan.is_empty() {
+    if !json {
+        for rehearsal in &rehearsals {
+            print_rehearsal(rehearsal, out)?;
+        }
+    }
+    Ok(if rehearsal_failed {
+        ExitStatus::Failure
+    } else if plan.is_empty() {
         ExitStatus::Success
     } else {
         ExitStatus::ChangesPending
@@ -142,4 +159,55 @@ pub(super) fn apply(
     } else {
         ExitStatus::Success
     })
+}
+
+fn rehearse_all(
+    config: &crate::config::Config,
+    clock: &dyn Clock,
+) -> Result<Vec<Rehearsal>, Error> {
+    let state = StateDb::open_read_only(&config.settings.state_dir)?;
+    let mut rehearsals = Vec::new();
+    for database in config.databases.values() {
+        if let Some(migrations) = &database.migrations
+            && let Some(rehearsal) =
+                rehearse::rehearse(database, migrations, state.as_ref(), clock)?
+        {
+            rehearsals.push(rehearsal);
+        }
+    }
+    Ok(rehearsals)
+}
+
+fn print_rehearsal(rehearsal: &Rehearsal, out: &mut dyn Write) -> Result<(), Error> {
+    let source = match &rehearsal.source {
+        RehearsalSource::Backup(path) => {
+            format!("a copy of backup {}", crate::paths::display(path))
+        }
+        RehearsalSource::LiveCopy(path) => {
+            format!("an online copy of {}", crate::paths::display(path))
+        }
+    };
+    print(
+        out,
+        format_args!("rehearsal of {} on {source}:", rehearsal.database),
+    )?;
+    for migration in &rehearsal.migrations {
+        match &migration.error {
+            None => print(
+                out,
+                format_args!(
+                    "  ok    {}  {} ms, write lock {} ms, WAL {:+} bytes",
+                    migration.migration,
+                    migration.duration_ms.unwrap_or(0),
+                    migration.lock_ms.unwrap_or(0),
+                    migration.wal_growth.unwrap_or(0)
+                ),
+            )?,
+            Some(error) => print(
+                out,
+                format_args!("  FAIL  {}: {error}", migration.migration),
+            )?,
+        }
+    }
+    Ok(())
 }

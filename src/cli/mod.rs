@@ -65,6 +65,9 @@ pub enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Also run pending migrations on a scratch copy and report duration, WAL growth and errors.
+        #[arg(long)]
+        rehearse: bool,
     },
     /// Converge once: create missing databases and set stored pragmas.
     Apply {
@@ -229,7 +232,9 @@ pub fn run(
 ) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::Check { json } => converge::check(cli, environment, *json, out),
-        Command::Plan { json } => converge::plan(cli, environment, *json, out),
+        Command::Plan { json, rehearse } => {
+            converge::plan(cli, environment, clock, *json, *rehearse, out)
+        }
         Command::Apply { json, allow_vacuum } => converge::apply(
             cli,
             environment,

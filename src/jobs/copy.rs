@@ -197,7 +197,8 @@ impl<'a> Source<'a> {
         self.method
     }
 
-    /// Copies into the empty file `dest` (at `dest_path`).
+    /// Copies into the empty file `dest` (at `dest_path`), which must be
+    /// open for reading and writing.
     pub fn copy_to(
         &self,
         dest: &File,

@@ -8,6 +8,7 @@
 //! File discovery is in [`files`], execution in [`runner`].
 
 pub mod files;
+pub mod rehearse;
 pub mod runner;
 
 use std::fmt;
