@@ -191,9 +191,18 @@ fn execute(
             ));
         }
         Change::Migrate { .. } => match database {
-            Some(database) => migrate(config, database, state, clock),
+            Some(database) => migrate(config, database, state, clock).and_then(|()| {
+                crate::db::columns::add_missing(&database.path, &database.columns, &connection)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
             None => Err("the database is not in the configuration".into()),
         },
+        Change::AddColumn { path, column, .. } => {
+            crate::db::columns::add(path, column, &connection)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         Change::Unmanage { database, .. } => {
             state.forget_managed(database).map_err(|e| e.to_string())
         }
@@ -232,6 +241,7 @@ fn restore_missing(
         pragmas: database.pragmas.persistent,
         restore_if_missing: false,
         migrations: None,
+        columns: Vec::new(),
     };
     let observed = Observed {
         files: [(database.path.clone(), ObservedFile::Present(facts))].into(),

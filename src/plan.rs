@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::config::{
-    AutoVacuum, Config, DbName, JournalMode, MigrationApply, PageSize, PersistentPragmas,
+    AutoVacuum, Config, DbName, DeclaredColumn, JournalMode, MigrationApply, PageSize,
+    PersistentPragmas,
 };
 use crate::paths;
 use crate::state::ManagedDatabase;
@@ -34,6 +35,8 @@ pub struct DesiredDatabase {
     pub restore_if_missing: bool,
     /// Whether `apply` runs pending migrations, when there are migrations.
     pub migrations: Option<MigrationApply>,
+    /// Columns `jobs.yaml` declares.
+    pub columns: Vec<DeclaredColumn>,
 }
 
 /// Everything `jobs.yaml` wants that `plan` compares.
@@ -56,6 +59,7 @@ impl Desired {
                     pragmas: db.pragmas.persistent,
                     restore_if_missing: db.restore_if_missing,
                     migrations: db.migrations.as_ref().map(|m| m.apply),
+                    columns: db.columns.clone(),
                 })
                 .collect(),
         }
@@ -97,7 +101,13 @@ pub struct Observed {
     pub latest_backups: BTreeMap<String, PathBuf>,
     /// Pending migrations of each database, by name (`0002_add_priority`).
     pub pending_migrations: BTreeMap<String, Vec<String>>,
+    /// For each database, its declared tables as they are.
+    pub tables: BTreeMap<String, TableColumns>,
 }
+
+/// The columns (name, declared type) of each table, by table name; `None`
+/// when the table does not exist.
+pub type TableColumns = BTreeMap<String, Option<Vec<(String, String)>>>;
 
 /// A persistent pragma and its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -186,6 +196,15 @@ pub enum Change {
         /// `migrations.apply: manual`: `apply` only reports them.
         manual: bool,
     },
+    /// Add a declared column (`ALTER TABLE ... ADD COLUMN`).
+    AddColumn {
+        /// The database.
+        database: DbName,
+        /// Its file.
+        path: PathBuf,
+        /// The column.
+        column: DeclaredColumn,
+    },
     /// Stop managing a database no longer in `jobs.yaml`; its file is kept.
     Unmanage {
         /// The name it had.
@@ -200,7 +219,7 @@ impl Change {
     pub fn symbol(&self) -> char {
         match self {
             Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => '+',
-            Change::SetPragma { .. } => '~',
+            Change::SetPragma { .. } | Change::AddColumn { .. } => '~',
             Change::Migrate { .. } => '>',
             Change::Unmanage { .. } => '-',
         }
@@ -212,7 +231,8 @@ impl Change {
             Change::CreateDatabase { database, .. }
             | Change::SetPragma { database, .. }
             | Change::RestoreDatabase { database, .. }
-            | Change::Migrate { database, .. } => database.as_str(),
+            | Change::Migrate { database, .. }
+            | Change::AddColumn { database, .. } => database.as_str(),
             Change::Unmanage { database, .. } => database,
         }
     }
@@ -267,6 +287,9 @@ impl fmt::Display for Change {
                 write!(f, "stop managing {} (file kept)", paths::display(path))
             }
             Change::Migrate { .. } => Ok(()),
+            Change::AddColumn { column, .. } => {
+                write!(f, "add column {}.{}", column.table, column.definition())
+            }
         }
     }
 }
@@ -298,6 +321,9 @@ impl Change {
 pub struct Plan {
     /// The changes, grouped by database, in execution order.
     pub changes: Vec<Change>,
+    /// Differences litewarden reports but never changes (a declared column
+    /// whose type differs, a declared table that does not exist).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -314,7 +340,7 @@ impl Plan {
                 Change::CreateDatabase { .. } | Change::RestoreDatabase { .. } => {
                     counts.create += 1
                 }
-                Change::SetPragma { .. } => counts.change += 1,
+                Change::SetPragma { .. } | Change::AddColumn { .. } => counts.change += 1,
                 Change::Migrate { migrations, .. } => counts.migrate += migrations.len(),
                 Change::Unmanage { .. } => counts.unmanage += 1,
             }
@@ -396,6 +422,34 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
             });
         }
     }
+    let mut notes = Vec::new();
+    for database in &desired.databases {
+        let tables = observed.tables.get(database.name.as_str());
+        for column in &database.columns {
+            let existing = tables.and_then(|t| t.get(&column.table));
+            match existing {
+                Some(Some(columns)) => match columns.iter().find(|(name, _)| name.eq_ignore_ascii_case(&column.column)) {
+                    None => changes.push(Change::AddColumn {
+                        database: database.name.clone(),
+                        path: database.path.clone(),
+                        column: column.clone(),
+                    }),
+                    Some((_, found)) if !same_type(found, &column.sql_type) => notes.push(format!(
+                        "{}: {}.{} is {found}, jobs.yaml declares {} (not changed: litewarden only adds columns)",
+                        database.name, column.table, column.column, column.sql_type
+                    )),
+                    Some(_) => {}
+                },
+                Some(None) if observed.pending_migrations.get(database.name.as_str()).is_none_or(Vec::is_empty) => {
+                    notes.push(format!(
+                        "{}: table {} does not exist, so {} cannot be added (create the table with a migration)",
+                        database.name, column.table, column.column
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
     let wanted: BTreeSet<&str> = desired.databases.iter().map(|d| d.name.as_str()).collect();
     changes.extend(
         observed
@@ -407,7 +461,19 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                 path: managed.path.clone(),
             }),
     );
-    Plan { changes }
+    notes.dedup();
+    Plan { changes, notes }
+}
+
+/// Whether two declared SQL types are the same (case and spacing aside).
+fn same_type(a: &str, b: &str) -> bool {
+    let normal = |t: &str| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase()
+    };
+    normal(a) == normal(b)
 }
 
 fn creation_pragmas(pragmas: &PersistentPragmas) -> Vec<PragmaValue> {
@@ -485,6 +551,7 @@ mod tests {
             pragmas,
             restore_if_missing: false,
             migrations: None,
+            columns: Vec::new(),
         }
     }
 
@@ -514,6 +581,7 @@ mod tests {
             managed: Vec::new(),
             latest_backups: BTreeMap::new(),
             pending_migrations: BTreeMap::new(),
+            tables: BTreeMap::new(),
         }
     }
 

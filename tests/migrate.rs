@@ -593,3 +593,89 @@ fn plan_rehearse_runs_pending_migrations_on_a_scratch_copy_and_touches_nothing_l
         "{output:?}"
     );
 }
+
+#[test]
+fn declared_columns_are_added_never_changed_and_type_drift_is_reported() {
+    let project = Project::with_config(
+        "version: 1
+databases:
+  app:
+    path: app.db
+    migrations: { dir: migrations/app }
+    schema:
+      pages:
+        crawl_priority: { type: INTEGER, default: 1 }
+        last_modified: { type: TIMESTAMP }
+        status: { type: TEXT, default: pending, not_null: true }
+        url: { type: BLOB }
+      visits:
+        referrer: { type: TEXT }
+",
+    );
+    project.write(
+        "migrations/app/0001_visits.sql",
+        b"CREATE TABLE visits (id INTEGER PRIMARY KEY);\n",
+    );
+    crate::common::fill(&project.join("app.db"), 20);
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 2, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("~ app: add column pages.\"crawl_priority\" INTEGER DEFAULT 1"),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout
+            .contains("~ app: add column pages.\"status\" TEXT DEFAULT 'pending' NOT NULL"),
+        "{plan:?}"
+    );
+    assert!(plan.stdout.contains("! app: pages.url is TEXT, jobs.yaml declares BLOB (not changed: litewarden only adds columns)"), "{plan:?}");
+    let apply = project.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    let app = project.join("app.db");
+    let (priority, status): (i64, String) = open(&app)
+        .query_row(
+            "SELECT crawl_priority, status FROM pages WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((priority, status.as_str()), (1, "pending"));
+    let referrer: i64 = open(&app)
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('visits') WHERE name = 'referrer'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        referrer, 1,
+        "a column of a table a migration creates is added in the same apply"
+    );
+    let url_type: String = open(&app)
+        .query_row(
+            "SELECT type FROM pragma_table_info('pages') WHERE name = 'url'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(url_type, "TEXT", "existing columns are never changed");
+    let again = project.run(&["plan"]);
+    assert_eq!(again.code, 0, "{again:?}");
+
+    project.write("jobs.yaml", b"version: 1\ndatabases:\n  app:\n    path: app.db\n    schema: { pages: { bad: { type: \"INT; DROP TABLE pages\" }, flag: { type: INTEGER, not_null: true } } }\n");
+    let check = project.run(&["check"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(
+        check.stderr.contains(
+            "databases.app.schema.pages.bad.type: `INT; DROP TABLE pages` is not an SQL type name"
+        ),
+        "{check:?}"
+    );
+    assert!(
+        check.stderr.contains(
+            "databases.app.schema.pages.flag.not_null: a NOT NULL column needs a `default`"
+        ),
+        "{check:?}"
+    );
+}

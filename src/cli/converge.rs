@@ -71,12 +71,15 @@ pub(super) fn plan(
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "rehearsals": rehearsals, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
         for change in &plan.changes {
             print(out, change)?;
+        }
+        for note in &plan.notes {
+            print(out, format_args!("! {note}"))?;
         }
         if plan.is_empty() {
             print(

@@ -13,6 +13,7 @@
 //! 5. [`preflight`]: read-only file-system checks (directories that cannot be
 //!    created, backups on the database's file system).
 
+pub mod columns;
 pub mod interpolate;
 pub mod locate;
 pub mod model;

@@ -121,6 +121,37 @@ pub struct Database {
     pub migrations: Option<Migrations>,
     /// Restore the latest verified backup when the file is missing at `apply`.
     pub restore_if_missing: bool,
+    /// Declared columns, by table then column.
+    pub columns: Vec<DeclaredColumn>,
+}
+
+/// A column `jobs.yaml` declares; `apply` adds it when missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclaredColumn {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The SQL type as declared.
+    pub sql_type: String,
+    /// The default as an SQL literal.
+    pub default: Option<String>,
+    /// `NOT NULL`.
+    pub not_null: bool,
+}
+
+impl DeclaredColumn {
+    /// The column definition for `ALTER TABLE ... ADD COLUMN`.
+    pub fn definition(&self) -> String {
+        let mut sql = format!("\"{}\" {}", self.column, self.sql_type);
+        if let Some(default) = &self.default {
+            sql.push_str(&format!(" DEFAULT {default}"));
+        }
+        if self.not_null {
+            sql.push_str(" NOT NULL");
+        }
+        sql
+    }
 }
 
 /// Pragmas, split by where they live.

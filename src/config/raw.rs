@@ -92,6 +92,21 @@ pub struct RawDatabase {
     pub migrations: Option<RawMigrations>,
     /// When the file does not exist at `apply`, restore the latest verified backup first. Default false.
     pub restore_if_missing: Option<Expanded<bool>>,
+    /// Declared columns by table: `apply` adds missing ones with ADD COLUMN, never drops or rewrites.
+    pub schema: Option<BTreeMap<String, BTreeMap<String, RawColumn>>>,
+}
+
+/// A declared column.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Column")]
+pub struct RawColumn {
+    /// SQL type, e.g. `INTEGER`, `TEXT`, `TIMESTAMP`, `VARCHAR(255)`.
+    #[serde(rename = "type")]
+    pub type_: Text,
+    /// Constant default for existing and new rows: a number, or text (quoted for you).
+    pub default: Option<Text>,
+    /// Add `NOT NULL` (needs a default). Default false.
+    pub not_null: Option<Expanded<bool>>,
 }
 
 /// SQLite pragmas. `journal_mode`, `auto_vacuum`, `page_size` and

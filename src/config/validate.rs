@@ -283,7 +283,20 @@ impl Validator<'_> {
             optimize: optimize?,
             migrations,
             restore_if_missing: v(&raw.restore_if_missing).unwrap_or(false),
+            columns: self.columns(raw.schema.as_ref(), &path.key("schema")),
         })
+    }
+
+    fn columns(
+        &mut self,
+        schema: Option<&BTreeMap<String, BTreeMap<String, RawColumn>>>,
+        path: &FieldPath,
+    ) -> Vec<DeclaredColumn> {
+        let (columns, problems) = super::columns::declared(schema, path);
+        for (field, message) in problems {
+            self.error(&field, message);
+        }
+        columns
     }
 
     fn pragmas(

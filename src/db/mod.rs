@@ -6,6 +6,7 @@
 //! per-database executor threads will own theirs). Nothing here decides what
 //! to change: that is [`crate::plan`]'s job.
 
+pub mod columns;
 pub mod observe;
 pub mod pragmas;
 

@@ -10,8 +10,8 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{DbError, sqlite_error};
-use crate::config::{AutoVacuum, Config, PageSize};
-use crate::plan::{FileFacts, Observed, ObservedFile};
+use crate::config::{AutoVacuum, Config, Database, PageSize};
+use crate::plan::{FileFacts, Observed, ObservedFile, TableColumns};
 use crate::state::StateDb;
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -53,7 +53,16 @@ pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
             pending_migrations.insert(database.name.to_string(), pending);
         }
     }
+    let mut tables = BTreeMap::new();
+    for database in config
+        .databases
+        .values()
+        .filter(|db| !db.columns.is_empty())
+    {
+        tables.insert(database.name.to_string(), declared_tables(database)?);
+    }
     Ok(Observed {
+        tables,
         pending_migrations,
         files,
         managed,
@@ -129,4 +138,43 @@ pub(crate) fn pragma<T: rusqlite::types::FromSql>(
             },
             _ => sqlite_error(path, format!("cannot read {name}"))(source),
         })
+}
+
+/// The columns (name, declared type) of each table `database` declares
+/// columns for; `None` for a table that does not exist (or a missing file).
+pub fn declared_tables(database: &Database) -> Result<TableColumns, DbError> {
+    let path = &database.path;
+    let mut tables = BTreeMap::new();
+    let conn = if path.exists() {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_error(path, "cannot open read-only"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+        Some(conn)
+    } else {
+        None
+    };
+    for column in &database.columns {
+        if tables.contains_key(&column.table) {
+            continue;
+        }
+        let columns = match &conn {
+            Some(conn) => {
+                let mut statement = conn
+                    .prepare("SELECT name, type FROM pragma_table_info(?1)")
+                    .map_err(sqlite_error(path, "cannot read the schema"))?;
+                let found: Vec<(String, String)> = statement
+                    .query_map([&column.table], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sqlite_error(path, "cannot read the schema"))?;
+                (!found.is_empty()).then_some(found)
+            }
+            None => None,
+        };
+        tables.insert(column.table.clone(), columns);
+    }
+    Ok(tables)
 }
