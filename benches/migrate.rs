@@ -40,11 +40,17 @@ while not os.path.exists(stop):
 fn read_report(path: &Path) -> (f64, u64) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut parts = text.split_whitespace();
-    (parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0), parts.next().and_then(|v| v.parse().ok()).unwrap_or(0))
+    (
+        parts.next().and_then(|v| v.parse().ok()).unwrap_or(0.0),
+        parts.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+    )
 }
 
 fn main() {
-    let megabytes: u64 = std::env::var("LITEWARDEN_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let megabytes: u64 = std::env::var("LITEWARDEN_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     std::fs::create_dir_all(&data).expect("create target/bench-data");
     let source = data.join(format!("crawler-{megabytes}MiB.db"));
@@ -58,11 +64,17 @@ fn main() {
     for i in 1..=200 {
         let sql = match i % 4 {
             0 => format!("ALTER TABLE crawled_pages ADD COLUMN extra_{i} INTEGER DEFAULT {i};\n"),
-            1 => format!("CREATE TABLE audit_{i} (id INTEGER PRIMARY KEY, at TEXT NOT NULL, note TEXT);\n"),
-            2 => format!("INSERT INTO audit_{} (at, note) VALUES ('2026-11-29', 'step {i}');\n", i - 1),
+            1 => format!(
+                "CREATE TABLE audit_{i} (id INTEGER PRIMARY KEY, at TEXT NOT NULL, note TEXT);\n"
+            ),
+            2 => format!(
+                "INSERT INTO audit_{} (at, note) VALUES ('2026-11-29', 'step {i}');\n",
+                i - 1
+            ),
             _ => format!("CREATE INDEX audit_{}_at ON audit_{} (at);\n", i - 2, i - 2),
         };
-        std::fs::write(migrations.join(format!("{i:04}_step.sql")), sql).expect("write a migration");
+        std::fs::write(migrations.join(format!("{i:04}_step.sql")), sql)
+            .expect("write a migration");
     }
     std::fs::write(
         work.join("jobs.yaml"),
@@ -74,7 +86,13 @@ fn main() {
     std::fs::write(&script, WRITER).expect("write the writer");
     let stop = work.join("stop");
     let report = work.join("writer.txt");
-    let mut writer = Command::new("python3").arg(&script).arg(&db).arg(&stop).arg(&report).spawn().expect("python3 for the writer");
+    let mut writer = Command::new("python3")
+        .arg(&script)
+        .arg(&db)
+        .arg(&stop)
+        .arg(&report)
+        .spawn()
+        .expect("python3 for the writer");
     std::thread::sleep(Duration::from_secs(2));
     std::fs::write(format!("{}.reset", report.display()), b"").expect("reset the writer's worst");
     std::thread::sleep(Duration::from_secs(3));
@@ -97,7 +115,13 @@ fn main() {
     assert!(output.status.success(), "migrate up failed");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let applied = json["report"]["applied"].as_array().map_or(0, Vec::len);
-    let longest_lock = json["report"]["applied"].as_array().into_iter().flatten().filter_map(|a| a["lock_ms"].as_u64()).max().unwrap_or(0);
+    let longest_lock = json["report"]["applied"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["lock_ms"].as_u64())
+        .max()
+        .unwrap_or(0);
     let listed = Command::new(env!("CARGO_BIN_EXE_litewarden"))
         .args(["backups", "crawler", "--json"])
         .current_dir(work)
@@ -105,14 +129,37 @@ fn main() {
         .output()
         .expect("list backups");
     let backups: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
-    let backup_ms = backups["backups"][0]["backup"]["duration_ms"].as_u64().unwrap_or(0);
+    let backup_ms = backups["backups"][0]["backup"]["duration_ms"]
+        .as_u64()
+        .unwrap_or(0);
     let size = std::fs::metadata(&source).map(|m| m.len()).unwrap_or(0);
-    println!("database {:.0} MiB, {applied} migrations applied with a writer committing 50-row transactions", size as f64 / 1048576.0);
-    println!("total migrate up (incl. backup):      {:>8.2} s", total.as_secs_f64());
-    println!("pre-migration backup (zstd, quick):   {:>8.2} s", backup_ms as f64 / 1000.0);
-    println!("migrations alone:                     {:>8.2} s", total.as_secs_f64() - backup_ms as f64 / 1000.0);
+    println!(
+        "database {:.0} MiB, {applied} migrations applied with a writer committing 50-row transactions",
+        size as f64 / 1048576.0
+    );
+    println!(
+        "total migrate up (incl. backup):      {:>8.2} s",
+        total.as_secs_f64()
+    );
+    println!(
+        "pre-migration backup (zstd, quick):   {:>8.2} s",
+        backup_ms as f64 / 1000.0
+    );
+    println!(
+        "migrations alone:                     {:>8.2} s",
+        total.as_secs_f64() - backup_ms as f64 / 1000.0
+    );
     println!("longest write lock held by one file:  {longest_lock:>8} ms");
-    println!("writer's longest stall, before:       {:>8.1} ms", stall_before * 1000.0);
-    println!("writer's longest stall, during:       {:>8.1} ms", stall_during * 1000.0);
-    println!("writer transactions during the run:   {:>8}", txns_after.saturating_sub(txns_before));
+    println!(
+        "writer's longest stall, before:       {:>8.1} ms",
+        stall_before * 1000.0
+    );
+    println!(
+        "writer's longest stall, during:       {:>8.1} ms",
+        stall_during * 1000.0
+    );
+    println!(
+        "writer transactions during the run:   {:>8}",
+        txns_after.saturating_sub(txns_before)
+    );
 }
