@@ -60,8 +60,7 @@ pub(super) fn plan(
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
-    let observed = crate::db::observe::observe(&loaded.config)?;
-    let plan = plan::diff(&observed, &Desired::from_config(&loaded.config));
+    let plan = observe_and_plan(&loaded.config)?;
     let rehearsals = if rehearse {
         rehearse_all(&loaded.config, clock)?
     } else {
@@ -134,8 +133,7 @@ pub(super) fn apply(
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
-    let observed = crate::db::observe::observe(&loaded.config)?;
-    let plan = plan::diff(&observed, &Desired::from_config(&loaded.config));
+    let plan = observe_and_plan(&loaded.config)?;
     let report = crate::apply::apply(&loaded.config, &plan, options, clock)?;
     if json {
         print(
@@ -213,4 +211,10 @@ fn print_rehearsal(rehearsal: &Rehearsal, out: &mut dyn Write) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// The plan for `config` against what is on disk now.
+fn observe_and_plan(config: &crate::config::Config) -> Result<plan::Plan, Error> {
+    let observed = crate::db::observe::observe(config)?;
+    Ok(plan::diff(&observed, &Desired::from_config(config)))
 }

@@ -12,7 +12,7 @@ use super::{Cli, ExitStatus, MigrateCommand, print, print_warnings};
 use crate::clock::Clock;
 use crate::config::{self, Config, Database, Environment, Migrations};
 use crate::error::Error;
-use crate::jobs::migrations::{self, Entry, UpRequest, files, runner};
+use crate::jobs::migrations::{self, Entry, UpRequest, runner};
 use crate::state::{StateDb, Trigger};
 
 fn configured<'a>(
@@ -165,11 +165,7 @@ pub(super) fn run(
         }
         MigrateCommand::Repair { database } => {
             let (db, settings) = configured(cli, config, database)?;
-            let files =
-                files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files {
-                    database: database.clone(),
-                    source,
-                })?;
+            let files = runner::discover(db, settings)?;
             let repaired = runner::session(db)?.repair(&files)?;
             for line in &repaired {
                 print(out, format_args!("{database}: accepted {line}"))?;
@@ -182,11 +178,7 @@ pub(super) fn run(
         }
         MigrateCommand::Baseline { database, version } => {
             let (db, settings) = configured(cli, config, database)?;
-            let files =
-                files::discover(&settings.dir).map_err(|source| runner::MigrateError::Files {
-                    database: database.clone(),
-                    source,
-                })?;
+            let files = runner::discover(db, settings)?;
             let recorded = runner::session(db)?.baseline(&files, *version, clock.now())?;
             for name in &recorded {
                 print(

@@ -10,6 +10,7 @@
 pub mod files;
 pub mod rehearse;
 pub mod runner;
+pub mod statements;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -349,11 +350,7 @@ fn run_up(
 ) -> Result<UpReport, runner::MigrateError> {
     let database = request.database;
     let name = database.name.to_string();
-    let files =
-        files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files {
-            database: name.clone(),
-            source,
-        })?;
+    let files = runner::discover(database, request.migrations)?;
     let session = runner::session(database)?;
     let status = session.status(&files, request.migrations.allow_out_of_order)?;
     let problems = status.errors();
@@ -383,19 +380,7 @@ fn run_up(
         });
     }
     let backup = if database.backup.before_migrations && !session.is_empty()? {
-        let report = super::backup::take(
-            super::backup::BackupRequest {
-                database,
-                backup_dir: request.backup_dir,
-                trigger: crate::state::catalog::BackupTrigger::PreMigration,
-                pin: false,
-            },
-            state,
-            clock,
-            progress,
-        )
-        .map_err(|e| runner::MigrateError::Backup(Box::new(e)))?;
-        Some(report.record.path)
+        Some(pre_migration_backup(request, state, clock, progress)?)
     } else {
         None
     };
@@ -433,11 +418,7 @@ pub fn down(
 ) -> Result<Vec<String>, runner::MigrateError> {
     let database = request.database;
     let name = database.name.to_string();
-    let files =
-        files::discover(&request.migrations.dir).map_err(|source| runner::MigrateError::Files {
-            database: name.clone(),
-            source,
-        })?;
+    let files = runner::discover(database, request.migrations)?;
     let session = runner::session(database)?;
     let applied = session.applied()?;
     let mut targets = Vec::new();
@@ -464,18 +445,7 @@ pub fn down(
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    super::backup::take(
-        super::backup::BackupRequest {
-            database,
-            backup_dir: request.backup_dir,
-            trigger: crate::state::catalog::BackupTrigger::PreMigration,
-            pin: false,
-        },
-        state,
-        clock,
-        progress,
-    )
-    .map_err(|e| runner::MigrateError::Backup(Box::new(e)))?;
+    pre_migration_backup(request, state, clock, progress)?;
     let mut reverted = Vec::new();
     for (file, down, sql) in targets {
         session
@@ -484,4 +454,23 @@ pub fn down(
         reverted.push(file.to_string());
     }
     Ok(reverted)
+}
+
+/// Takes the verified `pre-migration` backup that precedes a run; returns
+/// its path. If it fails, nothing may run.
+fn pre_migration_backup(
+    request: UpRequest,
+    state: &crate::state::StateDb,
+    clock: &dyn crate::clock::Clock,
+    progress: &mut dyn super::progress::Progress,
+) -> Result<PathBuf, runner::MigrateError> {
+    let backup = super::backup::BackupRequest {
+        database: request.database,
+        backup_dir: request.backup_dir,
+        trigger: crate::state::catalog::BackupTrigger::PreMigration,
+        pin: false,
+    };
+    super::backup::take(backup, state, clock, progress)
+        .map(|report| report.record.path)
+        .map_err(|e| runner::MigrateError::Backup(Box::new(e)))
 }

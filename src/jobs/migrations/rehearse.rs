@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::MigrationFile;
 use super::runner::{self, MigrateError};
-use super::{MigrationFile, files};
 use crate::config::{BackupMethod, Database, Migrations};
 use crate::jobs::copy::Source;
 use crate::jobs::progress::Quiet;
@@ -143,10 +143,7 @@ pub fn rehearse(
     }
     let mut scratch = database.clone();
     scratch.path = scratch_path;
-    let files = files::discover(&migrations.dir).map_err(|source| MigrateError::Files {
-        database: name.clone(),
-        source,
-    })?;
+    let files = runner::discover(database, migrations)?;
     let session = runner::session(&scratch)?;
     let pending: Vec<MigrationFile> = session
         .status(&files, migrations.allow_out_of_order)?

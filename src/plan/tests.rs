@@ -1,0 +1,260 @@
+//! Tests of the pure plan: hand-built observed and desired states.
+use super::*;
+
+fn db(name: &str, pragmas: PersistentPragmas) -> DesiredDatabase {
+    DesiredDatabase {
+        name: DbName::new(name).unwrap(),
+        path: PathBuf::from(format!("/data/{name}.db")),
+        pragmas,
+        restore_if_missing: false,
+        migrations: None,
+        columns: Vec::new(),
+    }
+}
+
+fn wal() -> PersistentPragmas {
+    PersistentPragmas {
+        journal_mode: Some(JournalMode::Wal),
+        ..Default::default()
+    }
+}
+
+fn facts(wal: bool, page_count: u64) -> FileFacts {
+    FileFacts {
+        wal,
+        auto_vacuum: AutoVacuum::None,
+        page_size: PageSize::new(4096).unwrap(),
+        application_id: 0,
+        page_count,
+    }
+}
+
+fn observed(files: &[(&str, ObservedFile)]) -> Observed {
+    Observed {
+        files: files
+            .iter()
+            .map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f))
+            .collect(),
+        managed: Vec::new(),
+        latest_backups: BTreeMap::new(),
+        pending_migrations: BTreeMap::new(),
+        tables: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn startup_from_nothing_creates_every_database() {
+    let desired = Desired {
+        databases: vec![db("a", wal()), db("b", PersistentPragmas::default())],
+    };
+    let plan = diff(&Observed::default(), &desired);
+    assert_eq!(
+        plan.counts(),
+        Counts {
+            create: 2,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(
+        plan.changes[0],
+        Change::CreateDatabase {
+            database: DbName::new("a").unwrap(),
+            path: "/data/a.db".into(),
+            pragmas: vec![PragmaValue::JournalMode(JournalMode::Wal)],
+        }
+    );
+}
+
+#[test]
+fn converged_state_has_an_empty_plan() {
+    let desired = Desired {
+        databases: vec![db("a", wal())],
+    };
+    let plan = diff(
+        &observed(&[("a", ObservedFile::Present(facts(true, 10)))]),
+        &desired,
+    );
+    assert!(plan.is_empty());
+}
+
+#[test]
+fn journal_mode_drift_is_reported_from_delete_to_wal() {
+    let desired = Desired {
+        databases: vec![db("a", wal())],
+    };
+    let plan = diff(
+        &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+        &desired,
+    );
+    assert_eq!(plan.changes.len(), 1);
+    assert!(
+        plan.changes[0]
+            .to_string()
+            .ends_with("journal_mode delete -> wal"),
+        "{}",
+        plan.changes[0]
+    );
+}
+
+#[test]
+fn rollback_modes_do_not_drift_against_each_other() {
+    let truncate = PersistentPragmas {
+        journal_mode: Some(JournalMode::Truncate),
+        ..Default::default()
+    };
+    let desired = Desired {
+        databases: vec![db("a", truncate)],
+    };
+    assert!(
+        diff(
+            &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+            &desired
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn page_size_change_needs_vacuum_only_on_a_non_empty_file_and_precedes_journal_mode() {
+    let want = PersistentPragmas {
+        page_size: Some(PageSize::new(8192).unwrap()),
+        ..wal()
+    };
+    let desired = Desired {
+        databases: vec![db("a", want)],
+    };
+    let plan = diff(
+        &observed(&[("a", ObservedFile::Present(facts(false, 10)))]),
+        &desired,
+    );
+    assert!(matches!(
+        plan.changes[0],
+        Change::SetPragma {
+            needs_vacuum: true,
+            to: PragmaValue::PageSize(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        plan.changes[1],
+        Change::SetPragma {
+            to: PragmaValue::JournalMode(_),
+            ..
+        }
+    ));
+    let plan = diff(
+        &observed(&[("a", ObservedFile::Present(facts(false, 0)))]),
+        &desired,
+    );
+    assert!(matches!(
+        plan.changes[0],
+        Change::SetPragma {
+            needs_vacuum: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn switching_between_full_and_incremental_needs_no_vacuum() {
+    let want = PersistentPragmas {
+        auto_vacuum: Some(AutoVacuum::Incremental),
+        ..Default::default()
+    };
+    let desired = Desired {
+        databases: vec![db("a", want)],
+    };
+    let full = FileFacts {
+        auto_vacuum: AutoVacuum::Full,
+        ..facts(true, 10)
+    };
+    let plan = diff(&observed(&[("a", ObservedFile::Present(full))]), &desired);
+    assert!(matches!(
+        plan.changes[0],
+        Change::SetPragma {
+            needs_vacuum: false,
+            ..
+        }
+    ));
+    let plan = diff(
+        &observed(&[("a", ObservedFile::Present(facts(true, 10)))]),
+        &desired,
+    );
+    assert!(matches!(
+        plan.changes[0],
+        Change::SetPragma {
+            needs_vacuum: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn missing_file_with_restore_if_missing_and_a_backup_is_restored_not_created() {
+    let mut want = db("a", wal());
+    want.restore_if_missing = true;
+    let desired = Desired {
+        databases: vec![want.clone()],
+    };
+    let mut observed = observed(&[]);
+    assert!(
+        matches!(
+            diff(&observed, &desired).changes[0],
+            Change::CreateDatabase { .. }
+        ),
+        "no backup: create"
+    );
+    observed
+        .latest_backups
+        .insert("a".into(), "/b/a/a-20261129T000000Z.db.zst".into());
+    let plan = diff(&observed, &desired);
+    assert_eq!(
+        plan.changes[0].to_string(),
+        "+ a: restore /data/a.db from /b/a/a-20261129T000000Z.db.zst (file missing)"
+    );
+    want.restore_if_missing = false;
+    let plan = diff(
+        &observed,
+        &Desired {
+            databases: vec![want],
+        },
+    );
+    assert!(
+        matches!(plan.changes[0], Change::CreateDatabase { .. }),
+        "opt-in only"
+    );
+}
+
+#[test]
+fn databases_removed_from_the_file_are_unmanaged_not_deleted() {
+    let mut observed = observed(&[]);
+    observed.managed = vec![ManagedDatabase {
+        name: "old".into(),
+        path: "/data/old.db".into(),
+    }];
+    let plan = diff(&observed, &Desired::default());
+    assert_eq!(
+        plan.counts(),
+        Counts {
+            unmanage: 1,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(
+        plan.changes[0].to_string(),
+        "- old: stop managing /data/old.db (file kept)"
+    );
+}
+
+#[test]
+fn unmanaged_pragmas_never_drift() {
+    let desired = Desired {
+        databases: vec![db("a", PersistentPragmas::default())],
+    };
+    let odd = FileFacts {
+        application_id: 7,
+        auto_vacuum: AutoVacuum::Full,
+        ..facts(true, 10)
+    };
+    assert!(diff(&observed(&[("a", ObservedFile::Present(odd))]), &desired).is_empty());
+}
