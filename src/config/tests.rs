@@ -483,3 +483,15 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn keep_within_shorter_than_the_backup_interval_is_a_warning() {
+    let text = "version: 1\ndefaults:\n  backup: { every: 1d, retention: { keep_last: 2, keep_within: 6h } }\ndatabases:\n  a: { path: a.db }\n";
+    assert!(
+        warnings(text).iter().any(|w| w.contains("defaults.backup.retention.keep_within: keep_within 6h is shorter than the time between backups (1day)")),
+        "{:#?}",
+        warnings(text)
+    );
+    let fine = "version: 1\ndefaults:\n  backup: { every: 1h, retention: { keep_within: 6h } }\ndatabases:\n  a: { path: a.db }\n";
+    assert!(!warnings_contain(fine, "keep_within"));
+}

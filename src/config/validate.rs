@@ -60,7 +60,7 @@ struct Validator<'a> {
     label: &'a str,
     base: &'a Path,
     diagnostics: Vec<Diagnostic>,
-    cron_gaps: HashMap<String, Duration>,
+    cron_gaps: HashMap<String, (Duration, Duration)>,
 }
 
 /// Marks a block whose errors are already reported.
@@ -273,6 +273,23 @@ impl Validator<'_> {
         });
         if let (Some(backup), Some(health)) = (&backup, &health) {
             self.check_backup_age(backup, health, settings.timezone);
+        }
+        if let Some(backup) = &backup {
+            let local = raw
+                .backup
+                .as_ref()
+                .and_then(|b| b.retention.as_ref())
+                .is_some_and(|r| r.keep_within.is_some());
+            let base = if local {
+                path.key("backup")
+            } else {
+                defaults_path.key("backup")
+            };
+            self.check_keep_within(
+                &backup.value,
+                &base.key("retention").key("keep_within"),
+                settings.timezone,
+            );
         }
         Some(Database {
             name: db_name?,
@@ -543,10 +560,7 @@ impl Validator<'_> {
             self.warn(&health.path, "scheduled backups are disabled, so the backup-age check will fail once the last backup is older than this");
             return;
         }
-        let gap = match &backup.value.schedule {
-            Schedule::Every(every) => *every,
-            Schedule::Cron(pattern) => self.longest_cron_gap(pattern, timezone),
-        };
+        let (_, gap) = self.gaps(&backup.value.schedule, timezone);
         if max_age < gap {
             self.warn(
                 &health.path,
@@ -559,26 +573,58 @@ impl Validator<'_> {
         }
     }
 
-    /// The longest gap between two runs of `pattern` over its next 100
-    /// occurrences, cached per pattern (1000 databases usually share one).
-    fn longest_cron_gap(&mut self, pattern: &CronPattern, timezone: chrono_tz::Tz) -> Duration {
+    /// The (shortest, longest) gap between two runs of a schedule; for a
+    /// cron pattern, over its next 100 occurrences, cached per pattern (1000
+    /// databases usually share one).
+    fn gaps(&mut self, schedule: &Schedule, timezone: chrono_tz::Tz) -> (Duration, Duration) {
+        let pattern = match schedule {
+            Schedule::Every(every) => return (*every, *every),
+            Schedule::Cron(pattern) => pattern,
+        };
         let key = format!("{}|{}", pattern.as_str(), timezone.name());
-        if let Some(gap) = self.cron_gaps.get(&key) {
-            return *gap;
+        if let Some(gaps) = self.cron_gaps.get(&key) {
+            return *gaps;
         }
         let start = timezone.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single();
-        let gap = start
+        let gaps: Vec<Duration> = start
             .map(|start| {
                 let times: Vec<_> = pattern.cron().iter_after(start).take(100).collect();
                 times
                     .windows(2)
                     .filter_map(|pair| (pair[1] - pair[0]).to_std().ok())
-                    .max()
-                    .unwrap_or(Duration::ZERO)
+                    .collect()
             })
-            .unwrap_or(Duration::ZERO);
-        self.cron_gaps.insert(key, gap);
-        gap
+            .unwrap_or_default();
+        let result = (
+            gaps.iter().min().copied().unwrap_or(Duration::ZERO),
+            gaps.iter().max().copied().unwrap_or(Duration::ZERO),
+        );
+        self.cron_gaps.insert(key, result);
+        result
+    }
+
+    /// Warns when `keep_within` is shorter than the time between backups:
+    /// the rule can then never keep more than the newest backup.
+    fn check_keep_within(
+        &mut self,
+        backup: &Backup,
+        within_path: &FieldPath,
+        timezone: chrono_tz::Tz,
+    ) {
+        let Some(within) = backup.retention.keep_within else {
+            return;
+        };
+        let (shortest, _) = self.gaps(&backup.schedule, timezone);
+        if backup.enabled && !within.is_zero() && within < shortest {
+            self.warn(
+                within_path,
+                format!(
+                    "keep_within {} is shorter than the time between backups ({}), so it never keeps more than the newest backup",
+                    humantime::format_duration(within),
+                    humantime::format_duration(shortest)
+                ),
+            );
+        }
     }
 
     fn smtp(&mut self, raw: &RawSmtp) -> Option<Smtp> {
