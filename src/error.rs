@@ -44,6 +44,9 @@ pub enum Error {
     /// A migration command names a database without `migrations:`.
     #[error("database `{0}` has no `migrations:` in the config")]
     NoMigrations(String),
+    /// The daemon cannot start or run.
+    #[error("{0}")]
+    Daemon(String),
     /// The operator declined a confirmation.
     #[error("cancelled; nothing was changed")]
     Cancelled,

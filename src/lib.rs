@@ -22,6 +22,7 @@ pub mod error;
 pub mod jobs;
 pub mod paths;
 pub mod plan;
+pub mod reconcile;
 pub mod scheduler;
 pub mod schema;
 pub mod state;

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match cli::run(
         &cli,
         &Environment::from_process(),
-        &SystemClock,
+        std::sync::Arc::new(SystemClock),
         &mut stdout,
     ) {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod common;
 mod backup;
 mod bad_input;
 mod check;
+mod daemon;
 mod live_backup;
 mod migrate;
 mod plan_apply;

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -15,6 +16,7 @@ mod backups;
 mod converge;
 mod migrate;
 mod progress_bar;
+mod status;
 
 use crate::apply::ApplyOptions;
 use crate::clock::Clock;
@@ -163,6 +165,14 @@ pub enum Command {
         #[command(subcommand)]
         action: MigrateCommand,
     },
+    /// Run the daemon: apply, schedule backups, watch the config; SIGHUP reloads, SIGTERM stops.
+    Run,
+    /// Jobs with their schedule, last run and result, next run; the daemon's state.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON schema of jobs.yaml.
     Schema,
 }
@@ -227,18 +237,18 @@ pub enum ExitStatus {
 pub fn run(
     cli: &Cli,
     environment: &Environment,
-    clock: &dyn Clock,
+    clock: Arc<dyn Clock>,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     match &cli.command {
         Command::Check { json } => converge::check(cli, environment, *json, out),
         Command::Plan { json, rehearse } => {
-            converge::plan(cli, environment, clock, *json, *rehearse, out)
+            converge::plan(cli, environment, clock.as_ref(), *json, *rehearse, out)
         }
         Command::Apply { json, allow_vacuum } => converge::apply(
             cli,
             environment,
-            clock,
+            clock.as_ref(),
             *json,
             ApplyOptions {
                 allow_vacuum: *allow_vacuum,
@@ -253,7 +263,7 @@ pub fn run(
         } => backups::backup(
             cli,
             environment,
-            clock,
+            clock.as_ref(),
             database.as_deref(),
             *all,
             *pin,
@@ -264,7 +274,7 @@ pub fn run(
             backups::list(cli, environment, database, *json, out)
         }
         Command::Verify { file, json } => {
-            backups::verify(cli, environment, clock, file, *json, out)
+            backups::verify(cli, environment, clock.as_ref(), file, *json, out)
         }
         Command::Restore {
             database,
@@ -277,7 +287,7 @@ pub fn run(
         } => backups::restore(
             cli,
             environment,
-            clock,
+            clock.as_ref(),
             backups::RestoreArgs {
                 database,
                 from,
@@ -305,7 +315,16 @@ pub fn run(
         ),
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
-        Command::Migrate { action } => migrate::run(cli, environment, clock, action, out),
+        Command::Migrate { action } => migrate::run(cli, environment, clock.as_ref(), action, out),
+        Command::Run => {
+            let options = crate::reconcile::Options {
+                config: cli.config.clone(),
+                shutdown_grace: crate::reconcile::DEFAULT_SHUTDOWN_GRACE,
+            };
+            crate::reconcile::run(options, Arc::clone(&clock))?;
+            Ok(ExitStatus::Success)
+        }
+        Command::Status { json } => status::status(cli, environment, *json, out),
         Command::Schema => {
             print(out, crate::schema::jobs_schema().trim_end())?;
             Ok(ExitStatus::Success)

@@ -21,6 +21,7 @@ pub mod preflight;
 pub mod raw;
 pub mod validate;
 pub mod values;
+pub mod watch;
 
 use std::fmt;
 use std::path::Path;

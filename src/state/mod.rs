@@ -7,6 +7,7 @@
 //! of [`SCHEMA`] upgrades by one version inside a transaction.
 
 pub mod catalog;
+pub mod daemon;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,23 @@ const SCHEMA: &[&str] = &[
         duration_ms INTEGER
     );
     CREATE INDEX backups_by_database ON backups (database, created_at);",
+    "CREATE TABLE daemon_jobs (
+        database TEXT NOT NULL,
+        job TEXT NOT NULL,
+        schedule TEXT NOT NULL,
+        next_run TEXT,
+        running_since TEXT,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (database, job)
+    );
+    CREATE TABLE daemon (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        config_ok INTEGER NOT NULL,
+        config_error TEXT,
+        heartbeat_at TEXT NOT NULL
+    );",
 ];
 
 /// Why the state database could not be used.

@@ -1,0 +1,152 @@
+//! `status`: jobs, last and next runs, and the daemon's health.
+//!
+//! Owns what `status` prints. It only reads the state database (WAL mode, so
+//! it works while the daemon writes), and works when no daemon runs.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{Cli, ExitStatus, print};
+use crate::config::{self, Environment};
+use crate::error::Error;
+use crate::state::StateDb;
+
+pub(super) fn status(
+    cli: &Cli,
+    environment: &Environment,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let state_dir = match config::load(&cli.config, environment) {
+        Ok(loaded) => loaded.config.settings.state_dir,
+        Err(Error::Config(errors)) => {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            eprintln!(
+                "{}: invalid; showing the default state directory (a running daemon keeps its last good config)",
+                cli.config.display()
+            );
+            let dir = cli
+                .config
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            crate::paths::resolve(dir, std::path::Path::new(crate::config::DEFAULT_STATE_DIR))
+        }
+        Err(other) => return Err(other),
+    };
+    let Some(state) = StateDb::open_read_only(&state_dir)? else {
+        if json {
+            print(out, json!({ "daemon": null, "jobs": [], "runs": [] }))?;
+        } else {
+            print(
+                out,
+                "nothing has run yet: start with `litewarden apply` or `litewarden run`",
+            )?;
+        }
+        return Ok(ExitStatus::Success);
+    };
+    let daemon = state.daemon()?;
+    let running = daemon.as_ref().is_some_and(|d| {
+        std::path::Path::new(&format!("/proc/{}", d.pid)).exists() && lock_held(&state_dir)
+    });
+    let schedule = state.schedule()?;
+    let runs = state.latest_runs()?;
+    if json {
+        print(
+            out,
+            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs }),
+        )?;
+        return Ok(ExitStatus::Success);
+    }
+    match &daemon {
+        Some(d) if running => {
+            let config = if d.config_ok {
+                "config ok".to_string()
+            } else {
+                format!(
+                    "CONFIG INVALID, last good config in use: {}",
+                    d.config_error.as_deref().unwrap_or("")
+                )
+            };
+            print(
+                out,
+                format_args!(
+                    "daemon: running (pid {}, since {}), {config}",
+                    d.pid, d.started_at
+                ),
+            )?;
+        }
+        Some(d) => print(
+            out,
+            format_args!("daemon: not running (last seen {})", d.heartbeat_at),
+        )?,
+        None => print(out, "daemon: never started")?,
+    }
+    print(
+        out,
+        format_args!(
+            "{:<28} {:<16} {:<26} {:<8} {:<26} {}",
+            "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
+        ),
+    )?;
+    for job in &schedule {
+        let last = runs
+            .iter()
+            .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
+        let next = match (&job.running_since, &job.next_run) {
+            (Some(since), _) => format!("running since {since}"),
+            (None, Some(next)) => next.clone(),
+            (None, None) => "-".into(),
+        };
+        print(
+            out,
+            format_args!(
+                "{:<28} {:<16} {:<26} {:<8} {:<26} {}",
+                format!("{}/{}", job.database, job.job),
+                job.schedule,
+                last.map_or("-", |r| r.started_at.as_str()),
+                last.map_or("-", |r| r.outcome.as_str()),
+                next,
+                job.skipped
+            ),
+        )?;
+    }
+    for run in runs.iter().filter(|r| {
+        !schedule
+            .iter()
+            .any(|j| j.job == r.job && Some(j.database.as_str()) == r.database.as_deref())
+    }) {
+        print(
+            out,
+            format_args!(
+                "{:<28} {:<16} {:<26} {:<8}{}",
+                format!("{}/{}", run.database.as_deref().unwrap_or("-"), run.job),
+                "manual",
+                run.started_at,
+                run.outcome,
+                run.error
+                    .as_deref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default()
+            ),
+        )?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Whether some process holds the daemon lock of `state_dir`.
+fn lock_held(state_dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(state_dir.join("daemon.lock")) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}

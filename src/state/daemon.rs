@@ -1,0 +1,195 @@
+//! The daemon's rows in the state database: its schedule (next run,
+//! running since, skipped ticks per job), its own liveness and config
+//! health, and the queries `status` and the scheduler need.
+//!
+//! Owns the `daemon_jobs` and `daemon` tables; only the reconciler writes
+//! them, `status` reads them.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{StateDb, StateError, sqlite};
+use crate::config::JobKind;
+
+/// A scheduled job as the daemon last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledJob {
+    /// The database.
+    pub database: String,
+    /// The job kind.
+    pub job: String,
+    /// The schedule, as shown.
+    pub schedule: String,
+    /// When it runs next.
+    pub next_run: Option<String>,
+    /// When the run in progress started.
+    pub running_since: Option<String>,
+    /// Ticks skipped because a run was still going.
+    pub skipped: i64,
+}
+
+/// The daemon's own row: who runs and whether its config is good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonRow {
+    /// Process id.
+    pub pid: i64,
+    /// When it started.
+    pub started_at: String,
+    /// Whether the last reload succeeded.
+    pub config_ok: bool,
+    /// The errors of the last failed reload.
+    pub config_error: Option<String>,
+    /// Last time the daemon wrote this row.
+    pub heartbeat_at: String,
+}
+
+impl StateDb {
+    /// Replaces the schedule table with `jobs`.
+    pub fn write_schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StateError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
+        tx.execute("DELETE FROM daemon_jobs", [])
+            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
+        for job in jobs {
+            tx.execute(
+                "INSERT INTO daemon_jobs (database, job, schedule, next_run, running_since, skipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![job.database, job.job, job.schedule, job.next_run, job.running_since, job.skipped],
+            )
+            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
+        }
+        tx.commit()
+            .map_err(sqlite(&self.path, "cannot write the schedule"))
+    }
+
+    /// The schedule the daemon last wrote.
+    pub fn schedule(&self) -> Result<Vec<ScheduledJob>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT database, job, schedule, next_run, running_since, skipped FROM daemon_jobs ORDER BY database, job")
+            .map_err(sqlite(&self.path, "cannot read the schedule"))?;
+        statement
+            .query_map([], |row| {
+                Ok(ScheduledJob {
+                    database: row.get(0)?,
+                    job: row.get(1)?,
+                    schedule: row.get(2)?,
+                    next_run: row.get(3)?,
+                    running_since: row.get(4)?,
+                    skipped: row.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read the schedule"))
+    }
+
+    /// Records the daemon's own state.
+    pub fn write_daemon(&self, row: &DaemonRow) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO daemon (id, pid, started_at, config_ok, config_error, heartbeat_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, config_ok = excluded.config_ok,
+                   config_error = excluded.config_error, heartbeat_at = excluded.heartbeat_at",
+                params![row.pid, row.started_at, row.config_ok, row.config_error, row.heartbeat_at],
+            )
+            .map_err(sqlite(&self.path, "cannot record the daemon"))?;
+        Ok(())
+    }
+
+    /// The daemon's row, if a daemon ever ran.
+    pub fn daemon(&self) -> Result<Option<DaemonRow>, StateError> {
+        self.conn
+            .query_row("SELECT pid, started_at, config_ok, config_error, heartbeat_at FROM daemon WHERE id = 1", [], |row| {
+                Ok(DaemonRow {
+                    pid: row.get(0)?,
+                    started_at: row.get(1)?,
+                    config_ok: row.get(2)?,
+                    config_error: row.get(3)?,
+                    heartbeat_at: row.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read the daemon row"))
+    }
+
+    /// When the last run of `job` on `database` started, whatever its outcome.
+    pub fn last_start(
+        &self,
+        job: JobKind,
+        database: &str,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
+        let started: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 ORDER BY id DESC LIMIT 1",
+                params![job.as_str(), database],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        Ok(started
+            .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    /// The latest run of every (job, database) pair.
+    pub fn latest_runs(&self) -> Result<Vec<JobRunRow>, StateError> {
+        self.runs_where(
+            "id IN (SELECT max(id) FROM job_runs GROUP BY job, database)",
+            10_000,
+        )
+    }
+
+    /// The most recent runs, newest first.
+    pub fn recent_runs(&self, limit: usize) -> Result<Vec<JobRunRow>, StateError> {
+        self.runs_where("1", limit)
+    }
+
+    fn runs_where(&self, filter: &str, limit: usize) -> Result<Vec<JobRunRow>, StateError> {
+        let sql = format!(
+            "SELECT job, database, trigger, started_at, finished_at, outcome, error, detail FROM job_runs WHERE {filter} ORDER BY id DESC LIMIT ?1"
+        );
+        let mut statement = self
+            .conn
+            .prepare(&sql)
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        statement
+            .query_map(params![limit as i64], |row| {
+                Ok(JobRunRow {
+                    job: row.get(0)?,
+                    database: row.get(1)?,
+                    trigger: row.get(2)?,
+                    started_at: row.get(3)?,
+                    finished_at: row.get(4)?,
+                    outcome: row.get(5)?,
+                    error: row.get(6)?,
+                    detail: row.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read job runs"))
+    }
+}
+
+/// A job run as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRunRow {
+    /// Job kind.
+    pub job: String,
+    /// Database, if any.
+    pub database: Option<String>,
+    /// What started it.
+    pub trigger: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: String,
+    /// `success` or `failed`.
+    pub outcome: String,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// Its summary.
+    pub detail: Option<String>,
+}

@@ -1,0 +1,279 @@
+//! `litewarden run` and `status` (issue #6): the real daemon, real files,
+//! real signals. Waits poll every 50 ms with a deadline, so no test sleeps
+//! longer than the daemon needs.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, binary};
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(project: &Project) -> Self {
+        let log = std::fs::File::create(project.join("daemon.log")).unwrap();
+        let child = Command::new(binary())
+            .arg("run")
+            .current_dir(project.path())
+            .env("RUST_LOG", "litewarden=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn stop(mut self) -> i32 {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status(project: &Project) -> serde_json::Value {
+    let output = project.run(&["status", "--json"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    serde_json::from_str(&output.stdout).unwrap()
+}
+
+fn next_run(project: &Project, job: &str) -> Option<String> {
+    status(project)["jobs"]
+        .as_array()?
+        .iter()
+        .find(|j| {
+            format!(
+                "{}/{}",
+                j["database"].as_str().unwrap_or(""),
+                j["job"].as_str().unwrap_or("")
+            ) == job
+        })
+        .and_then(|j| j["next_run"].as_str().map(str::to_string))
+}
+
+fn backups(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|e| {
+            e.filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+const CONFIG: &str = "version: 1
+defaults:
+  pragmas: { journal_mode: wal }
+  backup: { every: 1s, compress: none, retention: { keep_last: 3 } }
+databases:
+  app: { path: app.db }
+  other: { path: other.db, backup: { every: 1h } }
+";
+
+fn save_by_rename(project: &Project, text: &str) {
+    project.write("jobs.yaml.swp", text.as_bytes());
+    std::fs::rename(project.join("jobs.yaml.swp"), project.join("jobs.yaml")).unwrap();
+}
+
+#[test]
+fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
+    let project = Project::with_config(CONFIG);
+    let daemon = Daemon::start(&project);
+    wait_until("app.db is created and backed up twice", || {
+        backups(&project.join("backups/app")) >= 2
+    });
+    wait_until("retention keeps three", || {
+        std::thread::sleep(Duration::from_millis(200));
+        backups(&project.join("backups/app")) == 3
+    });
+    let other_next = next_run(&project, "other/backup");
+    assert!(other_next.is_some());
+
+    save_by_rename(
+        &project,
+        &CONFIG
+            .replace("every: 1s", "every: 1h")
+            .replace("  other:", "  third: { path: third.db }\n  other:"),
+    );
+    wait_until("a database added by a rename-save is created", || {
+        project.join("third.db").exists()
+    });
+    wait_until("the edited schedule is re-armed", || {
+        status(&project)["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|j| j["database"] == "app" && j["schedule"] == "every 1h")
+        })
+    });
+    assert_eq!(
+        next_run(&project, "other/backup"),
+        other_next,
+        "an unchanged job keeps its next run"
+    );
+
+    std::fs::write(project.join("jobs.yaml"), "version: [\n").unwrap();
+    wait_until("an invalid save is reported", || {
+        status(&project)["daemon"]["config_ok"] == false
+    });
+    let text = project.run(&["status"]).stdout;
+    assert!(text.contains("CONFIG INVALID"), "{text}");
+    assert_eq!(
+        next_run(&project, "other/backup"),
+        other_next,
+        "the last good config stays in force"
+    );
+
+    std::fs::write(
+        project.join("jobs.yaml"),
+        CONFIG.replace("  other:", "  fourth: { path: fourth.db }\n  other:"),
+    )
+    .unwrap();
+    wait_until("an in-place save recovers", || {
+        status(&project)["daemon"]["config_ok"] == true
+    });
+    wait_until("and is applied", || project.join("fourth.db").exists());
+
+    std::fs::write(
+        project.join("jobs.yaml"),
+        CONFIG.replace(
+            "app: { path: app.db }",
+            "app: { path: app.db, backup: { enabled: false } }",
+        ),
+    )
+    .unwrap();
+    wait_until("a removed job stops", || {
+        status(&project)["jobs"]
+            .as_array()
+            .is_some_and(|jobs| !jobs.iter().any(|j| j["database"] == "app"))
+    });
+    assert!(
+        project.join("third.db").exists(),
+        "a database removed from the file keeps its file"
+    );
+
+    assert_eq!(daemon.stop(), 0);
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("invalid config; keeping the last good one"),
+        "{log}"
+    );
+    assert!(log.contains("litewarden run stopped"), "{log}");
+}
+
+#[test]
+fn a_kubernetes_style_symlink_swap_is_reloaded() {
+    let project = Project::new();
+    let write_version = |name: &str, text: &str| {
+        project.write(&format!("{name}/jobs.yaml"), text.as_bytes());
+    };
+    write_version(
+        "v1",
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false } }\n",
+    );
+    std::os::unix::fs::symlink("v1", project.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/jobs.yaml", project.join("jobs.yaml")).unwrap();
+    let daemon = Daemon::start(&project);
+    wait_until("the first database exists", || {
+        project.join("app.db").exists()
+    });
+    write_version(
+        "v2",
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false } }\n  swapped: { path: swapped.db, backup: { enabled: false } }\n",
+    );
+    std::os::unix::fs::symlink("v2", project.join("..data_tmp")).unwrap();
+    std::fs::rename(project.join("..data_tmp"), project.join("..data")).unwrap();
+    wait_until("the swapped config is applied", || {
+        project.join("swapped.db").exists()
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_second_daemon_exits_1_naming_the_first_and_an_invalid_file_fails_startup() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false } }\n",
+    );
+    let daemon = Daemon::start(&project);
+    wait_until("the first daemon runs", || {
+        status(&project)["daemon_running"] == true
+    });
+    let second = project.run(&["run"]);
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(
+        second.stderr.contains(&format!(
+            "another `litewarden run` (pid {}) manages .litewarden",
+            daemon.child.id()
+        )),
+        "{second:?}"
+    );
+    assert_eq!(daemon.stop(), 0);
+    let text = project.run(&["status"]).stdout;
+    assert!(text.contains("daemon: not running"), "{text}");
+
+    let broken = Project::with_config("version: 1\ndatabases:\n  app: { pahts: app.db }\n");
+    let output = broken.run(&["run"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("jobs.yaml:3:10: databases.app.pahts: unknown field"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_backup_lets_it_finish_and_leaves_no_temp_file() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: api, verify: full, compress: zstd } }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 60_000);
+    let daemon = Daemon::start(&project);
+    let dir = project.join("backups/app");
+    wait_until("the backup is under way", || {
+        std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some())
+    });
+    assert_eq!(daemon.stop(), 0);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".lw-tmp-")),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.len(),
+        1,
+        "the running backup finished within the grace period: {names:?}"
+    );
+}
