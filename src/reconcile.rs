@@ -249,6 +249,7 @@ impl Reconciler {
             }
             job.running = Some(now);
             job.skip_logged = false;
+            job.next = scheduler::next_due(&job.schedule, timezone, now, now);
             to_start.push(Work {
                 key: key.clone(),
                 kind: job.kind,

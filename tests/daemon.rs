@@ -119,6 +119,11 @@ fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
     });
     let other_next = next_run(&project, "other/backup");
     assert!(other_next.is_some());
+    let jobs = status(&project)["jobs"].clone();
+    assert!(
+        jobs.as_array().unwrap().iter().all(|j| j["skipped"] == 0),
+        "regression: starting a job counted its own tick as skipped: {jobs}"
+    );
 
     save_by_rename(
         &project,
@@ -276,4 +281,39 @@ fn sigterm_during_a_backup_lets_it_finish_and_leaves_no_temp_file() {
         1,
         "the running backup finished within the grace period: {names:?}"
     );
+}
+
+#[test]
+fn a_new_migration_file_is_applied_by_the_running_daemon() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations } }\n",
+    );
+    project.write(
+        "migrations/0001_pages.sql",
+        b"CREATE TABLE pages (id INTEGER PRIMARY KEY);\n",
+    );
+    let daemon = Daemon::start(&project);
+    let has_table = |table: &str| {
+        project.join("app.db").exists()
+            && crate::common::open(&project.join("app.db"))
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+                    [table],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap_or(0)
+                == 1
+    };
+    wait_until("the first migration is applied at startup", || {
+        has_table("pages")
+    });
+    project.write(
+        "migrations/0002_visits.sql",
+        b"CREATE TABLE visits (id INTEGER PRIMARY KEY);\n",
+    );
+    wait_until(
+        "a migration file dropped into the watched directory is applied",
+        || has_table("visits"),
+    );
+    assert_eq!(daemon.stop(), 0);
 }

@@ -32,12 +32,15 @@ impl Watcher {
         dirs: &[PathBuf],
         events: Sender<Event>,
     ) -> Result<Self, notify::Error> {
+        let relevant = Relevance::new(config, dirs);
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             match result {
-                Ok(changes) if !changes.is_empty() => {
-                    let _ = events.send(Event::FilesChanged);
+                Ok(changes) => {
+                    let paths = changes.iter().flat_map(|change| change.paths.iter());
+                    if paths.into_iter().any(|path| relevant.matters(path)) {
+                        let _ = events.send(Event::FilesChanged);
+                    }
                 }
-                Ok(_) => {}
                 Err(errors) => {
                     for error in errors {
                         tracing::warn!(error = %error, "file watcher error; the periodic re-read still catches changes");
@@ -75,4 +78,58 @@ pub fn watched_dirs(config: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
         }
     }
     watched
+}
+
+/// Which changed paths matter: the config file (or the `..data` link it may
+/// go through) and `.sql` files in the migrations directories. Database
+/// files often live beside `jobs.yaml`, and their writes must not wake the
+/// daemon.
+struct Relevance {
+    config_name: Option<std::ffi::OsString>,
+    migration_dirs: Vec<PathBuf>,
+}
+
+impl Relevance {
+    fn new(config: &Path, dirs: &[PathBuf]) -> Self {
+        Self {
+            config_name: config.file_name().map(|n| n.to_os_string()),
+            migration_dirs: dirs
+                .iter()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                .collect(),
+        }
+    }
+
+    fn matters(&self, path: &Path) -> bool {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.file_name() == self.config_name.as_deref() || name.starts_with("..") {
+            return true;
+        }
+        let parent = path
+            .parent()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+        name.ends_with(".sql") && parent.is_some_and(|parent| self.migration_dirs.contains(&parent))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_config_its_data_link_and_migration_files_matter() {
+        let relevance = Relevance::new(
+            Path::new("/etc/lw/jobs.yaml"),
+            &[PathBuf::from("/etc/lw/migrations/app")],
+        );
+        assert!(relevance.matters(Path::new("/etc/lw/jobs.yaml")));
+        assert!(relevance.matters(Path::new("/etc/lw/..data")));
+        assert!(relevance.matters(Path::new("/etc/lw/migrations/app/0002_x.sql")));
+        assert!(!relevance.matters(Path::new("/etc/lw/app.db-wal")));
+        assert!(!relevance.matters(Path::new("/etc/lw/jobs.yaml.swp")));
+        assert!(!relevance.matters(Path::new("/etc/lw/migrations/app/README.md")));
+    }
 }
