@@ -46,9 +46,6 @@ use crate::state::{JobRun, Outcome, StateDb, Trigger};
 /// event, a network file system).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How long running jobs may finish after SIGTERM before the daemon exits.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Something the reconciler reacts to.
 #[derive(Debug)]
 pub enum Event {
@@ -86,11 +83,13 @@ impl std::fmt::Display for JobKey {
 struct Job {
     kind: JobKind,
     schedule: Schedule,
+    timeout: Duration,
     database: Arc<Database>,
     next: Option<DateTime<Utc>>,
     running: Option<DateTime<Utc>>,
     skipped: u64,
     skip_logged: bool,
+    stuck_reported: bool,
 }
 
 /// Work handed to a database's executor thread.
@@ -107,8 +106,6 @@ struct Work {
 pub struct Options {
     /// The config file.
     pub config: PathBuf,
-    /// How long running jobs may finish after SIGTERM.
-    pub shutdown_grace: Duration,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT (or the channel closes).
@@ -138,7 +135,7 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     };
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
     daemon.converge();
-    daemon.event_loop(&inbox, options.shutdown_grace);
+    daemon.event_loop(&inbox);
     Ok(())
 }
 
@@ -157,7 +154,7 @@ struct Reconciler {
 }
 
 impl Reconciler {
-    fn event_loop(&mut self, inbox: &Receiver<Event>, grace: Duration) {
+    fn event_loop(&mut self, inbox: &Receiver<Event>) {
         let mut last_poll = std::time::Instant::now();
         loop {
             self.fire_due_jobs();
@@ -179,6 +176,7 @@ impl Reconciler {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        let grace = self.config.settings.shutdown_grace;
         self.shut_down(inbox, grace);
     }
 
@@ -217,23 +215,61 @@ impl Reconciler {
         tracing::info!("litewarden run stopped");
     }
 
+    /// Time until something is due: a job's next tick (also while it runs,
+    /// to count a skipped tick) or a running job's timeout. Jobs waiting for
+    /// a free slot are woken by the finishing job's event instead.
     fn time_to_next_job(&self) -> Duration {
         let now = self.clock.now();
+        let timeouts = self
+            .jobs
+            .values()
+            .filter(|job| !job.stuck_reported)
+            .filter_map(|job| {
+                let started = job.running?;
+                Some(
+                    started
+                        + chrono::TimeDelta::from_std(job.timeout).ok()?
+                        + chrono::TimeDelta::milliseconds(1),
+                )
+            });
+        let running = self
+            .jobs
+            .values()
+            .filter(|job| job.running.is_some())
+            .count();
+        let slot_free = running < self.config.settings.max_parallel_jobs as usize;
         self.jobs
             .values()
-            .filter(|job| job.running.is_none())
+            .filter(|job| {
+                job.running.is_some() || slot_free || job.next.is_some_and(|next| next > now)
+            })
             .filter_map(|job| job.next)
-            .map(|next| (next - now).to_std().unwrap_or(Duration::ZERO))
+            .chain(timeouts)
+            .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
             .min()
             .unwrap_or(POLL_INTERVAL)
     }
 
-    /// Starts every due job; a job still running skips its tick.
+    /// Starts every due job while fewer than `max_parallel_jobs` run (the
+    /// rest stay due); a job still running skips its tick; a job past its
+    /// timeout is reported stuck once.
     fn fire_due_jobs(&mut self) {
         let now = self.clock.now();
         let timezone = self.config.settings.timezone;
+        let mut slots = (self.config.settings.max_parallel_jobs as usize)
+            .saturating_sub(self.jobs.values().filter(|j| j.running.is_some()).count());
         let mut to_start = Vec::new();
+        let mut stuck = Vec::new();
         for (key, job) in &mut self.jobs {
+            if let Some(started) = job.running
+                && !job.stuck_reported
+                && (now - started)
+                    .to_std()
+                    .is_ok_and(|running| running > job.timeout)
+            {
+                job.stuck_reported = true;
+                stuck.push((key.clone(), job.kind, started, job.timeout));
+            }
             let Some(next) = job.next else { continue };
             if next > now {
                 continue;
@@ -247,8 +283,13 @@ impl Reconciler {
                 job.next = scheduler::next_due(&job.schedule, timezone, next, now);
                 continue;
             }
+            if slots == 0 {
+                continue;
+            }
+            slots -= 1;
             job.running = Some(now);
             job.skip_logged = false;
+            job.stuck_reported = false;
             job.next = scheduler::next_due(&job.schedule, timezone, now, now);
             to_start.push(Work {
                 key: key.clone(),
@@ -257,6 +298,25 @@ impl Reconciler {
                 config: Arc::clone(&self.config),
                 started: now,
             });
+        }
+        for (key, kind, started, timeout) in stuck {
+            tracing::error!(job = %key, timeout = %humantime::format_duration(timeout), "job_stuck: running past its timeout");
+            let run = JobRun {
+                job: kind,
+                database: Some(key.database.clone()),
+                trigger: Trigger::Schedule,
+                started_at: started,
+                finished_at: now,
+                outcome: Outcome::Failed,
+                error: Some(format!(
+                    "job_stuck: still running after {}",
+                    humantime::format_duration(timeout)
+                )),
+                detail: None,
+            };
+            if let Err(e) = self.state.record_run(&run) {
+                tracing::error!(error = %e, "cannot record a stuck job");
+            }
         }
         for work in to_start {
             tracing::info!(db = %work.key.database, job = work.key.kind, trigger = "schedule", "job started");
@@ -412,6 +472,7 @@ impl Reconciler {
                     (
                         JobKind::Backup,
                         database.backup.schedule.clone(),
+                        database.backup.timeout,
                         Arc::new(database.clone()),
                     ),
                 );
@@ -424,9 +485,12 @@ impl Reconciler {
             }
             keep
         });
-        for (key, (kind, schedule, database)) in desired {
+        for (key, (kind, schedule, timeout, database)) in desired {
             match self.jobs.get_mut(&key) {
-                Some(job) if job.schedule == schedule => job.database = database,
+                Some(job) if job.schedule == schedule => {
+                    job.database = database;
+                    job.timeout = timeout;
+                }
                 existing => {
                     let last = self.state.last_start(kind, &key.database).unwrap_or(None);
                     let next = scheduler::first_due(&schedule, timezone, last, now);
@@ -434,6 +498,7 @@ impl Reconciler {
                     match existing {
                         Some(job) => {
                             job.schedule = schedule;
+                            job.timeout = timeout;
                             job.database = database;
                             job.next = next;
                         }
@@ -443,11 +508,13 @@ impl Reconciler {
                                 Job {
                                     kind,
                                     schedule,
+                                    timeout,
                                     database,
                                     next,
                                     running: None,
                                     skipped: 0,
                                     skip_logged: false,
+                                    stuck_reported: false,
                                 },
                             );
                         }

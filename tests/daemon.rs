@@ -317,3 +317,36 @@ fn a_new_migration_file_is_applied_by_the_running_daemon() {
     );
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn an_overrunning_job_skips_its_ticks_and_is_reported_stuck_past_its_timeout() {
+    let project = Project::with_config(
+        "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 200ms }\ndatabases:\n  app: { path: app.db, backup: { every: 1s, timeout: 300ms, method: vacuum, verify: full, compress: zstd } }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 150_000);
+    let daemon = Daemon::start(&project);
+    wait_until("a tick is skipped while the backup runs", || {
+        status(&project)["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["skipped"].as_i64().unwrap_or(0) > 0))
+    });
+    let state = crate::common::open(&project.join(".litewarden/state.db"));
+    wait_until("the stuck job is recorded", || {
+        state
+            .query_row(
+                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND error LIKE 'job_stuck:%'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            > 0
+    });
+    assert_eq!(daemon.stop(), 0);
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    let skipped_lines = log.matches("tick skipped").count();
+    let runs = log.matches("job started").count();
+    assert!(
+        skipped_lines >= 1 && skipped_lines <= runs,
+        "skips are logged once per run ({runs}), not per tick ({skipped_lines}):\n{log}"
+    );
+}

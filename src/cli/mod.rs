@@ -319,7 +319,6 @@ pub fn run(
         Command::Run => {
             let options = crate::reconcile::Options {
                 config: cli.config.clone(),
-                shutdown_grace: crate::reconcile::DEFAULT_SHUTDOWN_GRACE,
             };
             crate::reconcile::run(options, Arc::clone(&clock))?;
             Ok(ExitStatus::Success)

@@ -29,6 +29,10 @@ pub const DEFAULT_MIN_FREE_DISK: ByteSize = ByteSize(1 << 30);
 pub const DEFAULT_OPTIMIZE_SCHEDULE: &str = "@hourly";
 /// Default busy timeout of litewarden's own connections.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of jobs the daemon runs at once.
+pub const DEFAULT_MAX_PARALLEL_JOBS: u32 = 2;
+/// Default time running jobs get to finish after SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default state directory, relative to the config file.
 pub const DEFAULT_STATE_DIR: &str = ".litewarden";
 /// Default backup directory, relative to the config file.
@@ -60,6 +64,10 @@ pub struct Settings {
     pub timezone: chrono_tz::Tz,
     /// Address of the HTTP endpoint, if enabled.
     pub listen: Option<SocketAddr>,
+    /// Jobs the daemon runs at once.
+    pub max_parallel_jobs: u32,
+    /// Time running jobs get after SIGTERM.
+    pub shutdown_grace: Duration,
 }
 
 /// A database name: letters, digits, `_` and `-`, used in file names.

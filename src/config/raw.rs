@@ -58,6 +58,10 @@ pub struct RawSettings {
     pub timezone: Option<Expanded<chrono_tz::Tz>>,
     /// Address for /metrics, /healthz and /status, e.g. `127.0.0.1:9187`. Omit to disable.
     pub listen: Option<Expanded<SocketAddr>>,
+    /// How many jobs the daemon runs at once, across databases. Default 2.
+    pub max_parallel_jobs: Option<Expanded<u32>>,
+    /// How long running jobs may finish after SIGTERM. Default `30s`.
+    pub shutdown_grace: Option<Expanded<HumanDuration>>,
 }
 
 /// Settings shared by all databases.

@@ -202,6 +202,16 @@ impl Validator<'_> {
             backup_dir,
             timezone: v(&raw.timezone).unwrap_or(chrono_tz::UTC),
             listen: v(&raw.listen),
+            max_parallel_jobs: match v(&raw.max_parallel_jobs) {
+                Some(0) => {
+                    self.error(&path.key("max_parallel_jobs"), "must be at least 1");
+                    DEFAULT_MAX_PARALLEL_JOBS
+                }
+                Some(n) => n,
+                None => DEFAULT_MAX_PARALLEL_JOBS,
+            },
+            shutdown_grace: v(&raw.shutdown_grace)
+                .map_or(DEFAULT_SHUTDOWN_GRACE, HumanDuration::get),
         }
     }
 
