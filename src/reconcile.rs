@@ -134,7 +134,9 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
         config_error: None,
     };
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
+    daemon.restart_watcher();
     daemon.converge();
+    tracing::info!(jobs = daemon.jobs.len(), "ready");
     daemon.event_loop(&inbox);
     Ok(())
 }
@@ -397,8 +399,10 @@ impl Reconciler {
     /// Re-reads the config when its content changed (or always on SIGHUP),
     /// then converges.
     fn reload(&mut self, forced: bool) {
+        let started = std::time::Instant::now();
         let hash = file_hash(&self.config_path);
-        if forced || hash != self.hash || self.config_error.is_some() {
+        let reloaded = forced || hash != self.hash || self.config_error.is_some();
+        if reloaded {
             match config::load(&self.config_path, &Environment::from_process()) {
                 Ok(loaded) => {
                     self.hash = hash;
@@ -436,6 +440,12 @@ impl Reconciler {
             }
         }
         self.converge();
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if reloaded {
+            tracing::info!(duration_ms, jobs = self.jobs.len(), "reload applied");
+        } else {
+            tracing::debug!(duration_ms, "files checked");
+        }
     }
 
     /// Converges the files, then re-arms the jobs whose definition changed.

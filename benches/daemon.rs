@@ -1,0 +1,167 @@
+//! Benchmarks for issue #6, on the real daemon:
+//! - save → "reload applied" latency over 20 edits (rename saves), p50/p95;
+//! - idle daemon managing three databases: RSS and CPU over a window
+//!   (`LITEWARDEN_BENCH_IDLE_SECS`, default 60);
+//! - 1000 databases: one edit → "reload applied".
+//!
+//! Run with `cargo bench --bench daemon`.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start(dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("daemon.log")).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_litewarden"))
+        .arg("run")
+        .current_dir(dir)
+        .env("RUST_LOG", "litewarden=info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the daemon")
+}
+
+fn log_count(dir: &Path, needle: &str) -> usize {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(dir.join("daemon.log")) {
+        let _ = file.read_to_string(&mut text);
+    }
+    text.matches(needle).count()
+}
+
+fn wait_for(dir: &Path, needle: &str, count: usize, limit: Duration) -> Duration {
+    let started = Instant::now();
+    while log_count(dir, needle) < count {
+        assert!(
+            started.elapsed() < limit,
+            "timed out waiting for {needle:?} #{count}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    started.elapsed()
+}
+
+fn save(dir: &Path, text: &str) {
+    std::fs::write(dir.join("jobs.yaml.new"), text).expect("write");
+    std::fs::rename(dir.join("jobs.yaml.new"), dir.join("jobs.yaml")).expect("rename");
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn config(databases: usize, hour: usize) -> String {
+    let mut text = format!(
+        "version: 1\ndefaults:\n  pragmas: {{ journal_mode: wal }}\n  backup: {{ schedule: \"0 {hour} * * *\" }}\ndatabases:\n"
+    );
+    for i in 0..databases {
+        text.push_str(&format!("  db{i:04}: {{ path: data/db{i:04}.db }}\n"));
+    }
+    text
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let idle_secs: u64 = std::env::var("LITEWARDEN_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    save(dir.path(), &config(3, 3));
+    let daemon = start(dir.path());
+    wait_for(dir.path(), "ready", 1, Duration::from_secs(30));
+    let mut latencies = Vec::new();
+    for edit in 0..20 {
+        save(dir.path(), &config(3, 4 + edit % 10));
+        let took = wait_for(
+            dir.path(),
+            "reload applied",
+            edit + 1,
+            Duration::from_secs(10),
+        );
+        latencies.push(took);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    latencies.sort();
+    println!(
+        "save -> reload applied, 20 edits, 3 databases: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms (target p95 <= 500 ms)",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.95).as_secs_f64() * 1000.0,
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    );
+
+    let pid = daemon.id();
+    std::thread::sleep(Duration::from_secs(5));
+    let ticks_before = cpu_ticks(pid);
+    let window = Instant::now();
+    let mut peak_rss = 0;
+    while window.elapsed() < Duration::from_secs(idle_secs) {
+        peak_rss = peak_rss.max(rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let ticks = cpu_ticks(pid) - ticks_before;
+    let clock_ticks = 100.0;
+    println!(
+        "idle over {idle_secs} s, 3 databases: peak RSS {:.1} MiB (target <= 20 MiB), CPU {:.2} s = {:.3}% of one core",
+        peak_rss as f64 / 1024.0,
+        ticks as f64 / clock_ticks,
+        ticks as f64 / clock_ticks / idle_secs as f64 * 100.0
+    );
+    stop(daemon);
+
+    let big = tempfile::tempdir().expect("temp dir");
+    save(big.path(), &config(1000, 3));
+    let daemon = start(big.path());
+    let startup = wait_for(big.path(), "ready", 1, Duration::from_secs(300));
+    let mut one_change = config(1000, 3);
+    one_change = one_change.replacen(
+        "  db0500: { path: data/db0500.db }",
+        "  db0500: { path: data/db0500.db, backup: { schedule: \"0 5 * * *\" } }",
+        1,
+    );
+    save(big.path(), &one_change);
+    let reload = wait_for(big.path(), "reload applied", 1, Duration::from_secs(60));
+    println!(
+        "1000 databases: startup (create 1000 files, schedule) {:.2} s; one edit -> reload applied {:.0} ms (target <= 1000 ms); peak RSS {:.1} MiB",
+        startup.as_secs_f64(),
+        reload.as_secs_f64() * 1000.0,
+        rss_kib(daemon.id()) as f64 / 1024.0
+    );
+    stop(daemon);
+}
