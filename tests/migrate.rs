@@ -22,11 +22,9 @@ fn project(files: &[(&str, &str)]) -> Project {
     project
 }
 
-fn tables(path: &Path) -> Vec<String> {
+fn column<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Vec<T> {
     let conn = open(path);
-    let mut statement = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-        .unwrap();
+    let mut statement = conn.prepare(sql).unwrap();
     statement
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -34,16 +32,18 @@ fn tables(path: &Path) -> Vec<String> {
         .unwrap()
 }
 
+fn tables(path: &Path) -> Vec<String> {
+    column(
+        path,
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+}
+
 fn applied_versions(path: &Path) -> Vec<i64> {
-    let conn = open(path);
-    let mut statement = conn
-        .prepare("SELECT version FROM _litewarden_migrations ORDER BY version")
-        .unwrap();
-    statement
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    column(
+        path,
+        "SELECT version FROM _litewarden_migrations ORDER BY version",
+    )
 }
 
 const FIVE: &[(&str, &str)] = &[

@@ -5,12 +5,10 @@
 //! Owns the `daemon_jobs` and `daemon` tables; only the reconciler writes
 //! them, `status` reads them.
 
-use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{StateDb, StateError, sqlite};
-use crate::config::JobKind;
 
 /// A scheduled job as the daemon last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,26 +110,6 @@ impl StateDb {
             })
             .optional()
             .map_err(sqlite(&self.path, "cannot read the daemon row"))
-    }
-
-    /// When the last run of `job` on `database` started, whatever its outcome.
-    pub fn last_start(
-        &self,
-        job: JobKind,
-        database: &str,
-    ) -> Result<Option<DateTime<Utc>>, StateError> {
-        let started: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 ORDER BY id DESC LIMIT 1",
-                params![job.as_str(), database],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(sqlite(&self.path, "cannot read job runs"))?;
-        Ok(started
-            .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
-            .map(|t| t.with_timezone(&Utc)))
     }
 
     /// The latest run of every (job, database) pair.

@@ -421,11 +421,30 @@ impl StateDb {
         job: JobKind,
         database: &str,
     ) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.last_started(job, database, true)
+    }
+
+    /// When the last run of `job` on `database` started, whatever its outcome.
+    pub fn last_start(
+        &self,
+        job: JobKind,
+        database: &str,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.last_started(job, database, false)
+    }
+
+    fn last_started(
+        &self,
+        job: JobKind,
+        database: &str,
+        success_only: bool,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
         let started: Option<String> = self
             .conn
             .query_row(
-                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 AND outcome = 'success' ORDER BY id DESC LIMIT 1",
-                params![job.as_str(), database],
+                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 AND (outcome = 'success' OR NOT ?3)
+                 ORDER BY id DESC LIMIT 1",
+                params![job.as_str(), database, success_only],
                 |row| row.get(0),
             )
             .optional()
