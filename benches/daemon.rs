@@ -23,24 +23,26 @@ fn start(dir: &Path) -> Child {
         .expect("start the daemon")
 }
 
-fn log_count(dir: &Path, needle: &str) -> usize {
-    let mut text = String::new();
-    if let Ok(mut file) = std::fs::File::open(dir.join("daemon.log")) {
-        let _ = file.read_to_string(&mut text);
-    }
-    text.matches(needle).count()
-}
-
+/// Waits until the daemon's log holds `count` lines containing `needle`,
+/// reading only what was appended since the last look (re-reading a large
+/// log every few milliseconds would slow the daemon being measured).
 fn wait_for(dir: &Path, needle: &str, count: usize, limit: Duration) -> Duration {
     let started = Instant::now();
-    while log_count(dir, needle) < count {
+    let mut file = std::fs::File::open(dir.join("daemon.log")).expect("open the log");
+    let mut text = String::new();
+    loop {
+        let mut chunk = String::new();
+        let _ = file.read_to_string(&mut chunk);
+        text.push_str(&chunk);
+        if text.matches(needle).count() >= count {
+            return started.elapsed();
+        }
         assert!(
             started.elapsed() < limit,
             "timed out waiting for {needle:?} #{count}"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-    started.elapsed()
 }
 
 fn save(dir: &Path, text: &str) {

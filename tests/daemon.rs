@@ -350,3 +350,42 @@ fn an_overrunning_job_skips_its_ticks_and_is_reported_stuck_past_its_timeout() {
         "skips are logged once per run ({runs}), not per tick ({skipped_lines}):\n{log}"
     );
 }
+
+#[test]
+fn reading_its_own_config_does_not_make_the_daemon_reload_in_a_loop() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { schedule: '0 3 * * *' } }\n",
+    );
+    let log = std::fs::File::create(project.join("daemon.log")).unwrap();
+    let child = Command::new(binary())
+        .arg("run")
+        .current_dir(project.path())
+        .env("RUST_LOG", "litewarden=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let daemon = Daemon { child };
+    wait_until("the daemon is ready", || {
+        std::fs::read_to_string(project.join("daemon.log"))
+            .unwrap_or_default()
+            .contains("ready")
+    });
+    std::fs::write(
+        project.join("jobs.yaml"),
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { schedule: '0 4 * * *' } }\n",
+    )
+    .unwrap();
+    wait_until("the edit is applied", || {
+        std::fs::read_to_string(project.join("daemon.log"))
+            .unwrap_or_default()
+            .contains("reload applied")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    assert!(
+        log.matches("files checked").count() <= 1,
+        "regression: each read of jobs.yaml woke the daemon again:\n{log}"
+    );
+    assert_eq!(daemon.stop(), 0);
+}

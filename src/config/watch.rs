@@ -36,8 +36,7 @@ impl Watcher {
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             match result {
                 Ok(changes) => {
-                    let paths = changes.iter().flat_map(|change| change.paths.iter());
-                    if paths.into_iter().any(|path| relevant.matters(path)) {
+                    if changes.iter().any(|change| relevant.wakes(change)) {
                         let _ = events.send(Event::FilesChanged);
                     }
                 }
@@ -100,6 +99,14 @@ impl Relevance {
         }
     }
 
+    /// Whether `event` should wake the daemon: a change (not a mere read:
+    /// the daemon reading `jobs.yaml` must not wake itself) to a path that
+    /// matters.
+    fn wakes(&self, event: &notify::Event) -> bool {
+        !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|path| self.matters(path))
+    }
+
     fn matters(&self, path: &Path) -> bool {
         let name = path
             .file_name()
@@ -131,5 +138,20 @@ mod tests {
         assert!(!relevance.matters(Path::new("/etc/lw/app.db-wal")));
         assert!(!relevance.matters(Path::new("/etc/lw/jobs.yaml.swp")));
         assert!(!relevance.matters(Path::new("/etc/lw/migrations/app/README.md")));
+    }
+
+    #[test]
+    fn reading_the_config_does_not_wake_the_daemon() {
+        let relevance = Relevance::new(Path::new("/etc/lw/jobs.yaml"), &[]);
+        let event = |kind| notify::Event::new(kind).add_path(PathBuf::from("/etc/lw/jobs.yaml"));
+        assert!(!relevance.wakes(&event(notify::EventKind::Access(
+            notify::event::AccessKind::Close(notify::event::AccessMode::Read)
+        ))));
+        assert!(relevance.wakes(&event(notify::EventKind::Modify(
+            notify::event::ModifyKind::Any
+        ))));
+        assert!(relevance.wakes(&event(notify::EventKind::Create(
+            notify::event::CreateKind::File
+        ))));
     }
 }
