@@ -27,6 +27,18 @@ use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
 pub struct ApplyOptions {
     /// Allow changes that rewrite a file with VACUUM.
     pub allow_vacuum: bool,
+    /// Started by the daemon rather than typed by the operator.
+    pub scheduled: bool,
+}
+
+impl ApplyOptions {
+    fn trigger(self) -> Trigger {
+        if self.scheduled {
+            Trigger::Schedule
+        } else {
+            Trigger::Manual
+        }
+    }
 }
 
 /// A change and what became of it.
@@ -139,7 +151,7 @@ pub fn apply(
     state.record_run(&JobRun {
         job: JobKind::Apply,
         database: None,
-        trigger: Trigger::Manual,
+        trigger: options.trigger(),
         started_at,
         finished_at: clock.now(),
         outcome: if errors.is_empty() {
@@ -191,11 +203,13 @@ fn execute(
             ));
         }
         Change::Migrate { .. } => match database {
-            Some(database) => migrate(config, database, state, clock).and_then(|()| {
-                crate::db::columns::add_missing(&database.path, &database.columns, &connection)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }),
+            Some(database) => {
+                migrate(config, database, state, clock, options.trigger()).and_then(|()| {
+                    crate::db::columns::add_missing(&database.path, &database.columns, &connection)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }
             None => Err("the database is not in the configuration".into()),
         },
         Change::AddColumn { path, column, .. } => {
@@ -274,6 +288,7 @@ fn migrate(
     database: &Database,
     state: &StateDb,
     clock: &dyn Clock,
+    trigger: Trigger,
 ) -> Result<(), String> {
     let Some(migrations) = &database.migrations else {
         return Err("the database has no `migrations:`".into());
@@ -283,7 +298,7 @@ fn migrate(
         migrations,
         backup_dir: &config.settings.backup_dir,
         to: None,
-        trigger: Trigger::Manual,
+        trigger,
     };
     crate::jobs::migrations::up(request, state, clock, &mut Quiet)
         .map(|_| ())

@@ -455,8 +455,15 @@ impl Reconciler {
             Ok(observed) => {
                 let plan = plan::diff(&observed, &Desired::from_config(&config));
                 if !plan.is_empty() {
-                    match apply::apply(&config, &plan, ApplyOptions::default(), self.clock.as_ref())
-                    {
+                    match apply::apply(
+                        &config,
+                        &plan,
+                        ApplyOptions {
+                            allow_vacuum: false,
+                            scheduled: true,
+                        },
+                        self.clock.as_ref(),
+                    ) {
                         Ok(report) => tracing::info!(summary = %report.summary(), "converged"),
                         Err(e) => tracing::error!(error = %e, "cannot converge"),
                     }
@@ -483,6 +490,7 @@ impl Reconciler {
                         JobKind::Backup,
                         database.backup.schedule.clone(),
                         database.backup.timeout,
+                        database.backup.jitter,
                         Arc::new(database.clone()),
                     ),
                 );
@@ -495,7 +503,7 @@ impl Reconciler {
             }
             keep
         });
-        for (key, (kind, schedule, timeout, database)) in desired {
+        for (key, (kind, schedule, timeout, jitter, database)) in desired {
             match self.jobs.get_mut(&key) {
                 Some(job) if job.schedule == schedule => {
                     job.database = database;
@@ -503,7 +511,14 @@ impl Reconciler {
                 }
                 existing => {
                     let last = self.state.last_start(kind, &key.database).unwrap_or(None);
-                    let next = scheduler::first_due(&schedule, timezone, last, now);
+                    let offset = scheduler::jitter_offset(&key.to_string(), jitter);
+                    let next = scheduler::first_due(&schedule, timezone, last, now).map(|due| {
+                        if last.is_none() || matches!(schedule, Schedule::Cron(_)) {
+                            due + offset
+                        } else {
+                            due
+                        }
+                    });
                     tracing::info!(job = %key, schedule = %schedule, next = ?next, "job scheduled");
                     match existing {
                         Some(job) => {

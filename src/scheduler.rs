@@ -11,9 +11,26 @@
 //!
 //! No clock is read here: every function takes `now`.
 
-use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::config::Schedule;
+
+/// The stable delay in `[0, jitter)` for the job `key`: the same on every
+/// start, different across databases, so jobs sharing a schedule spread out
+/// without drifting.
+pub fn jitter_offset(key: &str, jitter: Duration) -> TimeDelta {
+    if jitter.is_zero() {
+        return TimeDelta::zero();
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let seed = u64::from_be_bytes([
+        digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
+    ]);
+    TimeDelta::milliseconds((seed % jitter.as_millis().max(1) as u64) as i64)
+}
 
 /// When a job should first run when scheduling starts (daemon start or a
 /// reload that changed the schedule), given its last recorded start.
@@ -170,6 +187,23 @@ mod tests {
             next_due(&HOURLY, chrono_tz::UTC, started, finished),
             Some(finished)
         );
+    }
+
+    #[test]
+    fn jitter_is_stable_per_key_bounded_and_spreads_keys() {
+        let jitter = Duration::from_secs(300);
+        let a = jitter_offset("crawler/backup", jitter);
+        assert_eq!(a, jitter_offset("crawler/backup", jitter));
+        let offsets: std::collections::BTreeSet<_> = (0..50)
+            .map(|i| jitter_offset(&format!("db{i}/backup"), jitter))
+            .collect();
+        assert!(offsets.len() > 40, "{offsets:?}");
+        assert!(
+            offsets
+                .iter()
+                .all(|o| *o >= TimeDelta::zero() && *o < TimeDelta::seconds(300))
+        );
+        assert_eq!(jitter_offset("x", Duration::ZERO), TimeDelta::zero());
     }
 
     #[test]

@@ -389,3 +389,123 @@ fn reading_its_own_config_does_not_make_the_daemon_reload_in_a_loop() {
     );
     assert_eq!(daemon.stop(), 0);
 }
+
+fn record_backup_run(project: &Project, started: chrono::DateTime<chrono::Utc>) {
+    assert_eq!(
+        project.run(&["apply"]).code,
+        0,
+        "creates the state database"
+    );
+    crate::common::open(&project.join(".litewarden/state.db"))
+        .execute(
+            "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome) VALUES ('backup', 'app', 'schedule', ?1, ?1, 'success')",
+            [started.to_rfc3339()],
+        )
+        .unwrap();
+}
+
+#[test]
+fn every_is_anchored_to_the_last_run_and_downtime_is_caught_up_once() {
+    let config =
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+    let recent = Project::with_config(config);
+    let ten_minutes_ago = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    record_backup_run(&recent, ten_minutes_ago);
+    let daemon = Daemon::start(&recent);
+    wait_until("the job is scheduled", || {
+        next_run(&recent, "app/backup").is_some()
+    });
+    let next =
+        chrono::DateTime::parse_from_rfc3339(&next_run(&recent, "app/backup").unwrap()).unwrap();
+    assert_eq!(
+        next,
+        ten_minutes_ago + chrono::TimeDelta::hours(1),
+        "a restart does not push the backup back"
+    );
+    assert_eq!(backups(&recent.join("backups/app")), 0);
+    assert_eq!(daemon.stop(), 0);
+
+    let stale = Project::with_config(config);
+    record_backup_run(&stale, chrono::Utc::now() - chrono::TimeDelta::hours(5));
+    let daemon = Daemon::start(&stale);
+    wait_until("the missed backup is caught up", || {
+        backups(&stale.join("backups/app")) == 1
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        backups(&stale.join("backups/app")),
+        1,
+        "one catch-up, not five"
+    );
+    let next =
+        chrono::DateTime::parse_from_rfc3339(&next_run(&stale, "app/backup").unwrap()).unwrap();
+    assert!(
+        next > chrono::Utc::now() + chrono::TimeDelta::minutes(55),
+        "then the interval resumes: {next}"
+    );
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_backup_running_during_a_reload_completes() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: api, verify: full, compress: zstd } }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 60_000);
+    let daemon = Daemon::start(&project);
+    let dir = project.join("backups/app");
+    wait_until("the backup is under way", || {
+        std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some())
+    });
+    save_by_rename(
+        &project,
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 2h, method: api, verify: full, compress: zstd } }\n",
+    );
+    wait_until("the new schedule is armed", || {
+        status(&project)["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|j| j["schedule"] == "every 2h"))
+    });
+    wait_until("the backup that was running completes", || {
+        backups(&dir) == 1
+    });
+    let state = crate::common::open(&project.join(".litewarden/state.db"));
+    wait_until("and its run is recorded as a success", || {
+        state
+            .query_row(
+                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            == 1
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn jitter_spreads_databases_that_share_a_schedule() {
+    let project = Project::with_config(
+        "version: 1\ndefaults:\n  backup: { schedule: '0 3 * * *', jitter: 1h }\ndatabases:\n  a: { path: a.db }\n  b: { path: b.db }\n  c: { path: c.db }\n",
+    );
+    let daemon = Daemon::start(&project);
+    wait_until("all three are scheduled", || {
+        ["a/backup", "b/backup", "c/backup"]
+            .iter()
+            .all(|j| next_run(&project, j).is_some())
+    });
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = ["a/backup", "b/backup", "c/backup"]
+        .iter()
+        .map(|j| chrono::DateTime::parse_from_rfc3339(&next_run(&project, j).unwrap()).unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<_> = times.iter().collect();
+    assert_eq!(unique.len(), 3, "{times:?}");
+    for time in &times {
+        let since_three = time.time() - chrono::NaiveTime::from_hms_opt(3, 0, 0).unwrap();
+        assert!(
+            since_three >= chrono::TimeDelta::zero() && since_three < chrono::TimeDelta::hours(1),
+            "{time}"
+        );
+    }
+    assert_eq!(daemon.stop(), 0);
+}

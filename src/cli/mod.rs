@@ -252,6 +252,7 @@ pub fn run(
             *json,
             ApplyOptions {
                 allow_vacuum: *allow_vacuum,
+                scheduled: false,
             },
             out,
         ),

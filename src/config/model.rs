@@ -277,6 +277,8 @@ pub struct Backup {
     pub before_migrations: bool,
     /// Time after which a running backup counts as stuck.
     pub timeout: Duration,
+    /// Upper bound of the stable per-database delay added to scheduled runs.
+    pub jitter: Duration,
 }
 
 /// Retention rules (restic `forget` semantics); 0 disables a rule.

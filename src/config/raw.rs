@@ -161,6 +161,8 @@ pub struct RawBackup {
     pub before_migrations: Option<Expanded<bool>>,
     /// A backup running longer than this raises `job_stuck`. Default `1h`.
     pub timeout: Option<Expanded<HumanDuration>>,
+    /// Spread databases sharing a schedule: each runs up to this much later (a stable offset per database). Default 0.
+    pub jitter: Option<Expanded<HumanDuration>>,
 }
 
 /// Retention rules, ORed; the newest verified backup is always kept.

@@ -466,6 +466,9 @@ impl Validator<'_> {
                     .or(v(&def.before_migrations))
                     .unwrap_or(true),
                 timeout,
+                jitter: v(&db.jitter)
+                    .or(v(&def.jitter))
+                    .map_or(Duration::ZERO, HumanDuration::get),
             },
         })
     }
