@@ -197,10 +197,12 @@ impl Reconciler {
             grace_s = grace.as_secs(),
             "shutting down"
         );
+        let mut aborting = false;
         while self.jobs.values().any(|job| job.running.is_some()) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                tracing::warn!("shutdown grace is over; exiting with jobs still running");
+                tracing::warn!("shutdown grace is over; aborting the jobs still running");
+                aborting = true;
                 break;
             }
             match inbox.recv_timeout(left) {
@@ -209,17 +211,43 @@ impl Reconciler {
                     tracing::warn!("second signal: exiting at once");
                     break;
                 }
-                Ok(_) => {}
-                Err(_) => break,
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         self.write_status();
+        if aborting {
+            self.remove_partial_backups();
+        }
         tracing::info!("litewarden run stopped");
     }
 
     /// Time until something is due: a job's next tick (also while it runs,
     /// to count a skipped tick) or a running job's timeout. Jobs waiting for
     /// a free slot are woken by the finishing job's event instead.
+    /// Removes the temp files of backups that are being aborted (the daemon
+    /// holds the state directory's lock, so they are its own).
+    fn remove_partial_backups(&self) {
+        for (key, job) in &self.jobs {
+            if job.running.is_none() || job.kind != JobKind::Backup {
+                continue;
+            }
+            let dir = backup::database_dir(&self.config.settings.backup_dir, &key.database);
+            match crate::durable::remove_stale_temps(
+                &dir,
+                Duration::ZERO,
+                std::time::SystemTime::now() + Duration::from_secs(1),
+            ) {
+                Ok(removed) => {
+                    tracing::info!(job = %key, removed, "removed the aborted backup's temp files")
+                }
+                Err(e) => {
+                    tracing::error!(job = %key, error = %e, "cannot remove the aborted backup's temp files")
+                }
+            }
+        }
+    }
+
     fn time_to_next_job(&self) -> Duration {
         let now = self.clock.now();
         let timeouts = self

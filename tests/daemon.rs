@@ -509,3 +509,33 @@ fn jitter_spreads_databases_that_share_a_schedule() {
     }
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn a_backup_still_running_when_the_grace_ends_is_aborted_without_leftovers() {
+    let project = Project::with_config(
+        "version: 1\nsettings: { shutdown_grace: 100ms }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: vacuum, verify: full, compress: zstd } }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 150_000);
+    let daemon = Daemon::start(&project);
+    let dir = project.join("backups/app");
+    wait_until("the backup is under way", || {
+        std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some())
+    });
+    assert_eq!(daemon.stop(), 0);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.is_empty(),
+        "the aborted backup's temp files are removed: {names:?}"
+    );
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("removed the aborted backup's temp files"),
+        "{log}"
+    );
+    let listed = project.run(&["backups", "app", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert!(json["backups"].as_array().unwrap().is_empty(), "{listed:?}");
+}
