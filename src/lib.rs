@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod durable;
 pub mod error;
+pub mod http;
 pub mod jobs;
 pub mod paths;
 pub mod plan;

@@ -117,6 +117,9 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     let config = Arc::new(loaded.config);
     let _lock = lock_state_dir(&config.settings.state_dir)?;
     let state = StateDb::open(&config.settings.state_dir)?;
+    if let Some(listen) = config.settings.listen {
+        crate::http::serve(listen, config.settings.state_dir.clone()).map_err(Error::Daemon)?;
+    }
     let (events, inbox) = channel();
     spawn_signal_thread(events.clone())?;
     let started_at = clock.now().to_rfc3339();

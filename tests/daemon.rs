@@ -539,3 +539,57 @@ fn a_backup_still_running_when_the_grace_ends_is_aborted_without_leftovers() {
     let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     assert!(json["backups"].as_array().unwrap().is_empty(), "{listed:?}");
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let mut response = String::new();
+    let _ = write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn metrics_expose_whether_the_last_reload_succeeded() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndatabases:\n  app: {{ path: app.db, backup: {{ every: 1h, compress: none }} }}\n"
+    );
+    let project = Project::with_config(&config);
+    let daemon = Daemon::start(&project);
+    wait_until("the first backup is recorded", || {
+        http_get(port, "/metrics").contains("outcome=\"success\"")
+    });
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("litewarden_config_last_reload_successful 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "litewarden_job_runs_total{database=\"app\",job=\"backup\",outcome=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    std::fs::write(project.join("jobs.yaml"), "version: [\n").unwrap();
+    wait_until("the failed reload shows in the metric", || {
+        http_get(port, "/metrics").contains("litewarden_config_last_reload_successful 0")
+    });
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 503"));
+    assert!(http_get(port, "/status").contains("\"config_ok\":false"));
+    std::fs::write(project.join("jobs.yaml"), config).unwrap();
+    wait_until("a valid save sets it back", || {
+        http_get(port, "/metrics").contains("litewarden_config_last_reload_successful 1")
+    });
+    assert_eq!(daemon.stop(), 0);
+}

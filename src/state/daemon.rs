@@ -112,6 +112,25 @@ impl StateDb {
             .map_err(sqlite(&self.path, "cannot read the daemon row"))
     }
 
+    /// How many runs each (job, database, outcome) has.
+    pub fn run_counts(&self) -> Result<Vec<RunCount>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT job, database, outcome, count(*) FROM job_runs GROUP BY job, database, outcome")
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        statement
+            .query_map([], |row| {
+                Ok(RunCount {
+                    job: row.get(0)?,
+                    database: row.get(1)?,
+                    outcome: row.get(2)?,
+                    count: row.get(3)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read job runs"))
+    }
+
     /// The latest run of every (job, database) pair.
     pub fn latest_runs(&self) -> Result<Vec<JobRunRow>, StateError> {
         self.runs_where(
@@ -170,4 +189,17 @@ pub struct JobRunRow {
     pub error: Option<String>,
     /// Its summary.
     pub detail: Option<String>,
+}
+
+/// The number of runs of one (job, database, outcome).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunCount {
+    /// Job kind.
+    pub job: String,
+    /// Database, if any.
+    pub database: Option<String>,
+    /// `success` or `failed`.
+    pub outcome: String,
+    /// How many.
+    pub count: i64,
 }
