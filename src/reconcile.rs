@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::jobs::backup::{self, BackupRequest};
 use crate::jobs::progress::Quiet;
 use crate::jobs::prune;
-use crate::plan::{self, Desired};
+use crate::plan::{self, Desired, Observed};
 use crate::scheduler;
 use crate::state::catalog::BackupTrigger;
 use crate::state::daemon::{DaemonRow, ScheduledJob};
@@ -135,10 +135,11 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
         watcher: None,
         started_at,
         config_error: None,
+        observed: Observed::default(),
     };
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
     daemon.restart_watcher();
-    daemon.converge();
+    daemon.converge(&|_| true);
     tracing::info!(jobs = daemon.jobs.len(), "ready");
     daemon.event_loop(&inbox);
     Ok(())
@@ -156,6 +157,18 @@ struct Reconciler {
     watcher: Option<Watcher>,
     started_at: String,
     config_error: Option<String>,
+    observed: Observed,
+}
+
+/// Why a reload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reload {
+    /// A watched file changed: re-observe only what changed.
+    Changed,
+    /// SIGHUP: re-read and re-observe everything.
+    Forced,
+    /// The periodic pass: re-observe everything.
+    Poll,
 }
 
 impl Reconciler {
@@ -168,14 +181,14 @@ impl Reconciler {
                 .time_to_next_job()
                 .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()));
             match inbox.recv_timeout(wait) {
-                Ok(Event::FilesChanged) => self.reload(false),
-                Ok(Event::Reload) => self.reload(true),
+                Ok(Event::FilesChanged) => self.reload(Reload::Changed),
+                Ok(Event::Reload) => self.reload(Reload::Forced),
                 Ok(Event::JobFinished(finished)) => self.finished(finished),
                 Ok(Event::Shutdown) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     if last_poll.elapsed() >= POLL_INTERVAL {
                         last_poll = std::time::Instant::now();
-                        self.reload(false);
+                        self.reload(Reload::Poll);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -429,15 +442,17 @@ impl Reconciler {
 
     /// Re-reads the config when its content changed (or always on SIGHUP),
     /// then converges.
-    fn reload(&mut self, forced: bool) {
+    fn reload(&mut self, why: Reload) {
+        let forced = why == Reload::Forced;
         let started = std::time::Instant::now();
         let hash = file_hash(&self.config_path);
         let reloaded = forced || hash != self.hash || self.config_error.is_some();
+        let mut previous: Option<Arc<Config>> = None;
         if reloaded {
             match config::load(&self.config_path, &Environment::from_process()) {
                 Ok(loaded) => {
                     self.hash = hash;
-                    self.config = Arc::new(loaded.config);
+                    previous = Some(std::mem::replace(&mut self.config, Arc::new(loaded.config)));
                     if self.config_error.take().is_some() {
                         tracing::info!("config is valid again");
                     }
@@ -470,7 +485,13 @@ impl Reconciler {
                 }
             }
         }
-        self.converge();
+        match (why, previous) {
+            (Reload::Changed, Some(old)) => {
+                self.converge(&|db: &Database| old.databases.get(&db.name) != Some(db))
+            }
+            (Reload::Changed, None) => self.converge(&|db: &Database| db.migrations.is_some()),
+            _ => self.converge(&|_| true),
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         if reloaded {
             tracing::info!(duration_ms, jobs = self.jobs.len(), "reload applied");
@@ -480,25 +501,34 @@ impl Reconciler {
     }
 
     /// Converges the files, then re-arms the jobs whose definition changed.
-    fn converge(&mut self) {
+    /// Converges the files: re-observes the databases `fresh` selects
+    /// (reusing the last observation for the others), applies the plan, then
+    /// re-arms the jobs whose definition changed.
+    fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool) {
         let config = Arc::clone(&self.config);
-        match crate::db::observe::observe(&config) {
-            Ok(observed) => {
+        match crate::db::observe::observe_with(&config, fresh, &self.observed) {
+            Ok(mut observed) => {
                 let plan = plan::diff(&observed, &Desired::from_config(&config));
                 if !plan.is_empty() {
-                    match apply::apply(
-                        &config,
-                        &plan,
-                        ApplyOptions {
-                            allow_vacuum: false,
-                            scheduled: true,
-                        },
-                        self.clock.as_ref(),
-                    ) {
+                    let options = ApplyOptions {
+                        allow_vacuum: false,
+                        scheduled: true,
+                    };
+                    match apply::apply(&config, &plan, options, self.clock.as_ref()) {
                         Ok(report) => tracing::info!(summary = %report.summary(), "converged"),
                         Err(e) => tracing::error!(error = %e, "cannot converge"),
                     }
+                    for change in &plan.changes {
+                        if let Some(database) = config
+                            .databases
+                            .values()
+                            .find(|db| db.name.as_str() == change.database())
+                        {
+                            observed.files.remove(&database.path);
+                        }
+                    }
                 }
+                self.observed = observed;
             }
             Err(e) => tracing::error!(error = %e, "cannot observe the databases"),
         }

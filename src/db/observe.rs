@@ -19,55 +19,70 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Observes every database of `config` and the managed list in the state
 /// database (if one exists).
 pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
-    let mut files = BTreeMap::new();
+    observe_with(config, &|_| true, &Observed::default())
+}
+
+/// Observes the databases `fresh` selects (and any `cached` does not know)
+/// and reuses `cached` for the others: the daemon re-reads only what a
+/// reload changed, and everything on its periodic full pass.
+pub fn observe_with(
+    config: &Config,
+    fresh: &dyn Fn(&Database) -> bool,
+    cached: &Observed,
+) -> Result<Observed, crate::Error> {
+    let mut observed = Observed::default();
     for database in config.databases.values() {
-        files.insert(database.path.clone(), observe_file(&database.path)?);
-    }
-    let mut latest_backups = BTreeMap::new();
-    let managed = match StateDb::open_read_only(&config.settings.state_dir)? {
-        Some(state) => {
-            for database in config.databases.values().filter(|db| db.restore_if_missing) {
-                if let Some(backup) =
-                    crate::jobs::backup::latest_verified(&state, database.name.as_str())?
-                {
-                    latest_backups.insert(database.name.to_string(), backup.path);
-                }
+        let name = database.name.to_string();
+        let reuse = !fresh(database) && cached.files.contains_key(&database.path);
+        if reuse {
+            observed
+                .files
+                .insert(database.path.clone(), cached.files[&database.path]);
+            if let Some(pending) = cached.pending_migrations.get(&name) {
+                observed
+                    .pending_migrations
+                    .insert(name.clone(), pending.clone());
             }
-            state.managed_databases()?
+            if let Some(tables) = cached.tables.get(&name) {
+                observed.tables.insert(name, tables.clone());
+            }
+            continue;
         }
-        None => Vec::new(),
-    };
-    let mut pending_migrations = BTreeMap::new();
-    for database in config.databases.values() {
+        observed
+            .files
+            .insert(database.path.clone(), observe_file(&database.path)?);
         if let Some(migrations) = &database.migrations {
             let status = crate::jobs::migrations::runner::status(database, migrations)?;
             let problems = status.errors();
             if !problems.is_empty() {
                 return Err(crate::jobs::migrations::runner::MigrateError::Invalid {
-                    database: database.name.to_string(),
+                    database: name,
                     problems,
                 }
                 .into());
             }
-            let pending = status.pending().iter().map(ToString::to_string).collect();
-            pending_migrations.insert(database.name.to_string(), pending);
+            observed.pending_migrations.insert(
+                name.clone(),
+                status.pending().iter().map(ToString::to_string).collect(),
+            );
+        }
+        if !database.columns.is_empty() {
+            observed.tables.insert(name, declared_tables(database)?);
         }
     }
-    let mut tables = BTreeMap::new();
-    for database in config
-        .databases
-        .values()
-        .filter(|db| !db.columns.is_empty())
-    {
-        tables.insert(database.name.to_string(), declared_tables(database)?);
+    if let Some(state) = StateDb::open_read_only(&config.settings.state_dir)? {
+        for database in config.databases.values().filter(|db| db.restore_if_missing) {
+            if let Some(backup) =
+                crate::jobs::backup::latest_verified(&state, database.name.as_str())?
+            {
+                observed
+                    .latest_backups
+                    .insert(database.name.to_string(), backup.path);
+            }
+        }
+        observed.managed = state.managed_databases()?;
     }
-    Ok(Observed {
-        tables,
-        pending_migrations,
-        files,
-        managed,
-        latest_backups,
-    })
+    Ok(observed)
 }
 
 /// What is at `path`: nothing, or a SQLite file and its stored pragmas.
