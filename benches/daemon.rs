@@ -151,6 +151,7 @@ fn main() {
     save(big.path(), &config(1000, 3));
     let daemon = start(big.path());
     let startup = wait_for(big.path(), "ready", 1, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_secs(2));
     let mut one_change = config(1000, 3);
     one_change = one_change.replacen(
         "  db0500: { path: data/db0500.db }",
