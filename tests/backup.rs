@@ -1,9 +1,9 @@
 //! `backup`, `backups`, `verify`, `restore`, `prune`, `pin` (issue #4).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::common::{Project, count, dump, fill, integrity_check_elsewhere, open};
+use crate::common::{Project, count, dump, file_names, fill, integrity_check_elsewhere, open};
 
 fn project(database_settings: &str) -> Project {
     let project = Project::with_config(&format!(
@@ -133,15 +133,6 @@ fn backup_dir_below_a_regular_file_is_a_positioned_error() {
     assert!(output.stderr.contains("jobs.yaml:3:15: settings.backup_dir: directory `blocker/backups` cannot be created: `blocker` is not a directory"), "{output:?}");
 }
 
-fn files_in(dir: &Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 #[test]
 fn disk_full_during_the_write_names_the_cause_and_leaves_no_partial_file() {
     for compress in ["none", "zstd"] {
@@ -164,7 +155,7 @@ fn disk_full_during_the_write_names_the_cause_and_leaves_no_partial_file() {
         assert!(stderr.contains("File too large"), "{compress}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert_eq!(
-            files_in(&project.join("backups/app")),
+            file_names(&project.join("backups/app")),
             Vec::<String>::new(),
             "{compress}"
         );
@@ -342,13 +333,13 @@ fn prune_applies_retention_with_reasons_and_respects_pins() {
     assert!(text.contains("(pinned)"), "{text}");
     assert!(text.contains("1 would be removed (dry run)"), "{text}");
     assert_eq!(
-        files_in(&project.join("backups/app")).len(),
+        file_names(&project.join("backups/app")).len(),
         4,
         "a dry run removes nothing"
     );
     let (_, _, text) = kept_and_removed(&project, &["prune", "app"]);
     assert!(text.contains("app: 3 kept, 1 removed"), "{text}");
-    assert_eq!(files_in(&project.join("backups/app")).len(), 3);
+    assert_eq!(file_names(&project.join("backups/app")).len(), 3);
     assert!(pinned.exists());
     let output = project.run(&["unpin", pinned.to_str().unwrap()]);
     assert_eq!(output.code, 0, "{output:?}");
@@ -429,7 +420,7 @@ fn a_killed_backup_leaves_nothing_that_backups_lists() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while files_in(&dir).is_empty() && started.elapsed() < std::time::Duration::from_secs(30) {
+    while file_names(&dir).is_empty() && started.elapsed() < std::time::Duration::from_secs(30) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     child.kill().unwrap();
@@ -439,11 +430,11 @@ fn a_killed_backup_leaves_nothing_that_backups_lists() {
         "the backup must still have been running when killed"
     );
     assert!(
-        files_in(&dir)
+        file_names(&dir)
             .iter()
             .all(|name| name.starts_with(".lw-tmp-")),
         "{:?}",
-        files_in(&dir)
+        file_names(&dir)
     );
     assert!(
         backups_json(&project)["backups"]

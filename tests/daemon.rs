@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, binary};
+use crate::common::{Project, binary, file_names};
 
 struct Daemon {
     child: Child,
@@ -256,22 +256,25 @@ fn a_second_daemon_exits_1_naming_the_first_and_an_invalid_file_fails_startup() 
     );
 }
 
-#[test]
-fn sigterm_during_a_backup_lets_it_finish_and_leaves_no_temp_file() {
-    let project = Project::with_config(
-        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: api, verify: full, compress: zstd } }\n",
-    );
-    crate::common::fill(&project.join("app.db"), 60_000);
+/// A daemon on `config` whose first backup of `app` (with `rows` rows) has
+/// written its first file.
+fn start_with_a_backup_under_way(config: &str, rows: u32) -> (Project, Daemon) {
+    let project = Project::with_config(config);
+    crate::common::fill(&project.join("app.db"), rows);
     let daemon = Daemon::start(&project);
     let dir = project.join("backups/app");
-    wait_until("the backup is under way", || {
-        std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some())
-    });
+    wait_until("the backup is under way", || !file_names(&dir).is_empty());
+    (project, daemon)
+}
+
+#[test]
+fn sigterm_during_a_backup_lets_it_finish_and_leaves_no_temp_file() {
+    let (project, daemon) = start_with_a_backup_under_way(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: api, verify: full, compress: zstd } }\n",
+        60_000,
+    );
     assert_eq!(daemon.stop(), 0);
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(&project.join("backups/app"));
     assert!(
         names.iter().all(|n| !n.starts_with(".lw-tmp-")),
         "{names:?}"
@@ -512,20 +515,12 @@ fn jitter_spreads_databases_that_share_a_schedule() {
 
 #[test]
 fn a_backup_still_running_when_the_grace_ends_is_aborted_without_leftovers() {
-    let project = Project::with_config(
+    let (project, daemon) = start_with_a_backup_under_way(
         "version: 1\nsettings: { shutdown_grace: 100ms }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: vacuum, verify: full, compress: zstd } }\n",
+        150_000,
     );
-    crate::common::fill(&project.join("app.db"), 150_000);
-    let daemon = Daemon::start(&project);
-    let dir = project.join("backups/app");
-    wait_until("the backup is under way", || {
-        std::fs::read_dir(&dir).is_ok_and(|mut e| e.next().is_some())
-    });
     assert_eq!(daemon.stop(), 0);
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = file_names(&project.join("backups/app"));
     assert!(
         names.is_empty(),
         "the aborted backup's temp files are removed: {names:?}"

@@ -97,6 +97,23 @@ pub enum BackupError {
     State(#[from] crate::state::StateError),
 }
 
+impl BackupError {
+    /// Wraps an I/O error on `path` while backing up `database`.
+    pub(crate) fn io(
+        database: &str,
+        path: &Path,
+        action: &'static str,
+    ) -> impl FnOnce(io::Error) -> Self + use<> {
+        let (database, path) = (database.to_string(), path.to_path_buf());
+        move |source| BackupError::Io {
+            database,
+            path,
+            action,
+            source,
+        }
+    }
+}
+
 /// What to back up and why.
 #[derive(Debug, Clone, Copy)]
 pub struct BackupRequest<'a> {
@@ -143,15 +160,7 @@ pub fn take(
     let started = Instant::now();
     let db = request.database;
     let name = db.name.as_str();
-    let io = |path: &Path, action: &'static str| {
-        let path = path.to_path_buf();
-        move |source| BackupError::Io {
-            database: name.to_string(),
-            path,
-            action,
-            source,
-        }
-    };
+    let io = |path: &Path, action: &'static str| BackupError::io(name, path, action);
     match observe_file(&db.path).map_err(|source| BackupError::Source {
         database: name.to_string(),
         source: Box::new(source),
@@ -197,7 +206,7 @@ pub fn take(
         let pending =
             PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
         let written = if source.method() == CopyMethod::Snapshot {
-            compressed_write(&pending, |out| {
+            compressed_write(name, &pending, |out| {
                 source
                     .stream_snapshot(out, pending.path(), progress)
                     .map_err(copy_error)
@@ -209,13 +218,13 @@ pub fn take(
                 .copy_to(plain.file(), plain.path(), progress)
                 .map_err(copy_error)?;
             verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
-            compressed_write(&pending, |out| {
+            compressed_write(name, &pending, |out| {
                 let mut file = File::open(plain.path()).map_err(io(plain.path(), "cannot read"))?;
                 io::copy(&mut file, out).map_err(io(pending.path(), "cannot write"))?;
                 Ok(copy)
             })
         };
-        let (copy, plain_sha, stored_sha) = written.map_err(|e| in_context(e, name))?;
+        let (copy, plain_sha, stored_sha) = written?;
         if verify_level != VerifyLevel::None {
             let (plain, decoded_sha) =
                 verify::decompressed_copy(pending.path(), progress).map_err(verify_error)?;
@@ -310,18 +319,11 @@ fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
 /// `pending`; returns `feed`'s value and the SHA-256 of the plain bytes fed
 /// and of the compressed bytes stored.
 fn compressed_write<T>(
+    database: &str,
     pending: &PendingFile,
     feed: impl FnOnce(&mut dyn io::Write) -> Result<T, BackupError>,
 ) -> Result<(T, String, String), BackupError> {
-    let failed = |action: &'static str| {
-        let path = pending.path().to_path_buf();
-        move |source| BackupError::Io {
-            database: String::new(),
-            path,
-            action,
-            source,
-        }
-    };
+    let failed = |action: &'static str| BackupError::io(database, pending.path(), action);
     let stored = Hashing::new(BufWriter::with_capacity(1 << 20, pending.file()));
     let mut encoder = zstd::Encoder::new(stored, ZSTD_LEVEL).map_err(failed("cannot compress"))?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
@@ -340,24 +342,6 @@ fn compressed_write<T>(
         .into_inner()
         .map_err(|e| failed("cannot write")(e.into_error()))?;
     Ok((value, plain_sha, stored_sha))
-}
-
-/// Fills in the database name of an I/O error raised without one.
-fn in_context(error: BackupError, database: &str) -> BackupError {
-    match error {
-        BackupError::Io {
-            database: d,
-            path,
-            action,
-            source,
-        } if d.is_empty() => BackupError::Io {
-            database: database.to_string(),
-            path,
-            action,
-            source,
-        },
-        other => other,
-    }
 }
 
 /// The backup `--from latest` means: the newest verified one whose file
@@ -396,15 +380,7 @@ pub fn sync_catalog(
     backup_dir: &Path,
 ) -> Result<CatalogSync, BackupError> {
     let dir = database_dir(backup_dir, database);
-    let io = |action: &'static str| {
-        let path = dir.clone();
-        move |source| BackupError::Io {
-            database: database.to_string(),
-            path,
-            action,
-            source,
-        }
-    };
+    let io = |action: &'static str| BackupError::io(database, &dir, action);
     let mut sync = CatalogSync::default();
     for record in state.backups(database)? {
         if !record.path.exists() {

@@ -252,12 +252,17 @@ impl<'a> Source<'a> {
 fn begin_snapshot(conn: &Connection, source: &Path) -> Result<(u32, u64), CopyError> {
     conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .map_err(CopyError::sqlite(source, "cannot start a read transaction"))?;
+    geometry(conn, source)
+}
+
+/// (page_size, page_count) of the database behind `conn`.
+fn geometry(conn: &Connection, path: &Path) -> Result<(u32, u64), CopyError> {
     let page_size: u32 = conn
         .pragma_query_value(None, "page_size", |r| r.get(0))
-        .map_err(CopyError::sqlite(source, "cannot read page_size"))?;
+        .map_err(CopyError::sqlite(path, "cannot read page_size"))?;
     let page_count: i64 = conn
         .pragma_query_value(None, "page_count", |r| r.get(0))
-        .map_err(CopyError::sqlite(source, "cannot read page_count"))?;
+        .map_err(CopyError::sqlite(path, "cannot read page_count"))?;
     Ok((page_size, page_count.max(0) as u64))
 }
 
@@ -519,15 +524,10 @@ fn vacuum(
 }
 
 fn stats_of(conn: &Connection, path: &Path, method: CopyMethod) -> Result<CopyStats, CopyError> {
-    let page_size: u32 = conn
-        .pragma_query_value(None, "page_size", |r| r.get(0))
-        .map_err(CopyError::sqlite(path, "cannot read page_size"))?;
-    let page_count: i64 = conn
-        .pragma_query_value(None, "page_count", |r| r.get(0))
-        .map_err(CopyError::sqlite(path, "cannot read page_count"))?;
+    let (page_size, page_count) = geometry(conn, path)?;
     Ok(CopyStats {
         method,
-        page_count: page_count.max(0) as u64,
+        page_count,
         page_size,
         wal_pages: 0,
     })

@@ -82,22 +82,10 @@ pub fn remove(
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(BackupError::Io {
-                    database: database.to_string(),
-                    path: path.clone(),
-                    action: "cannot remove",
-                    source,
-                });
-            }
+            Err(source) => return Err(BackupError::io(database, path, "cannot remove")(source)),
         }
         if let Some(dir) = path.parent() {
-            crate::durable::sync_dir(dir).map_err(|source| BackupError::Io {
-                database: database.to_string(),
-                path: dir.to_path_buf(),
-                action: "cannot sync",
-                source,
-            })?;
+            crate::durable::sync_dir(dir).map_err(BackupError::io(database, dir, "cannot sync"))?;
         }
         state.delete_backup(entry.backup.id)?;
         tracing::info!(db = database, path = %path.display(), "backup pruned");

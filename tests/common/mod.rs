@@ -203,3 +203,18 @@ pub fn integrity_check_elsewhere(path: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
         + &String::from_utf8_lossy(&output.stderr)
 }
+
+/// The names in `dir` (none when it does not exist).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
