@@ -562,7 +562,7 @@ fn metrics_expose_whether_the_last_reload_succeeded() {
     let project = Project::with_config(&config);
     let daemon = Daemon::start(&project);
     wait_until("the first backup is recorded", || {
-        http_get(port, "/metrics").contains("outcome=\"success\"")
+        http_get(port, "/metrics").contains("job=\"backup\",outcome=\"success\"")
     });
     let metrics = http_get(port, "/metrics");
     assert!(
