@@ -588,3 +588,29 @@ fn metrics_expose_whether_the_last_reload_succeeded() {
     });
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn a_changed_state_dir_or_listen_waits_for_a_restart() {
+    let config =
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+    let project = Project::with_config(config);
+    let daemon = Daemon::start(&project);
+    wait_until("the first backup", || {
+        backups(&project.join("backups/app")) == 1
+    });
+    save_by_rename(
+        &project,
+        &config.replace(
+            "version: 1\n",
+            "version: 1\nsettings: { state_dir: elsewhere, listen: \"127.0.0.1:1\" }\n",
+        ),
+    );
+    let log = || std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    wait_until("the restart-only settings are reported", || {
+        log().contains("settings.listen changed")
+    });
+    assert!(log().contains("settings.state_dir changed"), "{}", log());
+    assert!(!project.join("elsewhere").exists());
+    assert!(!log().contains("ERROR"), "{}", log());
+    assert_eq!(daemon.stop(), 0);
+}

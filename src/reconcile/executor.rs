@@ -1,0 +1,156 @@
+//! One worker thread per database: runs that database's jobs one at a time,
+//! so a slow backup of one database never delays another database's jobs.
+//!
+//! The worker owns its connection to the state database for its whole life
+//! (opened on first use, reopened after an error). The connection to the
+//! database being backed up is opened per run on purpose: a restore or an
+//! operator may replace the file between runs, and a connection held across
+//! that would keep reading the old, unlinked inode.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Sender, channel};
+
+use chrono::{DateTime, Utc};
+
+use super::Event;
+use super::jobs::JobKey;
+use crate::clock::Clock;
+use crate::config::{Config, Database, JobKind};
+use crate::jobs::backup::{self, BackupRequest};
+use crate::jobs::progress::Quiet;
+use crate::jobs::prune;
+use crate::state::StateDb;
+use crate::state::catalog::BackupTrigger;
+
+/// Work handed to a database's worker.
+#[derive(Debug)]
+pub struct Work {
+    /// Which job.
+    pub key: JobKey,
+    /// Its kind.
+    pub kind: JobKind,
+    /// The database definition the run uses.
+    pub database: Arc<Database>,
+    /// The config the run started with (its directories and settings).
+    pub config: Arc<Config>,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+}
+
+/// A finished job run.
+#[derive(Debug)]
+pub struct Finished {
+    /// Which job.
+    pub key: JobKey,
+    /// When it started.
+    pub started: DateTime<Utc>,
+    /// Its one-line summary, or its error.
+    pub result: Result<String, String>,
+}
+
+/// The handle of one database's worker thread.
+pub struct Executor {
+    work: Sender<Work>,
+}
+
+impl Executor {
+    /// Starts the worker for `database`, recording into the state database
+    /// in `state_dir`; each finished run comes back as an
+    /// [`Event::JobFinished`] on `events`.
+    pub fn spawn(
+        database: &str,
+        state_dir: PathBuf,
+        events: Sender<Event>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Executor> {
+        let (work, inbox) = channel::<Work>();
+        std::thread::Builder::new()
+            .name(format!("db-{database}"))
+            .spawn(move || {
+                let mut worker = Worker {
+                    state_dir,
+                    state: None,
+                    clock,
+                };
+                for work in inbox {
+                    let result = worker.execute(&work);
+                    let finished = Finished {
+                        key: work.key,
+                        started: work.started,
+                        result,
+                    };
+                    if events.send(Event::JobFinished(finished)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Executor { work })
+    }
+
+    /// Hands `work` to the worker; gives it back if the worker is gone.
+    pub fn send(&self, work: Work) -> Result<(), Work> {
+        self.work.send(work).map_err(|e| e.0)
+    }
+}
+
+/// The state a worker keeps between runs.
+struct Worker {
+    state_dir: PathBuf,
+    state: Option<StateDb>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    /// Runs one job; returns its summary or error.
+    fn execute(&mut self, work: &Work) -> Result<String, String> {
+        let result = match work.kind {
+            JobKind::Backup => self.backup(work),
+            other => Err(format!("{other} jobs are not scheduled by this version")),
+        };
+        if result.is_err() {
+            self.state = None;
+        }
+        result
+    }
+
+    /// The worker's connection to the state database, opened on first use
+    /// and after a failed run.
+    fn state(&mut self) -> Result<&StateDb, String> {
+        if self.state.is_none() {
+            let state = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+            self.state = Some(state);
+        }
+        Ok(self.state.as_ref().expect("opened above"))
+    }
+
+    /// A backup, then the retention prune of that database.
+    fn backup(&mut self, work: &Work) -> Result<String, String> {
+        let clock = Arc::clone(&self.clock);
+        let state = self.state()?;
+        let settings = &work.config.settings;
+        let request = BackupRequest {
+            database: &work.database,
+            backup_dir: &settings.backup_dir,
+            trigger: BackupTrigger::Schedule,
+            pin: false,
+        };
+        let report =
+            backup::take(request, state, clock.as_ref(), &mut Quiet).map_err(|e| e.to_string())?;
+        let entries = prune::decide(
+            state,
+            &work.database,
+            &settings.backup_dir,
+            settings.timezone,
+        )
+        .map_err(|e| e.to_string())?;
+        let removed = prune::remove(state, work.database.name.as_str(), &entries)
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{} ({} bytes), {} pruned",
+            crate::paths::display(&report.record.path),
+            report.record.size,
+            removed.len()
+        ))
+    }
+}

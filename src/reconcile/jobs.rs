@@ -1,0 +1,342 @@
+//! The daemon's job table: which jobs exist, when each runs next, which
+//! are running, skipped ticks and stuck reports.
+//!
+//! Pure bookkeeping over an injected `now`: nothing here reads a clock,
+//! touches a file or starts a thread, so every scheduling rule (overlap
+//! skip, the `max_parallel_jobs` cap, re-arming only what changed, a
+//! running job outliving its removal) is tested with fixed timestamps.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::config::{Config, Database, JobKind, Schedule};
+use crate::scheduler;
+use crate::state::daemon::ScheduledJob;
+
+/// A job: its database and kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JobKey {
+    /// The database's name.
+    pub database: String,
+    /// The job kind, as written in logs and the state database.
+    pub kind: &'static str,
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{}/{}", self.database, self.kind)
+    }
+}
+
+/// A job the table decided to start now.
+#[derive(Debug)]
+pub struct Start {
+    /// Which job.
+    pub key: JobKey,
+    /// Its kind.
+    pub kind: JobKind,
+    /// The definition it runs with, even if a reload changes it meanwhile.
+    pub database: Arc<Database>,
+}
+
+/// A running job found past its timeout (reported once per run).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stuck {
+    /// Which job.
+    pub key: JobKey,
+    /// Its kind.
+    pub kind: JobKind,
+    /// When the run started.
+    pub started: DateTime<Utc>,
+    /// The timeout it exceeded.
+    pub timeout: Duration,
+}
+
+/// What one pass over the table decided.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Jobs to start now.
+    pub start: Vec<Start>,
+    /// Jobs newly found stuck.
+    pub stuck: Vec<Stuck>,
+    /// Jobs whose tick was skipped for the first time in this run (the
+    /// caller logs these once; later skips are only counted).
+    pub first_skips: Vec<JobKey>,
+}
+
+/// A job re-armed by a config change.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Armed {
+    /// New or with a changed schedule; runs next at this time.
+    Scheduled(JobKey, Option<DateTime<Utc>>),
+    /// No longer in the config.
+    Removed(JobKey),
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    schedule: Schedule,
+    timeout: Duration,
+    database: Arc<Database>,
+    next: Option<DateTime<Utc>>,
+    running: Option<DateTime<Utc>>,
+    skipped: u64,
+    skip_logged: bool,
+    stuck_reported: bool,
+    /// Removed from the config while running: dropped when the run ends.
+    retired: bool,
+}
+
+/// A scheduled job as the config declares it.
+struct Wanted {
+    kind: JobKind,
+    schedule: Schedule,
+    timeout: Duration,
+    jitter: Duration,
+    database: Arc<Database>,
+}
+
+/// Every scheduled job of the daemon.
+#[derive(Debug, Default)]
+pub struct JobTable {
+    jobs: BTreeMap<JobKey, Job>,
+}
+
+impl JobTable {
+    /// How many jobs are scheduled (or still running after their removal).
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// How many jobs are running.
+    pub fn running(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|job| job.running.is_some())
+            .count()
+    }
+
+    /// The running jobs of kind `kind`.
+    pub fn running_of(&self, kind: JobKind) -> impl Iterator<Item = &JobKey> {
+        self.jobs
+            .iter()
+            .filter(move |(_, job)| job.running.is_some() && job.kind == kind)
+            .map(|(key, _)| key)
+    }
+
+    /// Time until something is due: a job's next tick (also while it runs,
+    /// to count a skipped tick) or a running job's timeout. Jobs waiting for
+    /// a free slot are woken by the finishing job's event instead.
+    pub fn time_to_next(&self, now: DateTime<Utc>, max_parallel: usize) -> Option<Duration> {
+        let timeouts = self
+            .jobs
+            .values()
+            .filter(|job| !job.stuck_reported)
+            .filter_map(|job| {
+                Some(
+                    job.running?
+                        + TimeDelta::from_std(job.timeout).ok()?
+                        + TimeDelta::milliseconds(1),
+                )
+            });
+        let slot_free = self.running() < max_parallel;
+        self.jobs
+            .values()
+            .filter(|job| {
+                job.running.is_some() || slot_free || job.next.is_some_and(|next| next > now)
+            })
+            .filter_map(|job| job.next)
+            .chain(timeouts)
+            .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
+            .min()
+    }
+
+    /// Marks every due job as started while fewer than `max_parallel` run
+    /// (the rest stay due); a job still running skips its tick; a job past
+    /// its timeout is reported stuck once.
+    pub fn fire(
+        &mut self,
+        now: DateTime<Utc>,
+        timezone: chrono_tz::Tz,
+        max_parallel: usize,
+    ) -> Due {
+        let mut slots = max_parallel.saturating_sub(self.running());
+        let mut due = Due::default();
+        for (key, job) in &mut self.jobs {
+            if let Some(started) = job.running
+                && !job.stuck_reported
+                && (now - started)
+                    .to_std()
+                    .is_ok_and(|running| running > job.timeout)
+            {
+                job.stuck_reported = true;
+                due.stuck.push(Stuck {
+                    key: key.clone(),
+                    kind: job.kind,
+                    started,
+                    timeout: job.timeout,
+                });
+            }
+            let Some(next) = job.next else { continue };
+            if next > now {
+                continue;
+            }
+            if job.running.is_some() {
+                job.skipped += 1;
+                if !job.skip_logged {
+                    job.skip_logged = true;
+                    due.first_skips.push(key.clone());
+                }
+                job.next = scheduler::next_due(&job.schedule, timezone, next, now);
+                continue;
+            }
+            if slots == 0 {
+                continue;
+            }
+            slots -= 1;
+            job.running = Some(now);
+            job.skip_logged = false;
+            job.stuck_reported = false;
+            job.next = scheduler::next_due(&job.schedule, timezone, now, now);
+            due.start.push(Start {
+                key: key.clone(),
+                kind: job.kind,
+                database: Arc::clone(&job.database),
+            });
+        }
+        due
+    }
+
+    /// Records that the run of `key` started at `started` ended at `now`
+    /// and schedules its next run (a job removed from the config meanwhile
+    /// leaves the table); returns the job's kind, or `None` when the job is
+    /// not in the table.
+    pub fn finish(
+        &mut self,
+        key: &JobKey,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+        timezone: chrono_tz::Tz,
+    ) -> Option<JobKind> {
+        let job = self.jobs.get_mut(key)?;
+        let kind = job.kind;
+        if job.retired {
+            self.jobs.remove(key);
+            return Some(kind);
+        }
+        job.running = None;
+        job.next = scheduler::next_due(&job.schedule, timezone, started, now);
+        Some(kind)
+    }
+
+    /// Brings the table in line with `config`: an unchanged job keeps its
+    /// next-run time (its definition is refreshed for the next run), a new
+    /// or re-scheduled one starts from `last_start` (its last recorded run),
+    /// a removed one stops being scheduled but stays until its run ends.
+    pub fn rearm(
+        &mut self,
+        config: &Config,
+        now: DateTime<Utc>,
+        last_start: impl Fn(JobKind, &str) -> Option<DateTime<Utc>>,
+    ) -> Vec<Armed> {
+        let timezone = config.settings.timezone;
+        let wanted = wanted_jobs(config);
+        let mut armed = Vec::new();
+        self.jobs.retain(|key, job| {
+            if wanted.contains_key(key) {
+                return true;
+            }
+            if !job.retired {
+                armed.push(Armed::Removed(key.clone()));
+            }
+            job.retired = true;
+            job.next = None;
+            job.running.is_some()
+        });
+        for (key, want) in wanted {
+            if let Some(job) = self.jobs.get_mut(&key)
+                && job.schedule == want.schedule
+                && !job.retired
+            {
+                job.database = want.database;
+                job.timeout = want.timeout;
+                continue;
+            }
+            let last = last_start(want.kind, &key.database);
+            let offset = scheduler::jitter_offset(&key.to_string(), want.jitter);
+            let next = scheduler::first_due(&want.schedule, timezone, last, now).map(|due| {
+                if last.is_none() || matches!(want.schedule, Schedule::Cron(_)) {
+                    due + offset
+                } else {
+                    due
+                }
+            });
+            armed.push(Armed::Scheduled(key.clone(), next));
+            let job = self.jobs.entry(key).or_insert_with(|| Job {
+                kind: want.kind,
+                schedule: want.schedule.clone(),
+                timeout: want.timeout,
+                database: Arc::clone(&want.database),
+                next,
+                running: None,
+                skipped: 0,
+                skip_logged: false,
+                stuck_reported: false,
+                retired: false,
+            });
+            job.retired = false;
+            job.schedule = want.schedule;
+            job.timeout = want.timeout;
+            job.database = want.database;
+            job.next = next;
+        }
+        armed
+    }
+
+    /// The table as `litewarden status` shows it.
+    pub fn snapshot(&self) -> Vec<ScheduledJob> {
+        self.jobs
+            .iter()
+            .map(|(key, job)| ScheduledJob {
+                database: key.database.clone(),
+                job: key.kind.to_string(),
+                schedule: job.schedule.to_string(),
+                next_run: job.next.map(|t| t.to_rfc3339()),
+                running_since: job.running.map(|t| t.to_rfc3339()),
+                skipped: job.skipped as i64,
+            })
+            .collect()
+    }
+}
+
+/// The scheduled jobs `config` declares.
+fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
+    config
+        .databases
+        .values()
+        .filter(|database| database.backup.enabled)
+        .map(|database| {
+            (
+                JobKey {
+                    database: database.name.to_string(),
+                    kind: JobKind::Backup.as_str(),
+                },
+                Wanted {
+                    kind: JobKind::Backup,
+                    schedule: database.backup.schedule.clone(),
+                    timeout: database.backup.timeout,
+                    jitter: database.backup.jitter,
+                    database: Arc::new(database.clone()),
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;

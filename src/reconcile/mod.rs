@@ -1,0 +1,505 @@
+//! The daemon (`litewarden run`): one loop that owns all runtime state.
+//!
+//! Owns the loaded configuration, the job table (schedule, next run, the run
+//! in progress, skipped ticks), the per-database executors and the file
+//! watcher. Everything that happens arrives as an [`Event`] on one channel:
+//! debounced file changes, SIGHUP, SIGTERM/SIGINT, finished jobs; timer
+//! ticks are the channel's receive timeout. Nothing else mutates this state,
+//! so there are no shared locks.
+//!
+//! Each change of the config or of a migrations directory converges the
+//! files (`plan::diff` + `apply`, which creates databases, sets pragmas and
+//! runs `apply: auto` migrations) and then re-arms only the jobs whose
+//! definition changed: an unchanged job keeps its next-run time, a new or
+//! changed one starts from its last recorded run (so restarts never push a
+//! backup back), a removed one stops being scheduled. A running job always
+//! finishes with the definition it started with. An invalid or missing file
+//! at reload keeps the last good config, logs every error and records the
+//! failure; only startup fails fast.
+
+mod executor;
+mod jobs;
+mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
+
+use self::executor::{Executor, Finished, Work};
+use self::jobs::{Armed, JobTable};
+use crate::apply::{self, ApplyOptions};
+use crate::clock::Clock;
+use crate::config::watch::Watcher;
+use crate::config::{self, Config, Database, Environment, JobKind};
+use crate::error::Error;
+use crate::jobs::backup;
+use crate::plan::{self, Desired, Observed};
+use crate::state::daemon::{DaemonRow, ScheduledJob};
+use crate::state::{JobRun, Outcome, StateDb, Trigger};
+
+/// How often the config is re-read even without a file event (a missed
+/// event, a network file system).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Something the reconciler reacts to.
+#[derive(Debug)]
+pub enum Event {
+    /// A watched file changed (debounced).
+    FilesChanged,
+    /// SIGHUP: reload now.
+    Reload,
+    /// SIGTERM or SIGINT.
+    Shutdown,
+    /// A job finished.
+    JobFinished(Finished),
+}
+
+/// Startup options of the daemon.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The config file.
+    pub config: PathBuf,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or the channel closes).
+pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
+    let loaded = config::load(&options.config, &Environment::from_process())?;
+    for warning in &loaded.warnings {
+        tracing::warn!(warning = %warning, "config warning");
+    }
+    let config = Arc::new(loaded.config);
+    let _lock = process::lock_state_dir(&config.settings.state_dir)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    if let Some(listen) = config.settings.listen {
+        crate::http::serve(listen, config.settings.state_dir.clone()).map_err(Error::Daemon)?;
+    }
+    let (events, inbox) = channel();
+    process::spawn_signal_thread(events.clone())?;
+    let started_at = clock.now().to_rfc3339();
+    let mut daemon = Reconciler {
+        hash: process::file_hash(&options.config),
+        config,
+        config_path: options.config,
+        jobs: JobTable::default(),
+        executors: BTreeMap::new(),
+        events,
+        state,
+        clock,
+        watcher: None,
+        started_at,
+        config_error: None,
+        observed: Observed::default(),
+        written_schedule: None,
+    };
+    tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
+    daemon.restart_watcher();
+    daemon.converge(&|_| true);
+    tracing::info!(jobs = daemon.jobs.len(), "ready");
+    daemon.event_loop(&inbox);
+    Ok(())
+}
+
+struct Reconciler {
+    config: Arc<Config>,
+    config_path: PathBuf,
+    hash: Option<Vec<u8>>,
+    jobs: JobTable,
+    executors: BTreeMap<String, Executor>,
+    events: Sender<Event>,
+    state: StateDb,
+    clock: Arc<dyn Clock>,
+    watcher: Option<Watcher>,
+    started_at: String,
+    config_error: Option<String>,
+    observed: Observed,
+    /// The schedule last written to the state database, so an unchanged
+    /// one is not rewritten on every wake-up.
+    written_schedule: Option<Vec<ScheduledJob>>,
+}
+
+/// Why a reload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reload {
+    /// A watched file changed: re-observe only what changed.
+    Changed,
+    /// SIGHUP: re-read and re-observe everything.
+    Forced,
+    /// The periodic pass: re-observe everything.
+    Poll,
+}
+
+impl Reconciler {
+    fn event_loop(&mut self, inbox: &Receiver<Event>) {
+        let mut last_poll = Instant::now();
+        loop {
+            self.fire_due_jobs();
+            self.write_status();
+            let max_parallel = self.config.settings.max_parallel_jobs as usize;
+            let wait = self
+                .jobs
+                .time_to_next(self.clock.now(), max_parallel)
+                .unwrap_or(POLL_INTERVAL)
+                .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()));
+            match inbox.recv_timeout(wait) {
+                Ok(Event::FilesChanged) => self.reload(Reload::Changed),
+                Ok(Event::Reload) => self.reload(Reload::Forced),
+                Ok(Event::JobFinished(finished)) => self.finished(finished),
+                Ok(Event::Shutdown) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if last_poll.elapsed() >= POLL_INTERVAL {
+                        last_poll = Instant::now();
+                        self.reload(Reload::Poll);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let grace = self.config.settings.shutdown_grace;
+        self.shut_down(inbox, grace);
+    }
+
+    /// Stops scheduling, lets running jobs finish up to `grace`; a second
+    /// signal ends the wait at once.
+    fn shut_down(&mut self, inbox: &Receiver<Event>, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        tracing::info!(
+            running = self.jobs.running(),
+            grace_s = grace.as_secs(),
+            "shutting down"
+        );
+        let mut aborting = false;
+        while self.jobs.running() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!("shutdown grace is over; aborting the jobs still running");
+                aborting = true;
+                break;
+            }
+            match inbox.recv_timeout(left) {
+                Ok(Event::JobFinished(finished)) => self.finished(finished),
+                Ok(Event::Shutdown) => {
+                    tracing::warn!("second signal: exiting at once");
+                    break;
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.write_status();
+        if aborting {
+            self.remove_partial_backups();
+        }
+        tracing::info!("litewarden run stopped");
+    }
+
+    /// Removes the temp files of backups that are being aborted (the daemon
+    /// holds the state directory's lock, so they are its own).
+    fn remove_partial_backups(&self) {
+        for key in self.jobs.running_of(JobKind::Backup) {
+            let dir = backup::database_dir(&self.config.settings.backup_dir, &key.database);
+            match crate::durable::remove_stale_temps(
+                &dir,
+                Duration::ZERO,
+                std::time::SystemTime::now() + Duration::from_secs(1),
+            ) {
+                Ok(removed) => {
+                    tracing::info!(job = %key, removed, "removed the aborted backup's temp files")
+                }
+                Err(e) => {
+                    tracing::error!(job = %key, error = %e, "cannot remove the aborted backup's temp files")
+                }
+            }
+        }
+    }
+
+    /// Starts the due jobs on their databases' workers, logs first skips
+    /// and records stuck jobs.
+    fn fire_due_jobs(&mut self) {
+        let now = self.clock.now();
+        let settings = &self.config.settings;
+        let due = self
+            .jobs
+            .fire(now, settings.timezone, settings.max_parallel_jobs as usize);
+        for key in &due.first_skips {
+            tracing::warn!(job = %key, "job still running at its next tick; tick skipped");
+        }
+        for stuck in due.stuck {
+            let timeout = humantime::format_duration(stuck.timeout);
+            tracing::error!(job = %stuck.key, timeout = %timeout, "job_stuck: running past its timeout");
+            let run = JobRun {
+                job: stuck.kind,
+                database: Some(stuck.key.database.clone()),
+                trigger: Trigger::Schedule,
+                started_at: stuck.started,
+                finished_at: now,
+                outcome: Outcome::Failed,
+                error: Some(format!("job_stuck: still running after {timeout}")),
+                detail: None,
+            };
+            if let Err(e) = self.state.record_run(&run) {
+                tracing::error!(error = %e, "cannot record a stuck job");
+            }
+        }
+        for start in due.start {
+            tracing::info!(db = %start.key.database, job = start.key.kind, trigger = "schedule", "job started");
+            let work = Work {
+                key: start.key,
+                kind: start.kind,
+                database: start.database,
+                config: Arc::clone(&self.config),
+                started: now,
+            };
+            if let Err(work) = self.send(work) {
+                let finished = Finished {
+                    key: work.key,
+                    started: now,
+                    result: Err("the database's worker thread is gone".into()),
+                };
+                self.finished(finished);
+            }
+        }
+    }
+
+    /// Hands `work` to its database's worker, starting the worker on first
+    /// use.
+    fn send(&mut self, work: Work) -> Result<(), Work> {
+        let database = work.key.database.clone();
+        if !self.executors.contains_key(&database) {
+            let state_dir = self.config.settings.state_dir.clone();
+            match Executor::spawn(
+                &database,
+                state_dir,
+                self.events.clone(),
+                Arc::clone(&self.clock),
+            ) {
+                Ok(executor) => {
+                    self.executors.insert(database.clone(), executor);
+                }
+                Err(e) => {
+                    tracing::error!(db = %database, error = %e, "cannot start the worker thread");
+                    return Err(work);
+                }
+            }
+        }
+        let sent = self.executors[&database].send(work);
+        if sent.is_err() {
+            self.executors.remove(&database);
+        }
+        sent
+    }
+
+    fn finished(&mut self, finished: Finished) {
+        let now = self.clock.now();
+        let duration_ms = (now - finished.started).num_milliseconds();
+        let key = &finished.key;
+        match &finished.result {
+            Ok(detail) => {
+                tracing::info!(db = %key.database, job = key.kind, duration_ms, outcome = "success", detail = %detail, "job finished")
+            }
+            Err(error) => {
+                tracing::error!(db = %key.database, job = key.kind, duration_ms, outcome = "failed", error = %error, "job finished")
+            }
+        }
+        let timezone = self.config.settings.timezone;
+        let Some(kind) = self.jobs.finish(key, finished.started, now, timezone) else {
+            return;
+        };
+        let (outcome, error, detail) = match finished.result {
+            Ok(detail) => (Outcome::Success, None, Some(detail)),
+            Err(error) => (Outcome::Failed, Some(error), None),
+        };
+        let record = JobRun {
+            job: kind,
+            database: Some(finished.key.database),
+            trigger: Trigger::Schedule,
+            started_at: finished.started,
+            finished_at: now,
+            outcome,
+            error,
+            detail,
+        };
+        if let Err(e) = self.state.record_run(&record) {
+            tracing::error!(error = %e, "cannot record a job run");
+        }
+    }
+    /// Re-reads the config when its content changed (or always on SIGHUP),
+    /// then converges.
+    fn reload(&mut self, why: Reload) {
+        let forced = why == Reload::Forced;
+        let started = Instant::now();
+        let hash = process::file_hash(&self.config_path);
+        let reloaded = forced || hash != self.hash || self.config_error.is_some();
+        let mut previous: Option<Arc<Config>> = None;
+        if reloaded {
+            match config::load(&self.config_path, &Environment::from_process()) {
+                Ok(loaded) => {
+                    self.hash = hash;
+                    let fresh = self.keep_restart_only_settings(loaded.config);
+                    previous = Some(std::mem::replace(&mut self.config, Arc::new(fresh)));
+                    if self.config_error.take().is_some() {
+                        tracing::info!("config is valid again");
+                    }
+                    tracing::info!(config = %self.config_path.display(), "config reloaded");
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    if self.config_error.as_deref() != Some(text.as_str()) {
+                        for line in text.lines() {
+                            tracing::error!(error = %line, "invalid config; keeping the last good one");
+                        }
+                        let now = self.clock.now();
+                        let run = JobRun {
+                            job: JobKind::Apply,
+                            database: None,
+                            trigger: Trigger::Schedule,
+                            started_at: now,
+                            finished_at: now,
+                            outcome: Outcome::Failed,
+                            error: Some(format!("config_invalid: {text}")),
+                            detail: None,
+                        };
+                        if let Err(e) = self.state.record_run(&run) {
+                            tracing::error!(error = %e, "cannot record the invalid config");
+                        }
+                    }
+                    self.hash = hash;
+                    self.config_error = Some(text);
+                    return;
+                }
+            }
+        }
+        match (why, previous) {
+            (Reload::Changed, Some(old)) => {
+                self.converge(&|db: &Database| old.databases.get(&db.name) != Some(db))
+            }
+            (Reload::Changed, None) => self.converge(&|db: &Database| db.migrations.is_some()),
+            _ => self.converge(&|_| true),
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if reloaded {
+            tracing::info!(duration_ms, jobs = self.jobs.len(), "reload applied");
+        } else {
+            tracing::debug!(duration_ms, "files checked");
+        }
+    }
+
+    /// Converges the files: re-observes the databases `fresh` selects
+    /// (reusing the last observation for the others), applies the plan, then
+    /// re-arms the jobs whose definition changed.
+    fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool) {
+        let config = Arc::clone(&self.config);
+        match crate::db::observe::observe_with(&config, fresh, &self.observed) {
+            Ok(mut observed) => {
+                let plan = plan::diff(&observed, &Desired::from_config(&config));
+                if !plan.is_empty() {
+                    let options = ApplyOptions {
+                        allow_vacuum: false,
+                        scheduled: true,
+                    };
+                    match apply::apply(&config, &plan, options, self.clock.as_ref()) {
+                        Ok(report) => tracing::info!(summary = %report.summary(), "converged"),
+                        Err(e) => tracing::error!(error = %e, "cannot converge"),
+                    }
+                    for change in &plan.changes {
+                        if let Some(database) = config
+                            .databases
+                            .values()
+                            .find(|db| db.name.as_str() == change.database())
+                        {
+                            observed.files.remove(&database.path);
+                        }
+                    }
+                }
+                self.observed = observed;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot observe the databases"),
+        }
+        self.rearm();
+        self.restart_watcher();
+    }
+
+    /// Re-arms the jobs whose definition changed (see [`JobTable::rearm`]).
+    fn rearm(&mut self) {
+        let state = &self.state;
+        let armed = self
+            .jobs
+            .rearm(&self.config, self.clock.now(), |kind, database| {
+                state.last_start(kind, database).unwrap_or(None)
+            });
+        for change in armed {
+            match change {
+                Armed::Scheduled(key, next) => {
+                    tracing::info!(job = %key, next = ?next, "job scheduled")
+                }
+                Armed::Removed(key) => tracing::info!(job = %key, "job no longer scheduled"),
+            }
+        }
+    }
+
+    /// Settings read once at startup (the state directory the daemon has
+    /// locked, the HTTP listener it has bound) keep their running values;
+    /// a change is logged as needing a restart.
+    fn keep_restart_only_settings(&self, mut fresh: Config) -> Config {
+        let running = &self.config.settings;
+        if fresh.settings.state_dir != running.state_dir {
+            tracing::warn!(
+                state_dir = %crate::paths::display(&fresh.settings.state_dir),
+                "settings.state_dir changed; it takes effect when litewarden run restarts"
+            );
+            fresh.settings.state_dir = running.state_dir.clone();
+        }
+        if fresh.settings.listen != running.listen {
+            tracing::warn!("settings.listen changed; it takes effect when litewarden run restarts");
+            fresh.settings.listen = running.listen;
+        }
+        fresh
+    }
+
+    fn restart_watcher(&mut self) {
+        let dirs: Vec<PathBuf> = self
+            .config
+            .databases
+            .values()
+            .filter_map(|db| db.migrations.as_ref().map(|m| m.dir.clone()))
+            .collect();
+        let wanted = crate::config::watch::watched_dirs(&self.config_path, &dirs);
+        if self
+            .watcher
+            .as_ref()
+            .is_some_and(|w| w.watched() == wanted.as_slice())
+        {
+            return;
+        }
+        self.watcher = None;
+        match Watcher::start(&self.config_path, &dirs, self.events.clone()) {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch files; changes are picked up every 30s and on SIGHUP")
+            }
+        }
+    }
+
+    /// Writes the schedule (when it changed) and the daemon's heartbeat to
+    /// the state database, for `litewarden status` and `/status`.
+    fn write_status(&mut self) {
+        let schedule = self.jobs.snapshot();
+        if self.written_schedule.as_ref() != Some(&schedule) {
+            match self.state.write_schedule(&schedule) {
+                Ok(()) => self.written_schedule = Some(schedule),
+                Err(e) => tracing::error!(error = %e, "cannot write the schedule"),
+            }
+        }
+        let row = DaemonRow {
+            pid: i64::from(std::process::id()),
+            started_at: self.started_at.clone(),
+            config_ok: self.config_error.is_none(),
+            config_error: self.config_error.clone(),
+            heartbeat_at: self.clock.now().to_rfc3339(),
+        };
+        if let Err(e) = self.state.write_daemon(&row) {
+            tracing::error!(error = %e, "cannot write the daemon status");
+        }
+    }
+}
