@@ -152,19 +152,35 @@ fn main() {
     let daemon = start(big.path());
     let startup = wait_for(big.path(), "ready", 1, Duration::from_secs(300));
     std::thread::sleep(Duration::from_secs(2));
-    let mut one_change = config(1000, 3);
-    one_change = one_change.replacen(
-        "  db0500: { path: data/db0500.db }",
-        "  db0500: { path: data/db0500.db, backup: { schedule: \"0 5 * * *\" } }",
-        1,
-    );
-    save(big.path(), &one_change);
-    let reload = wait_for(big.path(), "reload applied", 1, Duration::from_secs(60));
+    let mut reloads = Vec::new();
+    for edit in 0..5 {
+        let one_change = config(1000, 3).replacen(
+            "  db0500: { path: data/db0500.db }",
+            &format!(
+                "  db0500: {{ path: data/db0500.db, backup: {{ schedule: \"0 {} * * *\" }} }}",
+                4 + edit
+            ),
+            1,
+        );
+        save(big.path(), &one_change);
+        reloads.push(wait_for(
+            big.path(),
+            "reload applied",
+            edit + 1,
+            Duration::from_secs(60),
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    reloads.sort();
     println!(
-        "1000 databases: startup (create 1000 files, schedule) {:.2} s; one edit -> reload applied {:.0} ms (target <= 1000 ms); peak RSS {:.1} MiB",
+        "1000 databases: startup (create 1000 files, schedule) {:.2} s; one edit -> reload applied over 5 edits: p50 {:.0} ms, max {:.0} ms (target <= 1000 ms); RSS {:.1} MiB",
         startup.as_secs_f64(),
-        reload.as_secs_f64() * 1000.0,
+        percentile(&reloads, 0.5).as_secs_f64() * 1000.0,
+        reloads.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         rss_kib(daemon.id()) as f64 / 1024.0
     );
+    if let Ok(keep) = std::env::var("LITEWARDEN_BENCH_KEEP_LOG") {
+        let _ = std::fs::copy(big.path().join("daemon.log"), keep);
+    }
     stop(daemon);
 }

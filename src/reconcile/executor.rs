@@ -2,12 +2,15 @@
 //! so a slow backup of one database never delays another database's jobs.
 //!
 //! The worker owns its connection to the state database for its whole life
-//! (opened on first use, reopened after an error). The connection to the
-//! database being backed up is opened per run on purpose: a restore or an
-//! operator may replace the file between runs, and a connection held across
-//! that would keep reading the old, unlinked inode.
+//! (opened on first use, reopened after a failed run). The connection to
+//! the database itself is opened per run, on purpose: an idle connection
+//! held between runs would block a `journal_mode` change away from WAL
+//! (SQLite needs it to be the only connection), and if an operator replaces
+//! the file by rename it would sit on the old inode while sharing the
+//! `-wal`/`-shm` files by name with the new one, the pattern SQLite's
+//! "How To Corrupt" page warns about.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 
@@ -114,20 +117,9 @@ impl Worker {
         result
     }
 
-    /// The worker's connection to the state database, opened on first use
-    /// and after a failed run.
-    fn state(&mut self) -> Result<&StateDb, String> {
-        if self.state.is_none() {
-            let state = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
-            self.state = Some(state);
-        }
-        Ok(self.state.as_ref().expect("opened above"))
-    }
-
     /// A backup, then the retention prune of that database.
     fn backup(&mut self, work: &Work) -> Result<String, String> {
-        let clock = Arc::clone(&self.clock);
-        let state = self.state()?;
+        let state = open_state(&mut self.state, &self.state_dir)?;
         let settings = &work.config.settings;
         let request = BackupRequest {
             database: &work.database,
@@ -135,8 +127,8 @@ impl Worker {
             trigger: BackupTrigger::Schedule,
             pin: false,
         };
-        let report =
-            backup::take(request, state, clock.as_ref(), &mut Quiet).map_err(|e| e.to_string())?;
+        let report = backup::take(request, state, self.clock.as_ref(), &mut Quiet)
+            .map_err(|e| e.to_string())?;
         let entries = prune::decide(
             state,
             &work.database,
@@ -152,5 +144,14 @@ impl Worker {
             report.record.size,
             removed.len()
         ))
+    }
+}
+
+/// The worker's connection to the state database in `slot`, opened on first
+/// use and after a failed run.
+fn open_state<'a>(slot: &'a mut Option<StateDb>, dir: &Path) -> Result<&'a StateDb, String> {
+    match slot {
+        Some(state) => Ok(state),
+        None => Ok(slot.insert(StateDb::open(dir).map_err(|e| e.to_string())?)),
     }
 }

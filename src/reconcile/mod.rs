@@ -411,6 +411,14 @@ impl Reconciler {
                             observed.files.remove(&database.path);
                         }
                     }
+                    // Re-observe what was just applied now, so the next
+                    // reload starts from a complete observation.
+                    match crate::db::observe::observe_with(&config, &|_| false, &observed) {
+                        Ok(after) => observed = after,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot re-observe the converged databases")
+                        }
+                    }
                 }
                 self.observed = observed;
             }
