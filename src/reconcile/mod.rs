@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use self::executor::{Executor, Finished, Work};
 use self::jobs::{Armed, JobTable};
 use crate::apply::{self, ApplyOptions};
@@ -228,19 +230,13 @@ impl Reconciler {
         for stuck in due.stuck {
             let timeout = humantime::format_duration(stuck.timeout);
             tracing::error!(job = %stuck.key, timeout = %timeout, "job_stuck: running past its timeout");
-            let run = JobRun {
-                job: stuck.kind,
-                database: Some(stuck.key.database.clone()),
-                trigger: Trigger::Schedule,
-                started_at: stuck.started,
-                finished_at: now,
-                outcome: Outcome::Failed,
-                error: Some(format!("job_stuck: still running after {timeout}")),
-                detail: None,
-            };
-            if let Err(e) = self.state.record_run(&run) {
-                tracing::error!(error = %e, "cannot record a stuck job");
-            }
+            let error = format!("job_stuck: still running after {timeout}");
+            self.record(
+                stuck.kind,
+                Some(stuck.key.database),
+                stuck.started,
+                Err(error),
+            );
         }
         for start in due.start {
             tracing::info!(db = %start.key.database, job = start.key.kind, trigger = "schedule", "job started");
@@ -306,24 +302,42 @@ impl Reconciler {
         let Some(kind) = self.jobs.finish(key, finished.started, now, timezone) else {
             return;
         };
-        let (outcome, error, detail) = match finished.result {
+        self.record(
+            kind,
+            Some(finished.key.database),
+            finished.started,
+            finished.result,
+        );
+    }
+
+    /// Records a run of the daemon's in the state database; failing to
+    /// record is logged, never fatal.
+    fn record(
+        &self,
+        job: JobKind,
+        database: Option<String>,
+        started_at: DateTime<Utc>,
+        result: Result<String, String>,
+    ) {
+        let (outcome, error, detail) = match result {
             Ok(detail) => (Outcome::Success, None, Some(detail)),
             Err(error) => (Outcome::Failed, Some(error), None),
         };
-        let record = JobRun {
-            job: kind,
-            database: Some(finished.key.database),
+        let run = JobRun {
+            job,
+            database,
             trigger: Trigger::Schedule,
-            started_at: finished.started,
-            finished_at: now,
+            started_at,
+            finished_at: self.clock.now(),
             outcome,
             error,
             detail,
         };
-        if let Err(e) = self.state.record_run(&record) {
-            tracing::error!(error = %e, "cannot record a job run");
+        if let Err(e) = self.state.record_run(&run) {
+            tracing::error!(error = %e, "cannot record a run in the state database");
         }
     }
+
     /// Re-reads the config when its content changed (or always on SIGHUP),
     /// then converges.
     fn reload(&mut self, why: Reload) {
@@ -350,19 +364,8 @@ impl Reconciler {
                             tracing::error!(error = %line, "invalid config; keeping the last good one");
                         }
                         let now = self.clock.now();
-                        let run = JobRun {
-                            job: JobKind::Apply,
-                            database: None,
-                            trigger: Trigger::Schedule,
-                            started_at: now,
-                            finished_at: now,
-                            outcome: Outcome::Failed,
-                            error: Some(format!("config_invalid: {text}")),
-                            detail: None,
-                        };
-                        if let Err(e) = self.state.record_run(&run) {
-                            tracing::error!(error = %e, "cannot record the invalid config");
-                        }
+                        let error = format!("config_invalid: {text}");
+                        self.record(JobKind::Apply, None, now, Err(error));
                     }
                     self.hash = hash;
                     self.config_error = Some(text);
