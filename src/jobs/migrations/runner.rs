@@ -9,7 +9,10 @@
 //! `foreign_key_check` runs before `COMMIT`. A file starting with
 //! `-- litewarden:no-transaction` runs outside a transaction. Two migrators
 //! never interleave: an advisory lock file beside the database is held for
-//! the whole run. `PRAGMA user_version` mirrors the newest version when it
+//! the whole run. It is an `flock` (what std's `File::try_lock` is on
+//! Unix), which belongs to an open file description, so it excludes a
+//! second migrator on another thread of the same process as well as one in
+//! another process. `PRAGMA user_version` mirrors the newest version when it
 //! fits SQLite's 32-bit field (sqlx's timestamp versions do not).
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -612,4 +615,45 @@ fn wal_size(path: &Path) -> u64 {
     std::fs::metadata(PathBuf::from(name))
         .map(|m| m.len())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+
+    fn database(dir: &Path) -> Database {
+        std::fs::create_dir(dir.join("migrations")).unwrap();
+        Connection::open(dir.join("app.db")).unwrap();
+        let text = "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { busy_timeout: 200ms }, migrations: { dir: migrations } }\n";
+        let environment = Environment::from_pairs(Vec::<(String, String)>::new());
+        let (config, _, _) = crate::config::parse(
+            text.as_bytes(),
+            "jobs.yaml",
+            &dir.join("jobs.yaml"),
+            &environment,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        config.databases.into_values().next().unwrap()
+    }
+
+    #[test]
+    fn the_lock_also_excludes_a_second_migrator_in_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database(dir.path());
+        let first = session(&database).unwrap();
+        let second = std::thread::scope(|scope| {
+            scope
+                .spawn(|| session(&database).err().map(|e| e.to_string()))
+                .join()
+                .unwrap()
+        });
+        let message = second.expect("the second session must not start");
+        assert!(
+            message.contains("another migration is running"),
+            "{message}"
+        );
+        drop(first);
+        assert!(session(&database).is_ok(), "free again once the first ends");
+    }
 }
