@@ -39,7 +39,7 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     /// The managed databases, by name. The name is used in backup file names and alerts.
     pub databases: BTreeMap<String, RawDatabase>,
-    /// Mail server for alerts. Without it alerts go to the log and /status.
+    /// Mail server for alerts. Without it no alert mail can be sent.
     pub smtp: Option<RawSmtp>,
     /// Alert rules.
     #[serde(default)]

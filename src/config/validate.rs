@@ -760,7 +760,7 @@ impl Validator<'_> {
         if !raw.is_empty() && !have_smtp {
             self.warn(
                 &FieldPath::root("alerts"),
-                "no `smtp:` section: alerts go to the log and /status only",
+                "no `smtp:` section: alert mails cannot be sent",
             );
         }
         rules
