@@ -102,9 +102,23 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Removes temp files in `dir` untouched for longer than `age`: leftovers of
-/// a process that was killed. Returns how many were removed.
+/// Removes temp files in `dir` untouched for longer than `age` at `now`
+/// (file-system time, as the files' mtimes are): leftovers of a process
+/// that was killed. Returns how many were removed.
 pub fn remove_stale_temps(dir: &Path, age: Duration, now: SystemTime) -> io::Result<usize> {
+    remove_temps_where(dir, |modified| {
+        now.duration_since(modified).unwrap_or_default() > age
+    })
+}
+
+/// Removes every temp file in `dir`: the caller knows no write into it is
+/// under way (the daemon aborting its own backups at exit). Returns how
+/// many were removed.
+pub fn remove_all_temps(dir: &Path) -> io::Result<usize> {
+    remove_temps_where(dir, |_| true)
+}
+
+fn remove_temps_where(dir: &Path, remove: impl Fn(SystemTime) -> bool) -> io::Result<usize> {
     let mut removed = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -116,8 +130,7 @@ pub fn remove_stale_temps(dir: &Path, age: Duration, now: SystemTime) -> io::Res
         if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             continue;
         }
-        let modified = entry.metadata()?.modified()?;
-        if now.duration_since(modified).unwrap_or_default() > age {
+        if remove(entry.metadata()?.modified()?) {
             std::fs::remove_file(entry.path())?;
             removed += 1;
         }
@@ -181,5 +194,15 @@ mod tests {
             1
         );
         assert!(dir.path().join("keep.db").exists());
+    }
+
+    #[test]
+    fn remove_all_temps_takes_even_a_fresh_temp_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("{TEMP_PREFIX}fresh")), b"x").unwrap();
+        std::fs::write(dir.path().join("keep.db"), b"x").unwrap();
+        assert_eq!(remove_all_temps(dir.path()).unwrap(), 1);
+        assert!(dir.path().join("keep.db").exists());
+        assert_eq!(remove_all_temps(&dir.path().join("missing")).unwrap(), 0);
     }
 }

@@ -201,11 +201,7 @@ impl Reconciler {
     fn remove_partial_backups(&self) {
         for key in self.jobs.running_of(JobKind::Backup) {
             let dir = backup::database_dir(&self.config.settings.backup_dir, &key.database);
-            match crate::durable::remove_stale_temps(
-                &dir,
-                Duration::ZERO,
-                std::time::SystemTime::now() + Duration::from_secs(1),
-            ) {
+            match crate::durable::remove_all_temps(&dir) {
                 Ok(removed) => {
                     tracing::info!(job = %key, removed, "removed the aborted backup's temp files")
                 }
