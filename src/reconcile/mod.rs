@@ -79,26 +79,9 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     }
     let (events, inbox) = channel();
     process::spawn_signal_thread(events.clone())?;
-    let started_at = clock.now().to_rfc3339();
-    let mut daemon = Reconciler {
-        hash: process::file_hash(&options.config),
-        config,
-        config_path: options.config,
-        jobs: JobTable::default(),
-        executors: BTreeMap::new(),
-        events,
-        state,
-        clock,
-        watcher: None,
-        started_at,
-        config_error: None,
-        observed: Observed::default(),
-        written_schedule: None,
-    };
+    let mut daemon = Reconciler::new(options.config, config, state, clock, events);
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
-    daemon.restart_watcher();
-    daemon.converge(&|_| true);
-    tracing::info!(jobs = daemon.jobs.len(), "ready");
+    daemon.start();
     daemon.event_loop(&inbox);
     Ok(())
 }
@@ -119,6 +102,19 @@ struct Reconciler {
     /// The schedule last written to the state database, so an unchanged
     /// one is not rewritten on every wake-up.
     written_schedule: Option<Vec<ScheduledJob>>,
+    /// A shutdown signal arrived: no more scheduling or reloads.
+    draining: bool,
+}
+
+/// What the loop does after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Keep going.
+    Continue,
+    /// Stop scheduling and wait for the running jobs.
+    Drain,
+    /// Exit now (a second signal while draining).
+    Exit,
 }
 
 /// Why a reload runs.
@@ -133,6 +129,65 @@ enum Reload {
 }
 
 impl Reconciler {
+    fn new(
+        config_path: PathBuf,
+        config: Arc<Config>,
+        state: StateDb,
+        clock: Arc<dyn Clock>,
+        events: Sender<Event>,
+    ) -> Self {
+        Reconciler {
+            hash: process::file_hash(&config_path),
+            config,
+            config_path,
+            jobs: JobTable::default(),
+            executors: BTreeMap::new(),
+            events,
+            state,
+            started_at: clock.now().to_rfc3339(),
+            clock,
+            watcher: None,
+            config_error: None,
+            observed: Observed::default(),
+            written_schedule: None,
+            draining: false,
+        }
+    }
+
+    /// Watches the files, converges them and schedules the jobs.
+    fn start(&mut self) {
+        self.restart_watcher();
+        self.converge(&|_| true);
+        tracing::info!(jobs = self.jobs.len(), "ready");
+    }
+
+    /// Reacts to one event: the daemon's only `match` on [`Event`].
+    fn handle(&mut self, event: Event) -> Next {
+        match event {
+            Event::FilesChanged | Event::Reload if self.draining => Next::Continue,
+            Event::FilesChanged => {
+                self.reload(Reload::Changed);
+                Next::Continue
+            }
+            Event::Reload => {
+                self.reload(Reload::Forced);
+                Next::Continue
+            }
+            Event::JobFinished(finished) => {
+                self.finished(finished);
+                Next::Continue
+            }
+            Event::Shutdown if self.draining => {
+                tracing::warn!("second signal: exiting at once");
+                Next::Exit
+            }
+            Event::Shutdown => {
+                self.draining = true;
+                Next::Drain
+            }
+        }
+    }
+
     fn event_loop(&mut self, inbox: &Receiver<Event>) {
         let mut last_poll = Instant::now();
         loop {
@@ -145,10 +200,11 @@ impl Reconciler {
                 .unwrap_or(POLL_INTERVAL)
                 .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()));
             match inbox.recv_timeout(wait) {
-                Ok(Event::FilesChanged) => self.reload(Reload::Changed),
-                Ok(Event::Reload) => self.reload(Reload::Forced),
-                Ok(Event::JobFinished(finished)) => self.finished(finished),
-                Ok(Event::Shutdown) => break,
+                Ok(event) => {
+                    if self.handle(event) != Next::Continue {
+                        break;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     if last_poll.elapsed() >= POLL_INTERVAL {
                         last_poll = Instant::now();
@@ -165,6 +221,7 @@ impl Reconciler {
     /// Stops scheduling, lets running jobs finish up to `grace`; a second
     /// signal ends the wait at once.
     fn shut_down(&mut self, inbox: &Receiver<Event>, grace: Duration) {
+        self.draining = true;
         let deadline = Instant::now() + grace;
         tracing::info!(
             running = self.jobs.running(),
@@ -180,12 +237,12 @@ impl Reconciler {
                 break;
             }
             match inbox.recv_timeout(left) {
-                Ok(Event::JobFinished(finished)) => self.finished(finished),
-                Ok(Event::Shutdown) => {
-                    tracing::warn!("second signal: exiting at once");
-                    break;
+                Ok(event) => {
+                    if self.handle(event) == Next::Exit {
+                        break;
+                    }
                 }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
@@ -510,3 +567,6 @@ impl Reconciler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

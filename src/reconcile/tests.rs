@@ -1,0 +1,134 @@
+//! The reconciler driven by events fed directly and a fake clock: no
+//! signals, no sleeping; real files, real backups on the worker threads.
+use std::path::Path;
+use std::sync::mpsc::Receiver;
+
+use chrono::TimeDelta;
+
+use super::*;
+use crate::clock::FakeClock;
+
+const HOURLY: &str =
+    "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn start(dir: &Path, clock: &Arc<FakeClock>) -> (Reconciler, Receiver<Event>) {
+    let path = dir.join("jobs.yaml");
+    std::fs::write(&path, HOURLY).unwrap();
+    let loaded = config::load(&path, &Environment::from_process()).unwrap();
+    let config = Arc::new(loaded.config);
+    let state = StateDb::open(&config.settings.state_dir).unwrap();
+    let (events, inbox) = channel();
+    let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
+    let mut daemon = Reconciler::new(path, config, state, clock, events);
+    daemon.start();
+    (daemon, inbox)
+}
+
+/// Feeds the daemon its events (the watcher's included) until a job has
+/// finished, as the loop would.
+fn until_a_job_finishes(daemon: &mut Reconciler, inbox: &Receiver<Event>) {
+    loop {
+        let event = inbox
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a job finishes");
+        let finished = matches!(event, Event::JobFinished(_));
+        assert_eq!(daemon.handle(event), Next::Continue);
+        if finished {
+            return;
+        }
+    }
+}
+
+fn successful_backups(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join(".litewarden/state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+fn next_run(daemon: &Reconciler) -> Option<String> {
+    daemon.jobs.snapshot()[0].next_run.clone()
+}
+
+#[test]
+fn jobs_run_when_the_fake_clock_says_so_and_a_file_event_re_arms_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = t0();
+    let clock = Arc::new(FakeClock::new(t0));
+    let (mut daemon, inbox) = start(dir.path(), &clock);
+    assert!(
+        dir.path().join("app.db").exists(),
+        "start converges the files"
+    );
+
+    daemon.fire_due_jobs();
+    until_a_job_finishes(&mut daemon, &inbox);
+    assert_eq!(successful_backups(dir.path()), 1);
+    assert_eq!(
+        next_run(&daemon),
+        Some((t0 + TimeDelta::hours(1)).to_rfc3339())
+    );
+
+    daemon.fire_due_jobs();
+    assert_eq!(daemon.jobs.running(), 0, "nothing is due before the hour");
+    clock.advance(TimeDelta::hours(1));
+    daemon.fire_due_jobs();
+    assert_eq!(daemon.jobs.running(), 1);
+    until_a_job_finishes(&mut daemon, &inbox);
+    assert_eq!(successful_backups(dir.path()), 2);
+
+    std::fs::write(dir.path().join("jobs.yaml"), HOURLY.replace("1h", "2h")).unwrap();
+    assert_eq!(daemon.handle(Event::FilesChanged), Next::Continue);
+    assert_eq!(
+        next_run(&daemon),
+        Some((t0 + TimeDelta::hours(3)).to_rfc3339()),
+        "re-armed from the last recorded run"
+    );
+}
+
+#[test]
+fn a_first_signal_drains_ignoring_reloads_and_a_second_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (mut daemon, _inbox) = start(dir.path(), &clock);
+    assert_eq!(daemon.handle(Event::Shutdown), Next::Drain);
+    std::fs::write(dir.path().join("jobs.yaml"), "version: [\n").unwrap();
+    assert_eq!(daemon.handle(Event::Reload), Next::Continue);
+    assert!(daemon.config_error.is_none(), "no reload while draining");
+    assert_eq!(daemon.handle(Event::Shutdown), Next::Exit);
+}
+
+#[test]
+fn an_invalid_save_keeps_the_last_good_config_until_a_valid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (mut daemon, _inbox) = start(dir.path(), &clock);
+    std::fs::write(dir.path().join("jobs.yaml"), "version: [\n").unwrap();
+    daemon.handle(Event::FilesChanged);
+    let error = daemon.config_error.clone().expect("the error is kept");
+    assert!(error.contains("jobs.yaml:"), "{error}");
+    assert_eq!(
+        daemon.config.databases.len(),
+        1,
+        "the last good config stays"
+    );
+    assert_eq!(daemon.jobs.len(), 1);
+    std::fs::write(
+        dir.path().join("jobs.yaml"),
+        HOURLY.replace("app:", "other:"),
+    )
+    .unwrap();
+    daemon.handle(Event::FilesChanged);
+    assert!(daemon.config_error.is_none());
+    assert_eq!(daemon.jobs.snapshot()[0].database, "other");
+}
