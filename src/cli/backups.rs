@@ -107,6 +107,8 @@ pub(super) fn backup(
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for db in databases {
+        let _span =
+            tracing::info_span!("job", db = %db.name, job = "backup", trigger = "manual").entered();
         let request = BackupRequest {
             database: db,
             backup_dir: &config.settings.backup_dir,

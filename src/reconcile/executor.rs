@@ -39,6 +39,8 @@ pub struct Work {
     pub config: Arc<Config>,
     /// When the run started.
     pub started: DateTime<Utc>,
+    /// The daemon's sequence number of this run, in every log line of it.
+    pub run_id: u64,
 }
 
 /// A finished job run.
@@ -48,6 +50,8 @@ pub struct Finished {
     pub key: JobKey,
     /// When it started.
     pub started: DateTime<Utc>,
+    /// The run's sequence number.
+    pub run_id: u64,
     /// Its one-line summary, or its error.
     pub result: Result<String, String>,
 }
@@ -77,10 +81,18 @@ impl Executor {
                     clock,
                 };
                 for work in inbox {
-                    let result = worker.execute(&work);
+                    let span = tracing::info_span!(
+                        "job",
+                        db = %work.key.database,
+                        job = work.key.kind,
+                        run_id = work.run_id,
+                        trigger = "schedule"
+                    );
+                    let result = span.in_scope(|| worker.execute(&work));
                     let finished = Finished {
                         key: work.key,
                         started: work.started,
+                        run_id: work.run_id,
                         result,
                     };
                     if events.send(Event::JobFinished(finished)).is_err() {

@@ -104,6 +104,8 @@ struct Reconciler {
     written_schedule: Option<Vec<ScheduledJob>>,
     /// A shutdown signal arrived: no more scheduling or reloads.
     draining: bool,
+    /// Runs started since the daemon started (the last run's `run_id`).
+    runs_started: u64,
 }
 
 /// What the loop does after an event.
@@ -151,6 +153,7 @@ impl Reconciler {
             observed: Observed::default(),
             written_schedule: None,
             draining: false,
+            runs_started: 0,
         }
     }
 
@@ -292,18 +295,22 @@ impl Reconciler {
             );
         }
         for start in due.start {
-            tracing::info!(db = %start.key.database, job = start.key.kind, trigger = "schedule", "job started");
+            self.runs_started += 1;
+            let run_id = self.runs_started;
+            tracing::info!(db = %start.key.database, job = start.key.kind, run_id, trigger = "schedule", "job started");
             let work = Work {
                 key: start.key,
                 kind: start.kind,
                 database: start.database,
                 config: Arc::clone(&self.config),
                 started: now,
+                run_id,
             };
             if let Err(work) = self.send(work) {
                 let finished = Finished {
                     key: work.key,
                     started: now,
+                    run_id,
                     result: Err("the database's worker thread is gone".into()),
                 };
                 self.finished(finished);
@@ -345,10 +352,10 @@ impl Reconciler {
         let key = &finished.key;
         match &finished.result {
             Ok(detail) => {
-                tracing::info!(db = %key.database, job = key.kind, duration_ms, outcome = "success", detail = %detail, "job finished")
+                tracing::info!(db = %key.database, job = key.kind, run_id = finished.run_id, duration_ms, outcome = "success", detail = %detail, "job finished")
             }
             Err(error) => {
-                tracing::error!(db = %key.database, job = key.kind, duration_ms, outcome = "failed", error = %error, "job finished")
+                tracing::error!(db = %key.database, job = key.kind, run_id = finished.run_id, duration_ms, outcome = "failed", error = %error, "job finished")
             }
         }
         let timezone = self.config.settings.timezone;
@@ -495,7 +502,8 @@ impl Reconciler {
         for change in armed {
             match change {
                 Armed::Scheduled(key, next) => {
-                    tracing::info!(job = %key, next = ?next, "job scheduled")
+                    let next = next.map_or_else(|| "never".to_string(), |at| at.to_rfc3339());
+                    tracing::info!(job = %key, next = %next, "job scheduled")
                 }
                 Armed::Removed(key) => tracing::info!(job = %key, "job no longer scheduled"),
             }
