@@ -111,16 +111,18 @@ pub fn apply(
         } else {
             execute(config, &state, change, options, clock)
         };
+        let planned = change.to_string().replace('\n', "; ");
         match &status {
             ChangeStatus::Failed(error) => {
-                tracing::error!(db = change.database(), change = %change, error = %error, "change failed");
+                tracing::error!(db = change.database(), change = %planned, error = %error, "change failed");
                 failed_databases.insert(change.database().to_string());
             }
             ChangeStatus::Skipped(reason) => {
-                tracing::warn!(db = change.database(), change = %change, reason = %reason, "change skipped")
+                tracing::warn!(db = change.database(), change = %planned, reason = %reason, "change skipped")
             }
             ChangeStatus::Done => {
-                tracing::info!(db = change.database(), change = %change, "change applied")
+                let done = change.done_text().replace('\n', "; ");
+                tracing::info!(db = change.database(), change = %done, "change applied")
             }
         }
         results.push(ChangeResult {

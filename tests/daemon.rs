@@ -152,6 +152,10 @@ fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
     });
     let text = project.run(&["status"]).stdout;
     assert!(text.contains("CONFIG INVALID"), "{text}");
+    assert!(
+        !text.contains("+00:00") && text.contains("Z success"),
+        "the table shows times to the second in UTC: {text}"
+    );
     assert_eq!(
         next_run(&project, "other/backup"),
         other_next,

@@ -75,20 +75,24 @@ pub(super) fn status(
                 out,
                 format_args!(
                     "daemon: running (pid {}, since {}), {config}",
-                    d.pid, d.started_at
+                    d.pid,
+                    short_time(&d.started_at)
                 ),
             )?;
         }
         Some(d) => print(
             out,
-            format_args!("daemon: not running (last seen {})", d.heartbeat_at),
+            format_args!(
+                "daemon: not running (last seen {})",
+                short_time(&d.heartbeat_at)
+            ),
         )?,
         None => print(out, "daemon: never started")?,
     }
     print(
         out,
         format_args!(
-            "{:<28} {:<16} {:<26} {:<8} {:<26} {}",
+            "{:<28} {:<16} {:<20} {:<8} {:<20} {}",
             "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
         ),
     )?;
@@ -97,17 +101,17 @@ pub(super) fn status(
             .iter()
             .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
         let next = match (&job.running_since, &job.next_run) {
-            (Some(since), _) => format!("running since {since}"),
-            (None, Some(next)) => next.clone(),
+            (Some(since), _) => format!("running since {}", short_time(since)),
+            (None, Some(next)) => short_time(next),
             (None, None) => "-".into(),
         };
         print(
             out,
             format_args!(
-                "{:<28} {:<16} {:<26} {:<8} {:<26} {}",
+                "{:<28} {:<16} {:<20} {:<8} {:<20} {}",
                 format!("{}/{}", job.database, job.job),
                 job.schedule,
-                last.map_or("-", |r| r.started_at.as_str()),
+                last.map_or("-".to_string(), |r| short_time(&r.started_at)),
                 last.map_or("-", |r| r.outcome.as_str()),
                 next,
                 job.skipped
@@ -122,10 +126,10 @@ pub(super) fn status(
         print(
             out,
             format_args!(
-                "{:<28} {:<16} {:<26} {:<8}{}",
+                "{:<28} {:<16} {:<20} {:<8}{}",
                 format!("{}/{}", run.database.as_deref().unwrap_or("-"), run.job),
-                "manual",
-                run.started_at,
+                "-",
+                short_time(&run.started_at),
                 run.outcome,
                 run.error
                     .as_deref()
@@ -135,6 +139,19 @@ pub(super) fn status(
         )?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// An RFC 3339 timestamp from the state database as the table shows it:
+/// UTC, to the second (`2026-11-29T02:32:12Z`); anything else unchanged.
+fn short_time(stored: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(stored).map_or_else(
+        |_| stored.to_string(),
+        |at| {
+            at.with_timezone(&chrono::Utc)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        },
+    )
 }
 
 /// Whether some process holds the daemon lock of `state_dir`.
