@@ -197,6 +197,10 @@ fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
         "{log}"
     );
     assert!(log.contains("litewarden run stopped"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "regression: a log file got ANSI colour codes"
+    );
 }
 
 #[test]
