@@ -10,11 +10,12 @@ use indicatif::HumanBytes;
 use serde_json::json;
 
 use super::progress_bar::Reporter;
+use super::show_time;
 use super::{Cli, ExitStatus, print, print_warnings};
 use crate::clock::Clock;
 use crate::config::{self, Config, Database, Environment, VerifyLevel, values::did_you_mean};
 use crate::error::Error;
-use crate::jobs::backup::{self, BackupReport, BackupRequest, show_time};
+use crate::jobs::backup::{self, BackupReport, BackupRequest};
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;

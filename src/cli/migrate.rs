@@ -53,7 +53,7 @@ pub(super) fn run(
                     let line = match entry {
                         Entry::Applied { file, row } => format!(
                             "applied   {file}  at {}  {} ms{}",
-                            row.applied_at,
+                            super::show_stored_time(&row.applied_at),
                             row.duration_ms,
                             row.backup_path
                                 .as_deref()

@@ -365,3 +365,16 @@ fn print_warnings(warnings: &[Diagnostic]) {
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+/// A time as every listing shows it: UTC, to the second
+/// (`2026-11-29 02:32:12Z`).
+fn show_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// An RFC 3339 timestamp read from the state database, shown like
+/// [`show_time`]; anything unparseable is shown as stored.
+fn show_stored_time(stored: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(stored)
+        .map_or_else(|_| stored.to_string(), |at| show_time(at.to_utc()))
+}

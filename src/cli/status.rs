@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Cli, ExitStatus, print};
+use super::{Cli, ExitStatus, print, show_stored_time};
 use crate::config::{self, Environment};
 use crate::error::Error;
 use crate::state::StateDb;
@@ -76,7 +76,7 @@ pub(super) fn status(
                 format_args!(
                     "daemon: running (pid {}, since {}), {config}",
                     d.pid,
-                    short_time(&d.started_at)
+                    show_stored_time(&d.started_at)
                 ),
             )?;
         }
@@ -84,7 +84,7 @@ pub(super) fn status(
             out,
             format_args!(
                 "daemon: not running (last seen {})",
-                short_time(&d.heartbeat_at)
+                show_stored_time(&d.heartbeat_at)
             ),
         )?,
         None => print(out, "daemon: never started")?,
@@ -101,8 +101,8 @@ pub(super) fn status(
             .iter()
             .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
         let next = match (&job.running_since, &job.next_run) {
-            (Some(since), _) => format!("running since {}", short_time(since)),
-            (None, Some(next)) => short_time(next),
+            (Some(since), _) => format!("running since {}", show_stored_time(since)),
+            (None, Some(next)) => show_stored_time(next),
             (None, None) => "-".into(),
         };
         print(
@@ -111,7 +111,7 @@ pub(super) fn status(
                 "{:<28} {:<16} {:<20} {:<8} {:<20} {}",
                 format!("{}/{}", job.database, job.job),
                 job.schedule,
-                last.map_or("-".to_string(), |r| short_time(&r.started_at)),
+                last.map_or("-".to_string(), |r| show_stored_time(&r.started_at)),
                 last.map_or("-", |r| r.outcome.as_str()),
                 next,
                 job.skipped
@@ -129,7 +129,7 @@ pub(super) fn status(
                 "{:<28} {:<16} {:<20} {:<8}{}",
                 format!("{}/{}", run.database.as_deref().unwrap_or("-"), run.job),
                 "-",
-                short_time(&run.started_at),
+                show_stored_time(&run.started_at),
                 run.outcome,
                 run.error
                     .as_deref()
@@ -139,19 +139,6 @@ pub(super) fn status(
         )?;
     }
     Ok(ExitStatus::Success)
-}
-
-/// An RFC 3339 timestamp from the state database as the table shows it:
-/// UTC, to the second (`2026-11-29T02:32:12Z`); anything else unchanged.
-fn short_time(stored: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(stored).map_or_else(
-        |_| stored.to_string(),
-        |at| {
-            at.with_timezone(&chrono::Utc)
-                .format("%Y-%m-%dT%H:%M:%SZ")
-                .to_string()
-        },
-    )
 }
 
 /// Whether some process holds the daemon lock of `state_dir`.

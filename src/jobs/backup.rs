@@ -19,7 +19,7 @@ use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::SubsecRound;
 use serde::Serialize;
 
 use super::copy::{self, CopyError, CopyMethod, CopyStats};
@@ -355,11 +355,6 @@ pub fn latest_verified(
         .backups(database)?
         .into_iter()
         .find(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()))
-}
-
-/// Formats a time the way listings show it.
-pub fn show_time(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
 /// What [`sync_catalog`] changed.
