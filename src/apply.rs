@@ -19,7 +19,9 @@ use crate::db::pragmas;
 use crate::jobs::migrations::UpRequest;
 use crate::jobs::progress::Quiet;
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
-use crate::plan::{self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan};
+use crate::plan::{
+    self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Unreadable,
+};
 use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
 
 /// Options of one `apply`.
@@ -67,14 +69,18 @@ pub enum ChangeStatus {
 pub struct ApplyReport {
     /// Every change of the plan, in order.
     pub results: Vec<ChangeResult>,
+    /// Databases left alone because they could not be read.
+    pub unreadable: Vec<Unreadable>,
 }
 
 impl ApplyReport {
-    /// Whether any change failed.
+    /// Whether any change failed or any database could not be read.
     pub fn failed(&self) -> bool {
-        self.results
-            .iter()
-            .any(|r| matches!(r.status, ChangeStatus::Failed(_)))
+        !self.unreadable.is_empty()
+            || self
+                .results
+                .iter()
+                .any(|r| matches!(r.status, ChangeStatus::Failed(_)))
     }
 
     /// One line summing up the run.
@@ -84,10 +90,14 @@ impl ApplyReport {
         let done = count(|s| *s == ChangeStatus::Done);
         let skipped = count(|s| matches!(s, ChangeStatus::Skipped(_)));
         let failed = count(|s| matches!(s, ChangeStatus::Failed(_)));
+        let unreadable = match self.unreadable.len() {
+            0 => String::new(),
+            n => format!(", {n} could not be read"),
+        };
         if self.results.is_empty() {
-            return "no changes".to_string();
+            return format!("no changes{unreadable}");
         }
-        format!("{done} applied, {skipped} skipped, {failed} failed")
+        format!("{done} applied, {skipped} skipped, {failed} failed{unreadable}")
     }
 }
 
@@ -141,14 +151,18 @@ pub fn apply(
             )?;
         }
     }
-    let report = ApplyReport { results };
+    let report = ApplyReport {
+        results,
+        unreadable: plan.unreadable.clone(),
+    };
     let errors: Vec<String> = report
-        .results
+        .unreadable
         .iter()
-        .filter_map(|r| match &r.status {
+        .map(|u| format!("{}: {}", u.database, u.error))
+        .chain(report.results.iter().filter_map(|r| match &r.status {
             ChangeStatus::Failed(error) => Some(format!("{}: {error}", r.change.database())),
             _ => None,
-        })
+        }))
         .collect();
     state.record_run(&JobRun {
         job: JobKind::Apply,

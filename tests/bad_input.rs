@@ -212,9 +212,16 @@ fn file_that_is_not_a_database_is_refused_by_plan_and_apply_and_left_alone() {
     for command in ["plan", "apply"] {
         let output = project.run(&[command]);
         assert_eq!(output.code, 1, "{output:?}");
+        let errors: Vec<&str> = output
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect();
         assert_eq!(
-            output.stderr.trim(),
-            "error: app.db: not a SQLite database (wrong path, or the file is encrypted or damaged)",
+            errors,
+            [
+                "error: app.db: not a SQLite database (wrong path, or the file is encrypted or damaged)"
+            ],
             "{output:?}"
         );
     }

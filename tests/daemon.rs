@@ -622,3 +622,54 @@ fn a_changed_state_dir_or_listen_waits_for_a_restart() {
     assert!(!log().contains("ERROR"), "{}", log());
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn a_failing_scheduled_backup_is_recorded_and_retried_while_other_databases_go_on() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1s, compress: none } }\n  broken: { path: broken.db, backup: { every: 1s, compress: none } }\n",
+    );
+    project.write("broken.db", &[b'x'; 4096]);
+    let daemon = Daemon::start(&project);
+    wait_until("the daemon is ready", || {
+        std::fs::read_to_string(project.join("daemon.log"))
+            .unwrap_or_default()
+            .contains("ready")
+    });
+    let state = crate::common::open(&project.join(".litewarden/state.db"));
+    let runs = |database: &str, outcome: &str| -> i64 {
+        state
+            .query_row(
+                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND database = ?1 AND outcome = ?2",
+                [database, outcome],
+                |r| r.get(0),
+            )
+            .unwrap_or(0)
+    };
+    wait_until(
+        "the broken backup failed twice and app kept backing up",
+        || runs("broken", "failed") >= 2 && runs("app", "success") >= 2,
+    );
+    let error: String = state
+        .query_row(
+            "SELECT error FROM job_runs WHERE database = 'broken' AND outcome = 'failed' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        error.contains("broken"),
+        "the error names the database: {error}"
+    );
+    let text = project.run(&["status"]).stdout;
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("broken/backup") && line.contains("failed")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(project.join("broken.db")).unwrap(),
+        vec![b'x'; 4096],
+        "the source is untouched"
+    );
+    assert_eq!(daemon.stop(), 0);
+}

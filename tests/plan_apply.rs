@@ -255,3 +255,33 @@ fn a_failing_database_does_not_stop_the_others() {
     assert!(output.stdout.contains("+ b: create b.db"), "{output:?}");
     assert!(project.join("b.db").is_file());
 }
+
+#[test]
+fn an_unreadable_database_is_reported_and_the_others_still_converge() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  notes: { path: notes.db }\n  app: { path: app.db }\n",
+    );
+    project.write("notes.db", b"these are my notes, not a database\n");
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "an unreadable database is an error: {plan:?}");
+    assert!(plan.stdout.contains("+ app: create app.db"), "{plan:?}");
+    assert!(
+        plan.stderr
+            .contains("error: notes.db: not a SQLite database"),
+        "{plan:?}"
+    );
+    let apply = project.run(&["apply"]);
+    assert_eq!(apply.code, 1, "{apply:?}");
+    assert!(
+        project.join("app.db").is_file(),
+        "the readable database converges"
+    );
+    assert!(apply.stdout.contains("1 could not be read"), "{apply:?}");
+    assert_eq!(
+        std::fs::read(project.join("notes.db")).unwrap(),
+        b"these are my notes, not a database\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&project.run(&["plan", "--json"]).stdout).unwrap();
+    assert_eq!(json["unreadable"][0]["database"], "notes", "{json}");
+}

@@ -70,27 +70,28 @@ pub(super) fn plan(
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "notes": plan.notes, "rehearsals": rehearsals, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
+        print_unreadable(&plan.unreadable);
         for change in &plan.changes {
             print(out, change)?;
         }
         for note in &plan.notes {
             print(out, format_args!("! {note}"))?;
         }
-        if plan.is_empty() {
+        let readable = loaded.config.databases.len() - plan.unreadable.len();
+        if plan.is_empty() && readable > 0 {
             print(
                 out,
                 format_args!(
-                    "No changes: {} database{} match {}.",
-                    loaded.config.databases.len(),
-                    plural(loaded.config.databases.len()),
+                    "No changes: {readable} database{} match {}.",
+                    plural(readable),
                     cli.config.display()
                 ),
             )?;
-        } else {
+        } else if !plan.is_empty() {
             print(out, format_args!("Plan: {}.", plan.counts()))?;
             if plan.changes.iter().any(|c| {
                 matches!(
@@ -113,7 +114,7 @@ pub(super) fn plan(
             print_rehearsal(rehearsal, out)?;
         }
     }
-    Ok(if rehearsal_failed {
+    Ok(if rehearsal_failed || !plan.unreadable.is_empty() {
         ExitStatus::Failure
     } else if plan.is_empty() {
         ExitStatus::Success
@@ -138,10 +139,11 @@ pub(super) fn apply(
     if json {
         print(
             out,
-            json!({ "ok": !report.failed(), "results": report.results, "summary": report.summary(), "warnings": loaded.warnings }),
+            json!({ "ok": !report.failed(), "results": report.results, "unreadable": report.unreadable, "summary": report.summary(), "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
+        print_unreadable(&report.unreadable);
         for result in &report.results {
             match &result.status {
                 ChangeStatus::Done => print(out, result.change.done_text())?,
@@ -160,6 +162,13 @@ pub(super) fn apply(
     } else {
         ExitStatus::Success
     })
+}
+
+/// Prints, on stderr, each database that could not be read and why.
+fn print_unreadable(unreadable: &[plan::Unreadable]) {
+    for database in unreadable {
+        eprintln!("error: {}", database.error);
+    }
 }
 
 fn rehearse_all(

@@ -1,7 +1,9 @@
 //! Reading what is on disk into [`Observed`] for [`crate::plan::diff`].
 //!
 //! Owns no state and changes nothing: files are opened read-only, a missing
-//! file stays missing, and a file that is not SQLite is an error naming it.
+//! file stays missing, and a database that cannot be read (not SQLite, a
+//! broken migrations directory) is recorded in [`Observed::unreadable`]
+//! with its error, so one bad file never stops the others being managed.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -48,26 +50,19 @@ pub fn observe_with(
             }
             continue;
         }
-        observed
-            .files
-            .insert(database.path.clone(), observe_file(&database.path)?);
-        if let Some(migrations) = &database.migrations {
-            let status = crate::jobs::migrations::runner::status(database, migrations)?;
-            let problems = status.errors();
-            if !problems.is_empty() {
-                return Err(crate::jobs::migrations::runner::MigrateError::Invalid {
-                    database: name,
-                    problems,
+        match observe_database(database) {
+            Ok(seen) => {
+                observed.files.insert(database.path.clone(), seen.file);
+                if let Some(pending) = seen.pending_migrations {
+                    observed.pending_migrations.insert(name.clone(), pending);
                 }
-                .into());
+                if let Some(tables) = seen.tables {
+                    observed.tables.insert(name, tables);
+                }
             }
-            observed.pending_migrations.insert(
-                name.clone(),
-                status.pending().iter().map(ToString::to_string).collect(),
-            );
-        }
-        if !database.columns.is_empty() {
-            observed.tables.insert(name, declared_tables(database)?);
+            Err(error) => {
+                observed.unreadable.insert(name, error.to_string());
+            }
         }
     }
     if let Some(state) = StateDb::open_read_only(&config.settings.state_dir)? {
@@ -83,6 +78,43 @@ pub fn observe_with(
         observed.managed = state.managed_databases()?;
     }
     Ok(observed)
+}
+
+/// What one database looks like on disk.
+struct DatabaseObservation {
+    file: ObservedFile,
+    pending_migrations: Option<Vec<String>>,
+    tables: Option<TableColumns>,
+}
+
+/// Observes one database: its file, pending migrations and declared tables.
+fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::Error> {
+    let file = observe_file(&database.path)?;
+    let pending_migrations = match &database.migrations {
+        Some(migrations) => {
+            let status = crate::jobs::migrations::runner::status(database, migrations)?;
+            let problems = status.errors();
+            if !problems.is_empty() {
+                return Err(crate::jobs::migrations::runner::MigrateError::Invalid {
+                    database: database.name.to_string(),
+                    problems,
+                }
+                .into());
+            }
+            Some(status.pending().iter().map(ToString::to_string).collect())
+        }
+        None => None,
+    };
+    let tables = if database.columns.is_empty() {
+        None
+    } else {
+        Some(declared_tables(database)?)
+    };
+    Ok(DatabaseObservation {
+        file,
+        pending_migrations,
+        tables,
+    })
 }
 
 /// What is at `path`: nothing, or a SQLite file and its stored pragmas.

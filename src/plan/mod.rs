@@ -103,6 +103,9 @@ pub struct Observed {
     pub pending_migrations: BTreeMap<String, Vec<String>>,
     /// For each database, its declared tables as they are.
     pub tables: BTreeMap<String, TableColumns>,
+    /// Databases that could not be observed, by name, with the error; the
+    /// plan leaves them alone and reports them.
+    pub unreadable: BTreeMap<String, String>,
 }
 
 /// The columns (name, declared type) of each table, by table name; `None`
@@ -324,6 +327,17 @@ pub struct Plan {
     /// Differences litewarden reports but never changes (a declared column
     /// whose type differs, a declared table that does not exist).
     pub notes: Vec<String>,
+    /// Databases left out because they could not be read.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A database the plan leaves out because it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// The database.
+    pub database: String,
+    /// Why it could not be read (names the file).
+    pub error: String,
 }
 
 impl Plan {
@@ -377,7 +391,13 @@ impl fmt::Display for Counts {
 /// and `journal_mode` last, since a page size cannot change in WAL mode.
 pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
     let mut changes = Vec::new();
-    for database in &desired.databases {
+    let readable = || {
+        desired
+            .databases
+            .iter()
+            .filter(|database| !observed.unreadable.contains_key(database.name.as_str()))
+    };
+    for database in readable() {
         match observed
             .files
             .get(&database.path)
@@ -423,7 +443,7 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
         }
     }
     let mut notes = Vec::new();
-    for database in &desired.databases {
+    for database in readable() {
         let tables = observed.tables.get(database.name.as_str());
         for column in &database.columns {
             let existing = tables.and_then(|t| t.get(&column.table));
@@ -462,7 +482,19 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
             }),
     );
     notes.dedup();
-    Plan { changes, notes }
+    let unreadable = observed
+        .unreadable
+        .iter()
+        .map(|(database, error)| Unreadable {
+            database: database.clone(),
+            error: error.clone(),
+        })
+        .collect();
+    Plan {
+        changes,
+        notes,
+        unreadable,
+    }
 }
 
 /// Whether two declared SQL types are the same (case and spacing aside).

@@ -39,7 +39,28 @@ fn observed(files: &[(&str, ObservedFile)]) -> Observed {
         latest_backups: BTreeMap::new(),
         pending_migrations: BTreeMap::new(),
         tables: BTreeMap::new(),
+        unreadable: BTreeMap::new(),
     }
+}
+
+#[test]
+fn an_unreadable_database_is_left_alone_and_reported_while_the_others_converge() {
+    let desired = Desired {
+        databases: vec![db("a", wal()), db("b", wal())],
+    };
+    let mut seen = observed(&[]);
+    seen.unreadable
+        .insert("a".into(), "/data/a.db: not a SQLite database".into());
+    let plan = diff(&seen, &desired);
+    assert_eq!(plan.changes.len(), 1);
+    assert_eq!(plan.changes[0].database(), "b", "{plan:?}");
+    assert_eq!(
+        plan.unreadable,
+        vec![Unreadable {
+            database: "a".into(),
+            error: "/data/a.db: not a SQLite database".into(),
+        }]
+    );
 }
 
 #[test]

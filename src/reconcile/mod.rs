@@ -455,6 +455,11 @@ impl Reconciler {
         let config = Arc::clone(&self.config);
         match crate::db::observe::observe_with(&config, fresh, &self.observed) {
             Ok(mut observed) => {
+                for (database, error) in &observed.unreadable {
+                    if self.observed.unreadable.get(database) != Some(error) {
+                        tracing::error!(db = %database, error = %error, "cannot read the database; leaving it alone");
+                    }
+                }
                 let plan = plan::diff(&observed, &Desired::from_config(&config));
                 if !plan.is_empty() {
                     let options = ApplyOptions {
