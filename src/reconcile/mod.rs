@@ -19,6 +19,7 @@
 
 mod executor;
 mod jobs;
+mod migrations;
 mod process;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use chrono::{DateTime, Utc};
 
 use self::executor::{Executor, Finished, Work};
 use self::jobs::{Armed, JobTable};
+use self::migrations::HeldMigrations;
 use crate::apply::{self, ApplyOptions};
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
@@ -106,6 +108,8 @@ struct Reconciler {
     draining: bool,
     /// Runs started since the daemon started (the last run's `run_id`).
     runs_started: u64,
+    /// Automatic migrations that failed, not retried until their files change.
+    held_migrations: HeldMigrations,
 }
 
 /// What the loop does after an event.
@@ -154,6 +158,7 @@ impl Reconciler {
             written_schedule: None,
             draining: false,
             runs_started: 0,
+            held_migrations: HeldMigrations::default(),
         }
     }
 
@@ -173,6 +178,7 @@ impl Reconciler {
                 Next::Continue
             }
             Event::Reload => {
+                self.held_migrations.release_all();
                 self.reload(Reload::Forced);
                 Next::Continue
             }
@@ -460,33 +466,12 @@ impl Reconciler {
                         tracing::error!(db = %database, error = %error, "cannot read the database; leaving it alone");
                     }
                 }
-                let plan = plan::diff(&observed, &Desired::from_config(&config));
+                let mut plan = plan::diff(&observed, &Desired::from_config(&config));
+                for database in self.held_migrations.hold_back(&mut plan, &config) {
+                    tracing::debug!(db = %database, "migrations held back after a failure");
+                }
                 if !plan.is_empty() {
-                    let options = ApplyOptions {
-                        allow_vacuum: false,
-                        scheduled: true,
-                    };
-                    match apply::apply(&config, &plan, options, self.clock.as_ref()) {
-                        Ok(report) => tracing::info!(summary = %report.summary(), "converged"),
-                        Err(e) => tracing::error!(error = %e, "cannot converge"),
-                    }
-                    for change in &plan.changes {
-                        if let Some(database) = config
-                            .databases
-                            .values()
-                            .find(|db| db.name.as_str() == change.database())
-                        {
-                            observed.files.remove(&database.path);
-                        }
-                    }
-                    // Re-observe what was just applied now, so the next
-                    // reload starts from a complete observation.
-                    match crate::db::observe::observe_with(&config, &|_| false, &observed) {
-                        Ok(after) => observed = after,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot re-observe the converged databases")
-                        }
-                    }
+                    self.apply_plan(&config, &plan, &mut observed);
                 }
                 self.observed = observed;
             }
@@ -494,6 +479,39 @@ impl Reconciler {
         }
         self.rearm();
         self.restart_watcher();
+    }
+
+    /// Applies `plan`, holds back migrations that failed, and re-observes
+    /// the databases it changed into `observed`.
+    fn apply_plan(&mut self, config: &Config, plan: &plan::Plan, observed: &mut Observed) {
+        let options = ApplyOptions {
+            allow_vacuum: false,
+            scheduled: true,
+        };
+        match apply::apply(config, plan, options, self.clock.as_ref()) {
+            Ok(report) => {
+                tracing::info!(summary = %report.summary(), "converged");
+                for database in self.held_migrations.record(&report, config) {
+                    tracing::warn!(db = %database, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot converge"),
+        }
+        for change in &plan.changes {
+            if let Some(database) = config
+                .databases
+                .values()
+                .find(|db| db.name.as_str() == change.database())
+            {
+                observed.files.remove(&database.path);
+            }
+        }
+        // Re-observe what was just applied now, so the next reload starts
+        // from a complete observation.
+        match crate::db::observe::observe_with(config, &|_| false, observed) {
+            Ok(after) => *observed = after,
+            Err(e) => tracing::warn!(error = %e, "cannot re-observe the converged databases"),
+        }
     }
 
     /// Re-arms the jobs whose definition changed (see [`JobTable::rearm`]).

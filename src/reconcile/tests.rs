@@ -18,8 +18,12 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn start(dir: &Path, clock: &Arc<FakeClock>) -> (Reconciler, Receiver<Event>) {
+    start_with(dir, clock, HOURLY)
+}
+
+fn start_with(dir: &Path, clock: &Arc<FakeClock>, text: &str) -> (Reconciler, Receiver<Event>) {
     let path = dir.join("jobs.yaml");
-    std::fs::write(&path, HOURLY).unwrap();
+    std::fs::write(&path, text).unwrap();
     let loaded = config::load(&path, &Environment::from_process()).unwrap();
     let config = Arc::new(loaded.config);
     let state = StateDb::open(&config.settings.state_dir).unwrap();
@@ -131,4 +135,57 @@ fn an_invalid_save_keeps_the_last_good_config_until_a_valid_one() {
     daemon.handle(Event::FilesChanged);
     assert!(daemon.config_error.is_none());
     assert_eq!(daemon.jobs.snapshot()[0].database, "other");
+}
+
+fn backup_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("backups/app"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+fn applied_migrations(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join("app.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM _litewarden_migrations", [], |row| {
+            row.get(0)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_up_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let migration = dir.path().join("migrations/0001_init.sql");
+    std::fs::write(&migration, "CREATE TABLE pages (url TEXT PRIMARY KEY;\n").unwrap();
+    rusqlite::Connection::open(dir.path().join("app.db"))
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE seed(x);")
+        .unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false, compress: none }, migrations: { dir: migrations, apply: auto } }\n";
+    let (mut daemon, _inbox) = start_with(dir.path(), &clock, config);
+    assert_eq!(
+        backup_files(dir.path()),
+        1,
+        "the failed run had its pre-migration backup"
+    );
+    assert_eq!(applied_migrations(dir.path()), 0);
+
+    for _ in 0..3 {
+        daemon.handle(Event::FilesChanged);
+        daemon.reload(Reload::Poll);
+    }
+    assert_eq!(
+        backup_files(dir.path()),
+        1,
+        "regression: every reload took another backup"
+    );
+
+    daemon.handle(Event::Reload);
+    assert_eq!(backup_files(dir.path()), 2, "SIGHUP retries");
+
+    std::fs::write(&migration, "CREATE TABLE pages (url TEXT PRIMARY KEY);\n").unwrap();
+    daemon.handle(Event::FilesChanged);
+    assert_eq!(applied_migrations(dir.path()), 1, "a fixed file runs");
 }
