@@ -41,7 +41,7 @@ use crate::error::Error;
 use crate::jobs::backup;
 use crate::plan::{self, Desired, Observed};
 use crate::state::daemon::{DaemonRow, ScheduledJob};
-use crate::state::{JobRun, Outcome, StateDb, Trigger};
+use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
 
 /// How often the config is re-read even without a file event (a missed
 /// event, a network file system).
@@ -110,6 +110,8 @@ struct Reconciler {
     runs_started: u64,
     /// Automatic migrations that failed, not retried until their files change.
     held_migrations: HeldMigrations,
+    /// When the run history was last pruned.
+    history_pruned_at: Option<DateTime<Utc>>,
 }
 
 /// What the loop does after an event.
@@ -159,11 +161,13 @@ impl Reconciler {
             draining: false,
             runs_started: 0,
             held_migrations: HeldMigrations::default(),
+            history_pruned_at: None,
         }
     }
 
     /// Watches the files, converges them and schedules the jobs.
     fn start(&mut self) {
+        self.prune_history();
         self.restart_watcher();
         self.converge(&|_| true);
         tracing::info!(jobs = self.jobs.len(), "ready");
@@ -218,6 +222,7 @@ impl Reconciler {
                     if last_poll.elapsed() >= POLL_INTERVAL {
                         last_poll = Instant::now();
                         self.reload(Reload::Poll);
+                        self.prune_history();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -511,6 +516,23 @@ impl Reconciler {
         match crate::db::observe::observe_with(config, &|_| false, observed) {
             Ok(after) => *observed = after,
             Err(e) => tracing::warn!(error = %e, "cannot re-observe the converged databases"),
+        }
+    }
+
+    /// Deletes job runs older than [`RUN_HISTORY`], at most once an hour.
+    fn prune_history(&mut self) {
+        let now = self.clock.now();
+        if self
+            .history_pruned_at
+            .is_some_and(|at| now - at < chrono::TimeDelta::hours(1))
+        {
+            return;
+        }
+        self.history_pruned_at = Some(now);
+        match self.state.prune_history(now - RUN_HISTORY) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "pruned the run history"),
+            Err(e) => tracing::error!(error = %e, "cannot prune the run history"),
         }
     }
 

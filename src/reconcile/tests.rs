@@ -189,3 +189,48 @@ fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_
     daemon.handle(Event::FilesChanged);
     assert_eq!(applied_migrations(dir.path()), 1, "a fixed file runs");
 }
+
+#[test]
+fn startup_prunes_run_history_older_than_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDb::open(&dir.path().join(".litewarden")).unwrap();
+    for days in [200, 199] {
+        let at = t0() - TimeDelta::days(days);
+        state
+            .record_run(&JobRun {
+                job: JobKind::Backup,
+                database: Some("app".into()),
+                trigger: Trigger::Schedule,
+                started_at: at,
+                finished_at: at,
+                outcome: Outcome::Success,
+                error: None,
+                detail: None,
+            })
+            .unwrap();
+    }
+    drop(state);
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (daemon, _inbox) = start(dir.path(), &clock);
+    let runs: Vec<String> = rusqlite::Connection::open(dir.path().join(".litewarden/state.db"))
+        .unwrap()
+        .prepare("SELECT started_at FROM job_runs WHERE job = 'backup' ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        runs,
+        [(t0() - TimeDelta::days(199)).to_rfc3339()],
+        "the older run is gone, the latest stays"
+    );
+    let backups = daemon
+        .state
+        .run_counts()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.job == "backup")
+        .map(|c| c.count);
+    assert_eq!(backups, Some(2), "totals keep both");
+}

@@ -112,11 +112,12 @@ impl StateDb {
             .map_err(sqlite(&self.path, "cannot read the daemon row"))
     }
 
-    /// How many runs each (job, database, outcome) has.
+    /// How many runs each (job, database, outcome) has had, history
+    /// pruning notwithstanding.
     pub fn run_counts(&self) -> Result<Vec<RunCount>, StateError> {
         let mut statement = self
             .conn
-            .prepare("SELECT job, database, outcome, count(*) FROM job_runs GROUP BY job, database, outcome")
+            .prepare("SELECT job, nullif(database, ''), outcome, count FROM run_totals ORDER BY job, database, outcome")
             .map_err(sqlite(&self.path, "cannot read job runs"))?;
         statement
             .query_map([], |row| {

@@ -72,7 +72,23 @@ const SCHEMA: &[&str] = &[
         config_error TEXT,
         heartbeat_at TEXT NOT NULL
     );",
+    "CREATE TABLE run_totals (
+        job TEXT NOT NULL,
+        database TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (job, database, outcome)
+    );
+    INSERT INTO run_totals (job, database, outcome, count)
+        SELECT job, coalesce(database, ''), outcome, count(*) FROM job_runs
+        GROUP BY job, coalesce(database, ''), outcome;",
 ];
+
+/// How long the history of job runs is kept: older runs are deleted by the
+/// daemon, except the latest of each job, database and outcome (scheduling
+/// and `status` read those). Run totals for `/metrics` are kept apart and
+/// never shrink.
+pub const RUN_HISTORY: chrono::TimeDelta = chrono::TimeDelta::days(90);
 
 /// Why the state database could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -360,9 +376,20 @@ impl StateDb {
         Ok(())
     }
 
-    /// Records a finished job run; returns its id.
+    /// Records a finished job run and counts it in the run totals; returns
+    /// its id.
     pub fn record_run(&self, run: &JobRun) -> Result<i64, StateError> {
-        self.conn
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sqlite(&self.path, "cannot record a job run"))?;
+        tx.execute(
+            "INSERT INTO run_totals (job, database, outcome, count) VALUES (?1, coalesce(?2, ''), ?3, 1)
+             ON CONFLICT (job, database, outcome) DO UPDATE SET count = count + 1",
+            params![run.job.as_str(), run.database, enum_text(&run.outcome)],
+        )
+        .map_err(sqlite(&self.path, "cannot record a job run"))?;
+        tx
             .execute(
                 "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -378,7 +405,22 @@ impl StateDb {
                 ],
             )
             .map_err(sqlite(&self.path, "cannot record a job run"))?;
-        Ok(self.conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        tx.commit()
+            .map_err(sqlite(&self.path, "cannot record a job run"))?;
+        Ok(id)
+    }
+
+    /// Deletes job runs that started before `before`, keeping the latest of
+    /// each job, database and outcome; returns how many were deleted.
+    pub fn prune_history(&self, before: DateTime<Utc>) -> Result<usize, StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM job_runs WHERE started_at < ?1 AND id NOT IN
+                 (SELECT max(id) FROM job_runs GROUP BY job, database, outcome)",
+                params![before.to_rfc3339()],
+            )
+            .map_err(sqlite(&self.path, "cannot prune the run history"))
     }
 
     /// When the most recent run of `job` started, how it ended and its
@@ -595,5 +637,107 @@ mod tests {
             }
         );
         assert!(state.last_run(JobKind::Backup).unwrap().is_none());
+    }
+
+    fn backup_run(database: &str, started_at: DateTime<Utc>, outcome: Outcome) -> JobRun {
+        JobRun {
+            job: JobKind::Backup,
+            database: Some(database.into()),
+            trigger: Trigger::Schedule,
+            started_at,
+            finished_at: started_at,
+            outcome,
+            error: None,
+            detail: None,
+        }
+    }
+
+    fn history(state: &StateDb) -> i64 {
+        state
+            .conn
+            .query_row("SELECT count(*) FROM job_runs", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn pruning_the_history_keeps_the_latest_run_of_each_outcome_and_the_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        let now = clock().now();
+        let day = chrono::TimeDelta::days(1);
+        for age in [200, 150, 120] {
+            state
+                .record_run(&backup_run("app", now - day * age, Outcome::Success))
+                .unwrap();
+        }
+        state
+            .record_run(&backup_run("app", now - day * 100, Outcome::Failed))
+            .unwrap();
+        state
+            .record_run(&backup_run("app", now - day, Outcome::Success))
+            .unwrap();
+        state
+            .record_run(&backup_run("old", now - day * 300, Outcome::Success))
+            .unwrap();
+        let totals = state.run_counts().unwrap();
+
+        let removed = state.prune_history(now - RUN_HISTORY).unwrap();
+        assert_eq!(removed, 3, "app's three old successes go");
+        assert_eq!(history(&state), 3);
+        assert_eq!(
+            state.last_start(JobKind::Backup, "old").unwrap(),
+            Some(now - day * 300),
+            "the only run of a database stays: scheduling anchors on it"
+        );
+        assert_eq!(
+            state.run_counts().unwrap(),
+            totals,
+            "/metrics counters never shrink"
+        );
+        assert_eq!(
+            totals
+                .iter()
+                .find(|c| c.database.as_deref() == Some("app") && c.outcome == "success")
+                .map(|c| c.count),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn upgrading_a_version_3_state_database_counts_its_existing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let conn = Connection::open(&path).unwrap();
+        for step in &SCHEMA[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome)
+             VALUES ('backup', 'app', 'schedule', 't', 't', 'success'),
+                    ('backup', 'app', 'schedule', 't', 't', 'success'),
+                    ('apply', NULL, 'manual', 't', 't', 'failed');",
+        )
+        .unwrap();
+        drop(conn);
+        let state = StateDb::open(dir.path()).unwrap();
+        let counts: Vec<_> = state
+            .run_counts()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.job, c.database, c.outcome, c.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("apply".to_string(), None, "failed".to_string(), 1),
+                (
+                    "backup".to_string(),
+                    Some("app".to_string()),
+                    "success".to_string(),
+                    2
+                ),
+            ]
+        );
     }
 }
