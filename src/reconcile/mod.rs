@@ -18,8 +18,8 @@
 //! failure; only startup fails fast.
 
 mod executor;
+mod held;
 mod jobs;
-mod migrations;
 mod process;
 
 use std::collections::BTreeMap;
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use self::executor::{Executor, Finished, Work};
+use self::held::HeldChanges;
 use self::jobs::{Armed, JobTable};
-use self::migrations::HeldMigrations;
 use crate::apply::{self, ApplyOptions};
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
@@ -108,8 +108,8 @@ struct Reconciler {
     draining: bool,
     /// Runs started since the daemon started (the last run's `run_id`).
     runs_started: u64,
-    /// Automatic migrations that failed, not retried until their files change.
-    held_migrations: HeldMigrations,
+    /// Changes not retried on every reload (failed migrations, VACUUMs).
+    held: HeldChanges,
     /// When the run history was last pruned.
     history_pruned_at: Option<DateTime<Utc>>,
 }
@@ -160,7 +160,7 @@ impl Reconciler {
             written_schedule: None,
             draining: false,
             runs_started: 0,
-            held_migrations: HeldMigrations::default(),
+            held: HeldChanges::default(),
             history_pruned_at: None,
         }
     }
@@ -182,7 +182,7 @@ impl Reconciler {
                 Next::Continue
             }
             Event::Reload => {
-                self.held_migrations.release_all();
+                self.held.release_all();
                 self.reload(Reload::Forced);
                 Next::Continue
             }
@@ -472,8 +472,11 @@ impl Reconciler {
                     }
                 }
                 let mut plan = plan::diff(&observed, &Desired::from_config(&config));
-                for database in self.held_migrations.hold_back(&mut plan, &config) {
+                for database in self.held.hold_back_migrations(&mut plan, &config) {
                     tracing::debug!(db = %database, "migrations held back after a failure");
+                }
+                for change in self.held.hold_back_vacuum(&mut plan) {
+                    tracing::warn!(change = %change, "this change rewrites the file with VACUUM; run `litewarden apply --allow-vacuum` when a pause is acceptable");
                 }
                 if !plan.is_empty() {
                     self.apply_plan(&config, &plan, &mut observed);
@@ -496,7 +499,7 @@ impl Reconciler {
         match apply::apply(config, plan, options, self.clock.as_ref()) {
             Ok(report) => {
                 tracing::info!(summary = %report.summary(), "converged");
-                for database in self.held_migrations.record(&report, config) {
+                for database in self.held.record(&report, config) {
                     tracing::warn!(db = %database, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
                 }
             }

@@ -234,3 +234,35 @@ fn startup_prunes_run_history_older_than_its_retention() {
         .map(|c| c.count);
     assert_eq!(backups, Some(2), "totals keep both");
 }
+
+#[test]
+fn a_change_needing_vacuum_is_reported_once_and_never_retried_on_each_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("app.db"))
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let config = "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { page_size: 8192 }, backup: { enabled: false } }\n";
+    let (mut daemon, _inbox) = start_with(dir.path(), &clock, config);
+    for _ in 0..3 {
+        daemon.reload(Reload::Poll);
+    }
+    let apply_runs: i64 = rusqlite::Connection::open(dir.path().join(".litewarden/state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM job_runs WHERE job = 'apply'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        apply_runs, 0,
+        "regression: each poll recorded a run that skipped the VACUUM"
+    );
+    let page_size: i64 = rusqlite::Connection::open(dir.path().join("app.db"))
+        .unwrap()
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(page_size, 4096, "the daemon never rewrites the file");
+}

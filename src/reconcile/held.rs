@@ -1,4 +1,8 @@
-//! Automatic migrations that failed, held back until something changes.
+//! Changes the daemon holds back instead of retrying on every reload.
+//!
+//! A change that needs a VACUUM rewrite is never run by the daemon (only
+//! `litewarden apply --allow-vacuum` runs it); it is reported once, not on
+//! every 30 s poll.
 //!
 //! Every automatic migration run starts with a verified pre-migration
 //! backup, and those are kept until the next successful run. Retrying a
@@ -9,7 +13,7 @@
 //! the directory changes (a fixed or new file), a SIGHUP asks for a retry,
 //! or the operator runs `litewarden migrate up`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::apply::{ApplyReport, ChangeStatus};
 use crate::config::{Config, Database, MigrationApply};
@@ -19,18 +23,40 @@ use crate::plan::{Change, Plan};
 /// The migration files of a database as (version, checksum) pairs.
 type Fingerprint = Vec<(i64, String)>;
 
-/// Databases whose automatic migrations failed, with the files they failed
-/// on.
+/// What the daemon holds back: failed automatic migrations (with the files
+/// they failed on) and the VACUUM changes already reported.
 #[derive(Debug, Default)]
-pub struct HeldMigrations {
+pub struct HeldChanges {
     failed: BTreeMap<String, Fingerprint>,
+    vacuum_reported: BTreeSet<String>,
 }
 
-impl HeldMigrations {
+impl HeldChanges {
+    /// Removes from `plan` the changes that need a VACUUM; returns those not
+    /// reported before (as plan lines), to be reported now.
+    pub fn hold_back_vacuum(&mut self, plan: &mut Plan) -> Vec<String> {
+        let held: BTreeSet<String> = plan
+            .changes
+            .extract_if(.., |change| {
+                matches!(
+                    change,
+                    Change::SetPragma {
+                        needs_vacuum: true,
+                        ..
+                    }
+                )
+            })
+            .map(|change| change.to_string())
+            .collect();
+        let new = held.difference(&self.vacuum_reported).cloned().collect();
+        self.vacuum_reported = held;
+        new
+    }
+
     /// Removes from `plan` the automatic migrations of databases that failed
     /// on the same files; a database whose files changed is released.
     /// Returns the databases held back.
-    pub fn hold_back(&mut self, plan: &mut Plan, config: &Config) -> Vec<String> {
+    pub fn hold_back_migrations(&mut self, plan: &mut Plan, config: &Config) -> Vec<String> {
         let mut held = Vec::new();
         plan.changes.retain(|change| {
             let Change::Migrate {
@@ -83,9 +109,11 @@ impl HeldMigrations {
         newly_held
     }
 
-    /// Forgets every failure (SIGHUP: the operator asks for a retry).
+    /// Forgets every failure and report (SIGHUP: the operator asks for a
+    /// retry).
     pub fn release_all(&mut self) {
         self.failed.clear();
+        self.vacuum_reported.clear();
     }
 }
 
