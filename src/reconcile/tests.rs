@@ -11,6 +11,11 @@ use crate::clock::FakeClock;
 const HOURLY: &str =
     "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
 
+/// A connection to `file` in `dir`, for the test's own checks.
+fn sqlite(dir: &Path, file: &str) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join(file)).unwrap()
+}
+
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
         .unwrap()
@@ -50,8 +55,7 @@ fn until_a_job_finishes(daemon: &mut Reconciler, inbox: &Receiver<Event>) {
 }
 
 fn successful_backups(dir: &Path) -> i64 {
-    rusqlite::Connection::open(dir.join(".litewarden/state.db"))
-        .unwrap()
+    sqlite(dir, ".litewarden/state.db")
         .query_row(
             "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
             [],
@@ -144,8 +148,7 @@ fn backup_files(dir: &Path) -> usize {
 }
 
 fn applied_migrations(dir: &Path) -> i64 {
-    rusqlite::Connection::open(dir.join("app.db"))
-        .unwrap()
+    sqlite(dir, "app.db")
         .query_row("SELECT count(*) FROM _litewarden_migrations", [], |row| {
             row.get(0)
         })
@@ -158,8 +161,7 @@ fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_
     std::fs::create_dir(dir.path().join("migrations")).unwrap();
     let migration = dir.path().join("migrations/0001_init.sql");
     std::fs::write(&migration, "CREATE TABLE pages (url TEXT PRIMARY KEY;\n").unwrap();
-    rusqlite::Connection::open(dir.path().join("app.db"))
-        .unwrap()
+    sqlite(dir.path(), "app.db")
         .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE seed(x);")
         .unwrap();
     let clock = Arc::new(FakeClock::new(t0()));
@@ -212,8 +214,7 @@ fn startup_prunes_run_history_older_than_its_retention() {
     drop(state);
     let clock = Arc::new(FakeClock::new(t0()));
     let (daemon, _inbox) = start(dir.path(), &clock);
-    let runs: Vec<String> = rusqlite::Connection::open(dir.path().join(".litewarden/state.db"))
-        .unwrap()
+    let runs: Vec<String> = sqlite(dir.path(), ".litewarden/state.db")
         .prepare("SELECT started_at FROM job_runs WHERE job = 'backup' ORDER BY id")
         .unwrap()
         .query_map([], |row| row.get(0))
@@ -238,8 +239,7 @@ fn startup_prunes_run_history_older_than_its_retention() {
 #[test]
 fn a_change_needing_vacuum_is_reported_once_and_never_retried_on_each_reload() {
     let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("app.db"))
-        .unwrap()
+    sqlite(dir.path(), "app.db")
         .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
         .unwrap();
     let clock = Arc::new(FakeClock::new(t0()));
@@ -248,8 +248,7 @@ fn a_change_needing_vacuum_is_reported_once_and_never_retried_on_each_reload() {
     for _ in 0..3 {
         daemon.reload(Reload::Poll);
     }
-    let apply_runs: i64 = rusqlite::Connection::open(dir.path().join(".litewarden/state.db"))
-        .unwrap()
+    let apply_runs: i64 = sqlite(dir.path(), ".litewarden/state.db")
         .query_row(
             "SELECT count(*) FROM job_runs WHERE job = 'apply'",
             [],
@@ -260,8 +259,7 @@ fn a_change_needing_vacuum_is_reported_once_and_never_retried_on_each_reload() {
         apply_runs, 0,
         "regression: each poll recorded a run that skipped the VACUUM"
     );
-    let page_size: i64 = rusqlite::Connection::open(dir.path().join("app.db"))
-        .unwrap()
+    let page_size: i64 = sqlite(dir.path(), "app.db")
         .query_row("PRAGMA page_size", [], |row| row.get(0))
         .unwrap();
     assert_eq!(page_size, 4096, "the daemon never rewrites the file");
