@@ -1,8 +1,9 @@
 //! Changes the daemon holds back instead of retrying on every reload.
 //!
-//! A change that needs a VACUUM rewrite is never run by the daemon (only
-//! `litewarden apply --allow-vacuum` runs it); it is reported once, not on
-//! every 30 s poll.
+//! Some changes are left to the operator: a VACUUM rewrite (`litewarden
+//! apply --allow-vacuum`) and migrations of a database with
+//! `migrations.apply: manual` (`litewarden migrate up`). The daemon never
+//! runs them and reports each once, not on every 30 s poll.
 //!
 //! Every automatic migration run starts with a verified pre-migration
 //! backup, and those are kept until the next successful run. Retrying a
@@ -24,17 +25,17 @@ use crate::plan::{Change, Plan};
 type Fingerprint = Vec<(i64, String)>;
 
 /// What the daemon holds back: failed automatic migrations (with the files
-/// they failed on) and the VACUUM changes already reported.
+/// they failed on) and the operator's changes already reported.
 #[derive(Debug, Default)]
 pub struct HeldChanges {
     failed: BTreeMap<String, Fingerprint>,
-    vacuum_reported: BTreeSet<String>,
+    reported: BTreeSet<String>,
 }
 
 impl HeldChanges {
-    /// Removes from `plan` the changes that need a VACUUM; returns those not
-    /// reported before (as plan lines), to be reported now.
-    pub fn hold_back_vacuum(&mut self, plan: &mut Plan) -> Vec<String> {
+    /// Removes from `plan` the changes left to the operator; returns those
+    /// not reported before (as plan lines), to be reported now.
+    pub fn hold_back_operator_changes(&mut self, plan: &mut Plan) -> Vec<String> {
         let held: BTreeSet<String> = plan
             .changes
             .extract_if(.., |change| {
@@ -43,13 +44,13 @@ impl HeldChanges {
                     Change::SetPragma {
                         needs_vacuum: true,
                         ..
-                    }
+                    } | Change::Migrate { manual: true, .. }
                 )
             })
             .map(|change| change.to_string())
             .collect();
-        let new = held.difference(&self.vacuum_reported).cloned().collect();
-        self.vacuum_reported = held;
+        let new = held.difference(&self.reported).cloned().collect();
+        self.reported = held;
         new
     }
 
@@ -113,7 +114,7 @@ impl HeldChanges {
     /// retry).
     pub fn release_all(&mut self) {
         self.failed.clear();
-        self.vacuum_reported.clear();
+        self.reported.clear();
     }
 }
 

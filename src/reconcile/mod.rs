@@ -108,7 +108,7 @@ struct Reconciler {
     draining: bool,
     /// Runs started since the daemon started (the last run's `run_id`).
     runs_started: u64,
-    /// Changes not retried on every reload (failed migrations, VACUUMs).
+    /// Changes not run on every reload (failed migrations, the operator's).
     held: HeldChanges,
     /// When the run history was last pruned.
     history_pruned_at: Option<DateTime<Utc>>,
@@ -475,8 +475,8 @@ impl Reconciler {
                 for database in self.held.hold_back_migrations(&mut plan, &config) {
                     tracing::debug!(db = %database, "migrations held back after a failure");
                 }
-                for change in self.held.hold_back_vacuum(&mut plan) {
-                    tracing::warn!(change = %change, "this change rewrites the file with VACUUM; run `litewarden apply --allow-vacuum` when a pause is acceptable");
+                for change in self.held.hold_back_operator_changes(&mut plan) {
+                    tracing::warn!(change = %change, "left to the operator: `litewarden apply --allow-vacuum` runs a VACUUM rewrite when a pause is acceptable, `litewarden migrate up` runs manual migrations");
                 }
                 if !plan.is_empty() {
                     self.apply_plan(&config, &plan, &mut observed);

@@ -237,13 +237,19 @@ fn startup_prunes_run_history_older_than_its_retention() {
 }
 
 #[test]
-fn a_change_needing_vacuum_is_reported_once_and_never_retried_on_each_reload() {
+fn changes_left_to_the_operator_are_reported_once_and_never_retried_on_each_reload() {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    std::fs::write(
+        dir.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE pages (url TEXT);\n",
+    )
+    .unwrap();
     sqlite(dir.path(), "app.db")
         .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1);")
         .unwrap();
     let clock = Arc::new(FakeClock::new(t0()));
-    let config = "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { page_size: 8192 }, backup: { enabled: false } }\n";
+    let config = "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { page_size: 8192 }, backup: { enabled: false }, migrations: { dir: migrations, apply: manual } }\n";
     let (mut daemon, _inbox) = start_with(dir.path(), &clock, config);
     for _ in 0..3 {
         daemon.reload(Reload::Poll);
