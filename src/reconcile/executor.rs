@@ -1,5 +1,8 @@
-//! One worker thread per database: runs that database's jobs one at a time,
-//! so a slow backup of one database never delays another database's jobs.
+//! One worker thread per database: runs that database's jobs, and the
+//! changes a reload planned for it (migrations and their pre-migration
+//! backup included), one at a time and in the order they were sent, so a
+//! slow backup or migration of one database never delays another database
+//! or the daemon's loop.
 //!
 //! The worker owns its connection to the state database for its whole life
 //! (opened on first use, reopened after a failed run). The connection to
@@ -18,21 +21,42 @@ use chrono::{DateTime, Utc};
 
 use super::Event;
 use super::jobs::JobKey;
+use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
 use crate::jobs::backup::{self, BackupRequest};
 use crate::jobs::progress::Quiet;
 use crate::jobs::prune;
+use crate::plan::Plan;
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
+
+/// What a worker runs.
+#[derive(Debug)]
+pub enum Task {
+    /// A scheduled job.
+    Job(JobKind),
+    /// The changes a reload planned for this database.
+    Converge(Box<Plan>),
+}
+
+impl Task {
+    /// What caused it, as logs show it.
+    fn trigger(&self) -> &'static str {
+        match self {
+            Task::Job(_) => "schedule",
+            Task::Converge(_) => "reload",
+        }
+    }
+}
 
 /// Work handed to a database's worker.
 #[derive(Debug)]
 pub struct Work {
-    /// Which job.
+    /// Which job (`<db>/apply` for a converge).
     pub key: JobKey,
-    /// Its kind.
-    pub kind: JobKind,
+    /// What to run.
+    pub task: Task,
     /// The database definition the run uses.
     pub database: Arc<Database>,
     /// The config the run started with (its directories and settings).
@@ -54,6 +78,8 @@ pub struct Finished {
     pub run_id: u64,
     /// Its one-line summary, or its error.
     pub result: Result<String, String>,
+    /// For a converge, what became of each change.
+    pub report: Option<ApplyReport>,
 }
 
 /// The handle of one database's worker thread.
@@ -86,14 +112,15 @@ impl Executor {
                         db = %work.key.database,
                         job = work.key.kind,
                         run_id = work.run_id,
-                        trigger = "schedule"
+                        trigger = work.task.trigger()
                     );
-                    let result = span.in_scope(|| worker.execute(&work));
+                    let (result, report) = span.in_scope(|| worker.execute(&work));
                     let finished = Finished {
                         key: work.key,
                         started: work.started,
                         run_id: work.run_id,
                         result,
+                        report,
                     };
                     if events.send(Event::JobFinished(finished)).is_err() {
                         break;
@@ -117,16 +144,35 @@ struct Worker {
 }
 
 impl Worker {
-    /// Runs one job; returns its summary or error.
-    fn execute(&mut self, work: &Work) -> Result<String, String> {
-        let result = match work.kind {
-            JobKind::Backup => self.backup(work),
-            other => Err(format!("{other} jobs are not scheduled by this version")),
+    /// Runs one piece of work; returns its summary or error, and for a
+    /// converge the report of each change.
+    fn execute(&mut self, work: &Work) -> (Result<String, String>, Option<ApplyReport>) {
+        let (result, report) = match &work.task {
+            Task::Job(JobKind::Backup) => (self.backup(work), None),
+            Task::Job(other) => (
+                Err(format!("{other} jobs are not scheduled by this version")),
+                None,
+            ),
+            Task::Converge(plan) => self.converge(work, plan),
         };
         if result.is_err() {
             self.state = None;
         }
-        result
+        (result, report)
+    }
+
+    /// Applies a reload's changes to this database (`apply` records the run
+    /// itself).
+    fn converge(&self, work: &Work, plan: &Plan) -> (Result<String, String>, Option<ApplyReport>) {
+        let options = ApplyOptions {
+            allow_vacuum: false,
+            scheduled: true,
+        };
+        match apply::apply(&work.config, plan, options, self.clock.as_ref()) {
+            Ok(report) if report.failed() => (Err(report.summary()), Some(report)),
+            Ok(report) => (Ok(report.summary()), Some(report)),
+            Err(e) => (Err(e.to_string()), None),
+        }
     }
 
     /// A backup, then the retention prune of that database.

@@ -22,7 +22,7 @@ mod held;
 mod jobs;
 mod process;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use self::executor::{Executor, Finished, Work};
+use self::executor::{Executor, Finished, Task, Work};
 use self::held::HeldChanges;
-use self::jobs::{Armed, JobTable};
+use self::jobs::{Armed, JobKey, JobTable};
 use crate::apply::{self, ApplyOptions};
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
@@ -112,6 +112,10 @@ struct Reconciler {
     held: HeldChanges,
     /// When the run history was last pruned.
     history_pruned_at: Option<DateTime<Utc>>,
+    /// Databases whose reload changes a worker is applying.
+    converging: BTreeSet<String>,
+    /// Converging databases a later reload wanted to change again.
+    replan: BTreeSet<String>,
 }
 
 /// What the loop does after an event.
@@ -123,6 +127,15 @@ enum Next {
     Drain,
     /// Exit now (a second signal while draining).
     Exit,
+}
+
+/// Where a converge applies its changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// On the loop's thread, before anything is scheduled (startup).
+    Inline,
+    /// On each database's worker (reloads), so the loop never waits.
+    OnWorkers,
 }
 
 /// Why a reload runs.
@@ -162,6 +175,8 @@ impl Reconciler {
             runs_started: 0,
             held: HeldChanges::default(),
             history_pruned_at: None,
+            converging: BTreeSet::new(),
+            replan: BTreeSet::new(),
         }
     }
 
@@ -169,7 +184,7 @@ impl Reconciler {
     fn start(&mut self) {
         self.prune_history();
         self.restart_watcher();
-        self.converge(&|_| true);
+        self.converge(&|_| true, Mode::Inline);
         tracing::info!(jobs = self.jobs.len(), "ready");
     }
 
@@ -243,7 +258,7 @@ impl Reconciler {
             "shutting down"
         );
         let mut aborting = false;
-        while self.jobs.running() > 0 {
+        while self.jobs.running() > 0 || !self.converging.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 tracing::warn!("shutdown grace is over; aborting the jobs still running");
@@ -267,17 +282,28 @@ impl Reconciler {
         tracing::info!("litewarden run stopped");
     }
 
-    /// Removes the temp files of backups that are being aborted (the daemon
-    /// holds the state directory's lock, so they are its own).
+    /// Removes the temp files of backups that are being aborted, scheduled or
+    /// pre-migration (the daemon holds the state directory's lock, so they
+    /// are its own).
     fn remove_partial_backups(&self) {
-        for key in self.jobs.running_of(JobKind::Backup) {
-            let dir = backup::database_dir(&self.config.settings.backup_dir, &key.database);
+        let databases: BTreeSet<&str> = self
+            .jobs
+            .running_of(JobKind::Backup)
+            .map(|key| key.database.as_str())
+            .chain(self.converging.iter().map(String::as_str))
+            .collect();
+        for database in databases {
+            let dir = backup::database_dir(&self.config.settings.backup_dir, database);
             match crate::durable::remove_all_temps(&dir) {
                 Ok(removed) => {
-                    tracing::info!(job = %key, removed, "removed the aborted backup's temp files")
+                    tracing::info!(
+                        db = database,
+                        removed,
+                        "removed the aborted backup's temp files"
+                    )
                 }
                 Err(e) => {
-                    tracing::error!(job = %key, error = %e, "cannot remove the aborted backup's temp files")
+                    tracing::error!(db = database, error = %e, "cannot remove the aborted backup's temp files")
                 }
             }
         }
@@ -311,7 +337,7 @@ impl Reconciler {
             tracing::info!(db = %start.key.database, job = start.key.kind, run_id, trigger = "schedule", "job started");
             let work = Work {
                 key: start.key,
-                kind: start.kind,
+                task: Task::Job(start.kind),
                 database: start.database,
                 config: Arc::clone(&self.config),
                 started: now,
@@ -323,6 +349,7 @@ impl Reconciler {
                     started: now,
                     run_id,
                     result: Err("the database's worker thread is gone".into()),
+                    report: None,
                 };
                 self.finished(finished);
             }
@@ -368,6 +395,10 @@ impl Reconciler {
             Err(error) => {
                 tracing::error!(db = %key.database, job = key.kind, run_id = finished.run_id, duration_ms, outcome = "failed", error = %error, "job finished")
             }
+        }
+        if key.kind == JobKind::Apply.as_str() {
+            self.converged(finished);
+            return;
         }
         let timezone = self.config.settings.timezone;
         let Some(kind) = self.jobs.finish(key, finished.started, now, timezone) else {
@@ -445,11 +476,14 @@ impl Reconciler {
             }
         }
         match (why, previous) {
-            (Reload::Changed, Some(old)) => {
-                self.converge(&|db: &Database| old.databases.get(&db.name) != Some(db))
+            (Reload::Changed, Some(old)) => self.converge(
+                &|db: &Database| old.databases.get(&db.name) != Some(db),
+                Mode::OnWorkers,
+            ),
+            (Reload::Changed, None) => {
+                self.converge(&|db: &Database| db.migrations.is_some(), Mode::OnWorkers)
             }
-            (Reload::Changed, None) => self.converge(&|db: &Database| db.migrations.is_some()),
-            _ => self.converge(&|_| true),
+            _ => self.converge(&|_| true, Mode::OnWorkers),
         }
         let duration_ms = started.elapsed().as_millis() as u64;
         if reloaded {
@@ -462,7 +496,7 @@ impl Reconciler {
     /// Converges the files: re-observes the databases `fresh` selects
     /// (reusing the last observation for the others), applies the plan, then
     /// re-arms the jobs whose definition changed.
-    fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool) {
+    fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool, mode: Mode) {
         let config = Arc::clone(&self.config);
         match crate::db::observe::observe_with(&config, fresh, &self.observed) {
             Ok(mut observed) => {
@@ -479,7 +513,10 @@ impl Reconciler {
                     tracing::warn!(change = %change, "left to the operator: `litewarden apply --allow-vacuum` runs a VACUUM rewrite when a pause is acceptable, `litewarden migrate up` runs manual migrations");
                 }
                 if !plan.is_empty() {
-                    self.apply_plan(&config, &plan, &mut observed);
+                    match mode {
+                        Mode::Inline => self.apply_plan(&config, &plan, &mut observed),
+                        Mode::OnWorkers => self.dispatch_plan(&config, plan, &mut observed),
+                    }
                 }
                 self.observed = observed;
             }
@@ -519,6 +556,85 @@ impl Reconciler {
         match crate::db::observe::observe_with(config, &|_| false, observed) {
             Ok(after) => *observed = after,
             Err(e) => tracing::warn!(error = %e, "cannot re-observe the converged databases"),
+        }
+    }
+
+    /// Hands each database's changes to its worker (after whatever the
+    /// worker is doing for it, so a new database is created before its
+    /// first backup). Databases not in the config (unmanage) are done here.
+    /// A database whose earlier changes are still running is left for the
+    /// re-plan that follows them.
+    fn dispatch_plan(&mut self, config: &Arc<Config>, plan: plan::Plan, observed: &mut Observed) {
+        let mut by_database: BTreeMap<String, Vec<plan::Change>> = BTreeMap::new();
+        for change in plan.changes {
+            by_database
+                .entry(change.database().to_string())
+                .or_default()
+                .push(change);
+        }
+        let mut here = Vec::new();
+        for (name, changes) in by_database {
+            let Some(database) = config
+                .databases
+                .values()
+                .find(|db| db.name.as_str() == name)
+            else {
+                here.extend(changes);
+                continue;
+            };
+            observed.files.remove(&database.path);
+            if !self.converging.insert(name.clone()) {
+                self.replan.insert(name);
+                continue;
+            }
+            self.runs_started += 1;
+            let run_id = self.runs_started;
+            tracing::info!(db = %name, job = "apply", run_id, trigger = "reload", changes = changes.len(), "job started");
+            let work = Work {
+                key: JobKey {
+                    database: name.clone(),
+                    kind: JobKind::Apply.as_str(),
+                },
+                task: Task::Converge(Box::new(plan::Plan {
+                    changes,
+                    ..plan::Plan::default()
+                })),
+                database: Arc::new(database.clone()),
+                config: Arc::clone(config),
+                started: self.clock.now(),
+                run_id,
+            };
+            if let Err(work) = self.send(work) {
+                self.converging.remove(&name);
+                tracing::error!(db = %work.key.database, "the database's worker thread is gone; its changes wait for the next reload");
+            }
+        }
+        if !here.is_empty() {
+            let local = plan::Plan {
+                changes: here,
+                ..plan::Plan::default()
+            };
+            self.apply_plan(config, &local, observed);
+        }
+    }
+
+    /// A worker finished a reload's changes: remember failed migrations,
+    /// and plan that database again if a reload asked for more while they
+    /// ran (a failure waits for the next reload instead of looping).
+    fn converged(&mut self, finished: Finished) {
+        let database = finished.key.database;
+        self.converging.remove(&database);
+        let asked_again = self.replan.remove(&database);
+        if let Some(report) = &finished.report {
+            for held in self.held.record(report, &self.config) {
+                tracing::warn!(db = %held, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
+            }
+        }
+        if asked_again && finished.result.is_ok() {
+            self.converge(
+                &|db: &Database| db.name.as_str() == database,
+                Mode::OnWorkers,
+            );
         }
     }
 

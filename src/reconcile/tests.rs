@@ -166,7 +166,7 @@ fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_
         .unwrap();
     let clock = Arc::new(FakeClock::new(t0()));
     let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false, compress: none }, migrations: { dir: migrations, apply: auto } }\n";
-    let (mut daemon, _inbox) = start_with(dir.path(), &clock, config);
+    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
     assert_eq!(
         backup_files(dir.path()),
         1,
@@ -178,18 +178,55 @@ fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_
         daemon.handle(Event::FilesChanged);
         daemon.reload(Reload::Poll);
     }
-    assert_eq!(
-        backup_files(dir.path()),
-        1,
-        "regression: every reload took another backup"
+    assert!(
+        daemon.converging.is_empty(),
+        "regression: every reload ran the migration (and its backup) again"
     );
+    assert_eq!(backup_files(dir.path()), 1);
 
     daemon.handle(Event::Reload);
+    until_a_job_finishes(&mut daemon, &inbox);
     assert_eq!(backup_files(dir.path()), 2, "SIGHUP retries");
 
     std::fs::write(&migration, "CREATE TABLE pages (url TEXT PRIMARY KEY);\n").unwrap();
     daemon.handle(Event::FilesChanged);
+    until_a_job_finishes(&mut daemon, &inbox);
     assert_eq!(applied_migrations(dir.path()), 1, "a fixed file runs");
+}
+
+#[test]
+fn a_reload_hands_migrations_to_the_database_worker_and_the_loop_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations, apply: auto } }\n";
+    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
+    std::fs::write(
+        dir.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE pages (url TEXT);\n",
+    )
+    .unwrap();
+    daemon.handle(Event::FilesChanged);
+    assert!(
+        daemon.converging.contains("app"),
+        "the loop only dispatched it"
+    );
+    std::fs::write(
+        dir.path().join("migrations/0002_more.sql"),
+        "CREATE TABLE links (url TEXT);\n",
+    )
+    .unwrap();
+    daemon.handle(Event::FilesChanged);
+    until_a_job_finishes(&mut daemon, &inbox);
+    if !daemon.converging.is_empty() {
+        until_a_job_finishes(&mut daemon, &inbox);
+    }
+    assert!(daemon.converging.is_empty());
+    assert_eq!(
+        applied_migrations(dir.path()),
+        2,
+        "a file added while the first ran is applied after it"
+    );
 }
 
 #[test]
