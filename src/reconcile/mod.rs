@@ -630,7 +630,7 @@ impl Reconciler {
                 tracing::warn!(db = %held, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
             }
         }
-        if asked_again && finished.result.is_ok() {
+        if asked_again && finished.result.is_ok() && !self.draining {
             self.converge(
                 &|db: &Database| db.name.as_str() == database,
                 Mode::OnWorkers,
