@@ -307,3 +307,27 @@ fn changes_left_to_the_operator_are_reported_once_and_never_retried_on_each_relo
         .unwrap();
     assert_eq!(page_size, 4096, "the daemon never rewrites the file");
 }
+
+#[test]
+fn shutdown_waits_for_changes_a_worker_is_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations, apply: auto } }\n";
+    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
+    std::fs::write(
+        dir.path().join("migrations/0001_init.sql"),
+        "CREATE TABLE pages (url TEXT);\n",
+    )
+    .unwrap();
+    daemon.handle(Event::FilesChanged);
+    assert!(daemon.converging.contains("app"));
+    assert_eq!(daemon.handle(Event::Shutdown), Next::Drain);
+    daemon.shut_down(&inbox, Duration::from_secs(30));
+    assert!(daemon.converging.is_empty());
+    assert_eq!(
+        applied_migrations(dir.path()),
+        1,
+        "the migration finished before exit"
+    );
+}
