@@ -9,7 +9,8 @@
 //!
 //! Each change of the config or of a migrations directory converges the
 //! files (`plan::diff` + `apply`, which creates databases, sets pragmas and
-//! runs `apply: auto` migrations) and then re-arms only the jobs whose
+//! runs `apply: auto` migrations; see `converge.rs`: inline at startup, on
+//! each database's worker after that) and then re-arms only the jobs whose
 //! definition changed: an unchanged job keeps its next-run time, a new or
 //! changed one starts from its last recorded run (so restarts never push a
 //! backup back), a removed one stops being scheduled. A running job always
@@ -17,6 +18,7 @@
 //! at reload keeps the last good config, logs every error and records the
 //! failure; only startup fails fast.
 
+mod converge;
 mod executor;
 mod held;
 mod jobs;
@@ -30,16 +32,17 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use self::converge::Mode;
 use self::executor::{Executor, Finished, Task, Work};
 use self::held::HeldChanges;
-use self::jobs::{Armed, JobKey, JobTable};
-use crate::apply::{self, ApplyOptions};
+use self::jobs::{Armed, JobTable};
+
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
 use crate::config::{self, Config, Database, Environment, JobKind};
 use crate::error::Error;
 use crate::jobs::backup;
-use crate::plan::{self, Desired, Observed};
+use crate::plan::Observed;
 use crate::state::daemon::{DaemonRow, ScheduledJob};
 use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
 
@@ -127,15 +130,6 @@ enum Next {
     Drain,
     /// Exit now (a second signal while draining).
     Exit,
-}
-
-/// Where a converge applies its changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// On the loop's thread, before anything is scheduled (startup).
-    Inline,
-    /// On each database's worker (reloads), so the loop never waits.
-    OnWorkers,
 }
 
 /// Why a reload runs.
@@ -490,151 +484,6 @@ impl Reconciler {
             tracing::info!(duration_ms, jobs = self.jobs.len(), "reload applied");
         } else {
             tracing::debug!(duration_ms, "files checked");
-        }
-    }
-
-    /// Converges the files: re-observes the databases `fresh` selects
-    /// (reusing the last observation for the others), applies the plan, then
-    /// re-arms the jobs whose definition changed.
-    fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool, mode: Mode) {
-        let config = Arc::clone(&self.config);
-        match crate::db::observe::observe_with(&config, fresh, &self.observed) {
-            Ok(mut observed) => {
-                for (database, error) in &observed.unreadable {
-                    if self.observed.unreadable.get(database) != Some(error) {
-                        tracing::error!(db = %database, error = %error, "cannot read the database; leaving it alone");
-                    }
-                }
-                let mut plan = plan::diff(&observed, &Desired::from_config(&config));
-                for database in self.held.hold_back_migrations(&mut plan, &config) {
-                    tracing::debug!(db = %database, "migrations held back after a failure");
-                }
-                for change in self.held.hold_back_operator_changes(&mut plan) {
-                    tracing::warn!(change = %change, "left to the operator: `litewarden apply --allow-vacuum` runs a VACUUM rewrite when a pause is acceptable, `litewarden migrate up` runs manual migrations");
-                }
-                if !plan.is_empty() {
-                    match mode {
-                        Mode::Inline => self.apply_plan(&config, &plan, &mut observed),
-                        Mode::OnWorkers => self.dispatch_plan(&config, plan, &mut observed),
-                    }
-                }
-                self.observed = observed;
-            }
-            Err(e) => tracing::error!(error = %e, "cannot observe the databases"),
-        }
-        self.rearm();
-        self.restart_watcher();
-    }
-
-    /// Applies `plan`, holds back migrations that failed, and re-observes
-    /// the databases it changed into `observed`.
-    fn apply_plan(&mut self, config: &Config, plan: &plan::Plan, observed: &mut Observed) {
-        let options = ApplyOptions {
-            allow_vacuum: false,
-            scheduled: true,
-        };
-        match apply::apply(config, plan, options, self.clock.as_ref()) {
-            Ok(report) => {
-                tracing::info!(summary = %report.summary(), "converged");
-                for database in self.held.record(&report, config) {
-                    tracing::warn!(db = %database, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot converge"),
-        }
-        for change in &plan.changes {
-            if let Some(database) = config
-                .databases
-                .values()
-                .find(|db| db.name.as_str() == change.database())
-            {
-                observed.files.remove(&database.path);
-            }
-        }
-        // Re-observe what was just applied now, so the next reload starts
-        // from a complete observation.
-        match crate::db::observe::observe_with(config, &|_| false, observed) {
-            Ok(after) => *observed = after,
-            Err(e) => tracing::warn!(error = %e, "cannot re-observe the converged databases"),
-        }
-    }
-
-    /// Hands each database's changes to its worker (after whatever the
-    /// worker is doing for it, so a new database is created before its
-    /// first backup). Databases not in the config (unmanage) are done here.
-    /// A database whose earlier changes are still running is left for the
-    /// re-plan that follows them.
-    fn dispatch_plan(&mut self, config: &Arc<Config>, plan: plan::Plan, observed: &mut Observed) {
-        let mut by_database: BTreeMap<String, Vec<plan::Change>> = BTreeMap::new();
-        for change in plan.changes {
-            by_database
-                .entry(change.database().to_string())
-                .or_default()
-                .push(change);
-        }
-        let mut here = Vec::new();
-        for (name, changes) in by_database {
-            let Some(database) = config
-                .databases
-                .values()
-                .find(|db| db.name.as_str() == name)
-            else {
-                here.extend(changes);
-                continue;
-            };
-            observed.files.remove(&database.path);
-            if !self.converging.insert(name.clone()) {
-                self.replan.insert(name);
-                continue;
-            }
-            self.runs_started += 1;
-            let run_id = self.runs_started;
-            tracing::info!(db = %name, job = "apply", run_id, trigger = "reload", changes = changes.len(), "job started");
-            let work = Work {
-                key: JobKey {
-                    database: name.clone(),
-                    kind: JobKind::Apply.as_str(),
-                },
-                task: Task::Converge(Box::new(plan::Plan {
-                    changes,
-                    ..plan::Plan::default()
-                })),
-                database: Arc::new(database.clone()),
-                config: Arc::clone(config),
-                started: self.clock.now(),
-                run_id,
-            };
-            if let Err(work) = self.send(work) {
-                self.converging.remove(&name);
-                tracing::error!(db = %work.key.database, "the database's worker thread is gone; its changes wait for the next reload");
-            }
-        }
-        if !here.is_empty() {
-            let local = plan::Plan {
-                changes: here,
-                ..plan::Plan::default()
-            };
-            self.apply_plan(config, &local, observed);
-        }
-    }
-
-    /// A worker finished a reload's changes: remember failed migrations,
-    /// and plan that database again if a reload asked for more while they
-    /// ran (a failure waits for the next reload instead of looping).
-    fn converged(&mut self, finished: Finished) {
-        let database = finished.key.database;
-        self.converging.remove(&database);
-        let asked_again = self.replan.remove(&database);
-        if let Some(report) = &finished.report {
-            for held in self.held.record(report, &self.config) {
-                tracing::warn!(db = %held, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
-            }
-        }
-        if asked_again && finished.result.is_ok() && !self.draining {
-            self.converge(
-                &|db: &Database| db.name.as_str() == database,
-                Mode::OnWorkers,
-            );
         }
     }
 
