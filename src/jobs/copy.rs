@@ -233,19 +233,28 @@ impl<'a> Source<'a> {
         out_path: &Path,
         progress: &mut dyn Progress,
     ) -> Result<CopyStats, CopyError> {
-        let source = self.path;
-        self.conn
-            .execute_batch("BEGIN")
-            .map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
-        let result = stream_in_transaction(&self.conn, source, out, out_path, progress);
-        let end = self
-            .conn
-            .execute_batch("COMMIT")
-            .map_err(CopyError::sqlite(source, "cannot end the read transaction"));
-        let stats = result?;
-        end?;
-        Ok(stats)
+        in_read_transaction(&self.conn, self.path, || {
+            stream_in_transaction(&self.conn, self.path, out, out_path, progress)
+        })
     }
+}
+
+/// Runs `copy` inside one read transaction on `conn`, which is ended
+/// whether `copy` succeeds or not; the copy's error wins over the end's.
+fn in_read_transaction<T>(
+    conn: &Connection,
+    source: &Path,
+    copy: impl FnOnce() -> Result<T, CopyError>,
+) -> Result<T, CopyError> {
+    conn.execute_batch("BEGIN")
+        .map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
+    let result = copy();
+    let end = conn
+        .execute_batch("COMMIT")
+        .map_err(CopyError::sqlite(source, "cannot end the read transaction"));
+    let value = result?;
+    end?;
+    Ok(value)
 }
 
 /// Starts the read transaction's snapshot; returns (page_size, page_count).
@@ -352,15 +361,9 @@ fn snapshot(
     dest_path: &Path,
     progress: &mut dyn Progress,
 ) -> Result<CopyStats, CopyError> {
-    conn.execute_batch("BEGIN")
-        .map_err(CopyError::sqlite(source, "cannot begin a read transaction"))?;
-    let result = snapshot_in_transaction(conn, source, dest, dest_path, progress);
-    let end = conn
-        .execute_batch("COMMIT")
-        .map_err(CopyError::sqlite(source, "cannot end the read transaction"));
-    let stats = result?;
-    end?;
-    Ok(stats)
+    in_read_transaction(conn, source, || {
+        snapshot_in_transaction(conn, source, dest, dest_path, progress)
+    })
 }
 
 fn snapshot_in_transaction(
