@@ -150,6 +150,30 @@ pub fn database_dir(backup_dir: &Path, database: &str) -> PathBuf {
     backup_dir.join(database)
 }
 
+/// Copies `source` uncompressed into a temp file beside `target` (the file
+/// is not yet synced or committed).
+fn plain_copy(
+    name: &str,
+    source: &copy::Source,
+    target: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(PendingFile, CopyStats), BackupError> {
+    let temp = target.with_extension("copy");
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let plain = PendingFile::create(&temp).map_err(BackupError::io(
+        name,
+        dir,
+        "cannot create a temp file",
+    ))?;
+    let copy = source
+        .copy_to(plain.file(), plain.path(), progress)
+        .map_err(|source| BackupError::Copy {
+            database: name.to_string(),
+            source: Box::new(source),
+        })?;
+    Ok((plain, copy))
+}
+
 /// Takes, verifies and catalogues one backup.
 pub fn take(
     request: BackupRequest,
@@ -212,11 +236,7 @@ pub fn take(
                     .map_err(copy_error)
             })
         } else {
-            let plain = PendingFile::create(&target.with_extension("copy"))
-                .map_err(io(&dir, "cannot create a temp file"))?;
-            let copy = source
-                .copy_to(plain.file(), plain.path(), progress)
-                .map_err(copy_error)?;
+            let (plain, copy) = plain_copy(name, &source, &target, progress)?;
             verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
             compressed_write(name, &pending, |out| {
                 let mut file = File::open(plain.path()).map_err(io(plain.path(), "cannot read"))?;
@@ -239,11 +259,7 @@ pub fn take(
         let final_path = pending.commit().map_err(io(&target, "cannot write"))?;
         (final_path, stored_sha, copy)
     } else {
-        let plain = PendingFile::create(&target.with_extension("copy"))
-            .map_err(io(&dir, "cannot create a temp file"))?;
-        let copy = source
-            .copy_to(plain.file(), plain.path(), progress)
-            .map_err(copy_error)?;
+        let (plain, copy) = plain_copy(name, &source, &target, progress)?;
         let (synced, sha256, checked) = std::thread::scope(|scope| {
             let synced = scope.spawn(|| plain.file().sync_all());
             let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
