@@ -150,17 +150,16 @@ pub fn database_dir(backup_dir: &Path, database: &str) -> PathBuf {
     backup_dir.join(database)
 }
 
-/// Copies `source` uncompressed into a temp file beside `target` (the file
-/// is not yet synced or committed).
+/// Copies `source` uncompressed into a temp file beside `target` in `dir`
+/// (the file is not yet synced or committed).
 fn plain_copy(
     name: &str,
     source: &copy::Source,
+    dir: &Path,
     target: &Path,
     progress: &mut dyn Progress,
 ) -> Result<(PendingFile, CopyStats), BackupError> {
-    let temp = target.with_extension("copy");
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let plain = PendingFile::create(&temp).map_err(BackupError::io(
+    let plain = PendingFile::create(&target.with_extension("copy")).map_err(BackupError::io(
         name,
         dir,
         "cannot create a temp file",
@@ -236,7 +235,7 @@ pub fn take(
                     .map_err(copy_error)
             })
         } else {
-            let (plain, copy) = plain_copy(name, &source, &target, progress)?;
+            let (plain, copy) = plain_copy(name, &source, &dir, &target, progress)?;
             verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
             compressed_write(name, &pending, |out| {
                 let mut file = File::open(plain.path()).map_err(io(plain.path(), "cannot read"))?;
@@ -259,7 +258,7 @@ pub fn take(
         let final_path = pending.commit().map_err(io(&target, "cannot write"))?;
         (final_path, stored_sha, copy)
     } else {
-        let (plain, copy) = plain_copy(name, &source, &target, progress)?;
+        let (plain, copy) = plain_copy(name, &source, &dir, &target, progress)?;
         let (synced, sha256, checked) = std::thread::scope(|scope| {
             let synced = scope.spawn(|| plain.file().sync_all());
             let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
