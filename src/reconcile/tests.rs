@@ -194,19 +194,26 @@ fn a_failed_automatic_migration_waits_for_its_files_to_change_instead_of_piling_
     assert_eq!(applied_migrations(dir.path()), 1, "a fixed file runs");
 }
 
-#[test]
-fn a_reload_hands_migrations_to_the_database_worker_and_the_loop_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("migrations")).unwrap();
+/// A daemon with automatic migrations, and a first migration file saved
+/// after it started (the file event handled).
+fn a_new_migration_saved(dir: &Path) -> (Reconciler, Receiver<Event>) {
+    std::fs::create_dir(dir.join("migrations")).unwrap();
     let clock = Arc::new(FakeClock::new(t0()));
     let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations, apply: auto } }\n";
-    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
+    let (mut daemon, inbox) = start_with(dir, &clock, config);
     std::fs::write(
-        dir.path().join("migrations/0001_init.sql"),
+        dir.join("migrations/0001_init.sql"),
         "CREATE TABLE pages (url TEXT);\n",
     )
     .unwrap();
     daemon.handle(Event::FilesChanged);
+    (daemon, inbox)
+}
+
+#[test]
+fn a_reload_hands_migrations_to_the_database_worker_and_the_loop_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, inbox) = a_new_migration_saved(dir.path());
     assert!(
         daemon.converging.contains("app"),
         "the loop only dispatched it"
@@ -311,16 +318,7 @@ fn changes_left_to_the_operator_are_reported_once_and_never_retried_on_each_relo
 #[test]
 fn shutdown_waits_for_changes_a_worker_is_applying() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("migrations")).unwrap();
-    let clock = Arc::new(FakeClock::new(t0()));
-    let config = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations, apply: auto } }\n";
-    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
-    std::fs::write(
-        dir.path().join("migrations/0001_init.sql"),
-        "CREATE TABLE pages (url TEXT);\n",
-    )
-    .unwrap();
-    daemon.handle(Event::FilesChanged);
+    let (mut daemon, inbox) = a_new_migration_saved(dir.path());
     assert!(daemon.converging.contains("app"));
     assert_eq!(daemon.handle(Event::Shutdown), Next::Drain);
     daemon.shut_down(&inbox, Duration::from_secs(30));
