@@ -188,10 +188,7 @@ fn execute(
     options: ApplyOptions,
     clock: &dyn Clock,
 ) -> ChangeStatus {
-    let database = config
-        .databases
-        .values()
-        .find(|db| db.name.as_str() == change.database());
+    let database = config.databases.get(change.database());
     let connection = database.map(|db| db.pragmas.connection).unwrap_or_default();
     let result = match change {
         Change::CreateDatabase { path, pragmas, .. } => {

@@ -35,8 +35,7 @@ pub(super) fn database<'a>(
 ) -> Result<&'a Database, Error> {
     config
         .databases
-        .values()
-        .find(|db| db.name.as_str() == name)
+        .get(name)
         .ok_or_else(|| Error::UnknownDatabase {
             config: cli.config.clone(),
             name: name.to_string(),

@@ -75,6 +75,14 @@ pub struct Settings {
 #[serde(transparent)]
 pub struct DbName(String);
 
+/// Lets `config.databases.get(name)` look a database up by a plain `&str`
+/// (the derived ordering is the inner string's, so lookups agree).
+impl std::borrow::Borrow<str> for DbName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl DbName {
     /// Longest accepted name, in characters.
     pub const MAX_LEN: usize = 64;

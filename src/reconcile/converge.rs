@@ -72,11 +72,7 @@ impl Reconciler {
             Err(e) => tracing::error!(error = %e, "cannot converge"),
         }
         for change in &plan.changes {
-            if let Some(database) = config
-                .databases
-                .values()
-                .find(|db| db.name.as_str() == change.database())
-            {
+            if let Some(database) = config.databases.get(change.database()) {
                 observed.files.remove(&database.path);
             }
         }
@@ -103,11 +99,7 @@ impl Reconciler {
         }
         let mut here = Vec::new();
         for (name, changes) in by_database {
-            let Some(database) = config
-                .databases
-                .values()
-                .find(|db| db.name.as_str() == name)
-            else {
+            let Some(database) = config.databases.get(name.as_str()) else {
                 here.extend(changes);
                 continue;
             };
