@@ -276,23 +276,30 @@ impl JobTable {
                 }
             });
             armed.push(Armed::Scheduled(key.clone(), next));
-            let job = self.jobs.entry(key).or_insert_with(|| Job {
-                kind: want.kind,
-                schedule: want.schedule.clone(),
-                timeout: want.timeout,
-                database: Arc::clone(&want.database),
-                next,
-                running: None,
-                skipped: 0,
-                skip_logged: false,
-                stuck_reported: false,
-                retired: false,
-            });
-            job.retired = false;
-            job.schedule = want.schedule;
-            job.timeout = want.timeout;
-            job.database = want.database;
-            job.next = next;
+            match self.jobs.get_mut(&key) {
+                Some(job) => {
+                    job.retired = false;
+                    job.schedule = want.schedule;
+                    job.timeout = want.timeout;
+                    job.database = want.database;
+                    job.next = next;
+                }
+                None => {
+                    let job = Job {
+                        kind: want.kind,
+                        schedule: want.schedule,
+                        timeout: want.timeout,
+                        database: want.database,
+                        next,
+                        running: None,
+                        skipped: 0,
+                        skip_logged: false,
+                        stuck_reported: false,
+                        retired: false,
+                    };
+                    self.jobs.insert(key, job);
+                }
+            }
         }
         armed
     }
