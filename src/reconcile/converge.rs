@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Reconciler;
 use super::executor::{Finished, Task, Work};
 use super::jobs::JobKey;
-use crate::apply::{self, ApplyOptions};
+use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::config::{Config, Database, JobKind};
 use crate::plan::{self, Desired, Observed};
 
@@ -65,9 +65,7 @@ impl Reconciler {
         match apply::apply(config, plan, options, self.clock.as_ref()) {
             Ok(report) => {
                 tracing::info!(summary = %report.summary(), "converged");
-                for database in self.held.record(&report, config) {
-                    tracing::warn!(db = %database, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
-                }
+                self.hold_failed_migrations(&report, config);
             }
             Err(e) => tracing::error!(error = %e, "cannot converge"),
         }
@@ -147,15 +145,22 @@ impl Reconciler {
         self.converging.remove(&database);
         let asked_again = self.replan.remove(&database);
         if let Some(report) = &finished.report {
-            for held in self.held.record(report, &self.config) {
-                tracing::warn!(db = %held, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
-            }
+            let config = Arc::clone(&self.config);
+            self.hold_failed_migrations(report, &config);
         }
         if asked_again && finished.result.is_ok() && !self.draining {
             self.converge(
                 &|db: &Database| db.name.as_str() == database,
                 Mode::OnWorkers,
             );
+        }
+    }
+
+    /// Holds back the migrations that failed in `report` (see
+    /// [`HeldChanges::record`](super::held::HeldChanges::record)) and says so.
+    fn hold_failed_migrations(&mut self, report: &ApplyReport, config: &Config) {
+        for database in self.held.record(report, config) {
+            tracing::warn!(db = %database, "automatic migrations stopped after a failure; they run again when a migration file changes, on SIGHUP, or with `litewarden migrate up`");
         }
     }
 }
