@@ -20,7 +20,7 @@ use crate::jobs::migrations::UpRequest;
 use crate::jobs::progress::Quiet;
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::plan::{
-    self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Unreadable,
+    self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Problem, Unreadable,
 };
 use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
 
@@ -71,12 +71,16 @@ pub struct ApplyReport {
     pub results: Vec<ChangeResult>,
     /// Databases left alone because they could not be read.
     pub unreadable: Vec<Unreadable>,
+    /// Databases left alone because they do not fit what litewarden knew.
+    pub problems: Vec<Problem>,
 }
 
 impl ApplyReport {
-    /// Whether any change failed or any database could not be read.
+    /// Whether any change failed, or any database could not be read or
+    /// was left alone.
     pub fn failed(&self) -> bool {
         !self.unreadable.is_empty()
+            || !self.problems.is_empty()
             || self
                 .results
                 .iter()
@@ -90,9 +94,11 @@ impl ApplyReport {
         let done = count(|s| *s == ChangeStatus::Done);
         let skipped = count(|s| matches!(s, ChangeStatus::Skipped(_)));
         let failed = count(|s| matches!(s, ChangeStatus::Failed(_)));
-        let unreadable = match self.unreadable.len() {
-            0 => String::new(),
-            n => format!(", {n} could not be read"),
+        let unreadable = match (self.unreadable.len(), self.problems.len()) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(", {n} could not be read"),
+            (0, p) => format!(", {p} left alone (see the `!` lines)"),
+            (n, p) => format!(", {n} could not be read, {p} left alone (see the `!` lines)"),
         };
         if self.results.is_empty() {
             return format!("no changes{unreadable}");
@@ -140,13 +146,16 @@ pub fn apply(
             status,
         });
     }
-    for database in config.databases.values() {
-        if !failed_databases.contains(database.name.as_str()) && database.path.exists() {
-            state.record_managed(
-                &ManagedDatabase {
-                    name: database.name.to_string(),
-                    path: database.path.clone(),
-                },
+    remember_databases(config, &state, clock, &|db| {
+        failed_databases.contains(db.name.as_str())
+    })?;
+    for problem in &plan.problems {
+        tracing::error!(db = %problem.database(), event = problem.event(), problem = %problem, "left alone");
+        if let Problem::Missing { .. } = problem {
+            state.record_event(
+                Some(problem.database().as_str()),
+                problem.event(),
+                &problem.to_string(),
                 clock.now(),
             )?;
         }
@@ -154,11 +163,13 @@ pub fn apply(
     let report = ApplyReport {
         results,
         unreadable: plan.unreadable.clone(),
+        problems: plan.problems.clone(),
     };
     let errors: Vec<String> = report
         .unreadable
         .iter()
         .map(|u| format!("{}: {}", u.database, u.error))
+        .chain(report.problems.iter().map(ToString::to_string))
         .chain(report.results.iter().filter_map(|r| match &r.status {
             ChangeStatus::Failed(error) => Some(format!("{}: {error}", r.change.database())),
             _ => None,
@@ -179,6 +190,42 @@ pub fn apply(
         detail: Some(report.summary()),
     })?;
     Ok(report)
+}
+
+/// Records every database of `config` whose file exists (but those in
+/// `skip`) as managed, and checks it against its remembered identity: a
+/// discontinuity is recorded (its backups from before are then kept) and
+/// the identity seen now is remembered.
+pub fn remember_databases(
+    config: &Config,
+    state: &StateDb,
+    clock: &dyn Clock,
+    skip: &dyn Fn(&Database) -> bool,
+) -> Result<(), crate::Error> {
+    for database in config.databases.values() {
+        if skip(database) {
+            continue;
+        }
+        let Ok(Some(seen)) = crate::db::observe::read_identity(&database.path) else {
+            continue;
+        };
+        state.record_managed(
+            &ManagedDatabase {
+                name: database.name.to_string(),
+                path: database.path.clone(),
+            },
+            clock.now(),
+        )?;
+        crate::jobs::identity::check(
+            state,
+            database.name.as_str(),
+            &database.path,
+            &config.settings.backup_dir,
+            &seen,
+            clock.now(),
+        )?;
+    }
+    Ok(())
 }
 
 fn execute(

@@ -2,7 +2,8 @@
 //! tested without sleeping.
 //!
 //! Owns the only call to `Utc::now()` in the crate ([`SystemClock`]).
-//! [`FakeClock`] holds a settable instant for tests.
+//! [`OffsetClock`] shifts it (`LITEWARDEN_CLOCK_OFFSET`); [`FakeClock`]
+//! holds a settable instant for tests.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -21,6 +22,41 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// The real clock shifted by a fixed offset: `LITEWARDEN_CLOCK_OFFSET`
+/// (`2d`, `-40d`) lets an operator or a test see what a clock that ran
+/// ahead or behind does, without changing the machine's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: TimeDelta,
+}
+
+impl OffsetClock {
+    /// The real clock moved by `offset`.
+    pub fn new(offset: TimeDelta) -> Self {
+        Self { offset }
+    }
+
+    /// Parses an offset such as `2d`, `+90m` or `-40d` (humantime units).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (sign, amount) = match text.strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let duration = humantime::parse_duration(amount)
+            .map_err(|e| format!("LITEWARDEN_CLOCK_OFFSET `{text}`: {e}"))?;
+        let delta = TimeDelta::from_std(duration)
+            .map_err(|_| format!("LITEWARDEN_CLOCK_OFFSET `{text}` is too large"))?;
+        Ok(Self::new(delta * sign))
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + self.offset
     }
 }
 
@@ -54,6 +90,15 @@ impl Clock for FakeClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_offsets_parse_with_a_sign() {
+        let ahead = OffsetClock::parse("2d").unwrap().now() - SystemClock.now();
+        assert!((ahead - TimeDelta::days(2)).num_seconds().abs() <= 1);
+        let behind = OffsetClock::parse("-40d").unwrap().now() - SystemClock.now();
+        assert!((behind + TimeDelta::days(40)).num_seconds().abs() <= 1);
+        assert!(OffsetClock::parse("soon").is_err());
+    }
 
     #[test]
     fn fake_clock_moves_only_when_advanced() {

@@ -3,24 +3,30 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use litewarden::Error;
 use litewarden::cli::{self, Cli, ExitStatus, LogFormat};
-use litewarden::clock::SystemClock;
+use litewarden::clock::{Clock, OffsetClock, SystemClock};
 use litewarden::config::Environment;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let clock: Arc<dyn Clock> = match std::env::var("LITEWARDEN_CLOCK_OFFSET") {
+        Ok(offset) => match OffsetClock::parse(&offset) {
+            Ok(clock) => Arc::new(clock),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(_) => Arc::new(SystemClock),
+    };
     let mut stdout = std::io::stdout().lock();
-    match cli::run(
-        &cli,
-        &Environment::from_process(),
-        std::sync::Arc::new(SystemClock),
-        &mut stdout,
-    ) {
+    match cli::run(&cli, &Environment::from_process(), clock, &mut stdout) {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::ChangesPending) => ExitCode::from(2),
         Ok(ExitStatus::Failure) => ExitCode::FAILURE,

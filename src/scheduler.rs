@@ -45,7 +45,9 @@ pub fn first_due(
             let Some(last) = last_run else {
                 return Some(now);
             };
-            let due = last + chrono::TimeDelta::from_std(*every).ok()?;
+            // A last run dated after now was stamped by a clock that ran
+            // ahead; counting from it would push the next run out.
+            let due = last.min(now) + chrono::TimeDelta::from_std(*every).ok()?;
             Some(due.max(now))
         }
         Schedule::Cron(_) => {
@@ -72,7 +74,7 @@ pub fn next_due(
 ) -> Option<DateTime<Utc>> {
     match schedule {
         Schedule::Every(every) => {
-            Some((started + chrono::TimeDelta::from_std(*every).ok()?).max(now))
+            Some((started.min(now) + chrono::TimeDelta::from_std(*every).ok()?).max(now))
         }
         Schedule::Cron(_) => next_cron(schedule, timezone, started.max(now)),
     }

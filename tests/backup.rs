@@ -351,9 +351,32 @@ fn prune_applies_retention_with_reasons_and_respects_pins() {
 }
 
 #[test]
-fn a_lost_state_database_is_rebuilt_from_file_names_as_unverified() {
+fn a_lost_state_database_is_rebuilt_from_the_manifests_without_loss() {
+    let project = project("");
+    let pinned = backup_path(&project, &["app", "--pin"]);
+    let manifest = format!("{}.json", pinned.display());
+    assert!(
+        std::path::Path::new(&manifest).exists(),
+        "a manifest beside the backup"
+    );
+    std::fs::remove_dir_all(project.join(".litewarden")).unwrap();
+    let listed = backups_json(&project);
+    let entry = &listed["backups"][0]["backup"];
+    assert_eq!(entry["path"], pinned.to_str().unwrap());
+    assert_eq!(entry["trigger"], "manual", "{listed}");
+    assert_eq!(
+        entry["pinned"], true,
+        "pins live in the backup directory too"
+    );
+    assert!(!entry["verified_at"].is_null(), "so does verification");
+    assert!(entry["sha256"].is_string());
+}
+
+#[test]
+fn a_backup_without_manifest_is_rebuilt_from_its_name_as_unverified() {
     let project = project("");
     let path = backup_path(&project, &["app"]);
+    std::fs::remove_file(format!("{}.json", path.display())).unwrap();
     std::fs::remove_dir_all(project.join(".litewarden")).unwrap();
     let listed = backups_json(&project);
     let entry = &listed["backups"][0]["backup"];
@@ -369,6 +392,10 @@ fn a_lost_state_database_is_rebuilt_from_file_names_as_unverified() {
         "{output:?}"
     );
     assert!(!backups_json(&project)["backups"][0]["backup"]["verified_at"].is_null());
+    assert!(
+        std::path::Path::new(&format!("{}.json", path.display())).exists(),
+        "verifying writes the manifest"
+    );
 }
 
 #[test]

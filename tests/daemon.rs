@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Project, binary, file_names};
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
 }
 
 impl Daemon {
-    fn start(project: &Project) -> Self {
+    pub(crate) fn start(project: &Project) -> Self {
         let log = std::fs::File::create(project.join("daemon.log")).unwrap();
         let child = Command::new(binary())
             .arg("run")
@@ -26,7 +26,7 @@ impl Daemon {
         Self { child }
     }
 
-    fn signal(&self, name: &str) {
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
@@ -34,7 +34,7 @@ impl Daemon {
         assert!(status.success());
     }
 
-    fn stop(mut self) -> i32 {
+    pub(crate) fn stop(mut self) -> i32 {
         self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -54,7 +54,7 @@ impl Drop for Daemon {
     }
 }
 
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -82,11 +82,14 @@ fn next_run(project: &Project, job: &str) -> Option<String> {
         .and_then(|j| j["next_run"].as_str().map(str::to_string))
 }
 
-fn backups(dir: &Path) -> usize {
+pub(crate) fn backups(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|e| {
             e.filter_map(Result::ok)
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !name.starts_with('.') && !name.ends_with(".json")
+                })
                 .count()
         })
         .unwrap_or(0)

@@ -10,4 +10,5 @@ mod daemon;
 mod live_backup;
 mod migrate;
 mod plan_apply;
+mod safety;
 mod schema;

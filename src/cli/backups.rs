@@ -145,6 +145,7 @@ pub(super) fn backup(
 pub(super) fn list(
     cli: &Cli,
     environment: &Environment,
+    clock: &dyn Clock,
     name: &str,
     json: bool,
     out: &mut dyn Write,
@@ -157,6 +158,7 @@ pub(super) fn list(
         db,
         &config.settings.backup_dir,
         config.settings.timezone,
+        clock.now(),
     )?;
     if json {
         print(out, json!({ "database": name, "backups": entries }))?;
@@ -229,6 +231,7 @@ pub(super) fn verify(
     )?;
     if let (Some(state), Some(record)) = (&state, &record) {
         state.mark_verified(record.id, &verified.sha256, clock.now())?;
+        crate::jobs::manifest::refresh_from_catalog(state, &record.path)?;
     }
     let checksum = match (&record, expected) {
         (Some(_), Some(_)) => "SHA-256 matches the catalog",
@@ -342,25 +345,44 @@ pub(super) fn restore(
     Ok(ExitStatus::Success)
 }
 
+/// What `prune` was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PruneArgs<'a> {
+    pub database: Option<&'a str>,
+    pub all: bool,
+    pub dry_run: bool,
+    pub accept_discontinuity: bool,
+    pub json: bool,
+}
+
 pub(super) fn prune(
     cli: &Cli,
     environment: &Environment,
-    name: Option<&str>,
-    all: bool,
-    dry_run: bool,
-    json: bool,
+    clock: &dyn Clock,
+    args: PruneArgs,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
+    let PruneArgs {
+        database: name,
+        all,
+        dry_run,
+        accept_discontinuity,
+        json,
+    } = args;
     let config = load(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut results = Vec::new();
     for db in databases {
+        if accept_discontinuity && !dry_run {
+            accept_database(&state, db, clock, out)?;
+        }
         let entries = prune_job::decide(
             &state,
             db,
             &config.settings.backup_dir,
             config.settings.timezone,
+            clock.now(),
         )?;
         let removed = if dry_run {
             Vec::new()
@@ -380,10 +402,15 @@ pub(super) fn prune(
                 } else {
                     String::new()
                 };
+                let future = if entry.dated_in_future {
+                    "  [dated in the future: written under a clock that ran ahead]"
+                } else {
+                    ""
+                };
                 print(
                     out,
                     format_args!(
-                        "{verb} {}  {}{why}",
+                        "{verb} {}  {}{why}{future}",
                         show_time(entry.backup.created_at),
                         crate::paths::display(&entry.backup.path)
                     ),
@@ -416,13 +443,14 @@ pub(super) fn pin(
     let config = load(cli, environment)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     for db in config.databases.values() {
-        backup::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;
+        crate::jobs::manifest::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;
     }
     let path = crate::paths::from_cwd(file);
     let record = state
         .backup_by_path(&path)?
         .ok_or_else(|| Error::UnknownBackup(path.clone()))?;
     state.set_pinned(record.id, pinned)?;
+    crate::jobs::manifest::refresh_from_catalog(&state, &path)?;
     print(
         out,
         format_args!(
@@ -431,5 +459,51 @@ pub(super) fn pin(
             crate::paths::display(&path)
         ),
     )?;
+    Ok(ExitStatus::Success)
+}
+
+/// Accepts the discontinuities of `db`: the backups from before them are
+/// no longer protected, and the database as it is now is what litewarden
+/// expects.
+fn accept_database(
+    state: &StateDb,
+    db: &crate::config::Database,
+    clock: &dyn Clock,
+    out: &mut dyn Write,
+) -> Result<usize, Error> {
+    let accepted = state.accept_discontinuities(db.name.as_str(), clock.now())?;
+    if let Some(identity) = crate::db::observe::read_identity(&db.path)? {
+        state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?;
+    }
+    if accepted > 0 {
+        state.record_event(
+            Some(db.name.as_str()),
+            "discontinuity_accepted",
+            "accepted by the operator",
+            clock.now(),
+        )?;
+    }
+    print(
+        out,
+        format_args!(
+            "{}: {accepted} discontinuit{} accepted; the database as it is now is what litewarden expects",
+            db.name,
+            if accepted == 1 { "y" } else { "ies" }
+        ),
+    )?;
+    Ok(accepted)
+}
+
+pub(super) fn accept(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: &str,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let db = database(cli, &config, name)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    accept_database(&state, db, clock, out)?;
     Ok(ExitStatus::Success)
 }

@@ -70,7 +70,7 @@ pub(super) fn plan(
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "rehearsals": rehearsals, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
@@ -81,7 +81,10 @@ pub(super) fn plan(
         for note in &plan.notes {
             print(out, format_args!("! {note}"))?;
         }
-        let readable = loaded.config.databases.len() - plan.unreadable.len();
+        for problem in &plan.problems {
+            print(out, problem)?;
+        }
+        let readable = loaded.config.databases.len() - plan.unreadable.len() - plan.problems.len();
         if plan.is_empty() && readable > 0 {
             print(
                 out,
@@ -114,13 +117,15 @@ pub(super) fn plan(
             print_rehearsal(rehearsal, out)?;
         }
     }
-    Ok(if rehearsal_failed || !plan.unreadable.is_empty() {
-        ExitStatus::Failure
-    } else if plan.is_empty() {
-        ExitStatus::Success
-    } else {
-        ExitStatus::ChangesPending
-    })
+    Ok(
+        if rehearsal_failed || !plan.unreadable.is_empty() || !plan.problems.is_empty() {
+            ExitStatus::Failure
+        } else if plan.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::ChangesPending
+        },
+    )
 }
 
 pub(super) fn apply(
@@ -139,11 +144,14 @@ pub(super) fn apply(
     if json {
         print(
             out,
-            json!({ "ok": !report.failed(), "results": report.results, "unreadable": report.unreadable, "summary": report.summary(), "warnings": loaded.warnings }),
+            json!({ "ok": !report.failed(), "results": report.results, "unreadable": report.unreadable, "problems": report.problems, "summary": report.summary(), "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(&loaded.warnings);
         print_unreadable(&report.unreadable);
+        for problem in &report.problems {
+            print(out, problem)?;
+        }
         for result in &report.results {
             match &result.status {
                 ChangeStatus::Done => print(out, result.change.done_text())?,

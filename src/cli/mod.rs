@@ -145,9 +145,17 @@ pub enum Command {
         /// Show what would be kept and removed, and why, removing nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Accept the database's discontinuities first (as `litewarden accept`), so the backups from before them may go.
+        #[arg(long)]
+        accept_discontinuity: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Accept that a database was replaced or emptied on purpose: its older backups are no longer protected.
+    Accept {
+        /// The database.
+        database: String,
     },
     /// Pin a backup so retention never removes it.
     Pin {
@@ -272,7 +280,7 @@ pub fn run(
             out,
         ),
         Command::Backups { database, json } => {
-            backups::list(cli, environment, database, *json, out)
+            backups::list(cli, environment, clock.as_ref(), database, *json, out)
         }
         Command::Verify { file, json } => {
             backups::verify(cli, environment, clock.as_ref(), file, *json, out)
@@ -304,16 +312,24 @@ pub fn run(
             database,
             all,
             dry_run,
+            accept_discontinuity,
             json,
         } => backups::prune(
             cli,
             environment,
-            database.as_deref(),
-            *all,
-            *dry_run,
-            *json,
+            clock.as_ref(),
+            backups::PruneArgs {
+                database: database.as_deref(),
+                all: *all,
+                dry_run: *dry_run,
+                accept_discontinuity: *accept_discontinuity,
+                json: *json,
+            },
             out,
         ),
+        Command::Accept { database } => {
+            backups::accept(cli, environment, clock.as_ref(), database, out)
+        }
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
         Command::Migrate { action } => migrate::run(cli, environment, clock.as_ref(), action, out),

@@ -489,6 +489,7 @@ impl Validator<'_> {
             keep_within: v(&db.keep_within)
                 .or(v(&def.keep_within))
                 .map(HumanDuration::get),
+            max_age: v(&db.max_age).or(v(&def.max_age)).map(HumanDuration::get),
         }
     }
 

@@ -10,9 +10,11 @@ use std::io::Read;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest, Sha256};
 
 use super::{DbError, sqlite_error};
 use crate::config::{AutoVacuum, Config, Database, PageSize};
+use crate::plan::identity::Identity;
 use crate::plan::{FileFacts, Observed, ObservedFile, TableColumns};
 use crate::state::StateDb;
 
@@ -48,11 +50,19 @@ pub fn observe_with(
             if let Some(tables) = cached.tables.get(&name) {
                 observed.tables.insert(name, tables.clone());
             }
+            if let Some(identity) = cached.identities.get(&database.path) {
+                observed
+                    .identities
+                    .insert(database.path.clone(), identity.clone());
+            }
             continue;
         }
         match observe_database(database) {
             Ok(seen) => {
                 observed.files.insert(database.path.clone(), seen.file);
+                if let Some(identity) = seen.identity {
+                    observed.identities.insert(database.path.clone(), identity);
+                }
                 if let Some(pending) = seen.pending_migrations {
                     observed.pending_migrations.insert(name.clone(), pending);
                 }
@@ -65,17 +75,28 @@ pub fn observe_with(
             }
         }
     }
-    if let Some(state) = StateDb::open_read_only(&config.settings.state_dir)? {
-        for database in config.databases.values().filter(|db| db.restore_if_missing) {
-            if let Some(backup) =
-                crate::jobs::backup::latest_verified(&state, database.name.as_str())?
-            {
-                observed
-                    .latest_backups
-                    .insert(database.name.to_string(), backup.path);
-            }
-        }
+    let state = StateDb::open_read_only(&config.settings.state_dir)?;
+    if let Some(state) = &state {
         observed.managed = state.managed_databases()?;
+    }
+    for database in config.databases.values() {
+        let name = database.name.as_str();
+        if observed.unreadable.contains_key(name) {
+            continue;
+        }
+        let missing = matches!(
+            observed.files.get(&database.path),
+            Some(ObservedFile::Missing)
+        );
+        let managed = observed.managed.iter().any(|m| m.name == name);
+        let expectation = crate::jobs::identity::expectation(
+            state.as_ref(),
+            name,
+            &config.settings.backup_dir,
+            managed,
+            missing,
+        )?;
+        observed.expectations.insert(name.to_string(), expectation);
     }
     Ok(observed)
 }
@@ -83,6 +104,7 @@ pub fn observe_with(
 /// What one database looks like on disk.
 struct DatabaseObservation {
     file: ObservedFile,
+    identity: Option<Identity>,
     pending_migrations: Option<Vec<String>>,
     tables: Option<TableColumns>,
 }
@@ -90,6 +112,7 @@ struct DatabaseObservation {
 /// Observes one database: its file, pending migrations and declared tables.
 fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::Error> {
     let file = observe_file(&database.path)?;
+    let identity = read_identity(&database.path)?;
     let pending_migrations = match &database.migrations {
         Some(migrations) => {
             let status = crate::jobs::migrations::runner::status(database, migrations)?;
@@ -112,6 +135,7 @@ fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::E
     };
     Ok(DatabaseObservation {
         file,
+        identity,
         pending_migrations,
         tables,
     })
@@ -147,6 +171,86 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
     read_facts(&conn, path).map(ObservedFile::Present)
+}
+
+/// The identity of the database at `path` (`None` when there is no file):
+/// its size, application id, user version, change counter and schema, read
+/// through a read-only connection.
+pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
+    let mut header = [0u8; 100];
+    match std::fs::File::open(path) {
+        Ok(mut file) => {
+            let read = file.read(&mut header).map_err(|source| DbError::Io {
+                path: path.to_path_buf(),
+                action: "cannot read",
+                source,
+            })?;
+            if read > 0 && (read < SQLITE_HEADER.len() || &header[..16] != SQLITE_HEADER) {
+                return Err(DbError::NotADatabase {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(DbError::Io {
+                path: path.to_path_buf(),
+                action: "cannot open",
+                source,
+            });
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(sqlite_error(path, "cannot open read-only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+    identity_of(
+        &conn,
+        path,
+        u32::from_be_bytes([header[24], header[25], header[26], header[27]]),
+    )
+    .map(Some)
+}
+
+/// The identity read through an open connection; `change_counter` comes
+/// from the file's header.
+pub fn identity_of(
+    conn: &Connection,
+    path: &Path,
+    change_counter: u32,
+) -> Result<Identity, DbError> {
+    let schema_error = sqlite_error(path, "cannot read the schema");
+    let mut statement = conn
+        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+        .map_err(|source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => DbError::NotADatabase {
+                path: path.to_path_buf(),
+            },
+            _ => sqlite_error(path, "cannot read the schema")(source),
+        })?;
+    let entries: Vec<(String, String, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(schema_error)?;
+    let mut hasher = Sha256::new();
+    for (_, _, sql) in &entries {
+        hasher.update(sql.as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(Identity {
+        page_size: pragma::<i64>(conn, path, "page_size")?.max(0) as u64,
+        page_count: pragma::<i64>(conn, path, "page_count")?.max(0) as u64,
+        application_id: pragma(conn, path, "application_id")?,
+        user_version: pragma(conn, path, "user_version")?,
+        change_counter,
+        tables: entries
+            .into_iter()
+            .filter(|(kind, name, _)| kind == "table" && !name.starts_with("sqlite_"))
+            .map(|(_, name, _)| name)
+            .collect(),
+        schema_sha256: format!("{:x}", hasher.finalize()),
+    })
 }
 
 /// Reads the stored pragmas through an open connection.

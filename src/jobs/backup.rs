@@ -23,14 +23,15 @@ use chrono::SubsecRound;
 use serde::Serialize;
 
 use super::copy::{self, CopyError, CopyMethod, CopyStats};
+use super::identity;
+use super::manifest::{self, Manifest};
 use super::naming;
 use super::progress::Progress;
 use super::verify::{self, Hashing, VerifyError};
 use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
-use crate::db::observe::observe_file;
+use crate::db::observe::read_identity;
 use crate::durable::{self, PendingFile};
-use crate::plan::ObservedFile;
 use crate::state::StateDb;
 use crate::state::catalog::{BackupRecord, BackupTrigger, NewBackup};
 
@@ -45,7 +46,7 @@ pub const ZSTD_LEVEL: i32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// The database file does not exist.
-    #[error("database `{database}`: {} does not exist", crate::paths::display(.path))]
+    #[error("database `{database}`: {} does not exist; nothing was backed up and no backup was pruned (restore it with `litewarden restore {database}`)", crate::paths::display(.path))]
     SourceMissing {
         /// The database.
         database: String,
@@ -184,18 +185,16 @@ pub fn take(
     let db = request.database;
     let name = db.name.as_str();
     let io = |path: &Path, action: &'static str| BackupError::io(name, path, action);
-    match observe_file(&db.path).map_err(|source| BackupError::Source {
+    let source_error = |source| BackupError::Source {
         database: name.to_string(),
         source: Box::new(source),
-    })? {
-        ObservedFile::Missing => {
-            return Err(BackupError::SourceMissing {
-                database: name.to_string(),
-                path: db.path.clone(),
-            });
-        }
-        ObservedFile::Present(_) => {}
-    }
+    };
+    let Some(seen) = read_identity(&db.path).map_err(source_error)? else {
+        return Err(BackupError::SourceMissing {
+            database: name.to_string(),
+            path: db.path.clone(),
+        });
+    };
     let dir = database_dir(request.backup_dir, name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
     let removed = durable::remove_stale_temps(&dir, STALE_TEMP_AGE, SystemTime::now())
@@ -207,6 +206,15 @@ pub fn take(
             "removed leftovers of an interrupted backup"
         );
     }
+    manifest::sync_catalog(state, name, request.backup_dir)?;
+    identity::check(
+        state,
+        name,
+        &db.path,
+        request.backup_dir,
+        &seen,
+        clock.now(),
+    )?;
     let created_at = clock.now().trunc_subsecs(0);
     let compressed = db.backup.compress == Compression::Zstd;
     let target = naming::free_path(&dir, name, created_at, compressed, |p| {
@@ -225,7 +233,7 @@ pub fn take(
     let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection)
         .map_err(copy_error)?;
 
-    let (final_path, sha256, copy) = if compressed {
+    let (pending, sha256, copy) = if compressed {
         let pending =
             PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
         let written = if source.method() == CopyMethod::Snapshot {
@@ -255,8 +263,7 @@ pub fn take(
             }
             verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
         }
-        let final_path = pending.commit().map_err(io(&target, "cannot write"))?;
-        (final_path, stored_sha, copy)
+        (pending, stored_sha, copy)
     } else {
         let (plain, copy) = plain_copy(name, &source, &dir, &target, progress)?;
         let (synced, sha256, checked) = std::thread::scope(|scope| {
@@ -279,21 +286,21 @@ pub fn take(
                 })
             })
             .map_err(verify_error)?;
-        let final_path = plain
-            .commit_to(&target)
-            .map_err(io(&target, "cannot write"))?;
-        (final_path, sha256, copy)
+        (plain, sha256, copy)
     };
     drop(source);
 
-    let size = std::fs::metadata(&final_path)
-        .map_err(io(&final_path, "cannot stat"))?
+    let size = pending
+        .file()
+        .metadata()
+        .map_err(io(pending.path(), "cannot stat"))?
         .len();
     let duration = started.elapsed();
     let verified_at = (verify_level != VerifyLevel::None).then(|| clock.now());
-    let id = state.insert_backup(&NewBackup {
+    let seq = state.next_backup_seq(name)?;
+    let new = NewBackup {
         database: name,
-        path: &final_path,
+        path: &target,
         created_at,
         size,
         sha256: Some(&sha256),
@@ -302,8 +309,18 @@ pub fn take(
         trigger: request.trigger,
         pinned: request.pin,
         duration_ms: Some(duration.as_millis() as u64),
-    });
-    let id = match id {
+        seq: Some(seq),
+    };
+    let described = Manifest::of(&new.record_at(seq), Some(&seen));
+    manifest::write(&target, &described).map_err(io(&target, "cannot write the manifest"))?;
+    let final_path = match pending.commit_to(&target) {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = manifest::remove(&target);
+            return Err(io(&target, "cannot write")(e));
+        }
+    };
+    let id = match state.insert_backup(&new) {
         Ok(id) => id,
         Err(e) => return Err(remove_and_fail(&final_path, e.into())),
     };
@@ -323,8 +340,66 @@ pub fn take(
     })
 }
 
+/// Copies the bytes of a database file that cannot be backed up as a
+/// database (corrupt, not SQLite) into the backup directory: the safety
+/// copy a restore keeps of a damaged file. Catalogued unverified, with the
+/// raw method, so nothing ever restores it as "latest".
+pub fn raw_copy(
+    request: BackupRequest,
+    state: &StateDb,
+    clock: &dyn Clock,
+) -> Result<BackupRecord, BackupError> {
+    let db = request.database;
+    let name = db.name.as_str();
+    let io = |path: &Path, action: &'static str| BackupError::io(name, path, action);
+    let dir = database_dir(request.backup_dir, name);
+    durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
+    let created_at = clock.now().trunc_subsecs(0);
+    let target = naming::free_path(&dir, name, created_at, false, |p| {
+        p.exists() || state.backup_by_path(p).ok().flatten().is_some()
+    });
+    let pending = PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
+    let mut live = File::open(&db.path).map_err(io(&db.path, "cannot read"))?;
+    let size =
+        io::copy(&mut live, &mut pending.file()).map_err(io(pending.path(), "cannot write"))?;
+    let sha256 = verify::sha256_file(pending.path()).map_err(|source| BackupError::Verify {
+        database: name.to_string(),
+        source,
+    })?;
+    let seq = state.next_backup_seq(name)?;
+    let new = NewBackup {
+        database: name,
+        path: &target,
+        created_at,
+        size,
+        sha256: Some(&sha256),
+        verified_at: None,
+        method: Some("raw"),
+        trigger: request.trigger,
+        pinned: request.pin,
+        duration_ms: None,
+        seq: Some(seq),
+    };
+    manifest::write(&target, &Manifest::of(&new.record_at(seq), None))
+        .map_err(io(&target, "cannot write the manifest"))?;
+    let final_path = pending
+        .commit_to(&target)
+        .map_err(io(&target, "cannot write"))?;
+    if let Err(e) = state.insert_backup(&new) {
+        return Err(remove_and_fail(&final_path, e.into()));
+    }
+    tracing::warn!(db = name, path = %final_path.display(), bytes = size, "raw copy of the damaged database kept (unverified)");
+    state.backup_by_path(&final_path)?.ok_or_else(|| {
+        crate::state::StateError::Corrupt {
+            path: final_path.clone(),
+            detail: "a raw copy vanished from the catalog".into(),
+        }
+        .into()
+    })
+}
+
 fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
-    if let Err(e) = std::fs::remove_file(path) {
+    if let Err(e) = std::fs::remove_file(path).and_then(|()| manifest::remove(path)) {
         tracing::error!(path = %path.display(), error = %e, "cannot remove a failed backup");
     }
     error
@@ -359,9 +434,10 @@ fn compressed_write<T>(
     Ok((value, plain_sha, stored_sha))
 }
 
-/// The backup `--from latest` means: the newest verified one whose file
-/// exists, not counting the safety copies taken before a restore (restoring
-/// "latest" twice must not undo the first restore).
+/// The backup `--from latest` means: the newest (by the catalog's sequence)
+/// verified one whose file exists, not counting the safety copies taken
+/// before a restore (restoring "latest" twice must not undo the first
+/// restore).
 pub fn latest_verified(
     state: &StateDb,
     database: &str,
@@ -370,68 +446,4 @@ pub fn latest_verified(
         .backups(database)?
         .into_iter()
         .find(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()))
-}
-
-/// What [`sync_catalog`] changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct CatalogSync {
-    /// Backup files found on disk and added, unverified.
-    pub added: Vec<PathBuf>,
-    /// Catalogued backups whose file is gone, removed from the catalog.
-    pub missing: Vec<PathBuf>,
-}
-
-/// Brings the catalog of `database` in line with `<backup_dir>/<database>/`:
-/// files named like backups but not catalogued (a lost state database) are
-/// added as unverified; rows whose file is gone are dropped.
-pub fn sync_catalog(
-    state: &StateDb,
-    database: &str,
-    backup_dir: &Path,
-) -> Result<CatalogSync, BackupError> {
-    let dir = database_dir(backup_dir, database);
-    let io = |action: &'static str| BackupError::io(database, &dir, action);
-    let mut sync = CatalogSync::default();
-    for record in state.backups(database)? {
-        if !record.path.exists() {
-            state.delete_backup(record.id)?;
-            tracing::warn!(db = database, path = %record.path.display(), "catalogued backup is gone; removed from the catalog");
-            sync.missing.push(record.path);
-        }
-    }
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(sync),
-        Err(e) => return Err(io("cannot list")(e)),
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io("cannot list"))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(parsed) = naming::parse(database, &file_name) {
-            found.push((entry.path(), parsed));
-        }
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, parsed) in found {
-        if state.backup_by_path(&path)?.is_some() {
-            continue;
-        }
-        let size = std::fs::metadata(&path).map_err(io("cannot stat"))?.len();
-        state.insert_backup(&NewBackup {
-            database,
-            path: &path,
-            created_at: parsed.created_at,
-            size,
-            sha256: None,
-            verified_at: None,
-            method: None,
-            trigger: BackupTrigger::Rebuilt,
-            pinned: false,
-            duration_ms: None,
-        })?;
-        tracing::info!(db = database, path = %path.display(), "backup file added to the catalog from its name (unverified)");
-        sync.added.push(path);
-    }
-    Ok(sync)
 }

@@ -7,6 +7,8 @@
 
 pub mod backup;
 pub mod copy;
+pub mod identity;
+pub mod manifest;
 pub mod migrations;
 pub mod naming;
 pub mod progress;

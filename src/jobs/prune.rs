@@ -3,14 +3,21 @@
 //! Owns deleting backup files. Only catalogued files are candidates (the
 //! catalog lists only files litewarden created), the decision is the pure
 //! [`retention::select`], and a dry run shows the same decisions without
-//! deleting. A pre-migration backup is protected until a migration run
-//! succeeds after it.
+//! deleting. Protected whatever the rules say: a backup a running restore
+//! reads, the newest verified backups from before an unaccepted
+//! discontinuity, a pre-migration backup until a migration run succeeds
+//! after it, and a pre-restore safety copy for [`SAFETY_COPY_KEEP`] (safety
+//! copies never take a rule's slot).
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 
-use super::backup::{BackupError, sync_catalog};
+use super::backup::BackupError;
+use super::manifest::sync_catalog;
 use super::retention::{self, Candidate, KeepReason};
 use crate::config::{Database, JobKind};
 use crate::state::StateDb;
@@ -23,6 +30,9 @@ pub struct PruneEntry {
     pub backup: BackupRecord,
     /// Why it is kept; empty when it goes.
     pub reasons: Vec<KeepReason>,
+    /// Its name's time is later than a newer backup's or than now (written
+    /// under a clock that ran ahead).
+    pub dated_in_future: bool,
 }
 
 impl PruneEntry {
@@ -32,31 +42,83 @@ impl PruneEntry {
     }
 }
 
+/// How long a pre-restore safety copy is kept (it never counts toward the
+/// retention rules).
+pub const SAFETY_COPY_KEEP: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// How many verified backups from before an unaccepted discontinuity are
+/// kept at least (more when `keep_last` is larger).
+pub const KEEP_BEFORE_DISCONTINUITY: u32 = 3;
+
 /// The verdict on every backup of `database`, newest first (the catalog is
-/// synced with the directory first).
+/// synced with the directory first). `accept_discontinuity` decides as if
+/// the open discontinuities were accepted (`prune --accept-discontinuity`).
 pub fn decide(
     state: &StateDb,
     database: &Database,
     backup_dir: &Path,
     timezone: chrono_tz::Tz,
+    now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>, BackupError> {
     let name = database.name.as_str();
     sync_catalog(state, name, backup_dir)?;
     let backups = state.backups(name)?;
     let last_migration = state.last_success(JobKind::Migrate, name)?;
+    let readers: Vec<_> = state
+        .readers()?
+        .into_iter()
+        .filter(|r| process_alive(r.pid))
+        .collect();
+    let retention = &database.backup.retention;
+    let mut before_discontinuity: BTreeMap<i64, String> = BTreeMap::new();
+    for discontinuity in state.open_discontinuities(name)? {
+        let why = format!(
+            "before discontinuity {} (`litewarden accept {name}` releases it)",
+            discontinuity.detected_at.format("%Y-%m-%d %H:%M:%SZ")
+        );
+        let keep = retention.keep_last.max(KEEP_BEFORE_DISCONTINUITY) as usize;
+        for backup in backups
+            .iter()
+            .filter(|b| b.seq <= discontinuity.last_seq && b.verified() && counted(b))
+            .take(keep)
+        {
+            before_discontinuity
+                .entry(backup.id)
+                .or_insert_with(|| why.clone());
+        }
+    }
     let candidates: Vec<Candidate> = backups
         .iter()
-        .map(|b| Candidate {
-            id: b.id,
-            created_at: b.created_at,
-            verified: b.verified(),
-            pinned: b.pinned,
-            protected: (b.trigger == BackupTrigger::PreMigration
-                && last_migration.is_none_or(|at| at <= b.created_at))
-            .then(|| "pre-migration, until the next successful migration".to_string()),
+        .map(|b| {
+            let reader = readers.iter().find(|r| r.path == b.path);
+            let protected = if let Some(reader) = reader {
+                Some(format!(
+                    "being read by {} (pid {})",
+                    reader.reason, reader.pid
+                ))
+            } else if let Some(why) = before_discontinuity.get(&b.id) {
+                Some(why.clone())
+            } else if b.trigger == BackupTrigger::PreMigration
+                && last_migration.is_none_or(|at| at <= b.created_at)
+            {
+                Some("pre-migration, until the next successful migration".to_string())
+            } else if !counted(b) && now - b.created_at < SAFETY_COPY_KEEP {
+                Some("safety copy before a restore, kept 7 days".to_string())
+            } else {
+                None
+            };
+            Candidate {
+                id: b.id,
+                seq: b.seq,
+                created_at: b.created_at,
+                verified: b.verified(),
+                pinned: b.pinned,
+                protected,
+                counted: counted(b),
+            }
         })
         .collect();
-    let decisions = retention::select(&candidates, &database.backup.retention, &timezone);
+    let decisions = retention::select(&candidates, retention, &timezone, now);
     Ok(decisions
         .into_iter()
         .filter_map(|decision| {
@@ -64,9 +126,21 @@ pub fn decide(
             Some(PruneEntry {
                 backup,
                 reasons: decision.reasons,
+                dated_in_future: decision.dated_in_future,
             })
         })
         .collect())
+}
+
+/// Whether a backup counts toward the retention rules: a pre-restore safety
+/// copy does not.
+fn counted(backup: &BackupRecord) -> bool {
+    backup.trigger != BackupTrigger::PreRestore
+}
+
+/// Whether process `pid` still runs (a reader that died holds nothing).
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Deletes the backups `entries` does not keep: file, then directory fsync,
@@ -84,6 +158,9 @@ pub fn remove(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(BackupError::io(database, path, "cannot remove")(source)),
         }
+        crate::jobs::manifest::remove(path).map_err(|source| {
+            BackupError::io(database, path, "cannot remove the manifest")(source)
+        })?;
         if let Some(dir) = path.parent() {
             crate::durable::sync_dir(dir).map_err(BackupError::io(database, dir, "cannot sync"))?;
         }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::backup::{self, BackupError, BackupRequest, sync_catalog};
+use super::backup::{self, BackupError, BackupRequest};
+use super::manifest::sync_catalog;
 use super::progress::Progress;
 use super::verify::{self, VerifyError};
 use crate::clock::Clock;
@@ -223,32 +224,32 @@ pub fn restore(
         detail,
     };
     let mut safety_copy = None;
+    let reading = ReadingGuard::new(state, source, clock);
     if request.to.is_none() && database.path.exists() {
-        let report = backup::take(
-            BackupRequest {
-                database,
-                backup_dir: request.backup_dir,
-                trigger: BackupTrigger::PreRestore,
-                pin: false,
-            },
-            state,
-            clock,
-            progress,
-        )
-        .map_err(RestoreError::SafetyCopy)?;
-        safety_copy = Some(report.record.path);
-        replace_live(
-            plain.path(),
-            &database.path,
-            database.pragmas.connection.busy_timeout,
-            progress,
-        )
-        .map_err(write_error)?;
+        let (copy, readable) = safety_copy_of(request, state, clock, progress)?;
+        safety_copy = Some(copy);
+        if readable {
+            let resized = matching_page_size(plain.path(), &database.path).map_err(write_error)?;
+            let from = resized.as_ref().map_or(plain.path(), PendingFile::path);
+            replace_live(
+                from,
+                &database.path,
+                database.pragmas.connection.busy_timeout,
+                progress,
+            )
+            .map_err(write_error)?;
+        } else {
+            replace_file(plain.path(), &database.path).map_err(|e| write_error(e.to_string()))?;
+        }
     } else {
         write_new(plain.path(), &target).map_err(|e| write_error(e.to_string()))?;
     }
+    drop(reading);
     drop(plain);
     verify::check_database(&target, VerifyLevel::Quick).map_err(verify_error)?;
+    if request.to.is_none() {
+        remember_restored(state, database, clock)?;
+    }
     tracing::info!(db = name, source = %source.display(), target = %target.display(), "restored");
     Ok(RestoreReport {
         source: source.to_path_buf(),
@@ -256,6 +257,145 @@ pub fn restore(
         safety_copy,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Takes the safety copy of the live file before it is replaced: a verified
+/// `pre-restore` backup, or, when the live file is too damaged for one (the
+/// case a restore exists for), a raw byte copy, marked unverified. Returns
+/// the copy and whether the live file is readable as a database.
+fn safety_copy_of(
+    request: &RestoreRequest,
+    state: &StateDb,
+    clock: &dyn Clock,
+    progress: &mut dyn Progress,
+) -> Result<(PathBuf, bool), RestoreError> {
+    let backup_request = BackupRequest {
+        database: request.database,
+        backup_dir: request.backup_dir,
+        trigger: BackupTrigger::PreRestore,
+        pin: false,
+    };
+    match backup::take(backup_request, state, clock, progress) {
+        Ok(report) => Ok((report.record.path, true)),
+        Err(error @ (BackupError::Io { .. } | BackupError::State(_))) => {
+            Err(RestoreError::SafetyCopy(error))
+        }
+        Err(error) => {
+            tracing::warn!(db = request.database.name.as_str(), error = %error, "the live file cannot be backed up as a database; keeping a raw copy of its bytes instead");
+            let record =
+                backup::raw_copy(backup_request, state, clock).map_err(RestoreError::SafetyCopy)?;
+            let readable = crate::db::observe::read_identity(&request.database.path).is_ok()
+                && verify::check_database(&request.database.path, VerifyLevel::Quick).is_ok();
+            Ok((record.path, readable))
+        }
+    }
+}
+
+/// The restored database is what litewarden expects from now on: its
+/// identity is remembered and open discontinuities are accepted (the
+/// operator chose this content).
+fn remember_restored(
+    state: &StateDb,
+    database: &Database,
+    clock: &dyn Clock,
+) -> Result<(), RestoreError> {
+    let name = database.name.as_str();
+    let identity =
+        crate::db::observe::read_identity(&database.path).map_err(|e| RestoreError::Write {
+            database: name.to_string(),
+            path: database.path.clone(),
+            detail: e.to_string(),
+        })?;
+    if let Some(identity) = identity {
+        state.remember_identity(name, &database.path, &identity, clock.now())?;
+    }
+    if state.accept_discontinuities(name, clock.now())? > 0 {
+        tracing::info!(db = name, "discontinuity resolved by the restore");
+    }
+    Ok(())
+}
+
+/// Marks the restore's source as being read, so no prune removes it, until
+/// dropped.
+struct ReadingGuard<'a> {
+    state: &'a StateDb,
+    path: PathBuf,
+}
+
+impl<'a> ReadingGuard<'a> {
+    fn new(state: &'a StateDb, path: &Path, clock: &dyn Clock) -> Self {
+        if let Err(e) = state.add_reader(path, std::process::id(), "restore", clock.now()) {
+            tracing::warn!(error = %e, "cannot mark the backup as being read");
+        }
+        ReadingGuard {
+            state,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for ReadingGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.state.remove_reader(&self.path, std::process::id()) {
+            tracing::warn!(error = %e, "cannot unmark the backup as being read");
+        }
+    }
+}
+
+/// A copy of `plain` with the live file's page size, when the two differ:
+/// the backup API cannot change the page size of a WAL database, so the
+/// source is rewritten (`VACUUM INTO`, a temp file beside the live one).
+fn matching_page_size(plain: &Path, live: &Path) -> Result<Option<PendingFile>, String> {
+    let page_size = |path: &Path| -> Result<i64, String> {
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.pragma_query_value(None, "page_size", |r| r.get(0)))
+            .map_err(|e| format!("{}: {e}", crate::paths::display(path)))
+    };
+    let wanted = page_size(live)?;
+    if page_size(plain)? == wanted {
+        return Ok(None);
+    }
+    let resized = PendingFile::create(&live.with_extension("resize")).map_err(|e| e.to_string())?;
+    let conn = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "page_size", wanted)
+        .and_then(|()| {
+            conn.execute(
+                "VACUUM INTO ?1",
+                [resized.path().to_string_lossy().as_ref()],
+            )
+        })
+        .map_err(|e| format!("cannot convert the backup to page size {wanted}: {e}"))?;
+    Ok(Some(resized))
+}
+
+/// Replaces a live file that SQLite cannot open any more with `plain`, by
+/// an atomic rename (its stale `-wal`/`-shm` are moved aside first, so they
+/// are never replayed onto the restored content).
+fn replace_file(plain: &Path, live: &Path) -> io::Result<()> {
+    let pending = PendingFile::create(live)?;
+    io::copy(&mut File::open(plain)?, &mut pending.file())?;
+    move_aside_journals(live)?;
+    pending.commit_replacing()?;
+    Ok(())
+}
+
+/// Renames `<db>-wal`, `<db>-shm` and `<db>-journal` of a file about to be
+/// written from scratch to `<name>.stale-<pid>`: a stale WAL beside a new
+/// file would be replayed onto it.
+fn move_aside_journals(db: &Path) -> io::Result<()> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_os_string();
+        name.push(suffix);
+        let journal = PathBuf::from(name);
+        if journal.exists() {
+            let mut aside = journal.as_os_str().to_os_string();
+            aside.push(format!(".stale-{}", std::process::id()));
+            std::fs::rename(&journal, &aside)?;
+            tracing::warn!(file = %journal.display(), moved_to = %PathBuf::from(&aside).display(), "moved a stale journal aside before writing the database");
+        }
+    }
+    Ok(())
 }
 
 /// Why `candidate` looks like a different database than `live`, if it does:
@@ -301,6 +441,7 @@ fn write_new(plain: &Path, target: &Path) -> io::Result<()> {
     }
     let pending = PendingFile::create(target)?;
     io::copy(&mut File::open(plain)?, &mut pending.file())?;
+    move_aside_journals(target)?;
     pending.commit()?;
     Ok(())
 }

@@ -5,10 +5,21 @@
 //! the newest backup of each of the last N calendar buckets that have one,
 //! in the configured time zone; weeks are ISO weeks. `keep_within` is
 //! measured from the newest backup, not from now, so a stopped backup job
-//! never ages everything out. Beyond the rules, the newest verified backup,
-//! pinned backups and protected ones (a pre-migration backup until the next
-//! successful migration) are always kept. With no rule at all nothing is
-//! removed, as restic refuses to forget without a policy.
+//! never ages everything out. `max_age` is the one bound measured from now:
+//! it takes away the rule reasons of anything older. With no rule at all
+//! nothing is removed (but `max_age`), as restic refuses to forget without
+//! a policy.
+//!
+//! Invariants whatever the rules say: the newest verified backup, pinned
+//! backups and protected ones (a pre-migration backup until the next
+//! successful migration, the backups from before a discontinuity, one being
+//! restored) are never removed. Candidates that do not count (pre-restore
+//! safety copies) never take a `keep_last` or bucket slot from a real one.
+//!
+//! "Newest" is the catalog's sequence, not the time in a name: a backup
+//! written under a clock that ran ahead is dated in the future relative to
+//! the backups after it, so its time is clamped to theirs (and to `now`)
+//! and it is flagged.
 
 use std::fmt;
 
@@ -22,7 +33,9 @@ use crate::config::Retention;
 pub struct Candidate {
     /// Catalog id.
     pub id: i64,
-    /// When it was taken.
+    /// The catalog's sequence number of the backup (higher is newer).
+    pub seq: i64,
+    /// When it was taken, by the clock of the time.
     pub created_at: DateTime<Utc>,
     /// Whether it passed verification.
     pub verified: bool,
@@ -30,6 +43,9 @@ pub struct Candidate {
     pub pinned: bool,
     /// Kept regardless of rules, and why (e.g. a pre-migration backup).
     pub protected: Option<String>,
+    /// Whether it counts toward the rules; a pre-restore safety copy does
+    /// not (it is kept only while protected).
+    pub counted: bool,
 }
 
 /// Why a backup is kept.
@@ -60,6 +76,17 @@ pub enum KeepReason {
     NoPolicy,
 }
 
+impl KeepReason {
+    /// Whether the reason comes from a retention rule (which `max_age`
+    /// overrides) rather than a protection (which nothing overrides).
+    fn is_rule(&self) -> bool {
+        !matches!(
+            self,
+            KeepReason::NewestVerified | KeepReason::Pinned | KeepReason::Protected(_)
+        )
+    }
+}
+
 impl fmt::Display for KeepReason {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
@@ -85,6 +112,10 @@ pub struct Decision {
     pub id: i64,
     /// Why it is kept; empty means it is removed.
     pub reasons: Vec<KeepReason>,
+    /// Its name's time is later than a newer backup's (or than now): it was
+    /// written under a clock that ran ahead, and is treated as if taken at
+    /// the clamped time.
+    pub dated_in_future: bool,
 }
 
 impl Decision {
@@ -94,20 +125,43 @@ impl Decision {
     }
 }
 
-fn is_empty(policy: &Retention) -> bool {
-    *policy == Retention::default()
+fn has_rules(policy: &Retention) -> bool {
+    Retention {
+        max_age: None,
+        ..*policy
+    } != Retention::default()
 }
 
-/// Decides for every candidate, newest first.
+/// Decides for every candidate, newest (highest sequence) first.
 pub fn select<Tz: TimeZone>(
     candidates: &[Candidate],
     policy: &Retention,
     timezone: &Tz,
+    now: DateTime<Utc>,
 ) -> Vec<Decision> {
     let mut sorted: Vec<&Candidate> = candidates.iter().collect();
-    sorted.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    let newest = sorted.first().map(|c| c.created_at);
-    let newest_verified = sorted.iter().find(|c| c.verified).map(|c| c.id);
+    sorted.sort_by(|a, b| b.seq.cmp(&a.seq).then(b.id.cmp(&a.id)));
+    let mut ceiling = now;
+    let effective: Vec<DateTime<Utc>> = sorted
+        .iter()
+        .map(|c| {
+            ceiling = c.created_at.min(ceiling);
+            ceiling
+        })
+        .collect();
+    let newest = sorted
+        .iter()
+        .zip(&effective)
+        .find(|(c, _)| c.counted)
+        .map(|(_, at)| *at);
+    let newest_verified = sorted
+        .iter()
+        .find(|c| c.verified && c.counted)
+        .map(|c| c.id);
+    let too_old = policy
+        .max_age
+        .and_then(|age| chrono::TimeDelta::from_std(age).ok())
+        .map(|age| now - age);
 
     type Bucket = fn(&DateTime<chrono::FixedOffset>) -> i64;
     let buckets: [(u32, KeepReason, Bucket); 5] = [
@@ -132,26 +186,34 @@ pub fn select<Tz: TimeZone>(
 
     sorted
         .into_iter()
-        .map(|candidate| {
+        .zip(effective)
+        .map(|(candidate, at)| {
             let mut reasons = Vec::new();
-            if last_left > 0 {
-                last_left -= 1;
-                reasons.push(KeepReason::Last);
-            }
-            let local = candidate.created_at.with_timezone(timezone).fixed_offset();
-            for (i, (_, reason, bucket_of)) in buckets.iter().enumerate() {
-                let bucket = bucket_of(&local);
-                if remaining[i] > 0 && last_bucket[i] != Some(bucket) {
-                    remaining[i] -= 1;
-                    last_bucket[i] = Some(bucket);
-                    reasons.push(reason.clone());
+            if candidate.counted {
+                if last_left > 0 {
+                    last_left -= 1;
+                    reasons.push(KeepReason::Last);
                 }
-            }
-            if let (Some(within), Some(newest)) = (policy.keep_within, newest)
-                && chrono::TimeDelta::from_std(within)
-                    .is_ok_and(|w| candidate.created_at >= newest - w)
-            {
-                reasons.push(KeepReason::Within);
+                let local = at.with_timezone(timezone).fixed_offset();
+                for (i, (_, reason, bucket_of)) in buckets.iter().enumerate() {
+                    let bucket = bucket_of(&local);
+                    if remaining[i] > 0 && last_bucket[i] != Some(bucket) {
+                        remaining[i] -= 1;
+                        last_bucket[i] = Some(bucket);
+                        reasons.push(reason.clone());
+                    }
+                }
+                if let (Some(within), Some(newest)) = (policy.keep_within, newest)
+                    && chrono::TimeDelta::from_std(within).is_ok_and(|w| at >= newest - w)
+                {
+                    reasons.push(KeepReason::Within);
+                }
+                if !has_rules(policy) {
+                    reasons.push(KeepReason::NoPolicy);
+                }
+                if too_old.is_some_and(|limit| at < limit) {
+                    reasons.retain(|r| !r.is_rule());
+                }
             }
             if Some(candidate.id) == newest_verified {
                 reasons.push(KeepReason::NewestVerified);
@@ -162,12 +224,10 @@ pub fn select<Tz: TimeZone>(
             if let Some(why) = &candidate.protected {
                 reasons.push(KeepReason::Protected(why.clone()));
             }
-            if is_empty(policy) {
-                reasons.push(KeepReason::NoPolicy);
-            }
             Decision {
                 id: candidate.id,
                 reasons,
+                dated_in_future: candidate.created_at > at,
             }
         })
         .collect()
@@ -184,14 +244,21 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
+    /// Well after every generated backup.
+    fn now() -> DateTime<Utc> {
+        start() + TimeDelta::days(365)
+    }
+
     fn hourly(count: i64) -> Vec<Candidate> {
         (0..count)
             .map(|i| Candidate {
                 id: i,
+                seq: i,
                 created_at: start() + TimeDelta::hours(i),
                 verified: true,
                 pinned: false,
                 protected: None,
+                counted: true,
             })
             .collect()
     }
@@ -211,7 +278,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            kept(&select(&hourly(10), &policy, &Utc)),
+            kept(&select(&hourly(10), &policy, &Utc, now())),
             BTreeSet::from([7, 8, 9])
         );
     }
@@ -222,7 +289,7 @@ mod tests {
             keep_daily: 2,
             ..Default::default()
         };
-        let decisions = select(&hourly(72), &policy, &Utc);
+        let decisions = select(&hourly(72), &policy, &Utc, now());
         let days: Vec<_> = decisions
             .iter()
             .filter(|d| d.keep())
@@ -249,7 +316,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            kept(&select(&hourly(10), &policy, &Utc)),
+            kept(&select(&hourly(10), &policy, &Utc, now())),
             BTreeSet::from([6, 7, 8, 9])
         );
     }
@@ -262,7 +329,7 @@ mod tests {
             keep_daily: 1,
             ..Default::default()
         };
-        let decisions = select(&hourly(5), &policy, &Utc);
+        let decisions = select(&hourly(5), &policy, &Utc, now());
         assert_eq!(
             decisions[0].reasons,
             [
@@ -286,7 +353,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            kept(&select(&candidates, &policy, &Utc)),
+            kept(&select(&candidates, &policy, &Utc, now())),
             BTreeSet::from([1, 4])
         );
     }
@@ -300,7 +367,7 @@ mod tests {
             keep_last: 1,
             ..Default::default()
         };
-        let decisions = select(&candidates, &policy, &Utc);
+        let decisions = select(&candidates, &policy, &Utc, now());
         assert_eq!(kept(&decisions), BTreeSet::from([0, 1, 4]));
         assert_eq!(
             decisions[3].reasons,
@@ -311,7 +378,7 @@ mod tests {
     #[test]
     fn without_any_rule_nothing_is_removed() {
         assert_eq!(
-            kept(&select(&hourly(5), &Retention::default(), &Utc)).len(),
+            kept(&select(&hourly(5), &Retention::default(), &Utc, now())).len(),
             5
         );
     }
@@ -325,17 +392,21 @@ mod tests {
         let candidates = vec![
             Candidate {
                 id: 1,
+                seq: 1,
                 created_at: t,
                 verified: false,
                 pinned: false,
                 protected: None,
+                counted: true,
             },
             Candidate {
                 id: 2,
+                seq: 2,
                 created_at: t + TimeDelta::hours(2),
                 verified: false,
                 pinned: false,
                 protected: None,
+                counted: true,
             },
         ];
         let policy = Retention {
@@ -343,14 +414,81 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            kept(&select(&candidates, &policy, &Utc)).len(),
+            kept(&select(&candidates, &policy, &Utc, now())).len(),
             1,
             "one UTC day"
         );
         assert_eq!(
-            kept(&select(&candidates, &policy, &tz)).len(),
+            kept(&select(&candidates, &policy, &tz, now())).len(),
             2,
             "two New York days"
+        );
+    }
+
+    #[test]
+    fn max_age_removes_older_backups_but_never_the_newest_verified() {
+        let mut candidates = hourly(3);
+        candidates[2].verified = false;
+        let policy = Retention {
+            keep_last: 10,
+            max_age: Some(std::time::Duration::from_secs(7 * 86400)),
+            ..Default::default()
+        };
+        let forty_days_later = start() + TimeDelta::days(40);
+        let decisions = select(&candidates, &policy, &Utc, forty_days_later);
+        assert_eq!(kept(&decisions), BTreeSet::from([1]), "{decisions:?}");
+        assert_eq!(
+            decisions.iter().find(|d| d.id == 1).unwrap().reasons,
+            [KeepReason::NewestVerified]
+        );
+        let young = select(&candidates, &policy, &Utc, start() + TimeDelta::days(1));
+        assert_eq!(kept(&young).len(), 3);
+    }
+
+    #[test]
+    fn max_age_alone_keeps_everything_younger() {
+        let policy = Retention {
+            max_age: Some(std::time::Duration::from_secs(3 * 3600)),
+            ..Default::default()
+        };
+        let now = start() + TimeDelta::hours(10);
+        assert_eq!(
+            kept(&select(&hourly(10), &policy, &Utc, now)),
+            BTreeSet::from([7, 8, 9])
+        );
+    }
+
+    #[test]
+    fn safety_copies_do_not_push_real_backups_out_of_keep_last() {
+        let mut candidates = hourly(6);
+        for c in &mut candidates[3..] {
+            c.counted = false;
+        }
+        let policy = Retention {
+            keep_last: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&select(&candidates, &policy, &Utc, now())),
+            BTreeSet::from([0, 1, 2])
+        );
+    }
+
+    #[test]
+    fn a_backup_dated_in_the_future_does_not_displace_the_ones_after_it() {
+        let mut candidates = hourly(4);
+        candidates[2].created_at = start() + TimeDelta::days(2);
+        let policy = Retention {
+            keep_hourly: 2,
+            ..Default::default()
+        };
+        let decisions = select(&candidates, &policy, &Utc, start() + TimeDelta::hours(4));
+        assert_eq!(decisions[0].id, 3, "the catalog sequence orders them");
+        assert!(decisions[1].dated_in_future && !decisions[0].dated_in_future);
+        assert_eq!(
+            kept(&decisions),
+            BTreeSet::from([1, 3]),
+            "it counts as taken when the backup after it was, so it shares that hour"
         );
     }
 
@@ -363,16 +501,19 @@ mod tests {
             ),
             0..60,
         )
-        .prop_map(|items| {
+        .prop_map(|mut items| {
+            items.sort_by_key(|(offset, _, _)| *offset);
             items
                 .into_iter()
                 .enumerate()
                 .map(|(i, (offset, verified, pinned))| Candidate {
                     id: i as i64,
+                    seq: i as i64,
                     created_at: start() + TimeDelta::seconds(offset),
                     verified,
                     pinned,
                     protected: None,
+                    counted: true,
                 })
                 .collect()
         })
@@ -387,9 +528,10 @@ mod tests {
             0u32..4,
             0u32..3,
             prop::option::of(0u64..30 * 86400),
+            prop::option::of(0u64..400 * 86400),
         )
             .prop_map(
-                |(last, hourly, daily, weekly, monthly, yearly, within)| Retention {
+                |(last, hourly, daily, weekly, monthly, yearly, within, max_age)| Retention {
                     keep_last: last,
                     keep_hourly: hourly,
                     keep_daily: daily,
@@ -397,6 +539,7 @@ mod tests {
                     keep_monthly: monthly,
                     keep_yearly: yearly,
                     keep_within: within.map(std::time::Duration::from_secs),
+                    max_age: max_age.map(std::time::Duration::from_secs),
                 },
             )
     }
@@ -404,7 +547,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_candidate_gets_exactly_one_decision(candidates in arb_candidates(), policy in arb_policy()) {
-            let decisions = select(&candidates, &policy, &Utc);
+            let decisions = select(&candidates, &policy, &Utc, now());
             let ids: BTreeSet<i64> = decisions.iter().map(|d| d.id).collect();
             prop_assert_eq!(decisions.len(), candidates.len());
             prop_assert_eq!(ids, candidates.iter().map(|c| c.id).collect::<BTreeSet<_>>());
@@ -412,8 +555,8 @@ mod tests {
 
         #[test]
         fn newest_verified_and_pinned_are_never_removed(candidates in arb_candidates(), policy in arb_policy()) {
-            let kept = kept(&select(&candidates, &policy, &Utc));
-            let newest_verified = candidates.iter().filter(|c| c.verified).max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            let kept = kept(&select(&candidates, &policy, &Utc, now()));
+            let newest_verified = candidates.iter().filter(|c| c.verified).max_by_key(|c| c.seq);
             if let Some(newest) = newest_verified {
                 prop_assert!(kept.contains(&newest.id));
             }
@@ -423,18 +566,29 @@ mod tests {
         }
 
         #[test]
-        fn the_newest_backup_is_always_kept(candidates in arb_candidates(), policy in arb_policy()) {
-            if let Some(first) = select(&candidates, &policy, &Utc).first() {
+        fn protected_backups_are_never_removed(candidates in arb_candidates(), policy in arb_policy(), which in any::<prop::sample::Index>()) {
+            prop_assume!(!candidates.is_empty());
+            let mut candidates = candidates;
+            let i = which.index(candidates.len());
+            candidates[i].protected = Some("before discontinuity".into());
+            let id = candidates[i].id;
+            prop_assert!(kept(&select(&candidates, &policy, &Utc, now())).contains(&id));
+        }
+
+        #[test]
+        fn the_newest_backup_is_always_kept_without_max_age(candidates in arb_candidates(), policy in arb_policy()) {
+            let policy = Retention { max_age: None, ..policy };
+            if let Some(first) = select(&candidates, &policy, &Utc, now()).first() {
                 prop_assert!(first.keep());
             }
         }
 
         #[test]
         fn raising_a_count_never_removes_a_kept_backup(candidates in arb_candidates(), policy in arb_policy(), extra in 1u32..5) {
-            prop_assume!(!is_empty(&policy));
-            let before = kept(&select(&candidates, &policy, &Utc));
+            prop_assume!(has_rules(&policy));
+            let before = kept(&select(&candidates, &policy, &Utc, now()));
             let more = Retention { keep_daily: policy.keep_daily + extra, keep_last: policy.keep_last + extra, ..policy };
-            let after = kept(&select(&candidates, &more, &Utc));
+            let after = kept(&select(&candidates, &more, &Utc, now()));
             prop_assert!(before.is_subset(&after), "{:?} not in {:?}", before, after);
         }
     }

@@ -22,6 +22,11 @@ use crate::config::{
 use crate::paths;
 use crate::state::ManagedDatabase;
 
+pub mod identity;
+pub mod problem;
+
+pub use problem::{Expectation, KnownBackup, Problem};
+
 /// One database as `jobs.yaml` wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredDatabase {
@@ -97,8 +102,10 @@ pub struct Observed {
     pub files: BTreeMap<PathBuf, ObservedFile>,
     /// Databases a previous `apply` took under management.
     pub managed: Vec<ManagedDatabase>,
-    /// The latest verified backup of each database, by name.
-    pub latest_backups: BTreeMap<String, PathBuf>,
+    /// What is known of each database apart from its file, by name.
+    pub expectations: BTreeMap<String, Expectation>,
+    /// The identity of each present database file, by path.
+    pub identities: BTreeMap<PathBuf, identity::Identity>,
     /// Pending migrations of each database, by name (`0002_add_priority`).
     pub pending_migrations: BTreeMap<String, Vec<String>>,
     /// For each database, its declared tables as they are.
@@ -329,6 +336,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Databases left out because they could not be read.
     pub unreadable: Vec<Unreadable>,
+    /// Databases whose file does not fit what litewarden knew: nothing
+    /// automatic is done to them.
+    pub problems: Vec<Problem>,
 }
 
 /// A database the plan leaves out because it could not be read.
@@ -397,20 +407,34 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
             .iter()
             .filter(|database| !observed.unreadable.contains_key(database.name.as_str()))
     };
+    let mut problems = Vec::new();
     for database in readable() {
+        let expected = observed
+            .expectations
+            .get(database.name.as_str())
+            .cloned()
+            .unwrap_or_default();
         match observed
             .files
             .get(&database.path)
             .copied()
             .unwrap_or(ObservedFile::Missing)
         {
-            ObservedFile::Missing => match observed.latest_backups.get(database.name.as_str()) {
-                Some(from) if database.restore_if_missing => {
+            ObservedFile::Missing => match &expected.newest_verified {
+                Some(newest) if database.restore_if_missing => {
                     changes.push(Change::RestoreDatabase {
                         database: database.name.clone(),
                         path: database.path.clone(),
-                        from: from.clone(),
+                        from: newest.path.clone(),
                     })
+                }
+                _ if expected.known() => {
+                    problems.push(Problem::Missing {
+                        database: database.name.clone(),
+                        path: database.path.clone(),
+                        expected: Box::new(expected),
+                    });
+                    continue;
                 }
                 _ => changes.push(Change::CreateDatabase {
                     database: database.name.clone(),
@@ -419,6 +443,10 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                 }),
             },
             ObservedFile::Present(facts) => {
+                if let Some(problem) = replaced(database, &expected, observed) {
+                    problems.push(problem);
+                    continue;
+                }
                 changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(
                     |(from, to, needs_vacuum)| Change::SetPragma {
                         database: database.name.clone(),
@@ -443,7 +471,7 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
         }
     }
     let mut notes = Vec::new();
-    for database in readable() {
+    for database in readable().filter(|d| !problems.iter().any(|p| p.database() == &d.name)) {
         let tables = observed.tables.get(database.name.as_str());
         for column in &database.columns {
             let existing = tables.and_then(|t| t.get(&column.table));
@@ -494,7 +522,31 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
         changes,
         notes,
         unreadable,
+        problems,
     }
+}
+
+/// The discontinuity of a present database, if any: one recorded and not
+/// accepted, or one this observation shows.
+fn replaced(
+    database: &DesiredDatabase,
+    expected: &Expectation,
+    observed: &Observed,
+) -> Option<Problem> {
+    let (reason, since) = match (&expected.discontinuity, &expected.identity) {
+        (Some((since, reason)), _) => (reason.clone(), Some(*since)),
+        (None, Some(identity)) => (
+            identity::discontinuity(identity, observed.identities.get(&database.path)?)?,
+            None,
+        ),
+        (None, None) => return None,
+    };
+    Some(Problem::Replaced {
+        database: database.name.clone(),
+        path: database.path.clone(),
+        reason,
+        since,
+    })
 }
 
 /// Whether two declared SQL types are the same (case and spacing aside).

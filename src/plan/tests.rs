@@ -36,7 +36,8 @@ fn observed(files: &[(&str, ObservedFile)]) -> Observed {
             .map(|(n, f)| (PathBuf::from(format!("/data/{n}.db")), *f))
             .collect(),
         managed: Vec::new(),
-        latest_backups: BTreeMap::new(),
+        expectations: BTreeMap::new(),
+        identities: BTreeMap::new(),
         pending_migrations: BTreeMap::new(),
         tables: BTreeMap::new(),
         unreadable: BTreeMap::new(),
@@ -225,9 +226,19 @@ fn missing_file_with_restore_if_missing_and_a_backup_is_restored_not_created() {
         ),
         "no backup: create"
     );
-    observed
-        .latest_backups
-        .insert("a".into(), "/b/a/a-20261129T000000Z.db.zst".into());
+    observed.expectations.insert(
+        "a".into(),
+        Expectation {
+            backups: 1,
+            verified: 1,
+            newest_verified: Some(KnownBackup {
+                path: "/b/a/a-20261129T000000Z.db.zst".into(),
+                created_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                source: None,
+            }),
+            ..Expectation::default()
+        },
+    );
     let plan = diff(&observed, &desired);
     assert_eq!(
         plan.changes[0].to_string(),
@@ -240,9 +251,71 @@ fn missing_file_with_restore_if_missing_and_a_backup_is_restored_not_created() {
             databases: vec![want],
         },
     );
+    assert!(plan.changes.is_empty(), "opt-in only, and never created");
     assert!(
-        matches!(plan.changes[0], Change::CreateDatabase { .. }),
-        "opt-in only"
+        plan.problems[0]
+            .to_string()
+            .starts_with("! a: /data/a.db is missing (1 verified backup, newest 2027-01-15 08:00:00Z) — restore it with `litewarden restore a`"),
+        "{}",
+        plan.problems[0]
+    );
+}
+
+#[test]
+fn a_managed_database_that_is_missing_is_never_created_and_nothing_else_runs() {
+    let mut want = db("a", wal());
+    want.migrations = Some(MigrationApply::Auto);
+    let desired = Desired {
+        databases: vec![want],
+    };
+    let mut observed = observed(&[]);
+    observed
+        .pending_migrations
+        .insert("a".into(), vec!["0001_init".into()]);
+    observed.expectations.insert(
+        "a".into(),
+        Expectation {
+            managed: true,
+            ..Expectation::default()
+        },
+    );
+    let plan = diff(&observed, &desired);
+    assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    assert!(matches!(plan.problems[..], [Problem::Missing { .. }]));
+    assert!(
+        plan.problems[0]
+            .to_string()
+            .contains("litewarden will not create it empty")
+    );
+}
+
+#[test]
+fn a_database_that_no_longer_fits_its_identity_is_left_alone() {
+    let desired = Desired {
+        databases: vec![db("a", wal())],
+    };
+    let mut observed = observed(&[("a", ObservedFile::Present(facts(true, 0)))]);
+    let before = identity::Identity {
+        page_size: 4096,
+        page_count: 10,
+        tables: ["t".to_string()].into(),
+        ..identity::Identity::default()
+    };
+    observed.expectations.insert(
+        "a".into(),
+        Expectation {
+            identity: Some(before),
+            ..Expectation::default()
+        },
+    );
+    observed
+        .identities
+        .insert("/data/a.db".into(), identity::Identity::default());
+    let plan = diff(&observed, &desired);
+    assert!(plan.changes.is_empty());
+    assert_eq!(
+        plan.problems[0].to_string(),
+        "! a: /data/a.db does not fit what litewarden last saw: it is empty now (it had 1 table: t) — its backups from before are kept; run `litewarden accept a` once the new content is right, or `litewarden restore a` to bring the old one back"
     );
 }
 

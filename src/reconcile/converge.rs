@@ -10,7 +10,7 @@ use super::executor::{Finished, Task, Work};
 use super::jobs::JobKey;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::config::{Config, Database, JobKind};
-use crate::plan::{self, Desired, Observed};
+use crate::plan::{self, Desired, Observed, Problem};
 
 /// Where a converge applies its changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,18 @@ impl Reconciler {
                     }
                 }
                 let mut plan = plan::diff(&observed, &Desired::from_config(&config));
+                let problems = std::mem::take(&mut plan.problems);
+                self.announce_problems(&problems);
+                let left_alone =
+                    |db: &Database| !fresh(db) || problems.iter().any(|p| p.database() == &db.name);
+                if let Err(e) = apply::remember_databases(
+                    &config,
+                    &self.state,
+                    self.clock.as_ref(),
+                    &left_alone,
+                ) {
+                    tracing::error!(error = %e, "cannot record what the databases look like");
+                }
                 for database in self.held.hold_back_migrations(&mut plan, &config) {
                     tracing::debug!(db = %database, "migrations held back after a failure");
                 }
@@ -154,6 +166,38 @@ impl Reconciler {
                 Mode::OnWorkers,
             );
         }
+    }
+
+    /// Logs each problem once while it lasts (and once when it is gone), and
+    /// records its event (`database_missing`; a `database_replaced` event is
+    /// recorded with the discontinuity itself).
+    fn announce_problems(&mut self, problems: &[Problem]) {
+        let now: BTreeMap<String, &Problem> = problems
+            .iter()
+            .map(|p| (format!("{}/{}", p.database(), p.event()), p))
+            .collect();
+        for (key, problem) in &now {
+            if self.problems.insert(key.clone()) {
+                tracing::error!(db = %problem.database(), event = problem.event(), problem = %problem, "left alone until the operator acts");
+                if let Problem::Missing { .. } = problem
+                    && let Err(e) = self.state.record_event(
+                        Some(problem.database().as_str()),
+                        problem.event(),
+                        &problem.to_string(),
+                        self.clock.now(),
+                    )
+                {
+                    tracing::error!(error = %e, "cannot record an event");
+                }
+            }
+        }
+        self.problems.retain(|key| {
+            let lasting = now.contains_key(key);
+            if !lasting {
+                tracing::info!(problem = %key, "resolved");
+            }
+            lasting
+        });
     }
 
     /// Holds back the migrations that failed in `report` (see

@@ -192,6 +192,7 @@ impl Worker {
             &work.database,
             &settings.backup_dir,
             settings.timezone,
+            self.clock.now(),
         )
         .map_err(|e| e.to_string())?;
         let removed = prune::remove(state, work.database.name.as_str(), &entries)

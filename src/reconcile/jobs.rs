@@ -128,6 +128,17 @@ impl JobTable {
             .map(|(key, _)| key)
     }
 
+    /// The wall clock stepped back by `by`: `every:` jobs keep their real
+    /// distance to the next run (they are anchored to elapsed time), so the
+    /// step never pushes a backup out. Cron jobs follow the clock.
+    pub fn clock_stepped_back(&mut self, by: chrono::TimeDelta) {
+        for job in self.jobs.values_mut() {
+            if let (Schedule::Every(_), Some(next)) = (&job.schedule, job.next) {
+                job.next = Some(next - by);
+            }
+        }
+    }
+
     /// Time until something is due: a job's next tick (also while it runs,
     /// to count a skipped tick) or a running job's timeout. Jobs waiting for
     /// a free slot are woken by the finishing job's event instead.

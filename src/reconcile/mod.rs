@@ -50,6 +50,10 @@ use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
 /// event, a network file system).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How far back the wall clock must step between two wake-ups to count as
+/// a step (NTP slews smaller corrections).
+const CLOCK_STEP: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// Something the reconciler reacts to.
 #[derive(Debug)]
 pub enum Event {
@@ -119,6 +123,10 @@ struct Reconciler {
     converging: BTreeSet<String>,
     /// Converging databases a later reload wanted to change again.
     replan: BTreeSet<String>,
+    /// Problems announced and still lasting (`<db>/<event>`).
+    problems: BTreeSet<String>,
+    /// The clock's time at the last wake-up, to notice it stepping back.
+    last_now: Option<DateTime<Utc>>,
 }
 
 /// What the loop does after an event.
@@ -171,6 +179,8 @@ impl Reconciler {
             history_pruned_at: None,
             converging: BTreeSet::new(),
             replan: BTreeSet::new(),
+            problems: BTreeSet::new(),
+            last_now: None,
         }
     }
 
@@ -307,6 +317,15 @@ impl Reconciler {
     /// and records stuck jobs.
     fn fire_due_jobs(&mut self) {
         let now = self.clock.now();
+        if let Some(before) = self.last_now.replace(now)
+            && before - now > CLOCK_STEP
+        {
+            tracing::warn!(
+                by_s = (before - now).num_seconds(),
+                "the wall clock stepped back; interval jobs keep their real distance to the next run"
+            );
+            self.jobs.clock_stepped_back(before - now);
+        }
         let settings = &self.config.settings;
         let due = self
             .jobs

@@ -143,7 +143,14 @@ fn an_invalid_save_keeps_the_last_good_config_until_a_valid_one() {
 
 fn backup_files(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("backups/app"))
-        .map(|entries| entries.count())
+        .map(|entries| {
+            entries
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| !e.file_name().to_string_lossy().ends_with(".json"))
+                })
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -328,4 +335,52 @@ fn shutdown_waits_for_changes_a_worker_is_applying() {
         1,
         "the migration finished before exit"
     );
+}
+
+#[test]
+fn a_clock_stepping_back_does_not_push_an_interval_job_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (mut daemon, inbox) = start(dir.path(), &clock);
+    daemon.fire_due_jobs();
+    until_a_job_finishes(&mut daemon, &inbox);
+    assert_eq!(
+        next_run(&daemon).as_deref(),
+        Some("2026-03-01T01:00:00+00:00")
+    );
+    clock.advance(TimeDelta::days(-2));
+    daemon.fire_due_jobs();
+    assert_eq!(
+        next_run(&daemon).as_deref(),
+        Some("2026-02-27T01:00:00+00:00"),
+        "still one hour away on the stepped clock, not two days and an hour"
+    );
+}
+
+#[test]
+fn a_managed_database_that_disappears_is_announced_once_and_never_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (mut daemon, inbox) = start(dir.path(), &clock);
+    sqlite(dir.path(), "app.db")
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
+        .unwrap();
+    daemon.fire_due_jobs();
+    until_a_job_finishes(&mut daemon, &inbox);
+    std::fs::remove_file(dir.path().join("app.db")).unwrap();
+    for _ in 0..3 {
+        daemon.handle(Event::Reload);
+    }
+    assert!(
+        !dir.path().join("app.db").exists(),
+        "never re-created empty"
+    );
+    let missing: i64 = sqlite(dir.path(), ".litewarden/state.db")
+        .query_row(
+            "SELECT count(*) FROM events WHERE database = 'app' AND kind = 'database_missing'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(missing, 1, "recorded once while it lasts");
 }

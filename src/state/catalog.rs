@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{StateDb, StateError, sqlite};
 
 /// What caused a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackupTrigger {
     /// `litewarden backup`.
@@ -76,6 +76,30 @@ pub struct NewBackup<'a> {
     pub pinned: bool,
     /// How long taking it took.
     pub duration_ms: Option<u64>,
+    /// Its place in the catalog's sequence (from its manifest); `None`
+    /// takes the next one.
+    pub seq: Option<i64>,
+}
+
+impl NewBackup<'_> {
+    /// The record this backup gets once catalogued at sequence `seq`
+    /// (id 0 until it is inserted).
+    pub fn record_at(&self, seq: i64) -> BackupRecord {
+        BackupRecord {
+            id: 0,
+            database: self.database.to_string(),
+            path: self.path.to_path_buf(),
+            created_at: self.created_at,
+            size: self.size,
+            sha256: self.sha256.map(str::to_string),
+            verified_at: self.verified_at,
+            method: self.method.map(str::to_string),
+            trigger: self.trigger,
+            pinned: self.pinned,
+            duration_ms: self.duration_ms,
+            seq,
+        }
+    }
 }
 
 /// A catalogued backup.
@@ -103,6 +127,9 @@ pub struct BackupRecord {
     pub pinned: bool,
     /// How long taking it took.
     pub duration_ms: Option<u64>,
+    /// Its place in the catalog's sequence: higher is newer, whatever the
+    /// clock said.
+    pub seq: i64,
 }
 
 impl BackupRecord {
@@ -112,15 +139,16 @@ impl BackupRecord {
     }
 }
 
-const COLUMNS: &str = "id, database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms";
+const COLUMNS: &str = "id, database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, coalesce(seq, id)";
 
 impl StateDb {
     /// Adds a backup to the catalog; returns its id.
     pub fn insert_backup(&self, backup: &NewBackup) -> Result<i64, StateError> {
         self.conn
             .execute(
-                "INSERT INTO backups (database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO backups (database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                         coalesce(?11, (SELECT coalesce(max(seq), 0) + 1 FROM backups WHERE database = ?1)))",
                 params![
                     backup.database,
                     backup.path.to_string_lossy(),
@@ -132,16 +160,28 @@ impl StateDb {
                     backup.trigger.as_str(),
                     backup.pinned,
                     backup.duration_ms.map(|d| d as i64),
+                    backup.seq,
                 ],
             )
             .map_err(sqlite(&self.path, "cannot record a backup"))?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The backups of `database`, newest first.
+    /// The next sequence number of `database`'s backups.
+    pub fn next_backup_seq(&self, database: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(seq), 0) + 1 FROM backups WHERE database = ?1",
+                params![database],
+                |row| row.get(0),
+            )
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))
+    }
+
+    /// The backups of `database`, newest (highest sequence) first.
     pub fn backups(&self, database: &str) -> Result<Vec<BackupRecord>, StateError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY created_at DESC, id DESC"
+            "SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY coalesce(seq, id) DESC, id DESC"
         );
         let mut statement = self
             .conn
@@ -223,6 +263,7 @@ impl StateDb {
                 .ok_or_else(|| corrupt(format!("an unknown trigger `{}`", raw.trigger)))?,
             pinned: raw.pinned,
             duration_ms: raw.duration_ms.map(|d| d.max(0) as u64),
+            seq: raw.seq,
         })
     }
 }
@@ -239,6 +280,7 @@ struct RawRow {
     trigger: String,
     pinned: bool,
     duration_ms: Option<i64>,
+    seq: i64,
 }
 
 fn raw_row(row: &Row) -> rusqlite::Result<RawRow> {
@@ -254,6 +296,7 @@ fn raw_row(row: &Row) -> rusqlite::Result<RawRow> {
         trigger: row.get(8)?,
         pinned: row.get(9)?,
         duration_ms: row.get(10)?,
+        seq: row.get(11)?,
     })
 }
 
@@ -277,6 +320,7 @@ mod tests {
             trigger: BackupTrigger::Manual,
             pinned: false,
             duration_ms: Some(5),
+            seq: None,
         };
         let old = state.insert_backup(&new("/b/app-1.db", 0)).unwrap();
         state.insert_backup(&new("/b/app-2.db", 60)).unwrap();

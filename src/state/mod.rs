@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod daemon;
+pub mod expect;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,45 @@ const SCHEMA: &[&str] = &[
     INSERT INTO run_totals (job, database, outcome, count)
         SELECT job, coalesce(database, ''), outcome, count(*) FROM job_runs
         GROUP BY job, coalesce(database, ''), outcome;",
+    "ALTER TABLE backups ADD COLUMN seq INTEGER;
+    UPDATE backups SET seq = id;
+    CREATE INDEX backups_by_seq ON backups (database, seq);
+    CREATE TABLE database_identity (
+        name TEXT PRIMARY KEY,
+        path TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        identity TEXT NOT NULL
+    );
+    CREATE TABLE discontinuities (
+        id INTEGER PRIMARY KEY,
+        database TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        last_seq INTEGER NOT NULL,
+        accepted_at TEXT
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        database TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE operator_holds (
+        database TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        since TEXT NOT NULL,
+        version INTEGER,
+        fingerprint TEXT,
+        PRIMARY KEY (database, kind)
+    );
+    CREATE TABLE backup_readers (
+        path TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL,
+        PRIMARY KEY (path, pid)
+    );",
 ];
 
 /// How long the history of job runs is kept: older runs are deleted by the

@@ -204,9 +204,18 @@ pub fn integrity_check_elsewhere(path: &Path) -> String {
         + &String::from_utf8_lossy(&output.stderr)
 }
 
-/// The names in `dir` (none when it does not exist).
+/// The names in `dir` but the backups' `.json` manifests (none when it
+/// does not exist).
 pub fn file_names(dir: &Path) -> Vec<String> {
-    match std::fs::read_dir(dir) {
+    all_names(dir)
+        .into_iter()
+        .filter(|name| !name.ends_with(".json"))
+        .collect()
+}
+
+/// Every name in `dir`, sorted (none when it does not exist).
+pub fn all_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .map(|e| {
                 e.expect("dir entry")
@@ -216,5 +225,7 @@ pub fn file_names(dir: &Path) -> Vec<String> {
             })
             .collect(),
         Err(_) => Vec::new(),
-    }
+    };
+    names.sort();
+    names
 }

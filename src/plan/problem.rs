@@ -1,0 +1,182 @@
+//! What a database should be versus what it is, when the two do not fit.
+//!
+//! Owns [`Expectation`] (what litewarden knows of a database before looking
+//! at its file: last identity, backups, open discontinuity) and [`Problem`]
+//! (a finding that stops an automatic action: a managed database that is
+//! missing, or one that no longer fits its identity). Each problem prints as
+//! one `!` line that says exactly what to run. Pure: no I/O, no clock.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::identity::Identity;
+use crate::config::DbName;
+use crate::paths;
+
+/// A backup as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownBackup {
+    /// Its file.
+    pub path: PathBuf,
+    /// When it was taken.
+    pub created_at: DateTime<Utc>,
+    /// What the database looked like then, if its manifest says.
+    pub source: Option<Identity>,
+}
+
+/// What litewarden knows of a database apart from its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    /// A previous `apply` took it under management.
+    pub managed: bool,
+    /// When its identity was last recorded (or it was last applied).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The identity recorded then (or in the newest manifest).
+    pub identity: Option<Identity>,
+    /// How many backups it has (catalog and backup directory).
+    pub backups: usize,
+    /// How many of them passed verification.
+    pub verified: usize,
+    /// The newest verified backup by the catalog's sequence, not counting
+    /// pre-restore safety copies.
+    pub newest_verified: Option<KnownBackup>,
+    /// The oldest discontinuity not yet accepted: when, and why.
+    pub discontinuity: Option<(DateTime<Utc>, String)>,
+}
+
+impl Expectation {
+    /// Whether litewarden has known this database before: it managed it, or
+    /// it has backups of it. Such a database is never created empty.
+    pub fn known(&self) -> bool {
+        self.managed || self.last_seen.is_some() || self.identity.is_some() || self.backups > 0
+    }
+}
+
+/// A finding that stops the automatic action on a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum Problem {
+    /// A database litewarden knew is gone; it is not re-created.
+    Missing {
+        /// The database.
+        database: DbName,
+        /// Its missing file.
+        path: PathBuf,
+        /// What was known of it.
+        expected: Box<Expectation>,
+    },
+    /// The file no longer fits what litewarden last saw (emptied, replaced,
+    /// tables lost); the backups from before are kept.
+    Replaced {
+        /// The database.
+        database: DbName,
+        /// Its file.
+        path: PathBuf,
+        /// What does not fit.
+        reason: String,
+        /// When it was first found; `None` when found by this observation.
+        since: Option<DateTime<Utc>>,
+    },
+}
+
+impl Problem {
+    /// The database concerned.
+    pub fn database(&self) -> &DbName {
+        match self {
+            Problem::Missing { database, .. } | Problem::Replaced { database, .. } => database,
+        }
+    }
+
+    /// The event alerts match: `database_missing` or `database_replaced`.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Problem::Missing { .. } => "database_missing",
+            Problem::Replaced { .. } => "database_replaced",
+        }
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Problem::Missing {
+                database,
+                path,
+                expected,
+            } => {
+                let mut facts = Vec::new();
+                if let Some(at) = expected.last_seen {
+                    facts.push(format!("last seen {}", time(at)));
+                }
+                facts.push(format!(
+                    "{} verified backup{}",
+                    expected.verified,
+                    if expected.verified == 1 { "" } else { "s" }
+                ));
+                if let Some(newest) = &expected.newest_verified {
+                    let mut text = format!("newest {}", time(newest.created_at));
+                    if let Some(source) = newest.source.as_ref().filter(|s| !s.tables.is_empty()) {
+                        let tables: Vec<&str> = source.tables.iter().map(String::as_str).collect();
+                        text.push_str(&format!(" with tables {}", tables.join(", ")));
+                    }
+                    facts.push(text);
+                }
+                if expected.backups > expected.verified {
+                    facts.push(format!(
+                        "{} unverified",
+                        expected.backups - expected.verified
+                    ));
+                }
+                write!(
+                    f,
+                    "! {database}: {} is missing ({})",
+                    paths::display(path),
+                    facts.join(", ")
+                )?;
+                if expected.verified > 0 {
+                    write!(
+                        f,
+                        " — restore it with `litewarden restore {database}`, or set restore_if_missing: true"
+                    )?;
+                } else if expected.backups > 0 {
+                    write!(
+                        f,
+                        " — check a backup with `litewarden verify FILE` (see `litewarden backups {database}`), then `litewarden restore {database} --from FILE`"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        " — put the file back, or `litewarden accept {database}` to start it again empty"
+                    )?;
+                }
+                f.write_str("; litewarden will not create it empty")
+            }
+            Problem::Replaced {
+                database,
+                path,
+                reason,
+                since,
+            } => {
+                write!(
+                    f,
+                    "! {database}: {} does not fit what litewarden last saw: {reason}",
+                    paths::display(path)
+                )?;
+                if let Some(since) = since {
+                    write!(f, " (since {})", time(*since))?;
+                }
+                write!(
+                    f,
+                    " — its backups from before are kept; run `litewarden accept {database}` once the new content is right, or `litewarden restore {database}` to bring the old one back"
+                )
+            }
+        }
+    }
+}
