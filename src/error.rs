@@ -68,6 +68,9 @@ pub enum Error {
     /// The state database could not be read or written.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Another litewarden manages a database.
+    #[error(transparent)]
+    Lock(#[from] crate::db::lock::LockError),
 }
 
 /// A result with the crate's [`Error`].

@@ -400,3 +400,129 @@ fn restore_across_a_page_size_change_works() {
         "no temp file is left"
     );
 }
+
+fn log(project: &Project) -> String {
+    std::fs::read_to_string(project.join("daemon.log")).unwrap_or_default()
+}
+
+fn user_version(path: &Path) -> i64 {
+    open(path)
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn migrate_down_under_the_daemon_stays_down_across_reloads_and_a_restart() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false }, migrations: { dir: migrations, apply: auto } }\n",
+    );
+    project.write("migrations/0001_a.sql", b"CREATE TABLE a(x);\n");
+    project.write("migrations/0002_b.sql", b"CREATE TABLE b(x);\n");
+    project.write("migrations/0002_b.down.sql", b"DROP TABLE b;\n");
+    let daemon = Daemon::start(&project);
+    wait_until("both migrations ran", || {
+        project.join("app.db").exists() && user_version(&project.join("app.db")) == 2
+    });
+    let down = project.run(&["migrate", "down", "app", "--to", "1"]);
+    assert_eq!(down.code, 0, "{down:?}");
+    let reloads = log(&project).matches("reload applied").count();
+    daemon.signal("HUP");
+    wait_until("the daemon re-read everything", || {
+        log(&project).matches("reload applied").count() > reloads
+    });
+    assert_eq!(user_version(&project.join("app.db")), 1, "not re-applied");
+    let status = project.run(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("hold: app: migrations held by operator at 1 since "),
+        "{status:?}"
+    );
+    assert_eq!(daemon.stop(), 0);
+    std::fs::remove_file(project.join("daemon.log")).unwrap();
+    let daemon = Daemon::start(&project);
+    wait_until("the restarted daemon is ready", || {
+        log(&project).contains("ready")
+    });
+    assert_eq!(
+        user_version(&project.join("app.db")),
+        1,
+        "not after a restart"
+    );
+    let plan = project.run(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains("! app: migrations held by operator at 1 since "),
+        "{plan:?}"
+    );
+    let up = project.run(&["migrate", "up", "app"]);
+    assert_eq!(up.code, 0, "{up:?}");
+    assert_eq!(user_version(&project.join("app.db")), 2);
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_second_daemon_with_another_state_dir_on_the_same_database_exits_1() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h } }\n",
+    );
+    project.write(
+        "second.yaml",
+        b"version: 1\nsettings: { state_dir: other-state }\ndatabases:\n  app: { path: app.db, backup: { every: 1h } }\n",
+    );
+    let daemon = Daemon::start(&project);
+    wait_until("the first daemon is ready", || {
+        log(&project).contains("ready")
+    });
+    let second = project
+        .command(&["-c", "second.yaml", "run"])
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("app.db is managed by another litewarden (pid "),
+        "{stderr}"
+    );
+    let backup = project.run(&["-c", "second.yaml", "backup", "app"]);
+    assert_eq!(backup.code, 1, "{backup:?}");
+    let ours = project.run(&["backup", "app"]);
+    assert_eq!(
+        ours.code, 0,
+        "the daemon's own state dir cooperates: {ours:?}"
+    );
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn paused_backups_are_not_taken_by_the_daemon_until_resumed() {
+    let project = Project::with_config(DAEMON);
+    project.run(&["apply"]);
+    let pause = project.run(&["pause", "app"]);
+    assert_eq!(pause.code, 0, "{pause:?}");
+    let daemon = Daemon::start(&project);
+    wait_until("a paused run finished", || {
+        state(&project, "st")
+            .query_row(
+                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND detail LIKE 'paused by operator%'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .unwrap_or(0)
+            >= 1
+    });
+    assert_eq!(backups(&project.join("bk/app")), 0);
+    let status = project.run(&["status"]);
+    assert!(
+        status
+            .stdout
+            .contains("hold: app: backups paused by operator since "),
+        "{status:?}"
+    );
+    assert_eq!(project.run(&["resume", "app"]).code, 0);
+    wait_until("backups run again", || {
+        backups(&project.join("bk/app")) >= 1
+    });
+    assert_eq!(daemon.stop(), 0);
+}

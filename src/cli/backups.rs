@@ -103,6 +103,7 @@ pub(super) fn backup(
 ) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
+    let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
@@ -276,6 +277,7 @@ pub(super) fn restore(
 ) -> Result<ExitStatus, Error> {
     let config = load(cli, environment)?;
     let db = database(cli, &config, args.database)?;
+    let _lock = super::claim(&config, [db])?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let request = RestoreRequest {
         database: db,
@@ -371,11 +373,12 @@ pub(super) fn prune(
     } = args;
     let config = load(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
+    let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut results = Vec::new();
     for db in databases {
         if accept_discontinuity && !dry_run {
-            accept_database(&state, db, clock, out)?;
+            super::holds::accept_database(&state, db, clock, out)?;
         }
         let entries = prune_job::decide(
             &state,
@@ -459,51 +462,5 @@ pub(super) fn pin(
             crate::paths::display(&path)
         ),
     )?;
-    Ok(ExitStatus::Success)
-}
-
-/// Accepts the discontinuities of `db`: the backups from before them are
-/// no longer protected, and the database as it is now is what litewarden
-/// expects.
-fn accept_database(
-    state: &StateDb,
-    db: &crate::config::Database,
-    clock: &dyn Clock,
-    out: &mut dyn Write,
-) -> Result<usize, Error> {
-    let accepted = state.accept_discontinuities(db.name.as_str(), clock.now())?;
-    if let Some(identity) = crate::db::observe::read_identity(&db.path)? {
-        state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?;
-    }
-    if accepted > 0 {
-        state.record_event(
-            Some(db.name.as_str()),
-            "discontinuity_accepted",
-            "accepted by the operator",
-            clock.now(),
-        )?;
-    }
-    print(
-        out,
-        format_args!(
-            "{}: {accepted} discontinuit{} accepted; the database as it is now is what litewarden expects",
-            db.name,
-            if accepted == 1 { "y" } else { "ies" }
-        ),
-    )?;
-    Ok(accepted)
-}
-
-pub(super) fn accept(
-    cli: &Cli,
-    environment: &Environment,
-    clock: &dyn Clock,
-    name: &str,
-    out: &mut dyn Write,
-) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
-    let db = database(cli, &config, name)?;
-    let state = StateDb::open(&config.settings.state_dir)?;
-    accept_database(&state, db, clock, out)?;
     Ok(ExitStatus::Success)
 }

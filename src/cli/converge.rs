@@ -139,6 +139,7 @@ pub(super) fn apply(
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
+    let _locks = super::claim(&loaded.config, loaded.config.databases.values())?;
     let plan = observe_and_plan(&loaded.config)?;
     let report = crate::apply::apply(&loaded.config, &plan, options, clock)?;
     if json {

@@ -10,9 +10,10 @@ use serde_json::json;
 use super::progress_bar::Reporter;
 use super::{Cli, ExitStatus, MigrateCommand, print, print_warnings};
 use crate::clock::Clock;
-use crate::config::{self, Config, Database, Environment, Migrations};
+use crate::config::{self, Config, Database, Environment, MigrationApply, Migrations};
 use crate::error::Error;
 use crate::jobs::migrations::{self, Entry, UpRequest, runner};
+use crate::state::expect::{Hold, HoldKind};
 use crate::state::{StateDb, Trigger};
 
 fn configured<'a>(
@@ -107,7 +108,12 @@ pub(super) fn run(
                 to: *to,
                 trigger: Trigger::Manual,
             };
+            let _lock = super::claim(config, [db])?;
             let report = migrations::up(request, &state, clock, &mut Reporter::for_stderr())?;
+            if state.release_hold(database, HoldKind::Migrations)? {
+                eprintln!("{database}: the operator hold on migrations is released");
+            }
+            remember(db, &state, clock)?;
             if *json {
                 print(
                     out,
@@ -152,8 +158,27 @@ pub(super) fn run(
                 to: None,
                 trigger: Trigger::Manual,
             };
+            let _lock = super::claim(config, [db])?;
             let reverted =
                 migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
+            if db
+                .migrations
+                .as_ref()
+                .is_some_and(|m| m.apply == MigrationApply::Auto)
+            {
+                let files = runner::discover(db, settings)?;
+                state.set_hold(&Hold {
+                    database: database.clone(),
+                    kind: HoldKind::Migrations,
+                    since: clock.now(),
+                    version: Some(*to),
+                    fingerprint: Some(migrations::fingerprint(&files)),
+                })?;
+                eprintln!(
+                    "{database}: held at version {to}: the daemon applies nothing above it until `litewarden migrate up {database}` or the migration files change"
+                );
+            }
+            remember(db, &state, clock)?;
             for name in &reverted {
                 print(out, format_args!("< {database}: reverted {name}"))?;
             }
@@ -196,4 +221,14 @@ pub(super) fn run(
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// Records what `db` looks like after a migration command, so its new
+/// schema is what litewarden expects (a reverted table is no
+/// discontinuity).
+fn remember(db: &Database, state: &StateDb, clock: &dyn Clock) -> Result<(), Error> {
+    if let Some(identity) = crate::db::observe::read_identity(&db.path)? {
+        state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?;
+    }
+    Ok(())
 }

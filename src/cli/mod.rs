@@ -14,6 +14,7 @@ use serde_json::json;
 
 mod backups;
 mod converge;
+mod holds;
 mod migrate;
 mod progress_bar;
 mod status;
@@ -154,6 +155,16 @@ pub enum Command {
     },
     /// Accept that a database was replaced or emptied on purpose: its older backups are no longer protected.
     Accept {
+        /// The database.
+        database: String,
+    },
+    /// Pause the daemon's scheduled backups of a database (for maintenance), until `resume`.
+    Pause {
+        /// The database.
+        database: String,
+    },
+    /// Resume the daemon's scheduled backups of a paused database.
+    Resume {
         /// The database.
         database: String,
     },
@@ -328,7 +339,13 @@ pub fn run(
             out,
         ),
         Command::Accept { database } => {
-            backups::accept(cli, environment, clock.as_ref(), database, out)
+            holds::accept(cli, environment, clock.as_ref(), database, out)
+        }
+        Command::Pause { database } => {
+            holds::pause(cli, environment, clock.as_ref(), database, true, out)
+        }
+        Command::Resume { database } => {
+            holds::pause(cli, environment, clock.as_ref(), database, false, out)
         }
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
@@ -346,6 +363,26 @@ pub fn run(
             Ok(ExitStatus::Success)
         }
     }
+}
+
+/// Claims the database files a command changes for its whole run (one
+/// manager per file): refused when another litewarden, with another state
+/// directory, manages one of them.
+fn claim<'a>(
+    config: &crate::config::Config,
+    databases: impl IntoIterator<Item = &'a crate::config::Database>,
+) -> Result<Vec<crate::db::lock::DatabaseLock>, Error> {
+    databases
+        .into_iter()
+        .map(|db| {
+            crate::db::lock::DatabaseLock::acquire(
+                db.name.as_str(),
+                &db.path,
+                &config.settings.state_dir,
+            )
+            .map_err(Error::from)
+        })
+        .collect()
 }
 
 fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error> {

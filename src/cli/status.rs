@@ -11,6 +11,7 @@ use super::{Cli, ExitStatus, print, show_stored_time};
 use crate::config::{self, Environment};
 use crate::error::Error;
 use crate::state::StateDb;
+use crate::state::expect::HoldKind;
 
 pub(super) fn status(
     cli: &Cli,
@@ -54,10 +55,11 @@ pub(super) fn status(
     });
     let schedule = state.schedule()?;
     let runs = state.latest_runs()?;
+    let holds = state.holds()?;
     if json {
         print(
             out,
-            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs }),
+            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds }),
         )?;
         return Ok(ExitStatus::Success);
     }
@@ -137,6 +139,20 @@ pub(super) fn status(
                     .unwrap_or_default()
             ),
         )?;
+    }
+    for hold in &holds {
+        let since = super::show_time(hold.since);
+        let what = match (hold.kind, hold.version) {
+            (HoldKind::Migrations, Some(version)) => format!(
+                "migrations held by operator at {version} since {since} (`litewarden migrate up {}` releases it)",
+                hold.database
+            ),
+            _ => format!(
+                "backups paused by operator since {since} (`litewarden resume {}`)",
+                hold.database
+            ),
+        };
+        print(out, format_args!("hold: {}: {what}", hold.database))?;
     }
     Ok(ExitStatus::Success)
 }

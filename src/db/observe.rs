@@ -17,6 +17,7 @@ use crate::config::{AutoVacuum, Config, Database, PageSize};
 use crate::plan::identity::Identity;
 use crate::plan::{FileFacts, Observed, ObservedFile, TableColumns};
 use crate::state::StateDb;
+use crate::state::expect::HoldKind;
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -78,6 +79,7 @@ pub fn observe_with(
     let state = StateDb::open_read_only(&config.settings.state_dir)?;
     if let Some(state) = &state {
         observed.managed = state.managed_databases()?;
+        apply_holds(config, state, &mut observed)?;
     }
     for database in config.databases.values() {
         let name = database.name.as_str();
@@ -99,6 +101,56 @@ pub fn observe_with(
         observed.expectations.insert(name.to_string(), expectation);
     }
     Ok(observed)
+}
+
+/// Applies the operator's holds to the observation: a `migrate down --to V`
+/// hold removes the pending migrations above V while the migration files
+/// are as they were (a changed directory lets the hold lapse); a `pause`
+/// is shown. Each hold in force becomes a note of its database.
+fn apply_holds(
+    config: &Config,
+    state: &StateDb,
+    observed: &mut Observed,
+) -> Result<(), crate::Error> {
+    for hold in state.holds()? {
+        let Some(database) = config.databases.get(hold.database.as_str()) else {
+            continue;
+        };
+        let since = hold.since.format("%Y-%m-%d %H:%M:%SZ");
+        let note = match (hold.kind, &database.migrations, hold.version) {
+            (HoldKind::Migrations, Some(migrations), Some(version)) => {
+                let files = crate::jobs::migrations::runner::discover(database, migrations)?;
+                if hold.fingerprint.as_deref()
+                    != Some(crate::jobs::migrations::fingerprint(&files).as_str())
+                {
+                    continue;
+                }
+                let above: Vec<String> = files
+                    .iter()
+                    .filter(|f| f.version > version)
+                    .map(ToString::to_string)
+                    .collect();
+                if let Some(pending) = observed.pending_migrations.get_mut(database.name.as_str()) {
+                    pending.retain(|name| !above.contains(name));
+                }
+                format!(
+                    "migrations held by operator at {version} since {since} (`litewarden migrate up {}` releases it)",
+                    database.name
+                )
+            }
+            (HoldKind::Backups, _, _) => format!(
+                "backups paused by operator since {since} (`litewarden resume {}`)",
+                database.name
+            ),
+            _ => continue,
+        };
+        observed
+            .holds
+            .entry(database.name.to_string())
+            .or_default()
+            .push(note);
+    }
+    Ok(())
 }
 
 /// What one database looks like on disk.

@@ -106,6 +106,9 @@ pub struct Observed {
     pub expectations: BTreeMap<String, Expectation>,
     /// The identity of each present database file, by path.
     pub identities: BTreeMap<PathBuf, identity::Identity>,
+    /// Operator holds in force, by database: what they stop, as a note
+    /// (`migrations held by operator at 5 since ...`).
+    pub holds: BTreeMap<String, Vec<String>>,
     /// Pending migrations of each database, by name (`0002_add_priority`).
     pub pending_migrations: BTreeMap<String, Vec<String>>,
     /// For each database, its declared tables as they are.
@@ -509,6 +512,16 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                 path: managed.path.clone(),
             }),
     );
+    for database in readable() {
+        for hold in observed
+            .holds
+            .get(database.name.as_str())
+            .into_iter()
+            .flatten()
+        {
+            notes.push(format!("{}: {hold}", database.name));
+        }
+    }
     notes.dedup();
     let unreadable = observed
         .unreadable

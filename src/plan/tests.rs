@@ -38,6 +38,7 @@ fn observed(files: &[(&str, ObservedFile)]) -> Observed {
         managed: Vec::new(),
         expectations: BTreeMap::new(),
         identities: BTreeMap::new(),
+        holds: BTreeMap::new(),
         pending_migrations: BTreeMap::new(),
         tables: BTreeMap::new(),
         unreadable: BTreeMap::new(),

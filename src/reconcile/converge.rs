@@ -10,6 +10,7 @@ use super::executor::{Finished, Task, Work};
 use super::jobs::JobKey;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::config::{Config, Database, JobKind};
+use crate::db::lock::DatabaseLock;
 use crate::plan::{self, Desired, Observed, Problem};
 
 /// Where a converge applies its changes.
@@ -29,6 +30,7 @@ impl Reconciler {
         let config = Arc::clone(&self.config);
         match crate::db::observe::observe_with(&config, fresh, &self.observed) {
             Ok(mut observed) => {
+                self.claim_databases(&config, &mut observed);
                 for (database, error) in &observed.unreadable {
                     if self.observed.unreadable.get(database) != Some(error) {
                         tracing::error!(db = %database, error = %error, "cannot read the database; leaving it alone");
@@ -165,6 +167,30 @@ impl Reconciler {
                 &|db: &Database| db.name.as_str() == database,
                 Mode::OnWorkers,
             );
+        }
+    }
+
+    /// Claims the databases not claimed yet (added by a reload, or created
+    /// since); one another litewarden manages is left alone as unreadable.
+    /// Claims of databases no longer in the config are released.
+    fn claim_databases(&mut self, config: &Config, observed: &mut Observed) {
+        self.locks
+            .retain(|name, _| config.databases.contains_key(name.as_str()));
+        for database in config.databases.values() {
+            let name = database.name.as_str();
+            if self.locks.get(name).is_some_and(DatabaseLock::held) {
+                continue;
+            }
+            match DatabaseLock::acquire(name, &database.path, &config.settings.state_dir) {
+                Ok(lock) => {
+                    self.locks.insert(name.to_string(), lock);
+                }
+                Err(error) => {
+                    observed
+                        .unreadable
+                        .insert(name.to_string(), error.to_string());
+                }
+            }
         }
     }
 

@@ -30,6 +30,7 @@ use crate::jobs::prune;
 use crate::plan::Plan;
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
+use crate::state::expect::HoldKind;
 
 /// What a worker runs.
 #[derive(Debug)]
@@ -178,6 +179,16 @@ impl Worker {
     /// A backup, then the retention prune of that database.
     fn backup(&mut self, work: &Work) -> Result<String, String> {
         let state = open_state(&mut self.state, &self.state_dir)?;
+        let name = work.database.name.as_str();
+        if let Some(hold) = state
+            .hold(name, HoldKind::Backups)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(format!(
+                "paused by operator since {}; no backup taken (`litewarden resume {name}`)",
+                hold.since.format("%Y-%m-%d %H:%M:%SZ")
+            ));
+        }
         let settings = &work.config.settings;
         let request = BackupRequest {
             database: &work.database,

@@ -40,6 +40,7 @@ use self::jobs::{Armed, JobTable};
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
 use crate::config::{self, Config, Database, Environment, JobKind};
+use crate::db::lock::DatabaseLock;
 use crate::error::Error;
 use crate::jobs::backup;
 use crate::plan::Observed;
@@ -88,11 +89,27 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     }
     let (events, inbox) = channel();
     process::spawn_signal_thread(events.clone())?;
+    let locks = claim_all(&config)?;
     let mut daemon = Reconciler::new(options.config, config, state, clock, events);
+    daemon.locks = locks;
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
     daemon.start();
     daemon.event_loop(&inbox);
     Ok(())
+}
+
+/// Claims every database of `config` at startup: another litewarden (with
+/// another state directory) managing one of them stops the daemon.
+fn claim_all(config: &Config) -> Result<BTreeMap<String, DatabaseLock>, Error> {
+    config
+        .databases
+        .values()
+        .map(|db| {
+            DatabaseLock::acquire(db.name.as_str(), &db.path, &config.settings.state_dir)
+                .map(|lock| (db.name.to_string(), lock))
+                .map_err(Error::from)
+        })
+        .collect()
 }
 
 struct Reconciler {
@@ -127,6 +144,8 @@ struct Reconciler {
     problems: BTreeSet<String>,
     /// The clock's time at the last wake-up, to notice it stepping back.
     last_now: Option<DateTime<Utc>>,
+    /// The claim on each database file (one manager per file).
+    locks: BTreeMap<String, DatabaseLock>,
 }
 
 /// What the loop does after an event.
@@ -181,6 +200,7 @@ impl Reconciler {
             replan: BTreeSet::new(),
             problems: BTreeSet::new(),
             last_now: None,
+            locks: BTreeMap::new(),
         }
     }
 

@@ -127,6 +127,17 @@ impl StateDb {
         Ok(())
     }
 
+    /// Forgets the identity of `database` (the operator accepted it gone).
+    pub fn forget_identity(&self, database: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM database_identity WHERE name = ?1",
+                params![database],
+            )
+            .map_err(sqlite(&self.path, "cannot forget a database identity"))?;
+        Ok(())
+    }
+
     /// Records a discontinuity of `database` (the backups catalogued so far
     /// are "before" it) and its `database_replaced` event.
     pub fn record_discontinuity(

@@ -37,6 +37,17 @@ pub struct MigrationFile {
     pub no_transaction: bool,
 }
 
+/// The content of a migrations directory as one value (each file's version
+/// and checksum, hashed): an operator hold lapses when it changes.
+pub fn fingerprint(files: &[MigrationFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(format!("{}:{}\n", file.version, file.checksum));
+    }
+    format!("{:x}", hasher.finalize())
+}
+
 impl fmt::Display for MigrationFile {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "{:04}_{}", self.version, self.name)

@@ -1,0 +1,127 @@
+//! `accept`, `pause` and `resume`: the operator telling litewarden what it
+//! cannot know.
+//!
+//! Owns what those commands print; the records are kept by
+//! [`crate::state::expect`]. `accept` says a discontinuity (an emptied or
+//! replaced database) is intended, so the backups from before it may be
+//! pruned again and the database as it is becomes the expectation; for a
+//! missing database it forgets what was known, so `apply` may create it
+//! again. `pause` stops the daemon's scheduled backups of a database until
+//! `resume` (manual `backup` still works).
+
+use std::io::Write;
+
+use super::{Cli, ExitStatus, print, print_warnings};
+use crate::clock::Clock;
+use crate::config::{self, Environment};
+use crate::error::Error;
+use crate::state::StateDb;
+use crate::state::expect::{Hold, HoldKind};
+
+fn load(cli: &Cli, environment: &Environment) -> Result<config::Config, Error> {
+    let loaded = config::load(&cli.config, environment)?;
+    print_warnings(&loaded.warnings);
+    Ok(loaded.config)
+}
+
+/// Accepts the discontinuities of `db`: the backups from before them are
+/// no longer protected, and the database as it is now is what litewarden
+/// expects.
+pub(super) fn accept_database(
+    state: &StateDb,
+    db: &crate::config::Database,
+    clock: &dyn Clock,
+    out: &mut dyn Write,
+) -> Result<usize, Error> {
+    let accepted = state.accept_discontinuities(db.name.as_str(), clock.now())?;
+    match crate::db::observe::read_identity(&db.path)? {
+        Some(identity) => {
+            state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?
+        }
+        None => {
+            state.forget_identity(db.name.as_str())?;
+            state.forget_managed(db.name.as_str())?;
+            print(
+                out,
+                format_args!(
+                    "{}: {} is missing; litewarden forgot it, so `litewarden apply` creates it empty",
+                    db.name,
+                    crate::paths::display(&db.path)
+                ),
+            )?;
+        }
+    }
+    if accepted > 0 {
+        state.record_event(
+            Some(db.name.as_str()),
+            "discontinuity_accepted",
+            "accepted by the operator",
+            clock.now(),
+        )?;
+    }
+    print(
+        out,
+        format_args!(
+            "{}: {accepted} discontinuit{} accepted; the database as it is now is what litewarden expects",
+            db.name,
+            if accepted == 1 { "y" } else { "ies" }
+        ),
+    )?;
+    Ok(accepted)
+}
+
+pub(super) fn accept(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: &str,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let db = super::backups::database(cli, &config, name)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    accept_database(&state, db, clock, out)?;
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn pause(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: &str,
+    paused: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let db = super::backups::database(cli, &config, name)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    if paused {
+        state.set_hold(&Hold {
+            database: db.name.to_string(),
+            kind: HoldKind::Backups,
+            since: clock.now(),
+            version: None,
+            fingerprint: None,
+        })?;
+        print(
+            out,
+            format_args!(
+                "{name}: scheduled backups paused (manual `litewarden backup {name}` still works; `litewarden resume {name}` resumes)"
+            ),
+        )?;
+    } else {
+        let was = state.release_hold(db.name.as_str(), HoldKind::Backups)?;
+        print(
+            out,
+            format_args!(
+                "{name}: {}",
+                if was {
+                    "scheduled backups resumed"
+                } else {
+                    "backups were not paused"
+                }
+            ),
+        )?;
+    }
+    Ok(ExitStatus::Success)
+}
