@@ -84,7 +84,7 @@ fn shipped_jobs_yaml_is_valid_and_honours_the_reference_variables() {
     assert_eq!(config.settings.backup_dir, PathBuf::from("/backups"));
     assert!(!crawler.backup.enabled);
     assert_eq!(
-        crawler.backup.retention.keep_within,
+        crawler.backup.retention.max_age,
         Some(std::time::Duration::from_secs(30 * 86400))
     );
     assert_eq!(
