@@ -110,7 +110,11 @@ fn main() {
     report(
         "observe + diff, 1000 existing files (library)",
         time(|| {
-            let observed = litewarden::db::observe::observe(&loaded.config).expect("observe");
+            let observed = litewarden::db::observe::observe(
+                &loaded.config,
+                litewarden::clock::Clock::now(&litewarden::clock::SystemClock),
+            )
+            .expect("observe");
             assert!(plan::diff(&observed, &Desired::from_config(&loaded.config)).is_empty());
         }),
     );

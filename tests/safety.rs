@@ -526,3 +526,24 @@ fn paused_backups_are_not_taken_by_the_daemon_until_resumed() {
     });
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn restore_if_missing_never_brings_back_the_backups_of_an_emptied_database() {
+    let project = project("keep_last: 2", ", restore_if_missing: true");
+    assert_eq!(project.run(&["apply"]).code, 0);
+    backup(&project, &[], &[]);
+    std::fs::remove_file(project.join("app.db")).unwrap();
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal;")
+        .unwrap();
+    backup(&project, &[], &[]);
+    backup(&project, &[], &[]);
+    std::fs::remove_file(project.join("app.db")).unwrap();
+    let apply = project.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{apply:?}");
+    assert_eq!(
+        count(&project.join("app.db"), "t"),
+        100,
+        "the data, not the empty file"
+    );
+}

@@ -192,10 +192,11 @@ pub(super) fn list(
                 if b.pinned { "yes" } else { "-" },
                 b.trigger.as_str(),
                 b.sha256.as_deref().map_or("-", |s| &s[..12.min(s.len())]),
-                if reasons.is_empty() {
-                    "(pruned next)".to_string()
-                } else {
-                    reasons.join(", ")
+                match (reasons.is_empty(), entry.dated_in_future) {
+                    (true, false) => "(pruned next)".to_string(),
+                    (true, true) => "(pruned next; dated in the future)".to_string(),
+                    (false, false) => reasons.join(", "),
+                    (false, true) => format!("{} (dated in the future)", reasons.join(", ")),
                 },
                 crate::paths::display(&b.path)
             ),

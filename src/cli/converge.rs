@@ -60,7 +60,7 @@ pub(super) fn plan(
     let Some(loaded) = load(cli, environment, json, out)? else {
         return Ok(ExitStatus::Failure);
     };
-    let plan = observe_and_plan(&loaded.config)?;
+    let plan = observe_and_plan(&loaded.config, clock)?;
     let rehearsals = if rehearse {
         rehearse_all(&loaded.config, clock)?
     } else {
@@ -140,7 +140,7 @@ pub(super) fn apply(
         return Ok(ExitStatus::Failure);
     };
     let _locks = super::claim(&loaded.config, loaded.config.databases.values())?;
-    let plan = observe_and_plan(&loaded.config)?;
+    let plan = observe_and_plan(&loaded.config, clock)?;
     let report = crate::apply::apply(&loaded.config, &plan, options, clock)?;
     if json {
         print(
@@ -232,7 +232,10 @@ fn print_rehearsal(rehearsal: &Rehearsal, out: &mut dyn Write) -> Result<(), Err
 }
 
 /// The plan for `config` against what is on disk now.
-fn observe_and_plan(config: &crate::config::Config) -> Result<plan::Plan, Error> {
-    let observed = crate::db::observe::observe(config)?;
+fn observe_and_plan(
+    config: &crate::config::Config,
+    clock: &dyn Clock,
+) -> Result<plan::Plan, Error> {
+    let observed = crate::db::observe::observe(config, clock.now())?;
     Ok(plan::diff(&observed, &Desired::from_config(config)))
 }

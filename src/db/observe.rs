@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
@@ -22,9 +23,9 @@ use crate::state::expect::HoldKind;
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// Observes every database of `config` and the managed list in the state
-/// database (if one exists).
-pub fn observe(config: &Config) -> Result<Observed, crate::Error> {
-    observe_with(config, &|_| true, &Observed::default())
+/// database (if one exists); `now` tells backups dated in the future.
+pub fn observe(config: &Config, now: DateTime<Utc>) -> Result<Observed, crate::Error> {
+    observe_with(config, &|_| true, &Observed::default(), now)
 }
 
 /// Observes the databases `fresh` selects (and any `cached` does not know)
@@ -34,6 +35,7 @@ pub fn observe_with(
     config: &Config,
     fresh: &dyn Fn(&Database) -> bool,
     cached: &Observed,
+    now: DateTime<Utc>,
 ) -> Result<Observed, crate::Error> {
     let mut observed = Observed::default();
     for database in config.databases.values() {
@@ -80,6 +82,14 @@ pub fn observe_with(
     if let Some(state) = &state {
         observed.managed = state.managed_databases()?;
         apply_holds(config, state, &mut observed)?;
+        for database in config.databases.values() {
+            let ahead = state.backups_dated_after(database.name.as_str(), now)?;
+            if !ahead.is_empty() {
+                observed
+                    .dated_in_future
+                    .insert(database.name.to_string(), ahead);
+            }
+        }
     }
     for database in config.databases.values() {
         let name = database.name.as_str();

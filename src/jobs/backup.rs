@@ -437,13 +437,20 @@ fn compressed_write<T>(
 /// The backup `--from latest` means: the newest (by the catalog's sequence)
 /// verified one whose file exists, not counting the safety copies taken
 /// before a restore (restoring "latest" twice must not undo the first
-/// restore).
+/// restore), and passing over backups of an emptied database when an older
+/// one holds data (see [`manifest::prefer_data`]).
 pub fn latest_verified(
     state: &StateDb,
     database: &str,
 ) -> Result<Option<BackupRecord>, crate::state::StateError> {
-    Ok(state
+    let candidates: Vec<BackupRecord> = state
         .backups(database)?
         .into_iter()
-        .find(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()))
+        .filter(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file())
+        .collect();
+    let chosen = manifest::prefer_data(candidates.iter().map(|b| b.path.as_path()));
+    if chosen > 0 {
+        tracing::warn!(db = database, newest = %candidates[0].path.display(), chosen = %candidates[chosen].path.display(), "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");
+    }
+    Ok(candidates.into_iter().nth(chosen))
 }

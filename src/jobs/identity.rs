@@ -71,14 +71,16 @@ pub fn expectation(
         let found = manifest::inventory(state, database, backup_dir)?;
         expectation.backups = found.len();
         expectation.verified = found.iter().filter(|f| f.verified).count();
-        expectation.newest_verified = found
+        let restorable: Vec<&manifest::Found> = found
             .iter()
-            .find(|f| f.verified && f.trigger != BackupTrigger::PreRestore)
-            .map(|f| KnownBackup {
-                path: f.path.clone(),
-                created_at: f.created_at,
-                source: manifest::read(&f.path).and_then(|m| m.source),
-            });
+            .filter(|f| f.verified && f.trigger != BackupTrigger::PreRestore)
+            .collect();
+        let chosen = manifest::prefer_data(restorable.iter().map(|f| f.path.as_path()));
+        expectation.newest_verified = restorable.get(chosen).map(|f| KnownBackup {
+            path: f.path.clone(),
+            created_at: f.created_at,
+            source: manifest::read(&f.path).and_then(|m| m.source),
+        });
     }
     Ok(expectation)
 }

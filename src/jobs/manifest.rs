@@ -182,6 +182,25 @@ fn backup_files(
     Ok(found)
 }
 
+/// Which of `backups` (newest first) to restore as "latest": the first
+/// whose manifest says its source had tables. A database emptied by
+/// accident goes on being backed up, and those backups must not become what
+/// a restore brings back while an older one holds the data; when none says
+/// so (no manifests, or every one empty), the newest. Returns its index.
+pub fn prefer_data<'a>(backups: impl IntoIterator<Item = &'a Path>) -> usize {
+    let mut first_unknown = None;
+    for (i, path) in backups.into_iter().enumerate() {
+        match read(path).and_then(|m| m.source) {
+            Some(source) if !source.tables.is_empty() => return first_unknown.unwrap_or(i),
+            Some(_) => {}
+            None => {
+                first_unknown.get_or_insert(i);
+            }
+        }
+    }
+    first_unknown.unwrap_or(0)
+}
+
 /// A backup file found in the directory, as the catalog or its manifest
 /// describes it (read-only: nothing is catalogued).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -170,3 +170,108 @@ pub fn remove(
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::catalog::NewBackup;
+
+    fn config(dir: &Path) -> crate::config::Config {
+        let text = "version: 1\ndatabases:\n  app: { path: app.db, backup: { retention: { keep_last: 1 } } }\n";
+        let path = dir.join("jobs.yaml");
+        std::fs::write(&path, text).unwrap();
+        crate::config::load(&path, &crate::config::Environment::from_process())
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn a_backup_being_restored_and_a_pre_migration_one_are_protected_and_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let database = config.databases.values().next().unwrap();
+        let state = StateDb::open(&config.settings.state_dir).unwrap();
+        let backups = super::super::backup::database_dir(&config.settings.backup_dir, "app");
+        std::fs::create_dir_all(&backups).unwrap();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let mut paths = Vec::new();
+        for (i, trigger) in [
+            BackupTrigger::Schedule,
+            BackupTrigger::PreMigration,
+            BackupTrigger::Schedule,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = t0 + chrono::TimeDelta::hours(i as i64);
+            let path = backups.join(super::super::naming::file_name("app", at, 0, false));
+            std::fs::write(&path, b"x").unwrap();
+            state
+                .insert_backup(&NewBackup {
+                    database: "app",
+                    path: &path,
+                    created_at: at,
+                    size: 1,
+                    sha256: None,
+                    verified_at: Some(at),
+                    method: None,
+                    trigger,
+                    pinned: false,
+                    duration_ms: None,
+                    seq: None,
+                })
+                .unwrap();
+            paths.push(path);
+        }
+        state
+            .add_reader(&paths[0], std::process::id(), "restore", t0)
+            .unwrap();
+        let now = t0 + chrono::TimeDelta::days(1);
+        let entries = decide(
+            &state,
+            database,
+            &config.settings.backup_dir,
+            chrono_tz::UTC,
+            now,
+        )
+        .unwrap();
+        let reasons = |path: &Path| {
+            entries
+                .iter()
+                .find(|e| e.backup.path == path)
+                .unwrap()
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            reasons(&paths[0]),
+            [format!(
+                "being read by restore (pid {})",
+                std::process::id()
+            )]
+        );
+        assert_eq!(
+            reasons(&paths[1]),
+            ["pre-migration, until the next successful migration"]
+        );
+        assert_eq!(reasons(&paths[2]), ["last", "newest verified"]);
+        state.remove_reader(&paths[0], std::process::id()).unwrap();
+        let entries = decide(
+            &state,
+            database,
+            &config.settings.backup_dir,
+            chrono_tz::UTC,
+            now,
+        )
+        .unwrap();
+        assert!(
+            !entries
+                .iter()
+                .find(|e| e.backup.path == paths[0])
+                .unwrap()
+                .keep()
+        );
+    }
+}

@@ -109,6 +109,8 @@ pub struct Observed {
     /// Operator holds in force, by database: what they stop, as a note
     /// (`migrations held by operator at 5 since ...`).
     pub holds: BTreeMap<String, Vec<String>>,
+    /// Backups whose time is later than now, by database.
+    pub dated_in_future: BTreeMap<String, Vec<PathBuf>>,
     /// Pending migrations of each database, by name (`0002_add_priority`).
     pub pending_migrations: BTreeMap<String, Vec<String>>,
     /// For each database, its declared tables as they are.

@@ -39,6 +39,7 @@ fn observed(files: &[(&str, ObservedFile)]) -> Observed {
         expectations: BTreeMap::new(),
         identities: BTreeMap::new(),
         holds: BTreeMap::new(),
+        dated_in_future: BTreeMap::new(),
         pending_migrations: BTreeMap::new(),
         tables: BTreeMap::new(),
         unreadable: BTreeMap::new(),

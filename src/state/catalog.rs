@@ -194,6 +194,27 @@ impl StateDb {
         rows.into_iter().map(|raw| self.record(raw)).collect()
     }
 
+    /// The backups of `database` whose time is later than `now` (written
+    /// under a clock that ran ahead).
+    pub fn backups_dated_after(
+        &self,
+        database: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PathBuf>, StateError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT path FROM backups WHERE database = ?1 AND created_at > ?2 ORDER BY seq",
+            )
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
+        statement
+            .query_map(params![database, now.to_rfc3339()], |row| {
+                Ok(PathBuf::from(row.get::<_, String>(0)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))
+    }
+
     /// The catalogued backup at `path`, if any.
     pub fn backup_by_path(&self, path: &Path) -> Result<Option<BackupRecord>, StateError> {
         let sql = format!("SELECT {COLUMNS} FROM backups WHERE path = ?1");
