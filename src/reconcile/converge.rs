@@ -39,13 +39,12 @@ impl Reconciler {
                 let mut plan = plan::diff(&observed, &Desired::from_config(&config));
                 let problems = std::mem::take(&mut plan.problems);
                 self.announce_problems(&problems);
-                let left_alone =
-                    |db: &Database| !fresh(db) || problems.iter().any(|p| p.database() == &db.name);
+                let not_observed = |db: &Database| !fresh(db);
                 if let Err(e) = apply::remember_databases(
                     &config,
                     &self.state,
                     self.clock.as_ref(),
-                    &left_alone,
+                    &not_observed,
                 ) {
                     tracing::error!(error = %e, "cannot record what the databases look like");
                 }

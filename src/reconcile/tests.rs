@@ -384,3 +384,29 @@ fn a_managed_database_that_disappears_is_announced_once_and_never_recreated() {
         .unwrap();
     assert_eq!(missing, 1, "recorded once while it lasts");
 }
+
+#[test]
+fn a_database_emptied_under_the_daemon_is_recorded_as_a_discontinuity_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let (mut daemon, _inbox) = start(dir.path(), &clock);
+    sqlite(dir.path(), "app.db")
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    daemon.handle(Event::Reload);
+    std::fs::remove_file(dir.path().join("app.db")).unwrap();
+    sqlite(dir.path(), "app.db")
+        .execute_batch("PRAGMA journal_mode=wal;")
+        .unwrap();
+    for _ in 0..3 {
+        daemon.handle(Event::Reload);
+    }
+    let recorded: i64 = sqlite(dir.path(), ".litewarden/state.db")
+        .query_row(
+            "SELECT count(*) FROM discontinuities WHERE database = 'app' AND accepted_at IS NULL",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded, 1);
+}
