@@ -5,7 +5,7 @@
 //! broken migrations directory) is recorded in [`Observed::unreadable`]
 //! with its error, so one bad file never stops the others being managed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -29,8 +29,9 @@ pub fn observe(config: &Config, now: DateTime<Utc>) -> Result<Observed, crate::E
 }
 
 /// Observes the databases `fresh` selects (and any `cached` does not know)
-/// and reuses `cached` for the others: the daemon re-reads only what a
-/// reload changed, and everything on its periodic full pass.
+/// and reuses `cached` for the others (their file, identity and
+/// expectation): the daemon re-reads only what a reload changed, and
+/// everything on its periodic full pass.
 pub fn observe_with(
     config: &Config,
     fresh: &dyn Fn(&Database) -> bool,
@@ -38,10 +39,20 @@ pub fn observe_with(
     now: DateTime<Utc>,
 ) -> Result<Observed, crate::Error> {
     let mut observed = Observed::default();
+    let mut reused = BTreeSet::new();
     for database in config.databases.values() {
         let name = database.name.to_string();
         let reuse = !fresh(database) && cached.files.contains_key(&database.path);
         if reuse {
+            reused.insert(name.clone());
+            if let Some(expectation) = cached.expectations.get(&name) {
+                observed
+                    .expectations
+                    .insert(name.clone(), expectation.clone());
+            }
+            if let Some(ahead) = cached.dated_in_future.get(&name) {
+                observed.dated_in_future.insert(name.clone(), ahead.clone());
+            }
             observed
                 .files
                 .insert(database.path.clone(), cached.files[&database.path]);
@@ -82,7 +93,11 @@ pub fn observe_with(
     if let Some(state) = &state {
         observed.managed = state.managed_databases()?;
         apply_holds(config, state, &mut observed)?;
-        for database in config.databases.values() {
+        for database in config
+            .databases
+            .values()
+            .filter(|db| !reused.contains(db.name.as_str()))
+        {
             let ahead = state.backups_dated_after(database.name.as_str(), now)?;
             if !ahead.is_empty() {
                 observed
@@ -93,7 +108,7 @@ pub fn observe_with(
     }
     for database in config.databases.values() {
         let name = database.name.as_str();
-        if observed.unreadable.contains_key(name) {
+        if observed.unreadable.contains_key(name) || observed.expectations.contains_key(name) {
             continue;
         }
         let missing = matches!(

@@ -32,6 +32,7 @@ use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::db::observe::read_identity;
 use crate::durable::{self, PendingFile};
+use crate::plan::identity::Identity;
 use crate::state::StateDb;
 use crate::state::catalog::{BackupRecord, BackupTrigger, NewBackup};
 
@@ -297,7 +298,6 @@ pub fn take(
         .len();
     let duration = started.elapsed();
     let verified_at = (verify_level != VerifyLevel::None).then(|| clock.now());
-    let seq = state.next_backup_seq(name)?;
     let new = NewBackup {
         database: name,
         path: &target,
@@ -309,29 +309,10 @@ pub fn take(
         trigger: request.trigger,
         pinned: request.pin,
         duration_ms: Some(duration.as_millis() as u64),
-        seq: Some(seq),
+        seq: None,
     };
-    let described = Manifest::of(&new.record_at(seq), Some(&seen));
-    manifest::write(&target, &described).map_err(io(&target, "cannot write the manifest"))?;
-    let final_path = match pending.commit_to(&target) {
-        Ok(path) => path,
-        Err(e) => {
-            let _ = manifest::remove(&target);
-            return Err(io(&target, "cannot write")(e));
-        }
-    };
-    let id = match state.insert_backup(&new) {
-        Ok(id) => id,
-        Err(e) => return Err(remove_and_fail(&final_path, e.into())),
-    };
-    let record =
-        state
-            .backup_by_path(&final_path)?
-            .ok_or_else(|| crate::state::StateError::Corrupt {
-                path: final_path.clone(),
-                detail: format!("backup {id} vanished from the catalog"),
-            })?;
-    tracing::info!(db = name, path = %final_path.display(), bytes = size, duration_ms = duration.as_millis() as u64, method = copy.method.as_str(), "backup taken");
+    let record = land(state, pending, new, Some(&seen))?;
+    tracing::info!(db = name, path = %record.path.display(), bytes = size, duration_ms = duration.as_millis() as u64, method = copy.method.as_str(), "backup taken");
     Ok(BackupReport {
         record,
         copy,
@@ -366,7 +347,6 @@ pub fn raw_copy(
         database: name.to_string(),
         source,
     })?;
-    let seq = state.next_backup_seq(name)?;
     let new = NewBackup {
         database: name,
         path: &target,
@@ -378,21 +358,43 @@ pub fn raw_copy(
         trigger: request.trigger,
         pinned: request.pin,
         duration_ms: None,
-        seq: Some(seq),
+        seq: None,
     };
-    manifest::write(&target, &Manifest::of(&new.record_at(seq), None))
-        .map_err(io(&target, "cannot write the manifest"))?;
-    let final_path = pending
-        .commit_to(&target)
-        .map_err(io(&target, "cannot write"))?;
+    let record = land(state, pending, new, None)?;
+    tracing::warn!(db = name, path = %record.path.display(), bytes = size, "raw copy of the damaged database kept (unverified)");
+    Ok(record)
+}
+
+/// Lands a finished backup at `new.path`: its manifest first (with the
+/// next sequence number and the source's identity), then the file renamed
+/// into place, then its catalog row. A failure at any step removes what was
+/// written, so a listed backup always has its manifest and its row.
+fn land(
+    state: &StateDb,
+    pending: PendingFile,
+    mut new: NewBackup,
+    source: Option<&Identity>,
+) -> Result<BackupRecord, BackupError> {
+    let (name, target) = (new.database, new.path);
+    let io = |action: &'static str| BackupError::io(name, target, action);
+    let seq = state.next_backup_seq(name)?;
+    new.seq = Some(seq);
+    manifest::write(target, &Manifest::of(&new.record_at(seq), source))
+        .map_err(io("cannot write the manifest"))?;
+    let final_path = match pending.commit_to(target) {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = manifest::remove(target);
+            return Err(io("cannot write")(e));
+        }
+    };
     if let Err(e) = state.insert_backup(&new) {
         return Err(remove_and_fail(&final_path, e.into()));
     }
-    tracing::warn!(db = name, path = %final_path.display(), bytes = size, "raw copy of the damaged database kept (unverified)");
     state.backup_by_path(&final_path)?.ok_or_else(|| {
         crate::state::StateError::Corrupt {
             path: final_path.clone(),
-            detail: "a raw copy vanished from the catalog".into(),
+            detail: "a backup vanished from the catalog".into(),
         }
         .into()
     })

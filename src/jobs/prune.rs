@@ -227,14 +227,17 @@ mod tests {
             .add_reader(&paths[0], std::process::id(), "restore", t0)
             .unwrap();
         let now = t0 + chrono::TimeDelta::days(1);
-        let entries = decide(
-            &state,
-            database,
-            &config.settings.backup_dir,
-            chrono_tz::UTC,
-            now,
-        )
-        .unwrap();
+        let decide_now = || {
+            decide(
+                &state,
+                database,
+                &config.settings.backup_dir,
+                chrono_tz::UTC,
+                now,
+            )
+            .unwrap()
+        };
+        let entries = decide_now();
         let reasons = |path: &Path| {
             entries
                 .iter()
@@ -258,14 +261,7 @@ mod tests {
         );
         assert_eq!(reasons(&paths[2]), ["last", "newest verified"]);
         state.remove_reader(&paths[0], std::process::id()).unwrap();
-        let entries = decide(
-            &state,
-            database,
-            &config.settings.backup_dir,
-            chrono_tz::UTC,
-            now,
-        )
-        .unwrap();
+        let entries = decide_now();
         assert!(
             !entries
                 .iter()

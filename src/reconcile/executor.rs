@@ -24,6 +24,7 @@ use super::jobs::JobKey;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
+use crate::db::lock::DatabaseLock;
 use crate::jobs::backup::{self, BackupRequest};
 use crate::jobs::progress::Quiet;
 use crate::jobs::prune;
@@ -190,6 +191,8 @@ impl Worker {
             ));
         }
         let settings = &work.config.settings;
+        let _claim = DatabaseLock::acquire(name, &work.database.path, &settings.state_dir)
+            .map_err(|e| e.to_string())?;
         let request = BackupRequest {
             database: &work.database,
             backup_dir: &settings.backup_dir,
