@@ -110,7 +110,7 @@ fn main() {
     report(
         "observe + diff, 1000 existing files (library)",
         time(|| {
-            let observed = litewarden::db::observe::observe(
+            let observed = litewarden::observe::observe(
                 &loaded.config,
                 litewarden::clock::Clock::now(&litewarden::clock::SystemClock),
             )

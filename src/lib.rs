@@ -3,7 +3,7 @@
 //!
 //! One YAML file (`jobs.yaml`) declares the databases and what should be true
 //! of them. This crate turns that file into a validated [`config::Config`],
-//! observes the real files ([`db::observe`]), computes the difference as a
+//! observes the real files ([`observe`]), computes the difference as a
 //! printable value ([`plan::diff`]) and converges the files toward it
 //! ([`apply`]). `src/main.rs` is only the command-line shell around
 //! [`cli::run`].
@@ -21,6 +21,7 @@ pub mod durable;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod observe;
 pub mod paths;
 pub mod plan;
 pub mod reconcile;

@@ -236,6 +236,6 @@ fn observe_and_plan(
     config: &crate::config::Config,
     clock: &dyn Clock,
 ) -> Result<plan::Plan, Error> {
-    let observed = crate::db::observe::observe(config, clock.now())?;
+    let observed = crate::observe::observe(config, clock.now())?;
     Ok(plan::diff(&observed, &Desired::from_config(config)))
 }

@@ -353,6 +353,7 @@ pub fn run(
         Command::Run => {
             let options = crate::reconcile::Options {
                 config: cli.config.clone(),
+                environment: environment.clone(),
             };
             crate::reconcile::run(options, Arc::clone(&clock))?;
             Ok(ExitStatus::Success)

@@ -3,18 +3,15 @@
 //! Owns the file-system watcher. It watches directories, not files: editors
 //! save by writing a new file and renaming it over the old one, and
 //! Kubernetes swaps a `..data` symlink, so a watch on the file itself would
-//! go stale. Events are debounced (~300 ms) and become one
-//! [`crate::reconcile::Event::FilesChanged`] each; the reconciler decides
+//! go stale. Events are debounced (~300 ms) and become one call of the
+//! caller's callback each (the daemon turns it into an event); the reconciler decides
 //! whether anything really changed (it compares a content hash).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
-
-use crate::reconcile::Event;
 
 /// How long events must be quiet before a change is reported.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -26,18 +23,19 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Watches the directory of `config` and every directory in `dirs`.
+    /// Watches the directory of `config` and every directory in `dirs`;
+    /// `changed` is called once per debounced batch of relevant changes.
     pub fn start(
         config: &Path,
         dirs: &[PathBuf],
-        events: Sender<Event>,
+        changed: impl Fn() + Send + 'static,
     ) -> Result<Self, notify::Error> {
         let relevant = Relevance::new(config, dirs);
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             match result {
                 Ok(changes) => {
                     if changes.iter().any(|change| relevant.wakes(change)) {
-                        let _ = events.send(Event::FilesChanged);
+                        changed();
                     }
                 }
                 Err(errors) => {

@@ -1,222 +1,23 @@
-//! Reading what is on disk into [`Observed`] for [`crate::plan::diff`].
+//! Reading one database file: whether it exists, its stored pragmas, its
+//! identity, its declared tables' columns.
 //!
-//! Owns no state and changes nothing: files are opened read-only, a missing
-//! file stays missing, and a database that cannot be read (not SQLite, a
-//! broken migrations directory) is recorded in [`Observed::unreadable`]
-//! with its error, so one bad file never stops the others being managed.
+//! Owns no state and changes nothing: files are opened read-only and a
+//! missing file stays missing. Knows no job kinds and no config as a whole:
+//! [`crate::observe`] puts these readings together for every database.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use super::{DbError, sqlite_error};
-use crate::config::{AutoVacuum, Config, Database, PageSize};
+use crate::config::{AutoVacuum, Database, PageSize};
 use crate::plan::identity::Identity;
-use crate::plan::{FileFacts, Observed, ObservedFile, TableColumns};
-use crate::state::StateDb;
-use crate::state::expect::HoldKind;
+use crate::plan::{FileFacts, ObservedFile, TableColumns};
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// Observes every database of `config` and the managed list in the state
-/// database (if one exists); `now` tells backups dated in the future.
-pub fn observe(config: &Config, now: DateTime<Utc>) -> Result<Observed, crate::Error> {
-    observe_with(config, &|_| true, &Observed::default(), now)
-}
-
-/// Observes the databases `fresh` selects (and any `cached` does not know)
-/// and reuses `cached` for the others (their file, identity and
-/// expectation): the daemon re-reads only what a reload changed, and
-/// everything on its periodic full pass.
-pub fn observe_with(
-    config: &Config,
-    fresh: &dyn Fn(&Database) -> bool,
-    cached: &Observed,
-    now: DateTime<Utc>,
-) -> Result<Observed, crate::Error> {
-    let mut observed = Observed::default();
-    let mut reused = BTreeSet::new();
-    for database in config.databases.values() {
-        let name = database.name.to_string();
-        let reuse = !fresh(database) && cached.files.contains_key(&database.path);
-        if reuse {
-            reused.insert(name.clone());
-            if let Some(expectation) = cached.expectations.get(&name) {
-                observed
-                    .expectations
-                    .insert(name.clone(), expectation.clone());
-            }
-            if let Some(ahead) = cached.dated_in_future.get(&name) {
-                observed.dated_in_future.insert(name.clone(), ahead.clone());
-            }
-            observed
-                .files
-                .insert(database.path.clone(), cached.files[&database.path]);
-            if let Some(pending) = cached.pending_migrations.get(&name) {
-                observed
-                    .pending_migrations
-                    .insert(name.clone(), pending.clone());
-            }
-            if let Some(tables) = cached.tables.get(&name) {
-                observed.tables.insert(name, tables.clone());
-            }
-            if let Some(identity) = cached.identities.get(&database.path) {
-                observed
-                    .identities
-                    .insert(database.path.clone(), identity.clone());
-            }
-            continue;
-        }
-        match observe_database(database) {
-            Ok(seen) => {
-                observed.files.insert(database.path.clone(), seen.file);
-                if let Some(identity) = seen.identity {
-                    observed.identities.insert(database.path.clone(), identity);
-                }
-                if let Some(pending) = seen.pending_migrations {
-                    observed.pending_migrations.insert(name.clone(), pending);
-                }
-                if let Some(tables) = seen.tables {
-                    observed.tables.insert(name, tables);
-                }
-            }
-            Err(error) => {
-                observed.unreadable.insert(name, error.to_string());
-            }
-        }
-    }
-    let state = StateDb::open_read_only(&config.settings.state_dir)?;
-    if let Some(state) = &state {
-        observed.managed = state.managed_databases()?;
-        apply_holds(config, state, &mut observed)?;
-        for database in config
-            .databases
-            .values()
-            .filter(|db| !reused.contains(db.name.as_str()))
-        {
-            let ahead = state.backups_dated_after(database.name.as_str(), now)?;
-            if !ahead.is_empty() {
-                observed
-                    .dated_in_future
-                    .insert(database.name.to_string(), ahead);
-            }
-        }
-    }
-    for database in config.databases.values() {
-        let name = database.name.as_str();
-        if observed.unreadable.contains_key(name) || observed.expectations.contains_key(name) {
-            continue;
-        }
-        let missing = matches!(
-            observed.files.get(&database.path),
-            Some(ObservedFile::Missing)
-        );
-        let managed = observed.managed.iter().any(|m| m.name == name);
-        let expectation = crate::jobs::identity::expectation(
-            state.as_ref(),
-            name,
-            &config.settings.backup_dir,
-            managed,
-            missing,
-        )?;
-        observed.expectations.insert(name.to_string(), expectation);
-    }
-    Ok(observed)
-}
-
-/// Applies the operator's holds to the observation: a `migrate down --to V`
-/// hold removes the pending migrations above V while the migration files
-/// are as they were (a changed directory lets the hold lapse); a `pause`
-/// is shown. Each hold in force becomes a note of its database.
-fn apply_holds(
-    config: &Config,
-    state: &StateDb,
-    observed: &mut Observed,
-) -> Result<(), crate::Error> {
-    for hold in state.holds()? {
-        let Some(database) = config.databases.get(hold.database.as_str()) else {
-            continue;
-        };
-        let since = hold.since.format("%Y-%m-%d %H:%M:%SZ");
-        let note = match (hold.kind, &database.migrations, hold.version) {
-            (HoldKind::Migrations, Some(migrations), Some(version)) => {
-                let files = crate::jobs::migrations::runner::discover(database, migrations)?;
-                if hold.fingerprint.as_deref()
-                    != Some(crate::jobs::migrations::fingerprint(&files).as_str())
-                {
-                    continue;
-                }
-                let above: Vec<String> = files
-                    .iter()
-                    .filter(|f| f.version > version)
-                    .map(ToString::to_string)
-                    .collect();
-                if let Some(pending) = observed.pending_migrations.get_mut(database.name.as_str()) {
-                    pending.retain(|name| !above.contains(name));
-                }
-                format!(
-                    "migrations held by operator at {version} since {since} (`litewarden migrate up {}` releases it)",
-                    database.name
-                )
-            }
-            (HoldKind::Backups, _, _) => format!(
-                "backups paused by operator since {since} (`litewarden resume {}`)",
-                database.name
-            ),
-            _ => continue,
-        };
-        observed
-            .holds
-            .entry(database.name.to_string())
-            .or_default()
-            .push(note);
-    }
-    Ok(())
-}
-
-/// What one database looks like on disk.
-struct DatabaseObservation {
-    file: ObservedFile,
-    identity: Option<Identity>,
-    pending_migrations: Option<Vec<String>>,
-    tables: Option<TableColumns>,
-}
-
-/// Observes one database: its file, pending migrations and declared tables.
-fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::Error> {
-    let file = observe_file(&database.path)?;
-    let identity = read_identity(&database.path)?;
-    let pending_migrations = match &database.migrations {
-        Some(migrations) => {
-            let status = crate::jobs::migrations::runner::status(database, migrations)?;
-            let problems = status.errors();
-            if !problems.is_empty() {
-                return Err(crate::jobs::migrations::runner::MigrateError::Invalid {
-                    database: database.name.to_string(),
-                    problems,
-                }
-                .into());
-            }
-            Some(status.pending().iter().map(ToString::to_string).collect())
-        }
-        None => None,
-    };
-    let tables = if database.columns.is_empty() {
-        None
-    } else {
-        Some(declared_tables(database)?)
-    };
-    Ok(DatabaseObservation {
-        file,
-        identity,
-        pending_migrations,
-        tables,
-    })
-}
 
 /// What is at `path`: nothing, or a SQLite file and its stored pragmas.
 pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {

@@ -180,7 +180,7 @@ mod tests {
         let text = "version: 1\ndatabases:\n  app: { path: app.db, backup: { retention: { keep_last: 1 } } }\n";
         let path = dir.join("jobs.yaml");
         std::fs::write(&path, text).unwrap();
-        crate::config::load(&path, &crate::config::Environment::from_process())
+        crate::config::load(&path, &crate::config::Environment::default())
             .unwrap()
             .config
     }

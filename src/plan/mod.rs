@@ -20,12 +20,21 @@ use crate::config::{
     PersistentPragmas,
 };
 use crate::paths;
-use crate::state::ManagedDatabase;
 
 pub mod identity;
 pub mod problem;
 
 pub use problem::{Expectation, KnownBackup, Problem};
+
+/// A database a previous `apply` took under management (the state database
+/// records these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagedDatabase {
+    /// Name in `jobs.yaml` at the time.
+    pub name: String,
+    /// Absolute path of the file.
+    pub path: PathBuf,
+}
 
 /// One database as `jobs.yaml` wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]

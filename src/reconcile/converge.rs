@@ -28,7 +28,7 @@ impl Reconciler {
     /// re-arms the jobs whose definition changed.
     pub(super) fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool, mode: Mode) {
         let config = Arc::clone(&self.config);
-        match crate::db::observe::observe_with(&config, fresh, &self.observed, self.clock.now()) {
+        match crate::observe::observe_with(&config, fresh, &self.observed, self.clock.now()) {
             Ok(mut observed) => {
                 self.claim_databases(&config, &mut observed);
                 for (database, error) in &observed.unreadable {
@@ -89,7 +89,7 @@ impl Reconciler {
         }
         // Re-observe what was just applied now, so the next reload starts
         // from a complete observation.
-        match crate::db::observe::observe_with(config, &|_| false, observed, self.clock.now()) {
+        match crate::observe::observe_with(config, &|_| false, observed, self.clock.now()) {
             Ok(after) => *observed = after,
             Err(e) => tracing::warn!(error = %e, "cannot re-observe the converged databases"),
         }

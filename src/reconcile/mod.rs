@@ -73,11 +73,13 @@ pub enum Event {
 pub struct Options {
     /// The config file.
     pub config: PathBuf,
+    /// The environment `${VAR}`s expand from, at startup and every reload.
+    pub environment: Environment,
 }
 
 /// Runs the daemon until SIGTERM/SIGINT (or the channel closes).
 pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
-    let loaded = config::load(&options.config, &Environment::from_process())?;
+    let loaded = config::load(&options.config, &options.environment)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
@@ -90,7 +92,14 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     let (events, inbox) = channel();
     process::spawn_signal_thread(events.clone())?;
     let locks = claim_all(&config)?;
-    let mut daemon = Reconciler::new(options.config, config, state, clock, events);
+    let mut daemon = Reconciler::new(
+        options.config,
+        options.environment,
+        config,
+        state,
+        clock,
+        events,
+    );
     daemon.locks = locks;
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
     daemon.start();
@@ -115,6 +124,7 @@ fn claim_all(config: &Config) -> Result<BTreeMap<String, DatabaseLock>, Error> {
 struct Reconciler {
     config: Arc<Config>,
     config_path: PathBuf,
+    environment: Environment,
     hash: Option<Vec<u8>>,
     jobs: JobTable,
     executors: BTreeMap<String, Executor>,
@@ -173,6 +183,7 @@ enum Reload {
 impl Reconciler {
     fn new(
         config_path: PathBuf,
+        environment: Environment,
         config: Arc<Config>,
         state: StateDb,
         clock: Arc<dyn Clock>,
@@ -182,6 +193,7 @@ impl Reconciler {
             hash: process::file_hash(&config_path),
             config,
             config_path,
+            environment,
             jobs: JobTable::default(),
             executors: BTreeMap::new(),
             events,
@@ -482,7 +494,7 @@ impl Reconciler {
         let reloaded = forced || hash != self.hash || self.config_error.is_some();
         let mut previous: Option<Arc<Config>> = None;
         if reloaded {
-            match config::load(&self.config_path, &Environment::from_process()) {
+            match config::load(&self.config_path, &self.environment) {
                 Ok(loaded) => {
                     self.hash = hash;
                     let fresh = self.keep_restart_only_settings(loaded.config);
@@ -597,7 +609,11 @@ impl Reconciler {
             return;
         }
         self.watcher = None;
-        match Watcher::start(&self.config_path, &dirs, self.events.clone()) {
+        let events = self.events.clone();
+        let changed = move || {
+            let _ = events.send(Event::FilesChanged);
+        };
+        match Watcher::start(&self.config_path, &dirs, changed) {
             Ok(watcher) => self.watcher = Some(watcher),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; changes are picked up every 30s and on SIGHUP")

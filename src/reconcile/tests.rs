@@ -29,12 +29,13 @@ fn start(dir: &Path, clock: &Arc<FakeClock>) -> (Reconciler, Receiver<Event>) {
 fn start_with(dir: &Path, clock: &Arc<FakeClock>, text: &str) -> (Reconciler, Receiver<Event>) {
     let path = dir.join("jobs.yaml");
     std::fs::write(&path, text).unwrap();
-    let loaded = config::load(&path, &Environment::from_process()).unwrap();
+    let environment = Environment::default();
+    let loaded = config::load(&path, &environment).unwrap();
     let config = Arc::new(loaded.config);
     let state = StateDb::open(&config.settings.state_dir).unwrap();
     let (events, inbox) = channel();
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
-    let mut daemon = Reconciler::new(path, config, state, clock, events);
+    let mut daemon = Reconciler::new(path, environment, config, state, clock, events);
     daemon.start();
     (daemon, inbox)
 }

@@ -173,14 +173,7 @@ pub enum StateError {
     },
 }
 
-/// A database a previous `apply` took under management.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ManagedDatabase {
-    /// Name in `jobs.yaml` at the time.
-    pub name: String,
-    /// Absolute path of the file.
-    pub path: PathBuf,
-}
+pub use crate::plan::ManagedDatabase;
 
 /// What started a job run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
