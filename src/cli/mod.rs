@@ -358,7 +358,7 @@ pub fn run(
             crate::reconcile::run(options, Arc::clone(&clock))?;
             Ok(ExitStatus::Success)
         }
-        Command::Status { json } => status::status(cli, environment, *json, out),
+        Command::Status { json } => status::status(cli, environment, clock.as_ref(), *json, out),
         Command::Schema => {
             print(out, crate::schema::jobs_schema().trim_end())?;
             Ok(ExitStatus::Success)

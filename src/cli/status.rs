@@ -8,6 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::{Cli, ExitStatus, print, show_stored_time};
+use crate::clock::Clock;
 use crate::config::{self, Environment};
 use crate::error::Error;
 use crate::state::StateDb;
@@ -16,11 +17,21 @@ use crate::state::expect::HoldKind;
 pub(super) fn status(
     cli: &Cli,
     environment: &Environment,
+    clock: &dyn Clock,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
+    let mut databases = Vec::new();
     let state_dir = match config::load(&cli.config, environment) {
-        Ok(loaded) => loaded.config.settings.state_dir,
+        Ok(loaded) => {
+            databases = loaded
+                .config
+                .databases
+                .keys()
+                .map(ToString::to_string)
+                .collect();
+            loaded.config.settings.state_dir
+        }
         Err(Error::Config(errors)) => {
             for error in &errors {
                 eprintln!("{error}");
@@ -56,10 +67,16 @@ pub(super) fn status(
     let schedule = state.schedule()?;
     let runs = state.latest_runs()?;
     let holds = state.holds()?;
+    let mut dated_in_future = Vec::new();
+    for database in &databases {
+        for path in state.backups_dated_after(database, clock.now())? {
+            dated_in_future.push(json!({ "database": database, "path": path }));
+        }
+    }
     if json {
         print(
             out,
-            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds }),
+            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future }),
         )?;
         return Ok(ExitStatus::Success);
     }
@@ -153,6 +170,16 @@ pub(super) fn status(
             ),
         };
         print(out, format_args!("hold: {}: {what}", hold.database))?;
+    }
+    for backup in &dated_in_future {
+        print(
+            out,
+            format_args!(
+                "warning: {}: backup {} is dated in the future (written under a clock that ran ahead); it is not taken for the latest",
+                backup["database"].as_str().unwrap_or_default(),
+                backup["path"].as_str().unwrap_or_default()
+            ),
+        )?;
     }
     Ok(ExitStatus::Success)
 }
