@@ -186,6 +186,7 @@ pub fn apply(
         } else {
             Outcome::Failed
         },
+        failure: (!errors.is_empty()).then_some(crate::jobs::outcome::FailureKind::Other),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         detail: Some(report.summary()),
     })?;

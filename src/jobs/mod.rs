@@ -11,6 +11,7 @@ pub mod identity;
 pub mod manifest;
 pub mod migrations;
 pub mod naming;
+pub mod outcome;
 pub mod progress;
 pub mod prune;
 pub mod restore;

@@ -124,8 +124,8 @@ impl Reconciler {
             tracing::info!(db = %name, job = "apply", run_id, trigger = "reload", changes = changes.len(), "job started");
             let work = Work {
                 key: JobKey {
-                    database: name.clone(),
-                    kind: JobKind::Apply.as_str(),
+                    database: database.name.clone(),
+                    kind: JobKind::Apply,
                 },
                 task: Task::Converge(Box::new(plan::Plan {
                     changes,
@@ -154,7 +154,7 @@ impl Reconciler {
     /// and plan that database again if a reload asked for more while they
     /// ran (a failure waits for the next reload instead of looping).
     pub(super) fn converged(&mut self, finished: Finished) {
-        let database = finished.key.database;
+        let database = finished.key.database.to_string();
         self.converging.remove(&database);
         let asked_again = self.replan.remove(&database);
         if let Some(report) = &finished.report {

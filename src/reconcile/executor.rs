@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
 use crate::db::lock::DatabaseLock;
 use crate::jobs::backup::{self, BackupRequest};
+use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::jobs::progress::Quiet;
 use crate::jobs::prune;
 use crate::plan::Plan;
@@ -78,8 +79,8 @@ pub struct Finished {
     pub started: DateTime<Utc>,
     /// The run's sequence number.
     pub run_id: u64,
-    /// Its one-line summary, or its error.
-    pub result: Result<String, String>,
+    /// How it ended.
+    pub result: JobOutcome,
     /// For a converge, what became of each change.
     pub report: Option<ApplyReport>,
 }
@@ -112,7 +113,7 @@ impl Executor {
                     let span = tracing::info_span!(
                         "job",
                         db = %work.key.database,
-                        job = work.key.kind,
+                        job = work.key.kind.as_str(),
                         run_id = work.run_id,
                         trigger = work.task.trigger()
                     );
@@ -148,11 +149,14 @@ struct Worker {
 impl Worker {
     /// Runs one piece of work; returns its summary or error, and for a
     /// converge the report of each change.
-    fn execute(&mut self, work: &Work) -> (Result<String, String>, Option<ApplyReport>) {
+    fn execute(&mut self, work: &Work) -> (JobOutcome, Option<ApplyReport>) {
         let (result, report) = match &work.task {
             Task::Job(JobKind::Backup) => (self.backup(work), None),
             Task::Job(other) => (
-                Err(format!("{other} jobs are not scheduled by this version")),
+                Err(JobFailure::new(
+                    FailureKind::Config,
+                    format!("{other} jobs are not scheduled by this version"),
+                )),
                 None,
             ),
             Task::Converge(plan) => self.converge(work, plan),
@@ -165,34 +169,38 @@ impl Worker {
 
     /// Applies a reload's changes to this database (`apply` records the run
     /// itself).
-    fn converge(&self, work: &Work, plan: &Plan) -> (Result<String, String>, Option<ApplyReport>) {
+    fn converge(&self, work: &Work, plan: &Plan) -> (JobOutcome, Option<ApplyReport>) {
         let options = ApplyOptions {
             allow_vacuum: false,
             scheduled: true,
         };
         match apply::apply(&work.config, plan, options, self.clock.as_ref()) {
-            Ok(report) if report.failed() => (Err(report.summary()), Some(report)),
-            Ok(report) => (Ok(report.summary()), Some(report)),
-            Err(e) => (Err(e.to_string()), None),
+            Ok(report) if report.failed() => (
+                Err(JobFailure::new(FailureKind::Other, report.summary())),
+                Some(report),
+            ),
+            Ok(report) => (Ok(JobSuccess::summary(report.summary())), Some(report)),
+            Err(e) => (Err(JobFailure::from_error(&e)), None),
         }
     }
 
     /// A backup, then the retention prune of that database.
-    fn backup(&mut self, work: &Work) -> Result<String, String> {
+    fn backup(&mut self, work: &Work) -> JobOutcome {
+        let failed = |e: &(dyn std::error::Error + 'static)| JobFailure::from_error(e);
         let state = open_state(&mut self.state, &self.state_dir)?;
         let name = work.database.name.as_str();
         if let Some(hold) = state
             .hold(name, HoldKind::Backups)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| failed(&e))?
         {
-            return Ok(format!(
+            return Ok(JobSuccess::summary(format!(
                 "paused by operator since {}; no backup taken (`litewarden resume {name}`)",
                 hold.since.format("%Y-%m-%d %H:%M:%SZ")
-            ));
+            )));
         }
         let settings = &work.config.settings;
         let _claim = DatabaseLock::acquire(name, &work.database.path, &settings.state_dir)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         let request = BackupRequest {
             database: &work.database,
             backup_dir: &settings.backup_dir,
@@ -200,7 +208,7 @@ impl Worker {
             pin: false,
         };
         let report = backup::take(request, state, self.clock.as_ref(), &mut Quiet)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         let entries = prune::decide(
             state,
             &work.database,
@@ -208,23 +216,27 @@ impl Worker {
             settings.timezone,
             self.clock.now(),
         )
-        .map_err(|e| e.to_string())?;
-        let removed = prune::remove(state, work.database.name.as_str(), &entries)
-            .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "{} ({} bytes), {} pruned",
-            crate::paths::display(&report.record.path),
-            report.record.size,
-            removed.len()
-        ))
+        .map_err(|e| failed(&e))?;
+        let removed =
+            prune::remove(state, work.database.name.as_str(), &entries).map_err(|e| failed(&e))?;
+        Ok(JobSuccess {
+            summary: format!(
+                "{} ({} bytes), {} pruned",
+                crate::paths::display(&report.record.path),
+                report.record.size,
+                removed.len()
+            ),
+            bytes: Some(report.record.size),
+            ..JobSuccess::default()
+        })
     }
 }
 
 /// The worker's connection to the state database in `slot`, opened on first
 /// use and after a failed run.
-fn open_state<'a>(slot: &'a mut Option<StateDb>, dir: &Path) -> Result<&'a StateDb, String> {
+fn open_state<'a>(slot: &'a mut Option<StateDb>, dir: &Path) -> Result<&'a StateDb, JobFailure> {
     match slot {
         Some(state) => Ok(state),
-        None => Ok(slot.insert(StateDb::open(dir).map_err(|e| e.to_string())?)),
+        None => Ok(slot.insert(StateDb::open(dir).map_err(|e| JobFailure::from_error(&e))?)),
     }
 }

@@ -12,22 +12,22 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::{Config, Database, JobKind, Schedule};
+use crate::config::{Config, Database, DbName, JobKind, Schedule};
 use crate::scheduler;
 use crate::state::daemon::ScheduledJob;
 
 /// A job: its database and kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct JobKey {
-    /// The database's name.
-    pub database: String,
-    /// The job kind, as written in logs and the state database.
-    pub kind: &'static str,
+    /// The database.
+    pub database: DbName,
+    /// The job kind.
+    pub kind: JobKind,
 }
 
 impl std::fmt::Display for JobKey {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{}/{}", self.database, self.kind)
+        write!(f, "{}/{}", self.database, self.kind.as_str())
     }
 }
 
@@ -277,7 +277,7 @@ impl JobTable {
                 job.timeout = want.timeout;
                 continue;
             }
-            let last = last_start(want.kind, &key.database);
+            let last = last_start(want.kind, key.database.as_str());
             let offset = scheduler::jitter_offset(&key.to_string(), want.jitter);
             let next = scheduler::first_due(&want.schedule, timezone, last, now).map(|due| {
                 if last.is_none() || matches!(want.schedule, Schedule::Cron(_)) {
@@ -320,8 +320,8 @@ impl JobTable {
         self.jobs
             .iter()
             .map(|(key, job)| ScheduledJob {
-                database: key.database.clone(),
-                job: key.kind.to_string(),
+                database: key.database.to_string(),
+                job: key.kind.as_str().to_string(),
                 schedule: job.schedule.to_string(),
                 next_run: job.next.map(|t| t.to_rfc3339()),
                 running_since: job.running.map(|t| t.to_rfc3339()),
@@ -340,8 +340,8 @@ fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
         .map(|database| {
             (
                 JobKey {
-                    database: database.name.to_string(),
-                    kind: JobKind::Backup.as_str(),
+                    database: database.name.clone(),
+                    kind: JobKind::Backup,
                 },
                 Wanted {
                     kind: JobKind::Backup,

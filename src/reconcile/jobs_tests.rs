@@ -28,8 +28,8 @@ fn at(seconds: i64) -> DateTime<Utc> {
 
 fn key(database: &str) -> JobKey {
     JobKey {
-        database: database.to_string(),
-        kind: "backup",
+        database: DbName::new(database).unwrap(),
+        kind: JobKind::Backup,
     }
 }
 

@@ -39,10 +39,11 @@ use self::jobs::{Armed, JobTable};
 
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
-use crate::config::{self, Config, Database, Environment, JobKind};
+use crate::config::{self, Config, Database, DbName, Environment, JobKind};
 use crate::db::lock::DatabaseLock;
 use crate::error::Error;
 use crate::jobs::backup;
+use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome};
 use crate::plan::Observed;
 use crate::state::daemon::{DaemonRow, ScheduledJob};
 use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
@@ -127,7 +128,7 @@ struct Reconciler {
     environment: Environment,
     hash: Option<Vec<u8>>,
     jobs: JobTable,
-    executors: BTreeMap<String, Executor>,
+    executors: BTreeMap<DbName, Executor>,
     events: Sender<Event>,
     state: StateDb,
     clock: Arc<dyn Clock>,
@@ -371,15 +372,15 @@ impl Reconciler {
             let error = format!("job_stuck: still running after {timeout}");
             self.record(
                 stuck.kind,
-                Some(stuck.key.database),
+                Some(stuck.key.database.to_string()),
                 stuck.started,
-                Err(error),
+                Err(JobFailure::new(FailureKind::Stuck, error)),
             );
         }
         for start in due.start {
             self.runs_started += 1;
             let run_id = self.runs_started;
-            tracing::info!(db = %start.key.database, job = start.key.kind, run_id, trigger = "schedule", "job started");
+            tracing::info!(db = %start.key.database, job = start.key.kind.as_str(), run_id, trigger = "schedule", "job started");
             let work = Work {
                 key: start.key,
                 task: Task::Job(start.kind),
@@ -393,7 +394,10 @@ impl Reconciler {
                     key: work.key,
                     started: now,
                     run_id,
-                    result: Err("the database's worker thread is gone".into()),
+                    result: Err(JobFailure::new(
+                        FailureKind::Other,
+                        "the database's worker thread is gone",
+                    )),
                     report: None,
                 };
                 self.finished(finished);
@@ -408,7 +412,7 @@ impl Reconciler {
         if !self.executors.contains_key(&database) {
             let state_dir = self.config.settings.state_dir.clone();
             match Executor::spawn(
-                &database,
+                database.as_str(),
                 state_dir,
                 self.events.clone(),
                 Arc::clone(&self.clock),
@@ -434,14 +438,14 @@ impl Reconciler {
         let duration_ms = (now - finished.started).num_milliseconds();
         let key = &finished.key;
         match &finished.result {
-            Ok(detail) => {
-                tracing::info!(db = %key.database, job = key.kind, run_id = finished.run_id, duration_ms, outcome = "success", detail = %detail, "job finished")
+            Ok(success) => {
+                tracing::info!(db = %key.database, job = key.kind.as_str(), run_id = finished.run_id, duration_ms, outcome = "success", detail = %success.summary, "job finished")
             }
-            Err(error) => {
-                tracing::error!(db = %key.database, job = key.kind, run_id = finished.run_id, duration_ms, outcome = "failed", error = %error, "job finished")
+            Err(failure) => {
+                tracing::error!(db = %key.database, job = key.kind.as_str(), run_id = finished.run_id, duration_ms, outcome = "failed", failure = failure.kind.as_str(), error = %failure.message, "job finished")
             }
         }
-        if key.kind == JobKind::Apply.as_str() {
+        if key.kind == JobKind::Apply {
             self.converged(finished);
             return;
         }
@@ -451,7 +455,7 @@ impl Reconciler {
         };
         self.record(
             kind,
-            Some(finished.key.database),
+            Some(finished.key.database.to_string()),
             finished.started,
             finished.result,
         );
@@ -464,11 +468,16 @@ impl Reconciler {
         job: JobKind,
         database: Option<String>,
         started_at: DateTime<Utc>,
-        result: Result<String, String>,
+        result: JobOutcome,
     ) {
-        let (outcome, error, detail) = match result {
-            Ok(detail) => (Outcome::Success, None, Some(detail)),
-            Err(error) => (Outcome::Failed, Some(error), None),
+        let (outcome, failure, error, detail) = match result {
+            Ok(success) => (Outcome::Success, None, None, Some(success.summary)),
+            Err(failed) => (
+                Outcome::Failed,
+                Some(failed.kind),
+                Some(failed.message),
+                None,
+            ),
         };
         let run = JobRun {
             job,
@@ -477,6 +486,7 @@ impl Reconciler {
             started_at,
             finished_at: self.clock.now(),
             outcome,
+            failure,
             error,
             detail,
         };
@@ -512,7 +522,12 @@ impl Reconciler {
                         }
                         let now = self.clock.now();
                         let error = format!("config_invalid: {text}");
-                        self.record(JobKind::Apply, None, now, Err(error));
+                        self.record(
+                            JobKind::Apply,
+                            None,
+                            now,
+                            Err(JobFailure::new(FailureKind::Config, error)),
+                        );
                     }
                     self.hash = hash;
                     self.config_error = Some(text);

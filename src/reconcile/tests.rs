@@ -258,6 +258,7 @@ fn startup_prunes_run_history_older_than_its_retention() {
                 started_at: at,
                 finished_at: at,
                 outcome: Outcome::Success,
+                failure: None,
                 error: None,
                 detail: None,
             })
@@ -384,6 +385,17 @@ fn a_managed_database_that_disappears_is_announced_once_and_never_recreated() {
         )
         .unwrap();
     assert_eq!(missing, 1, "recorded once while it lasts");
+    clock.advance(TimeDelta::hours(1));
+    daemon.fire_due_jobs();
+    until_a_job_finishes(&mut daemon, &inbox);
+    let failure: String = sqlite(dir.path(), ".litewarden/state.db")
+        .query_row(
+            "SELECT failure FROM job_runs WHERE job = 'backup' AND outcome = 'failed'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(failure, "source_missing", "the outcome is a typed value");
 }
 
 #[test]

@@ -18,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::JobKind;
+use crate::jobs::outcome::FailureKind;
 
 /// File name of the state database inside `settings.state_dir`.
 pub const STATE_FILE: &str = "state.db";
@@ -84,6 +85,7 @@ const SCHEMA: &[&str] = &[
         SELECT job, coalesce(database, ''), outcome, count(*) FROM job_runs
         GROUP BY job, coalesce(database, ''), outcome;",
     "ALTER TABLE backups ADD COLUMN seq INTEGER;
+    ALTER TABLE job_runs ADD COLUMN failure TEXT;
     UPDATE backups SET seq = id;
     CREATE INDEX backups_by_seq ON backups (database, seq);
     CREATE TABLE database_identity (
@@ -210,6 +212,8 @@ pub struct JobRun {
     pub finished_at: DateTime<Utc>,
     /// How it ended.
     pub outcome: Outcome,
+    /// What kind of failure, when it failed.
+    pub failure: Option<FailureKind>,
     /// The error, when it failed.
     pub error: Option<String>,
     /// A short summary of what it did.
@@ -424,8 +428,8 @@ impl StateDb {
         .map_err(sqlite(&self.path, "cannot record a job run"))?;
         tx
             .execute(
-                "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail, failure)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     run.job.as_str(),
                     run.database,
@@ -435,6 +439,7 @@ impl StateDb {
                     enum_text(&run.outcome),
                     run.error,
                     run.detail,
+                    run.failure.map(FailureKind::as_str),
                 ],
             )
             .map_err(sqlite(&self.path, "cannot record a job run"))?;
@@ -656,6 +661,7 @@ mod tests {
             started_at: clock.now(),
             finished_at: clock.now(),
             outcome: Outcome::Success,
+            failure: None,
             error: None,
             detail: Some("1 created".into()),
         };
@@ -680,6 +686,7 @@ mod tests {
             started_at,
             finished_at: started_at,
             outcome,
+            failure: None,
             error: None,
             detail: None,
         }

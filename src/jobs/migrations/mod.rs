@@ -327,13 +327,19 @@ pub fn up(
 ) -> Result<UpReport, runner::MigrateError> {
     let started_at = clock.now();
     let result = run_up(request, state, clock, progress);
-    let (outcome, error, detail) = match &result {
+    let (outcome, failure, error, detail) = match &result {
         Ok(report) => (
             crate::state::Outcome::Success,
             None,
+            None,
             Some(format!("{} applied", report.applied.len())),
         ),
-        Err(e) => (crate::state::Outcome::Failed, Some(e.to_string()), None),
+        Err(e) => (
+            crate::state::Outcome::Failed,
+            Some(crate::jobs::outcome::FailureKind::of(e)),
+            Some(e.to_string()),
+            None,
+        ),
     };
     let nothing_to_do = matches!(&result, Ok(report) if report.applied.is_empty());
     if !nothing_to_do {
@@ -345,6 +351,7 @@ pub fn up(
                 started_at,
                 finished_at: clock.now(),
                 outcome,
+                failure,
                 error,
                 detail,
             })

@@ -1,0 +1,171 @@
+//! How a job run ended, as a value alerts, metrics and `status` match on.
+//!
+//! Owns [`JobSuccess`] (a summary with the figures the run measured),
+//! [`JobFailure`] (a [`FailureKind`] and the one-line error) and the
+//! classification of an error into a kind by walking its causes. Pure.
+
+use std::error::Error as StdError;
+
+use serde::Serialize;
+
+/// What kind of failure ended a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The database file does not exist.
+    SourceMissing,
+    /// No space left on a device.
+    DiskFull,
+    /// SQLite stayed busy or locked past the timeout.
+    Busy,
+    /// A file is damaged, or not a database.
+    Corrupt,
+    /// The configuration or an operator's setting stopped it.
+    Config,
+    /// It ran past its timeout.
+    Stuck,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// The name in logs and the state database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::SourceMissing => "source_missing",
+            FailureKind::DiskFull => "disk_full",
+            FailureKind::Busy => "busy",
+            FailureKind::Corrupt => "corrupt",
+            FailureKind::Config => "config",
+            FailureKind::Stuck => "stuck",
+            FailureKind::Other => "other",
+        }
+    }
+
+    /// The kind of `error`, from the first of its causes that tells.
+    pub fn of(error: &(dyn StdError + 'static)) -> Self {
+        let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
+        while let Some(current) = cause {
+            if let Some(kind) = Self::of_one(current) {
+                return kind;
+            }
+            cause = current.source();
+        }
+        FailureKind::Other
+    }
+
+    fn of_one(error: &(dyn StdError + 'static)) -> Option<Self> {
+        use crate::jobs::backup::BackupError;
+        if let Some(BackupError::SourceMissing { .. }) = error.downcast_ref::<BackupError>() {
+            return Some(FailureKind::SourceMissing);
+        }
+        if let Some(BackupError::Verify { .. }) = error.downcast_ref::<BackupError>() {
+            return Some(FailureKind::Corrupt);
+        }
+        if let Some(crate::db::DbError::NotADatabase { .. }) = error.downcast_ref() {
+            return Some(FailureKind::Corrupt);
+        }
+        if let Some(crate::jobs::verify::VerifyError::Damaged { .. }) = error.downcast_ref() {
+            return Some(FailureKind::Corrupt);
+        }
+        if error.downcast_ref::<crate::db::lock::LockError>().is_some() {
+            return Some(FailureKind::Config);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::StorageFull
+        {
+            return Some(FailureKind::DiskFull);
+        }
+        if let Some(sqlite) = error.downcast_ref::<rusqlite::Error>() {
+            return match sqlite.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    Some(FailureKind::Busy)
+                }
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                    Some(FailureKind::Corrupt)
+                }
+                Some(rusqlite::ErrorCode::DiskFull) => Some(FailureKind::DiskFull),
+                _ => None,
+            };
+        }
+        None
+    }
+}
+
+/// A run that did what it had to, with what it measured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobSuccess {
+    /// One line for logs and `status`.
+    pub summary: String,
+    /// Bytes written (a backup's size).
+    pub bytes: Option<u64>,
+    /// Pages given back to the file system (optimize).
+    pub pages_reclaimed: Option<u64>,
+    /// The longest time a write lock was held, in milliseconds.
+    pub lock_ms: Option<u64>,
+}
+
+impl JobSuccess {
+    /// A success described by `summary` alone.
+    pub fn summary(summary: impl Into<String>) -> Self {
+        JobSuccess {
+            summary: summary.into(),
+            ..JobSuccess::default()
+        }
+    }
+}
+
+/// A run that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobFailure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// The error, on one line.
+    pub message: String,
+}
+
+impl JobFailure {
+    /// A failure of `kind`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        JobFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The failure `error` describes, classified by its causes.
+    pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
+        JobFailure::new(FailureKind::of(error), error.to_string())
+    }
+}
+
+/// How a run ended.
+pub type JobOutcome = Result<JobSuccess, JobFailure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_source_a_full_disk_and_a_busy_database_are_told_apart() {
+        let missing = crate::jobs::backup::BackupError::SourceMissing {
+            database: "app".into(),
+            path: "app.db".into(),
+        };
+        assert_eq!(FailureKind::of(&missing), FailureKind::SourceMissing);
+        let full = crate::jobs::backup::BackupError::Io {
+            database: "app".into(),
+            path: "b".into(),
+            action: "cannot write",
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        assert_eq!(FailureKind::of(&full), FailureKind::DiskFull);
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert_eq!(FailureKind::of(&busy), FailureKind::Busy);
+        let other = std::io::Error::other("boom");
+        assert_eq!(FailureKind::of(&other), FailureKind::Other);
+    }
+}
