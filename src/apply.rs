@@ -189,6 +189,7 @@ pub fn apply(
         failure: (!errors.is_empty()).then_some(crate::jobs::outcome::FailureKind::Other),
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         detail: Some(report.summary()),
+        figures: None,
     })?;
     Ok(report)
 }

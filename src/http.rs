@@ -2,10 +2,15 @@
 //!
 //! Owns the HTTP server thread. It is a reader: every request reads a
 //! snapshot from the state database (WAL mode, so it never blocks the
-//! reconciler, which stays the only writer). Metrics served now:
-//! `litewarden_config_last_reload_successful`, `litewarden_job_runs_total`
-//! by database, job and outcome, `litewarden_job_skipped_ticks` by database
-//! and job, and `litewarden_managed_databases`.
+//! reconciler, which stays the only writer). Metrics: the config's last
+//! reload, job runs by database/job/outcome, skipped ticks, managed
+//! databases, and per database the latest health run's figures (database,
+//! WAL and free-disk bytes, freelist pages, status and each check, newest
+//! verified backup age and size), each job's last success time and duration
+//! histogram, the last drill's result and the last optimize's pages
+//! reclaimed. `/healthz` is 503 when the config is invalid or any
+//! database's latest health is unhealthy; `/status` includes the health
+//! reports.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +19,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::state::StateDb;
@@ -29,6 +35,23 @@ struct RunLabels {
 struct JobLabels {
     database: String,
     job: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatabaseLabels {
+    database: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    database: String,
+    check: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DiskLabels {
+    database: String,
+    dir: String,
 }
 
 /// Serves the endpoints on `listen` from a background thread, reading the
@@ -71,9 +94,24 @@ fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String
             ),
             Err(e) => (500, "text/plain", format!("{e}\n")),
         },
-        "/healthz" => match state.daemon() {
-            Ok(Some(daemon)) if daemon.config_ok => (200, "text/plain", "ok\n".into()),
-            Ok(Some(daemon)) => (
+        "/healthz" => match state.daemon().and_then(|d| Ok((d, state.all_health()?))) {
+            Ok((Some(daemon), health)) if daemon.config_ok => {
+                let unhealthy: Vec<String> = health
+                    .iter()
+                    .filter(|r| r.status == crate::state::health::Status::Unhealthy)
+                    .map(|r| format!("{}: {}", r.database, r.reasons().join("; ")))
+                    .collect();
+                if unhealthy.is_empty() {
+                    (200, "text/plain", "ok\n".into())
+                } else {
+                    (
+                        503,
+                        "text/plain",
+                        format!("unhealthy: {}\n", unhealthy.join(" | ")),
+                    )
+                }
+            }
+            Ok((Some(daemon), _)) => (
                 503,
                 "text/plain",
                 format!(
@@ -81,18 +119,23 @@ fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String
                     daemon.config_error.unwrap_or_default()
                 ),
             ),
-            Ok(None) => (503, "text/plain", "daemon not started\n".into()),
+            Ok((None, _)) => (503, "text/plain", "daemon not started\n".into()),
             Err(e) => (500, "text/plain", format!("{e}\n")),
         },
         "/status" => {
-            let body = state
-                .daemon()
-                .and_then(|daemon| Ok((daemon, state.schedule()?, state.latest_runs()?)));
+            let body = state.daemon().and_then(|daemon| {
+                Ok((
+                    daemon,
+                    state.schedule()?,
+                    state.latest_runs()?,
+                    state.all_health()?,
+                ))
+            });
             match body {
-                Ok((daemon, jobs, runs)) => (
+                Ok((daemon, jobs, runs, health)) => (
                     200,
                     "application/json",
-                    serde_json::json!({ "daemon": daemon, "jobs": jobs, "runs": runs }).to_string(),
+                    serde_json::json!({ "daemon": daemon, "jobs": jobs, "runs": runs, "health": health }).to_string(),
                 ),
                 Err(e) => (500, "text/plain", format!("{e}\n")),
             }
@@ -103,6 +146,162 @@ fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String
             "not found: try /metrics, /healthz or /status\n".into(),
         ),
     }
+}
+
+/// The per-database metrics: the latest health figures, last successes,
+/// durations, drills and maintenance.
+fn database_metrics(
+    state: &StateDb,
+    registry: &mut Registry,
+) -> Result<(), crate::state::StateError> {
+    use crate::state::health::Status;
+    let gauge = || Family::<DatabaseLabels, Gauge>::default();
+    let (size, wal, freelist, status) = (gauge(), gauge(), gauge(), gauge());
+    let (backup_age, backup_size) = (gauge(), gauge());
+    let free_disk = Family::<DiskLabels, Gauge>::default();
+    let checks = Family::<CheckLabels, Gauge>::default();
+    for report in state.all_health()? {
+        let labels = DatabaseLabels {
+            database: report.database.clone(),
+        };
+        let f = &report.figures;
+        size.get_or_create(&labels).set(f.db_size_bytes as i64);
+        wal.get_or_create(&labels).set(f.wal_size_bytes as i64);
+        freelist.get_or_create(&labels).set(f.freelist_count as i64);
+        status.get_or_create(&labels).set(match report.status {
+            Status::Healthy => 0,
+            Status::Degraded => 1,
+            Status::Unhealthy => 2,
+        });
+        if let Some(age) = f.backup_age_seconds {
+            backup_age.get_or_create(&labels).set(age);
+        }
+        if let Some(bytes) = f.backup_size_bytes {
+            backup_size.get_or_create(&labels).set(bytes as i64);
+        }
+        for (dir, free) in [
+            ("database", f.free_disk_bytes),
+            ("backup", f.backup_free_disk_bytes),
+        ] {
+            if let Some(free) = free {
+                free_disk
+                    .get_or_create(&DiskLabels {
+                        database: report.database.clone(),
+                        dir: dir.into(),
+                    })
+                    .set(free as i64);
+            }
+        }
+        for check in &report.checks {
+            checks
+                .get_or_create(&CheckLabels {
+                    database: report.database.clone(),
+                    check: check.name.clone(),
+                })
+                .set(i64::from(check.status == Status::Healthy));
+        }
+    }
+    registry.register(
+        "litewarden_database_size_bytes",
+        "Size of the database file at the last health run",
+        size,
+    );
+    registry.register(
+        "litewarden_wal_size_bytes",
+        "Size of the -wal file at the last health run",
+        wal,
+    );
+    registry.register(
+        "litewarden_freelist_pages",
+        "Free pages in the database at the last health run",
+        freelist,
+    );
+    registry.register(
+        "litewarden_health_status",
+        "Latest health: 0 healthy, 1 degraded, 2 unhealthy",
+        status,
+    );
+    registry.register(
+        "litewarden_health_check_ok",
+        "Whether each health check passed at the last run",
+        checks,
+    );
+    registry.register(
+        "litewarden_free_disk_bytes",
+        "Free bytes on the database's and the backup directory's file system",
+        free_disk,
+    );
+    registry.register(
+        "litewarden_backup_age_seconds",
+        "Age of the newest verified backup at the last health run",
+        backup_age,
+    );
+    registry.register(
+        "litewarden_backup_size_bytes",
+        "Size of the newest verified backup",
+        backup_size,
+    );
+    let last_success = Family::<JobLabels, Gauge>::default();
+    for success in state.last_successes()? {
+        last_success
+            .get_or_create(&JobLabels {
+                database: success.database,
+                job: success.job,
+            })
+            .set(success.at.timestamp());
+    }
+    registry.register(
+        "litewarden_job_last_success_timestamp_seconds",
+        "When each job last succeeded (unix time)",
+        last_success,
+    );
+    let durations = Family::<JobLabels, Histogram>::new_with_constructor(|| {
+        Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0])
+    });
+    for run in state.run_durations()? {
+        durations
+            .get_or_create(&JobLabels {
+                database: run.database,
+                job: run.job,
+            })
+            .observe(run.seconds);
+    }
+    registry.register(
+        "litewarden_job_duration_seconds",
+        "Duration of the recorded job runs",
+        durations,
+    );
+    let drill = gauge();
+    for run in state.latest_runs()? {
+        if run.job == "drill"
+            && let Some(database) = run.database
+        {
+            drill
+                .get_or_create(&DatabaseLabels { database })
+                .set(i64::from(run.outcome == "success"));
+        }
+    }
+    registry.register(
+        "litewarden_drill_passed",
+        "Whether the last restore drill passed",
+        drill,
+    );
+    let reclaimed = gauge();
+    for (database, figures) in state.latest_figures("optimize")? {
+        let pages = serde_json::from_str::<serde_json::Value>(&figures)
+            .ok()
+            .and_then(|v| v["pages_reclaimed"].as_i64())
+            .unwrap_or(0);
+        reclaimed
+            .get_or_create(&DatabaseLabels { database })
+            .set(pages);
+    }
+    registry.register(
+        "litewarden_optimize_pages_reclaimed",
+        "Pages the last maintenance run gave back",
+        reclaimed,
+    );
+    Ok(())
 }
 
 fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
@@ -149,6 +348,7 @@ fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
         "Databases under management",
         managed,
     );
+    database_metrics(state, &mut registry)?;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|_| {
         crate::state::StateError::Corrupt {

@@ -186,7 +186,11 @@ fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
     wait_until("a removed job stops", || {
         status(&project)["jobs"]
             .as_array()
-            .is_some_and(|jobs| !jobs.iter().any(|j| j["database"] == "app"))
+            .is_some_and(|jobs| {
+                !jobs
+                    .iter()
+                    .any(|j| j["database"] == "app" && j["job"] == "backup")
+            })
     });
     assert!(
         project.join("third.db").exists(),

@@ -15,6 +15,7 @@ use serde_json::json;
 mod backups;
 mod converge;
 mod holds;
+mod maintain;
 mod migrate;
 mod progress_bar;
 mod status;
@@ -186,6 +187,37 @@ pub enum Command {
     },
     /// Run the daemon: apply, schedule backups, watch the config; SIGHUP reloads, SIGTERM stops.
     Run,
+    /// Run the health checks now; exit 1 when a database is unhealthy.
+    Health {
+        /// The database (default: all).
+        database: Option<String>,
+        /// Also run quick_check now, whether it is due or not.
+        #[arg(long)]
+        deep: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run maintenance now: PRAGMA optimize, a checkpoint that never freezes the app, incremental vacuum.
+    Optimize {
+        /// The database.
+        #[arg(required_unless_present = "all")]
+        database: Option<String>,
+        /// Every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the newest verified backup to a scratch file and check it (a restore drill).
+    Drill {
+        /// The database.
+        database: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Jobs with their schedule, last run and result, next run; the daemon's state.
     Status {
         /// Print the status as JSON.
@@ -357,6 +389,36 @@ pub fn run(
             };
             crate::reconcile::run(options, Arc::clone(&clock))?;
             Ok(ExitStatus::Success)
+        }
+        Command::Health {
+            database,
+            deep,
+            json,
+        } => maintain::health(
+            cli,
+            environment,
+            clock.as_ref(),
+            maintain::HealthArgs {
+                database: database.as_deref(),
+                deep: *deep,
+                json: *json,
+            },
+            out,
+        ),
+        Command::Optimize {
+            database,
+            all: _,
+            json,
+        } => maintain::optimize(
+            cli,
+            environment,
+            clock.as_ref(),
+            database.as_deref(),
+            *json,
+            out,
+        ),
+        Command::Drill { database, json } => {
+            maintain::drill(cli, environment, clock.as_ref(), database, *json, out)
         }
         Command::Status { json } => status::status(cli, environment, clock.as_ref(), *json, out),
         Command::Schema => {

@@ -67,6 +67,7 @@ pub(super) fn status(
     let schedule = state.schedule()?;
     let runs = state.latest_runs()?;
     let holds = state.holds()?;
+    let health = state.all_health()?;
     let mut dated_in_future = Vec::new();
     for database in &databases {
         for path in state.backups_dated_after(database, clock.now())? {
@@ -76,7 +77,7 @@ pub(super) fn status(
     if json {
         print(
             out,
-            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future }),
+            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future, "health": health }),
         )?;
         return Ok(ExitStatus::Success);
     }
@@ -111,7 +112,7 @@ pub(super) fn status(
     print(
         out,
         format_args!(
-            "{:<28} {:<16} {:<20} {:<8} {:<20} {}",
+            "{:<28} {:<16} {:<20} {:<8} {:<20} {:<8} HEALTH",
             "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
         ),
     )?;
@@ -124,16 +125,21 @@ pub(super) fn status(
             (None, Some(next)) => show_stored_time(next),
             (None, None) => "-".into(),
         };
+        let db_health = health
+            .iter()
+            .find(|r| r.database == job.database)
+            .map_or("-", |r| r.status.as_str());
         print(
             out,
             format_args!(
-                "{:<28} {:<16} {:<20} {:<8} {:<20} {}",
+                "{:<28} {:<16} {:<20} {:<8} {:<20} {:<8} {}",
                 format!("{}/{}", job.database, job.job),
                 job.schedule,
                 last.map_or("-".to_string(), |r| show_stored_time(&r.started_at)),
                 last.map_or("-", |r| r.outcome.as_str()),
                 next,
-                job.skipped
+                job.skipped,
+                db_health
             ),
         )?;
     }
@@ -154,6 +160,21 @@ pub(super) fn status(
                     .as_deref()
                     .map(|e| format!(" {e}"))
                     .unwrap_or_default()
+            ),
+        )?;
+    }
+    for report in health
+        .iter()
+        .filter(|r| r.status != crate::state::health::Status::Healthy)
+    {
+        print(
+            out,
+            format_args!(
+                "health: {}: {} at {}: {}",
+                report.database,
+                report.status.as_str(),
+                super::show_time(report.checked_at),
+                report.reasons().join("; ")
             ),
         )?;
     }

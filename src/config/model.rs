@@ -25,6 +25,10 @@ pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_WAL_SIZE: ByteSize = ByteSize(256 << 20);
 /// Default smallest healthy free disk space, in bytes (1 GiB).
 pub const DEFAULT_MIN_FREE_DISK: ByteSize = ByteSize(1 << 30);
+/// Default interval between quick_checks within health runs (1 day).
+pub const DEFAULT_QUICK_CHECK_EVERY: Duration = Duration::from_secs(86_400);
+/// Default interval between integrity_checks within health runs (7 days).
+pub const DEFAULT_INTEGRITY_CHECK_EVERY: Duration = Duration::from_secs(7 * 86_400);
 /// Default maintenance schedule.
 pub const DEFAULT_OPTIMIZE_SCHEDULE: &str = "@hourly";
 /// Default busy timeout of litewarden's own connections.
@@ -133,6 +137,8 @@ pub struct Database {
     pub health: Health,
     /// Maintenance.
     pub optimize: Optimize,
+    /// Restore drills, if configured.
+    pub drill: Option<Drill>,
     /// Migrations, if configured.
     pub migrations: Option<Migrations>,
     /// Restore the latest verified backup when the file is missing at `apply`.
@@ -314,6 +320,8 @@ pub struct Retention {
 /// Health check settings of one database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
+    /// Whether the daemon schedules the health job.
+    pub enabled: bool,
     /// Interval between checks.
     pub every: Duration,
     /// Largest healthy WAL file.
@@ -322,13 +330,32 @@ pub struct Health {
     pub min_free_disk: ByteSize,
     /// Oldest healthy newest-verified-backup, if checked.
     pub max_backup_age: Option<Duration>,
+    /// Interval between `quick_check`s; zero: never.
+    pub quick_check: Duration,
+    /// Interval between `integrity_check`s; zero: never.
+    pub integrity_check: Duration,
 }
 
 /// Maintenance settings of one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Optimize {
+    /// Whether the daemon schedules maintenance.
+    pub enabled: bool,
     /// When maintenance runs.
     pub schedule: Schedule,
+    /// Also run a full VACUUM.
+    pub vacuum: bool,
+}
+
+/// Restore drill settings of one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drill {
+    /// When drills run.
+    pub schedule: Schedule,
+    /// The freshness query, if any.
+    pub freshness_sql: Option<String>,
+    /// Largest acceptable freshness lag of the restored copy.
+    pub max_lag: Option<Duration>,
 }
 
 /// Migration settings of one database.

@@ -76,6 +76,8 @@ pub struct RawDefaults {
     pub health: Option<RawHealth>,
     /// Routine maintenance (`PRAGMA optimize`, checkpoints).
     pub optimize: Option<RawOptimize>,
+    /// Restore drills.
+    pub drill: Option<RawDrill>,
 }
 
 /// One managed database.
@@ -92,6 +94,8 @@ pub struct RawDatabase {
     pub health: Option<RawHealth>,
     /// Maintenance; overrides `defaults.optimize` key by key.
     pub optimize: Option<RawOptimize>,
+    /// Restore drills; override `defaults.drill` key by key. Without either, no drill runs.
+    pub drill: Option<RawDrill>,
     /// Migration files for this database.
     pub migrations: Option<RawMigrations>,
     /// When the file does not exist at `apply`, restore the latest verified backup first. Default false.
@@ -191,6 +195,8 @@ pub struct RawRetention {
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename = "Health")]
 pub struct RawHealth {
+    /// Whether the daemon runs the health job. Default true (`litewarden health` always works).
+    pub enabled: Option<Expanded<bool>>,
     /// How often to run the checks. Default `5m`.
     pub every: Option<Expanded<HumanDuration>>,
     /// Unhealthy when the `-wal` file is larger. Default `256MiB`.
@@ -199,16 +205,38 @@ pub struct RawHealth {
     pub min_free_disk: Option<Expanded<ByteSize>>,
     /// Unhealthy when the newest verified backup is older, e.g. `2h`. Unset: not checked.
     pub max_backup_age: Option<Expanded<HumanDuration>>,
+    /// How often a health run includes `PRAGMA quick_check` (it holds a read transaction over the whole file). Default `1d`; `0s` never.
+    pub quick_check: Option<Expanded<HumanDuration>>,
+    /// How often a health run includes the full `PRAGMA integrity_check`. Default `7d`; `0s` never.
+    pub integrity_check: Option<Expanded<HumanDuration>>,
 }
 
 /// Maintenance schedule.
 #[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename = "Optimize")]
 pub struct RawOptimize {
+    /// Whether the daemon runs maintenance. Default true (`litewarden optimize` always works).
+    pub enabled: Option<Expanded<bool>>,
     /// Interval between runs. Exclusive with `schedule`.
     pub every: Option<Expanded<HumanDuration>>,
     /// Cron pattern, e.g. `@hourly` (the default). Exclusive with `every`.
     pub schedule: Option<Expanded<CronPattern>>,
+    /// Also run a full `VACUUM` (it rewrites the file and blocks writers while it runs). Default false.
+    pub vacuum: Option<Expanded<bool>>,
+}
+
+/// Restore drills: restore the newest verified backup to a scratch file and check it.
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Drill")]
+pub struct RawDrill {
+    /// Interval between drills. Exclusive with `schedule`.
+    pub every: Option<Expanded<HumanDuration>>,
+    /// Cron pattern, e.g. `0 4 * * 0` (Sundays 04:00). Exclusive with `every`.
+    pub schedule: Option<Expanded<CronPattern>>,
+    /// A query returning one value that grows with the data (e.g. `select max(fetched_at) from crawled_pages`), run on the restored copy and on the live database.
+    pub freshness_sql: Option<Text>,
+    /// The drill fails when the restored copy's freshness value is older than the live one's by more than this (values read as times), e.g. `2h`.
+    pub max_lag: Option<Expanded<HumanDuration>>,
 }
 
 /// Migration files.

@@ -270,6 +270,12 @@ impl Validator<'_> {
             &path.key("health"),
             &defaults_path.key("health"),
         );
+        let drill = self.drill(
+            raw.drill.as_ref(),
+            defaults.drill.as_ref(),
+            &path.key("drill"),
+            &defaults_path.key("drill"),
+        );
         let optimize = self.optimize(
             raw.optimize.as_ref(),
             defaults.optimize.as_ref(),
@@ -308,6 +314,7 @@ impl Validator<'_> {
             backup: backup?.value,
             health: health?.value,
             optimize: optimize?,
+            drill: drill.ok()?,
             migrations,
             restore_if_missing: v(&raw.restore_if_missing).unwrap_or(false),
             columns: self.columns(raw.schema.as_ref(), &path.key("schema")),
@@ -519,6 +526,7 @@ impl Validator<'_> {
         Some(Sourced {
             path: age_path,
             value: Health {
+                enabled: v(&db.enabled).or(v(&def.enabled)).unwrap_or(true),
                 every,
                 max_wal_size: v(&db.max_wal_size)
                     .or(v(&def.max_wal_size))
@@ -529,6 +537,12 @@ impl Validator<'_> {
                 max_backup_age: v(&db.max_backup_age)
                     .or(v(&def.max_backup_age))
                     .map(HumanDuration::get),
+                quick_check: v(&db.quick_check)
+                    .or(v(&def.quick_check))
+                    .map_or(DEFAULT_QUICK_CHECK_EVERY, HumanDuration::get),
+                integrity_check: v(&db.integrity_check)
+                    .or(v(&def.integrity_check))
+                    .map_or(DEFAULT_INTEGRITY_CHECK_EVERY, HumanDuration::get),
             },
         })
     }
@@ -556,7 +570,54 @@ impl Validator<'_> {
                 CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?,
             )),
         };
-        Some(Optimize { schedule })
+        Some(Optimize {
+            enabled: v(&db.enabled).or(v(&def.enabled)).unwrap_or(true),
+            schedule,
+            vacuum: v(&db.vacuum).or(v(&def.vacuum)).unwrap_or(false),
+        })
+    }
+
+    /// The drill settings; `None` when neither the database nor the
+    /// defaults declare `drill:`. A drill needs `every` or `schedule`.
+    fn drill(
+        &mut self,
+        db: Option<&RawDrill>,
+        def: Option<&RawDrill>,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) -> Result<Option<Drill>, ()> {
+        if db.is_none() && def.is_none() {
+            return Ok(None);
+        }
+        let empty = RawDrill::default();
+        let (raw_db, raw_def) = (db.unwrap_or(&empty), def.unwrap_or(&empty));
+        let schedule = self
+            .schedule(
+                (v(&raw_db.every), v(&raw_db.schedule)),
+                (v(&raw_def.every), v(&raw_def.schedule)),
+                path,
+                def_path,
+            )
+            .map_err(|_| ())?;
+        let Some(schedule) = schedule else {
+            let at = if db.is_some() { path } else { def_path };
+            self.error(
+                at,
+                "a drill needs `every` or `schedule`, e.g. `schedule: \"0 4 * * 0\"`",
+            );
+            return Err(());
+        };
+        Ok(Some(Drill {
+            schedule: schedule.value,
+            freshness_sql: raw_db
+                .freshness_sql
+                .as_ref()
+                .or(raw_def.freshness_sql.as_ref())
+                .map(|t| t.0.clone()),
+            max_lag: v(&raw_db.max_lag)
+                .or(v(&raw_def.max_lag))
+                .map(HumanDuration::get),
+        }))
     }
 
     /// Warns when the newest backup must regularly be older than

@@ -7,10 +7,13 @@
 
 pub mod backup;
 pub mod copy;
+pub mod drill;
+pub mod health;
 pub mod identity;
 pub mod manifest;
 pub mod migrations;
 pub mod naming;
+pub mod optimize;
 pub mod outcome;
 pub mod progress;
 pub mod prune;

@@ -106,6 +106,18 @@ pub struct JobSuccess {
 }
 
 impl JobSuccess {
+    /// The figures as JSON for the state database; `None` when it measured
+    /// nothing.
+    pub fn figures_json(&self) -> Option<String> {
+        let figures = serde_json::json!({
+            "bytes": self.bytes,
+            "pages_reclaimed": self.pages_reclaimed,
+            "lock_ms": self.lock_ms,
+        });
+        (self.bytes.is_some() || self.pages_reclaimed.is_some() || self.lock_ms.is_some())
+            .then(|| figures.to_string())
+    }
+
     /// A success described by `summary` alone.
     pub fn summary(summary: impl Into<String>) -> Self {
         JobSuccess {

@@ -29,6 +29,7 @@ use crate::jobs::backup::{self, BackupRequest};
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::jobs::progress::Quiet;
 use crate::jobs::prune;
+use crate::jobs::{drill, health, optimize};
 use crate::plan::Plan;
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
@@ -152,6 +153,9 @@ impl Worker {
     fn execute(&mut self, work: &Work) -> (JobOutcome, Option<ApplyReport>) {
         let (result, report) = match &work.task {
             Task::Job(JobKind::Backup) => (self.backup(work), None),
+            Task::Job(JobKind::Health) => (self.health(work), None),
+            Task::Job(JobKind::Optimize) => (optimize_job(work), None),
+            Task::Job(JobKind::Drill) => (self.drill(work), None),
             Task::Job(other) => (
                 Err(JobFailure::new(
                     FailureKind::Config,
@@ -230,6 +234,84 @@ impl Worker {
             ..JobSuccess::default()
         })
     }
+}
+
+impl Worker {
+    /// A health run (with the slow check when it is due), recorded as the
+    /// database's latest health.
+    fn health(&mut self, work: &Work) -> JobOutcome {
+        let state = open_state(&mut self.state, &self.state_dir)?;
+        let now = self.clock.now();
+        let deep = health::due_deep_check(state, &work.database, now)
+            .map_err(|e| JobFailure::from_error(&e))?;
+        let request = health::Request {
+            database: &work.database,
+            backup_dir: &work.config.settings.backup_dir,
+            deep,
+            now,
+        };
+        let report = health::run(request, Some(state));
+        state
+            .record_health(&report)
+            .map_err(|e| JobFailure::from_error(&e))?;
+        let reasons = report.reasons();
+        Ok(JobSuccess::summary(if reasons.is_empty() {
+            report.status.as_str().to_string()
+        } else {
+            format!("{}: {}", report.status.as_str(), reasons.join("; "))
+        }))
+    }
+
+    /// A restore drill; a failed drill is a failed run and a
+    /// `drill_failed` event.
+    fn drill(&mut self, work: &Work) -> JobOutcome {
+        let state = open_state(&mut self.state, &self.state_dir)?;
+        let settings = &work.config.settings;
+        let report = drill::run(
+            &work.database,
+            &settings.backup_dir,
+            state,
+            self.clock.as_ref(),
+        )
+        .map_err(|e| JobFailure::from_error(&e))?;
+        if report.passed {
+            return Ok(JobSuccess::summary(format!(
+                "drill passed on {}",
+                report
+                    .backup
+                    .as_deref()
+                    .map(crate::paths::display)
+                    .unwrap_or_default()
+            )));
+        }
+        let reason = report.reason.unwrap_or_default();
+        if let Err(e) = state.record_event(
+            Some(work.database.name.as_str()),
+            "drill_failed",
+            &reason,
+            self.clock.now(),
+        ) {
+            tracing::error!(error = %e, "cannot record an event");
+        }
+        Err(JobFailure::new(
+            FailureKind::Other,
+            format!("drill_failed: {reason}"),
+        ))
+    }
+}
+
+/// Maintenance of the work's database.
+fn optimize_job(work: &Work) -> JobOutcome {
+    let report = optimize::run(&work.database).map_err(|e| JobFailure::from_error(&e))?;
+    Ok(JobSuccess {
+        summary: format!(
+            "checkpoint {:?}, {} pages reclaimed, write lock at most {} ms",
+            report.checkpoint, report.pages_reclaimed, report.lock_ms
+        ),
+        bytes: Some(report.bytes_reclaimed),
+        pages_reclaimed: Some(report.pages_reclaimed),
+        lock_ms: Some(report.lock_ms),
+    })
 }
 
 /// The worker's connection to the state database in `slot`, opened on first

@@ -332,27 +332,61 @@ impl JobTable {
 }
 
 /// The scheduled jobs `config` declares.
+/// How long a health run may take before it counts as stuck.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long maintenance may take before it counts as stuck.
+pub const OPTIMIZE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
-    config
-        .databases
-        .values()
-        .filter(|database| database.backup.enabled)
-        .map(|database| {
-            (
+    let mut wanted = BTreeMap::new();
+    for database in config.databases.values() {
+        let shared = Arc::new(database.clone());
+        let mut want = |kind: JobKind, schedule: Schedule, timeout: Duration| {
+            wanted.insert(
                 JobKey {
                     database: database.name.clone(),
-                    kind: JobKind::Backup,
+                    kind,
                 },
                 Wanted {
-                    kind: JobKind::Backup,
-                    schedule: database.backup.schedule.clone(),
-                    timeout: database.backup.timeout,
+                    kind,
+                    schedule,
+                    timeout,
                     jitter: database.backup.jitter,
-                    database: Arc::new(database.clone()),
+                    database: Arc::clone(&shared),
                 },
-            )
-        })
-        .collect()
+            );
+        };
+        if database.backup.enabled {
+            want(
+                JobKind::Backup,
+                database.backup.schedule.clone(),
+                database.backup.timeout,
+            );
+        }
+        if database.health.enabled {
+            want(
+                JobKind::Health,
+                Schedule::Every(database.health.every),
+                HEALTH_TIMEOUT,
+            );
+        }
+        if database.optimize.enabled {
+            want(
+                JobKind::Optimize,
+                database.optimize.schedule.clone(),
+                OPTIMIZE_TIMEOUT,
+            );
+        }
+        if let Some(drill) = &database.drill {
+            want(
+                JobKind::Drill,
+                drill.schedule.clone(),
+                database.backup.timeout,
+            );
+        }
+    }
+    wanted
 }
 
 #[cfg(test)]

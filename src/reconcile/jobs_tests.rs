@@ -5,7 +5,9 @@ use super::*;
 use crate::config::Environment;
 
 fn config(databases: &[(&str, &str)]) -> Config {
-    let mut text = String::from("version: 1\nsettings: { max_parallel_jobs: 2 }\ndatabases:\n");
+    let mut text = String::from(
+        "version: 1\nsettings: { max_parallel_jobs: 2 }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n",
+    );
     for (name, backup) in databases {
         text.push_str(&format!(
             "  {name}: {{ path: {name}.db, backup: {backup} }}\n"

@@ -470,12 +470,19 @@ impl Reconciler {
         started_at: DateTime<Utc>,
         result: JobOutcome,
     ) {
-        let (outcome, failure, error, detail) = match result {
-            Ok(success) => (Outcome::Success, None, None, Some(success.summary)),
+        let (outcome, failure, error, detail, figures) = match result {
+            Ok(success) => (
+                Outcome::Success,
+                None,
+                None,
+                Some(success.summary.clone()),
+                success.figures_json(),
+            ),
             Err(failed) => (
                 Outcome::Failed,
                 Some(failed.kind),
                 Some(failed.message),
+                None,
                 None,
             ),
         };
@@ -489,6 +496,7 @@ impl Reconciler {
             failure,
             error,
             detail,
+            figures,
         };
         if let Err(e) = self.state.record_run(&run) {
             tracing::error!(error = %e, "cannot record a run in the state database");

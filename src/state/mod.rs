@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod daemon;
 pub mod expect;
+pub mod health;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,7 @@ const SCHEMA: &[&str] = &[
         GROUP BY job, coalesce(database, ''), outcome;",
     "ALTER TABLE backups ADD COLUMN seq INTEGER;
     ALTER TABLE job_runs ADD COLUMN failure TEXT;
+    ALTER TABLE job_runs ADD COLUMN figures TEXT;
     UPDATE backups SET seq = id;
     CREATE INDEX backups_by_seq ON backups (database, seq);
     CREATE TABLE database_identity (
@@ -116,6 +118,14 @@ const SCHEMA: &[&str] = &[
         version INTEGER,
         fingerprint TEXT,
         PRIMARY KEY (database, kind)
+    );
+    CREATE TABLE health (
+        database TEXT PRIMARY KEY,
+        checked_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        report TEXT NOT NULL,
+        quick_check_at TEXT,
+        integrity_check_at TEXT
     );
     CREATE TABLE backup_readers (
         path TEXT NOT NULL,
@@ -218,6 +228,8 @@ pub struct JobRun {
     pub error: Option<String>,
     /// A short summary of what it did.
     pub detail: Option<String>,
+    /// What it measured, as JSON (`bytes`, `pages_reclaimed`, `lock_ms`).
+    pub figures: Option<String>,
 }
 
 /// An open state database.
@@ -428,8 +440,8 @@ impl StateDb {
         .map_err(sqlite(&self.path, "cannot record a job run"))?;
         tx
             .execute(
-                "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail, failure)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail, failure, figures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     run.job.as_str(),
                     run.database,
@@ -440,6 +452,7 @@ impl StateDb {
                     run.error,
                     run.detail,
                     run.failure.map(FailureKind::as_str),
+                    run.figures,
                 ],
             )
             .map_err(sqlite(&self.path, "cannot record a job run"))?;
@@ -664,6 +677,7 @@ mod tests {
             failure: None,
             error: None,
             detail: Some("1 created".into()),
+            figures: None,
         };
         state.record_run(&run).unwrap();
         let last = state.last_run(JobKind::Apply).unwrap().unwrap();
@@ -689,6 +703,7 @@ mod tests {
             failure: None,
             error: None,
             detail: None,
+            figures: None,
         }
     }
 

@@ -354,6 +354,7 @@ pub fn up(
                 failure,
                 error,
                 detail,
+                figures: None,
             })
             .map_err(|e| runner::MigrateError::State(Box::new(e)))?;
     }

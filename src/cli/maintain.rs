@@ -1,0 +1,253 @@
+//! `health`, `optimize` and `drill`: the maintenance jobs, run now.
+//!
+//! Owns what those commands print; the work is in [`crate::jobs::health`],
+//! [`crate::jobs::optimize`] and [`crate::jobs::drill`]. Each result is
+//! recorded in the state database, as the daemon's runs are, so `status`,
+//! `/status` and `/metrics` show it.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{Cli, ExitStatus, print, print_warnings};
+use crate::clock::Clock;
+use crate::config::{self, Config, Database, Environment, JobKind, VerifyLevel};
+use crate::error::Error;
+use crate::jobs::{drill, health, optimize};
+use crate::state::{JobRun, Outcome, StateDb, Trigger};
+
+fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
+    let loaded = config::load(&cli.config, environment)?;
+    print_warnings(&loaded.warnings);
+    Ok(loaded.config)
+}
+
+fn selected<'a>(
+    cli: &Cli,
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<Vec<&'a Database>, Error> {
+    match name {
+        Some(name) => Ok(vec![super::backups::database(cli, config, name)?]),
+        None => Ok(config.databases.values().collect()),
+    }
+}
+
+/// What `health` was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HealthArgs<'a> {
+    pub database: Option<&'a str>,
+    pub deep: bool,
+    pub json: bool,
+}
+
+pub(super) fn health(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    args: HealthArgs,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    let now = clock.now();
+    let mut reports = Vec::new();
+    for db in selected(cli, &config, args.database)? {
+        let deep = if args.deep {
+            Some(VerifyLevel::Quick)
+        } else {
+            health::due_deep_check(&state, db, now)?
+        };
+        let request = health::Request {
+            database: db,
+            backup_dir: &config.settings.backup_dir,
+            deep,
+            now,
+        };
+        let report = health::run(request, Some(&state));
+        state.record_health(&report)?;
+        reports.push(report);
+    }
+    let worst = reports.iter().map(|r| r.status).max().unwrap_or_default();
+    if args.json {
+        print(
+            out,
+            json!({ "status": worst.as_str(), "databases": reports }),
+        )?;
+    } else {
+        for report in &reports {
+            print(
+                out,
+                format_args!(
+                    "{}: {} ({} MiB, WAL {} MiB)",
+                    report.database,
+                    report.status.as_str(),
+                    report.db_size_mb,
+                    report.wal_size_mb
+                ),
+            )?;
+            for check in &report.checks {
+                let mark = match check.status {
+                    health::Status::Healthy => "ok  ",
+                    health::Status::Degraded => "WARN",
+                    health::Status::Unhealthy => "FAIL",
+                };
+                print(
+                    out,
+                    format_args!("  {mark} {:<18} {}", check.name, check.detail),
+                )?;
+            }
+        }
+    }
+    Ok(if worst == health::Status::Unhealthy {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub(super) fn optimize(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let databases = selected(cli, &config, name)?;
+    let _locks = super::claim(&config, databases.iter().copied())?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    let mut reports = Vec::new();
+    for db in databases {
+        let started_at = clock.now();
+        let report = optimize::run(db)?;
+        let success = crate::jobs::outcome::JobSuccess {
+            summary: format!("{} pages reclaimed", report.pages_reclaimed),
+            bytes: Some(report.bytes_reclaimed),
+            pages_reclaimed: Some(report.pages_reclaimed),
+            lock_ms: Some(report.lock_ms),
+        };
+        record(
+            &state,
+            JobKind::Optimize,
+            db,
+            started_at,
+            clock,
+            Ok(success),
+        )?;
+        if !json {
+            print(
+                out,
+                format_args!(
+                    "{}: checkpoint {}, {} pages ({} bytes) reclaimed, write lock held at most {} ms{}",
+                    db.name,
+                    serde_json::to_value(report.checkpoint)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    report.pages_reclaimed,
+                    report.bytes_reclaimed,
+                    report.lock_ms,
+                    if report.vacuumed { ", VACUUM ran" } else { "" }
+                ),
+            )?;
+        }
+        reports.push(report);
+    }
+    if json {
+        print(out, json!({ "ok": true, "optimize": reports }))?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub(super) fn drill(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = load(cli, environment)?;
+    let db = super::backups::database(cli, &config, name)?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    let started_at = clock.now();
+    let report = drill::run(db, &config.settings.backup_dir, &state, clock)?;
+    let result = match &report.reason {
+        None => Ok(crate::jobs::outcome::JobSuccess::summary("drill passed")),
+        Some(reason) => {
+            state.record_event(Some(name), "drill_failed", reason, clock.now())?;
+            Err(format!("drill_failed: {reason}"))
+        }
+    };
+    record(&state, JobKind::Drill, db, started_at, clock, result)?;
+    if json {
+        print(out, json!({ "ok": report.passed, "drill": report }))?;
+    } else {
+        let from = report
+            .backup
+            .as_deref()
+            .map(crate::paths::display)
+            .unwrap_or_else(|| "-".into());
+        match &report.reason {
+            None => print(
+                out,
+                format_args!("{name}: drill passed: {from} restores and passes integrity_check"),
+            )?,
+            Some(reason) => print(out, format_args!("{name}: DRILL FAILED ({from}): {reason}"))?,
+        }
+        if let Some(freshness) = &report.freshness {
+            print(
+                out,
+                format_args!(
+                    "{name}: freshness: restored {}, live {}{}",
+                    freshness.restored,
+                    freshness.live,
+                    freshness
+                        .lag_seconds
+                        .map(|s| format!(" (behind by {s} s)"))
+                        .unwrap_or_default()
+                ),
+            )?;
+        }
+    }
+    Ok(if report.passed {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Records a manual run, as the daemon records its own.
+fn record(
+    state: &StateDb,
+    job: JobKind,
+    db: &Database,
+    started_at: chrono::DateTime<chrono::Utc>,
+    clock: &dyn Clock,
+    result: Result<crate::jobs::outcome::JobSuccess, String>,
+) -> Result<(), Error> {
+    let failed = result.is_err();
+    let (detail, error, figures) = match result {
+        Ok(success) => (Some(success.summary.clone()), None, success.figures_json()),
+        Err(error) => (None, Some(error), None),
+    };
+    state.record_run(&JobRun {
+        job,
+        database: Some(db.name.to_string()),
+        trigger: Trigger::Manual,
+        started_at,
+        finished_at: clock.now(),
+        outcome: if failed {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        },
+        failure: failed.then_some(crate::jobs::outcome::FailureKind::Other),
+        error,
+        detail,
+        figures,
+    })?;
+    Ok(())
+}

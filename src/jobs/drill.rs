@@ -1,0 +1,205 @@
+//! Restore drills: a backup is only as good as its last restore.
+//!
+//! Owns the drill sequence: take the newest verified backup (as `restore
+//! --from latest` would), mark it as being read (so no prune removes it),
+//! restore it into a scratch file in the backup directory, run
+//! `integrity_check` on it, optionally run `freshness_sql` on it and on the
+//! live database and compare, then delete the scratch file. Nothing live is
+//! touched; the live database is opened read-only.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use serde::Serialize;
+
+use super::backup;
+use super::progress::Quiet;
+use super::verify;
+use crate::clock::Clock;
+use crate::config::{Database, VerifyLevel};
+use crate::durable::PendingFile;
+use crate::state::StateDb;
+
+/// What the freshness query returned on both sides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freshness {
+    /// The value on the restored copy.
+    pub restored: String,
+    /// The value on the live database.
+    pub live: String,
+    /// How far the restored copy is behind, in seconds, when both values
+    /// read as times (or unix seconds).
+    pub lag_seconds: Option<i64>,
+}
+
+/// The result of one drill.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The database.
+    pub database: String,
+    /// The backup restored.
+    pub backup: Option<PathBuf>,
+    /// Whether the drill passed.
+    pub passed: bool,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// The freshness comparison, if configured.
+    pub freshness: Option<Freshness>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Runs a drill of `database`; its result (pass or fail) is the report.
+/// Errors only when the state database cannot be used.
+pub fn run(
+    database: &Database,
+    backup_dir: &Path,
+    state: &StateDb,
+    clock: &dyn Clock,
+) -> Result<Report, crate::state::StateError> {
+    let started = Instant::now();
+    let name = database.name.as_str();
+    super::manifest::sync_catalog(state, name, backup_dir).map_err(|e| match e {
+        backup::BackupError::State(e) => e,
+        other => crate::state::StateError::Corrupt {
+            path: backup_dir.to_path_buf(),
+            detail: other.to_string(),
+        },
+    })?;
+    let Some(newest) = backup::latest_verified(state, name)? else {
+        return Ok(Report {
+            database: name.to_string(),
+            backup: None,
+            passed: false,
+            reason: Some(format!(
+                "no verified backup to restore (`litewarden backup {name}`)"
+            )),
+            freshness: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    };
+    state.add_reader(&newest.path, std::process::id(), "drill", clock.now())?;
+    let outcome = drill(database, &newest.path);
+    state.remove_reader(&newest.path, std::process::id())?;
+    let (passed, reason, freshness) = match outcome {
+        Ok(freshness) => match lagging(database, freshness.as_ref()) {
+            Some(reason) => (false, Some(reason), freshness),
+            None => (true, None, freshness),
+        },
+        Err(reason) => (false, Some(reason), None),
+    };
+    Ok(Report {
+        database: name.to_string(),
+        backup: Some(newest.path),
+        passed,
+        reason,
+        freshness,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Restores `backup` into a scratch file beside it, checks it, and runs the
+/// freshness query; the scratch file is removed whatever happens.
+fn drill(database: &Database, backup: &Path) -> Result<Option<Freshness>, String> {
+    let plain = verify::plain_copy(backup, &mut Quiet).map_err(|e| e.to_string())?;
+    let scratch = PendingFile::create(&backup.with_extension("drill"))
+        .map_err(|e| format!("cannot create the scratch file: {e}"))?;
+    io::copy(
+        &mut File::open(plain.path()).map_err(|e| e.to_string())?,
+        &mut scratch.file(),
+    )
+    .map_err(|e| format!("cannot restore into the scratch file: {e}"))?;
+    drop(plain);
+    verify::check_database(scratch.path(), VerifyLevel::Full).map_err(|e| e.to_string())?;
+    let Some(sql) = &database
+        .drill
+        .as_ref()
+        .and_then(|d| d.freshness_sql.clone())
+    else {
+        return Ok(None);
+    };
+    let restored = query_value(scratch.path(), sql)
+        .map_err(|e| format!("freshness_sql on the restored copy: {e}"))?;
+    let live = query_value(&database.path, sql)
+        .map_err(|e| format!("freshness_sql on the live database: {e}"))?;
+    let lag_seconds = match (as_time(&restored), as_time(&live)) {
+        (Some(restored), Some(live)) => Some((live - restored).num_seconds()),
+        _ => None,
+    };
+    Ok(Some(Freshness {
+        restored,
+        live,
+        lag_seconds,
+    }))
+}
+
+/// Why the restored copy is too far behind, if `max_lag` says so.
+fn lagging(database: &Database, freshness: Option<&Freshness>) -> Option<String> {
+    let max_lag = database.drill.as_ref()?.max_lag?;
+    let freshness = freshness?;
+    let lag = freshness.lag_seconds?;
+    (lag > max_lag.as_secs() as i64).then(|| {
+        format!(
+            "the restored copy is {} behind the live database ({} vs {}), more than max_lag {}",
+            humantime::format_duration(std::time::Duration::from_secs(lag as u64)),
+            freshness.restored,
+            freshness.live,
+            humantime::format_duration(max_lag)
+        )
+    })
+}
+
+/// The first column of the first row of `sql` on the database at `path`
+/// (read-only), as text.
+fn query_value(path: &Path, sql: &str) -> Result<String, rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.query_row(sql, [], |row| {
+        Ok(match row.get_ref(0)? {
+            ValueRef::Null => "NULL".to_string(),
+            ValueRef::Integer(i) => i.to_string(),
+            ValueRef::Real(f) => f.to_string(),
+            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            ValueRef::Blob(_) => "<blob>".to_string(),
+        })
+    })
+}
+
+/// A freshness value as a time: RFC 3339, `YYYY-MM-DD HH:MM:SS`, or unix
+/// seconds.
+fn as_time(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(value, format) {
+            return Some(t.and_utc());
+        }
+    }
+    value
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_values_read_as_times_in_the_usual_spellings() {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(as_time("2027-01-15T08:00:00Z"), Some(t));
+        assert_eq!(as_time("2027-01-15 08:00:00"), Some(t));
+        assert_eq!(as_time("1800000000"), Some(t));
+        assert_eq!(as_time("page 7"), None);
+    }
+}
