@@ -184,13 +184,11 @@ fn run_schedules_backups_reloads_every_kind_of_save_and_stops_on_sigterm() {
     )
     .unwrap();
     wait_until("a removed job stops", || {
-        status(&project)["jobs"]
-            .as_array()
-            .is_some_and(|jobs| {
-                !jobs
-                    .iter()
-                    .any(|j| j["database"] == "app" && j["job"] == "backup")
-            })
+        status(&project)["jobs"].as_array().is_some_and(|jobs| {
+            !jobs
+                .iter()
+                .any(|j| j["database"] == "app" && j["job"] == "backup")
+        })
     });
     assert!(
         project.join("third.db").exists(),
@@ -550,7 +548,7 @@ fn a_backup_still_running_when_the_grace_ends_is_aborted_without_leftovers() {
     assert!(json["backups"].as_array().unwrap().is_empty(), "{listed:?}");
 }
 
-fn http_get(port: u16, path: &str) -> String {
+pub(crate) fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();

@@ -7,6 +7,7 @@ mod backup;
 mod bad_input;
 mod check;
 mod daemon;
+mod health;
 mod live_backup;
 mod migrate;
 mod plan_apply;

@@ -149,7 +149,11 @@ pub(super) fn optimize(
                     report.pages_reclaimed,
                     report.bytes_reclaimed,
                     report.lock_ms,
-                    if report.vacuumed { ", VACUUM ran" } else { "" }
+                    match (report.vacuumed, report.analyzed) {
+                        (true, _) => ", VACUUM ran",
+                        (false, false) => ", PRAGMA optimize skipped (the database stayed busy)",
+                        (false, true) => "",
+                    }
                 ),
             )?;
         }

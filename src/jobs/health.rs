@@ -172,11 +172,11 @@ fn file_checks(
         format!("{} present", human(metadata.len())),
     ));
     let mode = metadata.permissions().mode() & 0o777;
-    if mode & 0o007 != 0 {
+    if mode & 0o002 != 0 {
         found.push((
             "file_mode",
             Status::Degraded,
-            format!("mode {mode:o}: other users can read or write it (chmod o-rwx)"),
+            format!("mode {mode:o}: any user can write to it (chmod o-w)"),
         ));
     }
     let conn = Connection::open_with_flags(

@@ -1,7 +1,10 @@
 //! Routine maintenance of one database, without freezing the application.
 //!
 //! Owns the maintenance sequence: `PRAGMA optimize=0x10002` (a fresh
-//! connection must ask for the analysis, per the SQLite docs), then a
+//! connection must ask for the analysis, per the SQLite docs; bounded by
+//! `analysis_limit`, inside `BEGIN IMMEDIATE` so it waits for the write lock
+//! through the busy timeout instead of failing on a snapshot that a
+//! concurrent commit made stale), then a
 //! checkpoint: when the WAL is over `max_wal_size`, one `TRUNCATE` attempt
 //! with a zero busy timeout (a `TRUNCATE` that waits would hold the write
 //! lock and freeze the application), falling back to `PASSIVE`; otherwise
@@ -53,6 +56,10 @@ pub struct Report {
     pub wal_bytes: (u64, u64),
     /// The longest any step held (or waited for) the write lock, in ms.
     pub lock_ms: u64,
+    /// Whether `PRAGMA optimize` ran; false when the application kept the
+    /// write lock busy past the busy timeout (maintenance yields, and runs
+    /// again at its next slot).
+    pub analyzed: bool,
     /// Whether a full VACUUM ran.
     pub vacuumed: bool,
     /// Wall time in milliseconds.
@@ -76,13 +83,13 @@ pub fn run(database: &Database) -> Result<Report, DbError> {
     let (pages_before, page_size) = size(&conn)?;
     let wal_before = file_size(&wal_path(path));
     let mut lock = Duration::ZERO;
-    timed(
+    let analyzed = yielding(timed(
         &conn,
         path,
         &mut lock,
         "PRAGMA optimize",
-        "PRAGMA optimize=0x10002;",
-    )?;
+        "PRAGMA analysis_limit=400; BEGIN IMMEDIATE; PRAGMA optimize=0x10002; COMMIT;",
+    ))?;
     let journal: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .map_err(sqlite_error(path, "cannot read journal_mode"))?;
@@ -105,13 +112,13 @@ pub fn run(database: &Database) -> Result<Report, DbError> {
         .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
         .map_err(sqlite_error(path, "cannot read auto_vacuum"))?;
     if auto_vacuum == 2 {
-        timed(
+        yielding(timed(
             &conn,
             path,
             &mut lock,
             "incremental_vacuum",
-            "PRAGMA incremental_vacuum;",
-        )?;
+            "BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT;",
+        ))?;
     }
     if database.optimize.vacuum {
         timed(&conn, path, &mut lock, "VACUUM", "VACUUM;")?;
@@ -127,9 +134,28 @@ pub fn run(database: &Database) -> Result<Report, DbError> {
         bytes_reclaimed: (pages_reclaimed * page_size) + wal_before.saturating_sub(wal_after),
         wal_bytes: (wal_before, wal_after),
         lock_ms: lock.as_millis() as u64,
+        analyzed,
         vacuumed: database.optimize.vacuum,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// A step's result, where a database kept busy by the application past the
+/// busy timeout only skips the step (`Ok(false)`): maintenance never fights
+/// the application for the write lock.
+fn yielding(result: Result<(), DbError>) -> Result<bool, DbError> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(DbError::Sqlite {
+            source,
+            path,
+            action,
+        }) if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            tracing::warn!(path = %path.display(), step = %action, "the database stayed busy past the busy timeout; maintenance step skipped until the next run");
+            Ok(false)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Runs `sql`, keeping in `lock` the longest any such step took.
@@ -141,8 +167,11 @@ fn timed(
     sql: &str,
 ) -> Result<(), DbError> {
     let at = Instant::now();
-    conn.execute_batch(sql)
-        .map_err(sqlite_error(path, format!("cannot run {what}")))?;
+    let result = conn.execute_batch(sql);
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result.map_err(sqlite_error(path, format!("cannot run {what}")))?;
     *lock = (*lock).max(at.elapsed());
     Ok(())
 }

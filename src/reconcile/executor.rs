@@ -305,8 +305,15 @@ fn optimize_job(work: &Work) -> JobOutcome {
     let report = optimize::run(&work.database).map_err(|e| JobFailure::from_error(&e))?;
     Ok(JobSuccess {
         summary: format!(
-            "checkpoint {:?}, {} pages reclaimed, write lock at most {} ms",
-            report.checkpoint, report.pages_reclaimed, report.lock_ms
+            "{}checkpoint {:?}, {} pages reclaimed, write lock at most {} ms",
+            if report.analyzed {
+                ""
+            } else {
+                "PRAGMA optimize skipped (the database stayed busy), "
+            },
+            report.checkpoint,
+            report.pages_reclaimed,
+            report.lock_ms
         ),
         bytes: Some(report.bytes_reclaimed),
         pages_reclaimed: Some(report.pages_reclaimed),

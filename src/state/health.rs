@@ -112,14 +112,15 @@ pub enum DeepCheck {
 }
 
 impl StateDb {
-    /// Records `report` as the latest of its database.
+    /// Records `report` as the latest of its database (an
+    /// `integrity_check` counts as a `quick_check` too).
     pub fn record_health(&self, report: &Report) -> Result<(), StateError> {
         let text = serde_json::to_string(report).map_err(|e| StateError::Corrupt {
             path: self.path.clone(),
             detail: e.to_string(),
         })?;
         let at = report.checked_at.to_rfc3339();
-        let quick = (report.deep.as_deref() == Some("quick_check")).then(|| at.clone());
+        let quick = report.deep.is_some().then(|| at.clone());
         let integrity = (report.deep.as_deref() == Some("integrity_check")).then(|| at.clone());
         self.conn
             .execute(
