@@ -246,6 +246,14 @@ fn a_drill_on_a_good_backup_passes_and_on_a_corrupted_one_fails() {
     let failed = project.run(&["drill", "app"]);
     assert_eq!(failed.code, 1, "{failed:?}");
     assert!(failed.stdout.contains("DRILL FAILED"), "{failed:?}");
+    let events: i64 = open(&project.join(".litewarden/state.db"))
+        .query_row(
+            "SELECT count(*) FROM events WHERE kind = 'drill_failed'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, 1, "alerts can match the drill_failed event");
     assert!(
         project.join("app.db").exists() && count(&project.join("app.db"), "t") == 1,
         "nothing live is touched"

@@ -423,3 +423,48 @@ fn a_database_emptied_under_the_daemon_is_recorded_as_a_discontinuity_once() {
         .unwrap();
     assert_eq!(recorded, 1);
 }
+
+#[test]
+fn the_daemon_runs_health_maintenance_and_a_drill_on_the_database_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new(t0()));
+    let config = "version: 1\nsettings: { max_parallel_jobs: 4 }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none }, health: { every: 1h }, optimize: { every: 1h }, drill: { every: 1h, freshness_sql: \"select count(*) from t\" } }\n";
+    let (mut daemon, inbox) = start_with(dir.path(), &clock, config);
+    sqlite(dir.path(), "app.db")
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    daemon.fire_due_jobs();
+    for _ in 0..4 {
+        until_a_job_finishes(&mut daemon, &inbox);
+    }
+    let outcomes: Vec<(String, String)> = {
+        let conn = sqlite(dir.path(), ".litewarden/state.db");
+        let mut statement = conn
+            .prepare("SELECT job, outcome FROM job_runs WHERE database = 'app' ORDER BY job")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let success = |job: &str| (job.to_string(), "success".to_string());
+    assert_eq!(
+        outcomes,
+        [
+            success("backup"),
+            success("drill"),
+            success("health"),
+            success("optimize")
+        ],
+        "the drill runs after the backup it restores"
+    );
+    let status: String = sqlite(dir.path(), ".litewarden/state.db")
+        .query_row(
+            "SELECT status FROM health WHERE database = 'app'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_ne!(status, "", "the health result is stored");
+}
