@@ -304,6 +304,12 @@ fn database_metrics(
     Ok(())
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    rule: String,
+    database: String,
+}
+
 fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
     let mut registry = Registry::default();
     let config_ok = Gauge::<i64>::default();
@@ -349,6 +355,21 @@ fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
         managed,
     );
     database_metrics(state, &mut registry)?;
+    let firing = Family::<AlertLabels, Gauge>::default();
+    for alert in crate::alert::notify::active_alerts(state)? {
+        let labels = AlertLabels {
+            rule: alert.key.rule.clone(),
+            database: alert.key.database.clone(),
+        };
+        firing
+            .get_or_create(&labels)
+            .inc_by(i64::from(alert.phase == crate::alert::rules::Phase::Firing));
+    }
+    registry.register(
+        "litewarden_alerts_firing",
+        "Alerts firing now, by rule and database",
+        firing,
+    );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|_| {
         crate::state::StateError::Corrupt {

@@ -115,14 +115,22 @@ pub fn observe_with(
             Some(ObservedFile::Missing)
         );
         let managed = observed.managed.iter().any(|m| m.name == name);
-        let expectation = crate::jobs::identity::expectation(
+        match crate::jobs::identity::expectation(
             state.as_ref(),
             name,
             &config.settings.backup_dir,
             managed,
             missing,
-        )?;
-        observed.expectations.insert(name.to_string(), expectation);
+        ) {
+            Ok(expectation) => {
+                observed.expectations.insert(name.to_string(), expectation);
+            }
+            Err(error) => {
+                observed
+                    .unreadable
+                    .insert(name.to_string(), error.to_string());
+            }
+        }
     }
     Ok(observed)
 }

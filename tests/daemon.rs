@@ -26,6 +26,11 @@ impl Daemon {
         Self { child }
     }
 
+    /// Takes charge of a daemon started by the test itself (killed on drop).
+    pub(crate) fn from_child(child: Child) -> Self {
+        Self { child }
+    }
+
     pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([&format!("-{name}"), &self.child.id().to_string()])

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alerts;
 mod backup;
 mod bad_input;
 mod check;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+mod alerts;
 mod backups;
 mod converge;
 mod holds;
@@ -226,6 +227,29 @@ pub enum Command {
     },
     /// Print the JSON schema of jobs.yaml.
     Schema,
+    /// Active alerts (pending and firing) and recent notifications with their delivery.
+    Alerts {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alert mail.
+    Alert {
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertCommand,
+    },
+}
+
+/// The `alert` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send one real mail through the configured SMTP server.
+    Test {
+        /// The recipient (default: every rule's recipients).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 /// The `migrate` subcommands.
@@ -421,6 +445,10 @@ pub fn run(
             maintain::drill(cli, environment, clock.as_ref(), database, *json, out)
         }
         Command::Status { json } => status::status(cli, environment, clock.as_ref(), *json, out),
+        Command::Alerts { json } => alerts::list(cli, environment, *json, out),
+        Command::Alert {
+            action: AlertCommand::Test { to },
+        } => alerts::test(cli, environment, to.as_deref(), out),
         Command::Schema => {
             print(out, crate::schema::jobs_schema().trim_end())?;
             Ok(ExitStatus::Success)

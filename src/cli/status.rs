@@ -68,6 +68,7 @@ pub(super) fn status(
     let runs = state.latest_runs()?;
     let holds = state.holds()?;
     let health = state.all_health()?;
+    let alerts = super::alerts::active(&state)?;
     let mut dated_in_future = Vec::new();
     for database in &databases {
         for path in state.backups_dated_after(database, clock.now())? {
@@ -77,7 +78,7 @@ pub(super) fn status(
     if json {
         print(
             out,
-            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future, "health": health }),
+            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future, "health": health, "alerts": alerts }),
         )?;
         return Ok(ExitStatus::Success);
     }
@@ -177,6 +178,12 @@ pub(super) fn status(
                 report.reasons().join("; ")
             ),
         )?;
+    }
+    if !alerts.is_empty() {
+        print(out, "ALERTS")?;
+        for alert in &alerts {
+            print(out, format_args!("  {}", super::alerts::line(alert)))?;
+        }
     }
     for hold in &holds {
         let since = super::show_time(hold.since);

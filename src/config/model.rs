@@ -37,6 +37,8 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_PARALLEL_JOBS: u32 = 2;
 /// Default time running jobs get to finish after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Default time alerts to the same recipients are gathered into one mail.
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
 /// Default state directory, relative to the config file.
 pub const DEFAULT_STATE_DIR: &str = ".litewarden";
 /// Default backup directory, relative to the config file.
@@ -72,6 +74,11 @@ pub struct Settings {
     pub max_parallel_jobs: u32,
     /// Time running jobs get after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Alerts to the same recipients that start within this go in one mail.
+    pub group_wait: Duration,
+    /// URL that gets a GET after each health round with every database
+    /// healthy (a dead man's switch).
+    pub heartbeat_url: Option<String>,
 }
 
 /// A database name: letters, digits, `_` and `-`, used in file names.
@@ -415,6 +422,8 @@ pub struct AlertRule {
     pub repeat: Option<Duration>,
     /// Send a mail on resolve.
     pub send_resolved: bool,
+    /// Keep firing this long after the condition clears (no flapping).
+    pub keep_firing_for: Duration,
 }
 
 scalar_enum!(
@@ -535,6 +544,10 @@ scalar_enum!(
         DiskLow => "disk_low",
         /// A reload found an invalid jobs.yaml.
         ConfigInvalid => "config_invalid",
+        /// A managed database's file is gone.
+        DatabaseMissing => "database_missing",
+        /// A database no longer fits its identity (emptied, replaced).
+        DatabaseReplaced => "database_replaced",
     }
 );
 

@@ -62,6 +62,10 @@ pub struct RawSettings {
     pub max_parallel_jobs: Option<Expanded<u32>>,
     /// How long running jobs may finish after SIGTERM. Default `30s`.
     pub shutdown_grace: Option<Expanded<HumanDuration>>,
+    /// Alerts to the same recipients that start within this go in one mail. Default `30s`.
+    pub group_wait: Option<Expanded<HumanDuration>>,
+    /// URL that gets an HTTP GET after each health round in which every database is healthy (healthchecks.io style dead man's switch).
+    pub heartbeat_url: Option<Text>,
 }
 
 /// Settings shared by all databases.
@@ -294,4 +298,6 @@ pub struct RawAlert {
     pub repeat: Option<Expanded<HumanDuration>>,
     /// Send a mail when the alert resolves. Default false.
     pub send_resolved: Option<Expanded<bool>>,
+    /// Keep the alert firing this long after its condition clears, so a value hovering at a threshold does not flap, e.g. `5m`. Default 0.
+    pub keep_firing_for: Option<Expanded<HumanDuration>>,
 }

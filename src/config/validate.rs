@@ -214,6 +214,18 @@ impl Validator<'_> {
             },
             shutdown_grace: v(&raw.shutdown_grace)
                 .map_or(DEFAULT_SHUTDOWN_GRACE, HumanDuration::get),
+            group_wait: v(&raw.group_wait).map_or(DEFAULT_GROUP_WAIT, HumanDuration::get),
+            heartbeat_url: match &raw.heartbeat_url {
+                Some(url) if !url.0.starts_with("http://") && !url.0.starts_with("https://") => {
+                    self.error(
+                        &path.key("heartbeat_url"),
+                        "must start with http:// or https://",
+                    );
+                    None
+                }
+                Some(url) => Some(url.0.clone()),
+                None => None,
+            },
         }
     }
 
@@ -699,6 +711,8 @@ impl Validator<'_> {
                 for_: v(&alert.for_).map_or(Duration::ZERO, HumanDuration::get),
                 repeat: v(&alert.repeat).map(HumanDuration::get),
                 send_resolved: v(&alert.send_resolved).unwrap_or(false),
+                keep_firing_for: v(&alert.keep_firing_for)
+                    .map_or(Duration::ZERO, HumanDuration::get),
             });
         }
         if !raw.is_empty() && !have_smtp {

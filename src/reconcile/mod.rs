@@ -18,6 +18,7 @@
 //! at reload keeps the last good config, logs every error and records the
 //! failure; only startup fails fast.
 
+mod alerting;
 mod converge;
 mod executor;
 mod held;
@@ -102,6 +103,7 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
         events,
     );
     daemon.locks = locks;
+    daemon.start_outbox();
     tracing::info!(config = %daemon.config_path.display(), databases = daemon.config.databases.len(), "litewarden run started");
     daemon.start();
     daemon.event_loop(&inbox);
@@ -157,6 +159,10 @@ struct Reconciler {
     last_now: Option<DateTime<Utc>>,
     /// The claim on each database file (one manager per file).
     locks: BTreeMap<String, DatabaseLock>,
+    /// The thread that delivers alert mail and heartbeats.
+    outbox: Option<crate::alert::outbox::Outbox>,
+    /// When the last heartbeat was sent.
+    heartbeat_at: Option<DateTime<Utc>>,
 }
 
 /// What the loop does after an event.
@@ -214,6 +220,8 @@ impl Reconciler {
             problems: BTreeSet::new(),
             last_now: None,
             locks: BTreeMap::new(),
+            outbox: None,
+            heartbeat_at: None,
         }
     }
 
@@ -258,6 +266,7 @@ impl Reconciler {
         loop {
             self.fire_due_jobs();
             self.write_status();
+            self.evaluate_alerts();
             let max_parallel = self.config.settings.max_parallel_jobs as usize;
             let wait = self
                 .jobs
@@ -459,6 +468,9 @@ impl Reconciler {
             finished.started,
             finished.result,
         );
+        if kind == JobKind::Health {
+            self.heartbeat();
+        }
     }
 
     /// Records a run of the daemon's in the state database; failing to
@@ -516,7 +528,9 @@ impl Reconciler {
                 Ok(loaded) => {
                     self.hash = hash;
                     let fresh = self.keep_restart_only_settings(loaded.config);
-                    previous = Some(std::mem::replace(&mut self.config, Arc::new(fresh)));
+                    let before = std::mem::replace(&mut self.config, Arc::new(fresh));
+                    self.reconfigure_outbox(&before);
+                    previous = Some(before);
                     if self.config_error.take().is_some() {
                         tracing::info!("config is valid again");
                     }

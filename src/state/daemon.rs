@@ -147,7 +147,7 @@ impl StateDb {
 
     fn runs_where(&self, filter: &str, limit: usize) -> Result<Vec<JobRunRow>, StateError> {
         let sql = format!(
-            "SELECT job, database, trigger, started_at, finished_at, outcome, error, detail FROM job_runs WHERE {filter} ORDER BY id DESC LIMIT ?1"
+            "SELECT job, database, trigger, started_at, finished_at, outcome, error, detail, failure FROM job_runs WHERE {filter} ORDER BY id DESC LIMIT ?1"
         );
         let mut statement = self
             .conn
@@ -164,6 +164,7 @@ impl StateDb {
                     outcome: row.get(5)?,
                     error: row.get(6)?,
                     detail: row.get(7)?,
+                    failure: row.get(8)?,
                 })
             })
             .and_then(|rows| rows.collect())
@@ -190,6 +191,8 @@ pub struct JobRunRow {
     pub error: Option<String>,
     /// Its summary.
     pub detail: Option<String>,
+    /// The kind of failure, when it failed.
+    pub failure: Option<String>,
 }
 
 /// The number of runs of one (job, database, outcome).

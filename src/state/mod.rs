@@ -6,6 +6,7 @@
 //! by writing the file from elsewhere. The schema version lives in `PRAGMA user_version`; each entry
 //! of [`SCHEMA`] upgrades by one version inside a transaction.
 
+pub mod alerts;
 pub mod catalog;
 pub mod daemon;
 pub mod expect;
@@ -126,6 +127,27 @@ const SCHEMA: &[&str] = &[
         report TEXT NOT NULL,
         quick_check_at TEXT,
         integrity_check_at TEXT
+    );
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL,
+        database TEXT NOT NULL,
+        job TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (rule, database, job)
+    );
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        recipients TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        database TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT
     );
     CREATE TABLE backup_readers (
         path TEXT NOT NULL,

@@ -1,0 +1,137 @@
+//! The alert conditions that hold now, read from the state database.
+//!
+//! Owns [`gather`]: each job's latest run (job_failed, job_stuck,
+//! migration_failed, drill_failed), each database's latest health
+//! (health_failed, backup_stale, disk_low, database_missing), its open
+//! discontinuities (database_replaced) and the daemon's last reload
+//! (config_invalid). Reads only.
+
+use crate::config::{AlertCondition, Config, JobKind};
+use crate::state::health::Status;
+use crate::state::{StateDb, StateError};
+
+use super::rules::Fact;
+
+fn job_kind(name: &str) -> Option<JobKind> {
+    JobKind::NAMES
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| JOB_KINDS.get(i).copied())
+}
+
+const JOB_KINDS: [JobKind; 7] = [
+    JobKind::Apply,
+    JobKind::Backup,
+    JobKind::Prune,
+    JobKind::Migrate,
+    JobKind::Health,
+    JobKind::Optimize,
+    JobKind::Drill,
+];
+
+/// Every condition that holds now for the databases of `config`.
+pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError> {
+    let mut facts = Vec::new();
+    let fact = |condition, database: &str, job, reason: String| Fact {
+        condition,
+        database: database.to_string(),
+        job,
+        reason,
+    };
+    for run in state.latest_runs()? {
+        let Some(database) = run.database.as_deref() else {
+            continue;
+        };
+        if run.outcome != "failed" || !config.databases.contains_key(database) {
+            continue;
+        }
+        let reason = run.error.clone().unwrap_or_default();
+        let kind = job_kind(&run.job);
+        if run.failure.as_deref() == Some("source_missing") {
+            facts.push(fact(
+                AlertCondition::DatabaseMissing,
+                database,
+                None,
+                reason.clone(),
+            ));
+        }
+        if run.failure.as_deref() == Some("stuck") {
+            facts.push(fact(AlertCondition::JobStuck, database, kind, reason));
+            continue;
+        }
+        facts.push(fact(
+            AlertCondition::JobFailed,
+            database,
+            kind,
+            reason.clone(),
+        ));
+        match kind {
+            Some(JobKind::Migrate) => facts.push(fact(
+                AlertCondition::MigrationFailed,
+                database,
+                kind,
+                reason,
+            )),
+            Some(JobKind::Drill) => {
+                facts.push(fact(AlertCondition::DrillFailed, database, kind, reason))
+            }
+            _ => {}
+        }
+    }
+    for report in state.all_health()? {
+        if !config.databases.contains_key(report.database.as_str()) {
+            continue;
+        }
+        let failing = |names: &[&str]| {
+            report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Unhealthy && names.contains(&c.name.as_str()))
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect::<Vec<_>>()
+        };
+        let database = report.database.as_str();
+        if report.status == Status::Unhealthy {
+            facts.push(fact(
+                AlertCondition::HealthFailed,
+                database,
+                None,
+                report.reasons().join("; "),
+            ));
+        }
+        for (condition, names) in [
+            (AlertCondition::BackupStale, &["backup_age"][..]),
+            (
+                AlertCondition::DiskLow,
+                &["free_disk", "backup_free_disk"][..],
+            ),
+            (AlertCondition::DatabaseMissing, &["file"][..]),
+        ] {
+            let reasons = failing(names);
+            if !reasons.is_empty() {
+                facts.push(fact(condition, database, None, reasons.join("; ")));
+            }
+        }
+    }
+    for database in config.databases.values() {
+        if let Some(first) = state.open_discontinuities(database.name.as_str())?.first() {
+            facts.push(fact(
+                AlertCondition::DatabaseReplaced,
+                database.name.as_str(),
+                None,
+                first.reason.clone(),
+            ));
+        }
+    }
+    if let Some(daemon) = state.daemon()?
+        && !daemon.config_ok
+    {
+        facts.push(fact(
+            AlertCondition::ConfigInvalid,
+            "",
+            None,
+            daemon.config_error.unwrap_or_default(),
+        ));
+    }
+    Ok(facts)
+}

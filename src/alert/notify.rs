@@ -1,0 +1,161 @@
+//! From the lifecycle's notices to queued notifications and log lines.
+//!
+//! Owns [`evaluate_and_queue`]: gather the facts, run the pure lifecycle
+//! against the stored alert states, store the new states and queue one
+//! notification per notice (only with `smtp:`; without it the log line is
+//! the notification), and the text of each notification: the subject
+//! `[litewarden FIRING] app: backup failed` and a plain-text body that says
+//! what is wrong, since when, and what to run.
+
+use chrono::{DateTime, Utc};
+
+use super::facts;
+use super::rules::{self, Active, Notice, NoticeKind};
+use crate::config::{AlertCondition, Config};
+use crate::state::StateDb;
+use crate::state::alerts::NewNotification;
+
+/// What a condition is called in a subject.
+fn describe(notice: &Notice) -> String {
+    match notice.condition {
+        AlertCondition::JobFailed if !notice.key.job.is_empty() => {
+            format!("{} failed", notice.key.job)
+        }
+        AlertCondition::JobFailed => "a job failed".into(),
+        AlertCondition::JobStuck => format!(
+            "{} stuck",
+            if notice.key.job.is_empty() {
+                "a job"
+            } else {
+                &notice.key.job
+            }
+        ),
+        AlertCondition::HealthFailed => "unhealthy".into(),
+        AlertCondition::BackupStale => "no recent verified backup".into(),
+        AlertCondition::MigrationFailed => "migration failed".into(),
+        AlertCondition::DrillFailed => "restore drill failed".into(),
+        AlertCondition::DiskLow => "disk space low".into(),
+        AlertCondition::ConfigInvalid => "jobs.yaml is invalid".into(),
+        AlertCondition::DatabaseMissing => "database file missing".into(),
+        AlertCondition::DatabaseReplaced => "database replaced or emptied".into(),
+    }
+}
+
+fn label(kind: NoticeKind) -> &'static str {
+    match kind {
+        NoticeKind::Firing | NoticeKind::Repeat => "FIRING",
+        NoticeKind::Resolved => "RESOLVED",
+    }
+}
+
+/// The subject of one notification.
+pub fn subject(notice: &Notice) -> String {
+    let about = if notice.key.database.is_empty() {
+        "litewarden".to_string()
+    } else {
+        notice.key.database.clone()
+    };
+    format!(
+        "[litewarden {}] {about}: {}",
+        label(notice.kind),
+        describe(notice)
+    )
+}
+
+/// The body of one notification: what, since when, and what to run.
+pub fn body(notice: &Notice, now: DateTime<Utc>) -> String {
+    let db = &notice.key.database;
+    let mut text = format!(
+        "{} {}\n\nrule:      {}\ndatabase:  {}\ncondition: {}\nsince:     {}\n",
+        label(notice.kind),
+        describe(notice),
+        notice.key.rule,
+        if db.is_empty() { "-" } else { db },
+        notice.condition.as_str(),
+        notice.since.format("%Y-%m-%d %H:%M:%SZ"),
+    );
+    if notice.kind == NoticeKind::Resolved {
+        text.push_str(&format!(
+            "resolved:  {}\nwas:       {}\n",
+            now.format("%Y-%m-%d %H:%M:%SZ"),
+            notice.reason
+        ));
+    } else {
+        text.push_str(&format!("reason:    {}\n", notice.reason));
+    }
+    text.push_str("\nto investigate:\n  litewarden status\n");
+    if !db.is_empty() {
+        text.push_str(&format!(
+            "  litewarden health {db}\n  litewarden backups {db}\n  litewarden restore {db}   (after checking the backups)\n"
+        ));
+    }
+    text
+}
+
+/// The active (pending and firing) alerts stored in `state`.
+pub fn active_alerts(state: &StateDb) -> Result<Vec<Active>, crate::state::StateError> {
+    Ok(state
+        .alert_states()?
+        .iter()
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .collect())
+}
+
+/// Evaluates the rules of `config` at `now`, stores the new alert states
+/// and queues what must be sent; returns the notices (for the log).
+pub fn evaluate_and_queue(
+    config: &Config,
+    state: &StateDb,
+    now: DateTime<Utc>,
+) -> Result<Vec<Notice>, crate::state::StateError> {
+    let facts = facts::gather(config, state)?;
+    let previous = active_alerts(state)?;
+    let (states, notices) = rules::evaluate(&config.alerts, &facts, &previous, now);
+    if states == previous && notices.is_empty() {
+        return Ok(notices);
+    }
+    let stored: Vec<((String, String, String), String)> = states
+        .iter()
+        .map(|a| {
+            (
+                (
+                    a.key.rule.clone(),
+                    a.key.database.clone(),
+                    a.key.job.clone(),
+                ),
+                serde_json::to_string(a).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let texts: Vec<(String, String, String)> = notices
+        .iter()
+        .map(|n| {
+            let mut to = n.to.clone();
+            to.sort();
+            (to.join(","), subject(n), body(n, now))
+        })
+        .collect();
+    let queued: Vec<NewNotification> = if config.smtp.is_some() {
+        notices
+            .iter()
+            .zip(&texts)
+            .map(|(n, (to, subject, body))| NewNotification {
+                created_at: now,
+                recipients: to,
+                rule: &n.key.rule,
+                database: &n.key.database,
+                kind: match n.kind {
+                    NoticeKind::Firing => "firing",
+                    NoticeKind::Repeat => "repeat",
+                    NoticeKind::Resolved => "resolved",
+                },
+                subject,
+                body,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    state.save_alerts(&stored, &queued)?;
+    Ok(notices)
+}

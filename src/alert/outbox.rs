@@ -1,0 +1,248 @@
+//! The outbox thread: delivers queued notifications and heartbeats.
+//!
+//! Owns delivery. It runs on a thread of its own with its own state-database
+//! connection, so an SMTP server that is slow or down never delays the
+//! reconciler or a job. Every second (and when woken) it takes the groups of
+//! undelivered notifications that are due (same recipients; the oldest has
+//! waited `group_wait`), sends one mail per group, and marks them delivered;
+//! a failure is logged and retried with backoff (5 s doubling, at most
+//! 5 min), and nothing is lost: the queue is in the state database. It also
+//! sends the heartbeat GETs it is handed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::email::{Mail, Mailer};
+use crate::clock::Clock;
+use crate::state::StateDb;
+use crate::state::alerts::Notification;
+
+/// How often the outbox looks for due notifications.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// How long a heartbeat GET may take.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest wait between two delivery attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What the outbox thread is told.
+enum Order {
+    /// Deliver what is due now.
+    Wake,
+    /// Use this mailer and group wait from now on.
+    Configure(Option<Arc<dyn Mailer>>, Duration),
+    /// GET this URL.
+    Heartbeat(String),
+}
+
+/// The handle of the outbox thread; dropping it stops the thread.
+pub struct Outbox {
+    orders: Sender<Order>,
+}
+
+impl Outbox {
+    /// Starts the thread, delivering with `mailer` (none: notifications
+    /// wait in the queue) from the state database in `state_dir`.
+    pub fn spawn(
+        state_dir: PathBuf,
+        mailer: Option<Arc<dyn Mailer>>,
+        group_wait: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
+        let (orders, inbox) = channel();
+        std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || {
+                let mut worker = Worker {
+                    state_dir,
+                    state: None,
+                    mailer,
+                    group_wait,
+                    clock,
+                };
+                worker.run(&inbox);
+            })?;
+        Ok(Outbox { orders })
+    }
+
+    /// Delivers what is due now rather than at the next tick.
+    pub fn wake(&self) {
+        let _ = self.orders.send(Order::Wake);
+    }
+
+    /// Changes the mailer or the group wait (a reload changed `smtp:`).
+    pub fn configure(&self, mailer: Option<Arc<dyn Mailer>>, group_wait: Duration) {
+        let _ = self.orders.send(Order::Configure(mailer, group_wait));
+    }
+
+    /// Sends a heartbeat GET to `url`.
+    pub fn heartbeat(&self, url: String) {
+        let _ = self.orders.send(Order::Heartbeat(url));
+    }
+}
+
+struct Worker {
+    state_dir: PathBuf,
+    state: Option<StateDb>,
+    mailer: Option<Arc<dyn Mailer>>,
+    group_wait: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    fn run(&mut self, inbox: &Receiver<Order>) {
+        loop {
+            match inbox.recv_timeout(TICK) {
+                Ok(Order::Configure(mailer, group_wait)) => {
+                    self.mailer = mailer;
+                    self.group_wait = group_wait;
+                }
+                Ok(Order::Heartbeat(url)) => heartbeat(&url),
+                Ok(Order::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.deliver_due();
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        let Some(mailer) = self.mailer.clone() else {
+            return;
+        };
+        if self.state.is_none() {
+            match StateDb::open(&self.state_dir) {
+                Ok(state) => self.state = Some(state),
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot open the state database");
+                    return;
+                }
+            }
+        }
+        let Some(state) = &self.state else {
+            return;
+        };
+        let now = self.clock.now();
+        let groups = match state.due_notifications(now, self.group_wait) {
+            Ok(groups) => groups,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot read the queue");
+                return;
+            }
+        };
+        for group in groups {
+            let mail = compose(&group);
+            let ids: Vec<i64> = group.iter().map(|n| n.id).collect();
+            let recorded = match mailer.send(&mail) {
+                Ok(()) => {
+                    tracing::info!(to = %mail.to.join(","), subject = %mail.subject, notifications = ids.len(), "alert mail sent");
+                    state.mark_delivered(&ids, now)
+                }
+                Err(e) => {
+                    let attempts = group.iter().map(|n| n.attempts).max().unwrap_or(0);
+                    let backoff = backoff(attempts);
+                    tracing::warn!(to = %mail.to.join(","), error = %e, attempt = attempts + 1, retry_in_s = backoff.as_secs(), "alert mail not delivered; retrying");
+                    let next = now + TimeDelta::from_std(backoff).unwrap_or_default();
+                    state.mark_undelivered(&ids, next, &e.to_string())
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "outbox: cannot record a delivery");
+            }
+        }
+    }
+}
+
+/// The wait before retry number `attempts + 1`.
+pub fn backoff(attempts: i64) -> Duration {
+    let exponent = attempts.clamp(0, 10) as u32;
+    Duration::from_secs(5 * 2u64.pow(exponent)).min(MAX_BACKOFF)
+}
+
+/// One mail for a group of notifications to the same recipients.
+pub fn compose(group: &[Notification]) -> Mail {
+    let to = group
+        .first()
+        .map(|n| n.recipients.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let subject = match group {
+        [one] => one.subject.clone(),
+        many => format!(
+            "[litewarden] {} alerts: {}",
+            many.len(),
+            many.iter()
+                .map(|n| n
+                    .subject
+                    .trim_start_matches("[litewarden ")
+                    .replacen(']', ":", 1))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
+    let body = group
+        .iter()
+        .map(|n| n.body.as_str())
+        .collect::<Vec<_>>()
+        .join("\n----------------------------------------\n\n");
+    Mail { to, subject, body }
+}
+
+/// GETs `url` with a timeout; the outcome is logged.
+fn heartbeat(url: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(HEARTBEAT_TIMEOUT))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(response) => tracing::debug!(status = response.status().as_u16(), "heartbeat sent"),
+        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notification(id: i64, subject: &str) -> Notification {
+        Notification {
+            id,
+            created_at: "2027-01-15T08:00:00+00:00".into(),
+            recipients: "a@x.org,b@x.org".into(),
+            rule: "r".into(),
+            database: "app".into(),
+            kind: "firing".into(),
+            subject: subject.into(),
+            body: format!("body {id}\n"),
+            attempts: 0,
+            sent_at: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn a_group_becomes_one_mail_to_its_recipients() {
+        let one = compose(&[notification(1, "[litewarden FIRING] app: backup failed")]);
+        assert_eq!(one.subject, "[litewarden FIRING] app: backup failed");
+        assert_eq!(one.to, ["a@x.org", "b@x.org"]);
+        let two = compose(&[
+            notification(1, "[litewarden FIRING] app: backup failed"),
+            notification(2, "[litewarden FIRING] other: backup failed"),
+        ]);
+        assert_eq!(
+            two.subject,
+            "[litewarden] 2 alerts: FIRING: app: backup failed; FIRING: other: backup failed"
+        );
+        assert!(two.body.contains("body 1") && two.body.contains("body 2"));
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(20), MAX_BACKOFF);
+    }
+}
