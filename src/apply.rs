@@ -7,8 +7,8 @@
 //! updated, and the run is recorded in the state database. It never deletes
 //! a database file: "unmanage" only forgets the name.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -19,6 +19,7 @@ use crate::db::pragmas;
 use crate::jobs::migrations::UpRequest;
 use crate::jobs::progress::Quiet;
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
+use crate::plan::identity::Identity;
 use crate::plan::{
     self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Problem, Unreadable,
 };
@@ -146,9 +147,13 @@ pub fn apply(
             status,
         });
     }
-    remember_databases(config, &state, clock, &|db| {
-        failed_databases.contains(db.name.as_str())
-    })?;
+    remember_databases(
+        config,
+        &state,
+        clock,
+        &|db| failed_databases.contains(db.name.as_str()),
+        &BTreeMap::new(),
+    )?;
     for problem in &plan.problems {
         tracing::error!(db = %problem.database(), event = problem.event(), problem = %problem, "left alone");
         if let Problem::Missing { .. } = problem {
@@ -195,7 +200,8 @@ pub fn apply(
 }
 
 /// Records every database of `config` whose file exists (but those in
-/// `skip`) as managed, and checks it against its remembered identity: a
+/// `skip`) as managed, and checks it against its remembered identity (the
+/// one in `known` when the caller just read it, else read now): a
 /// discontinuity is recorded (its backups from before are then kept) and
 /// the identity seen now is remembered.
 pub fn remember_databases(
@@ -203,21 +209,27 @@ pub fn remember_databases(
     state: &StateDb,
     clock: &dyn Clock,
     skip: &dyn Fn(&Database) -> bool,
+    known: &BTreeMap<PathBuf, Identity>,
 ) -> Result<(), crate::Error> {
+    let managed = state.managed_databases()?;
     for database in config.databases.values() {
         if skip(database) {
             continue;
         }
-        let Ok(Some(seen)) = crate::db::observe::read_identity(&database.path) else {
-            continue;
-        };
-        state.record_managed(
-            &ManagedDatabase {
-                name: database.name.to_string(),
-                path: database.path.clone(),
+        let seen = match known.get(&database.path) {
+            Some(identity) => identity.clone(),
+            None => match crate::db::observe::read_identity(&database.path) {
+                Ok(Some(identity)) => identity,
+                _ => continue,
             },
-            clock.now(),
-        )?;
+        };
+        let record = ManagedDatabase {
+            name: database.name.to_string(),
+            path: database.path.clone(),
+        };
+        if !managed.contains(&record) {
+            state.record_managed(&record, clock.now())?;
+        }
         crate::jobs::identity::check(
             state,
             database.name.as_str(),

@@ -11,21 +11,15 @@ use serde_json::json;
 
 use super::progress_bar::Reporter;
 use super::show_time;
-use super::{Cli, ExitStatus, print, print_warnings};
+use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{self, Config, Database, Environment, VerifyLevel, values::did_you_mean};
+use crate::config::{Config, Database, Environment, VerifyLevel, values::did_you_mean};
 use crate::error::Error;
 use crate::jobs::backup::{self, BackupReport, BackupRequest};
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
-
-fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
-    let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
-    Ok(loaded.config)
-}
 
 /// The database called `name`, or an error with the closest name.
 pub(super) fn database<'a>(
@@ -44,7 +38,7 @@ pub(super) fn database<'a>(
         })
 }
 
-fn selected<'a>(
+pub(super) fn selected<'a>(
     cli: &Cli,
     config: &'a Config,
     name: Option<&str>,
@@ -101,7 +95,7 @@ pub(super) fn backup(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
@@ -151,7 +145,7 @@ pub(super) fn list(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let db = database(cli, &config, name)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let entries = prune_job::decide(
@@ -215,7 +209,7 @@ pub(super) fn verify(
 ) -> Result<ExitStatus, Error> {
     let path = crate::paths::from_cwd(file);
     let state = if cli.config.exists() {
-        let config = load(cli, environment)?;
+        let config = super::load_config(cli, environment)?;
         StateDb::open_existing(&config.settings.state_dir)?
     } else {
         None
@@ -276,7 +270,7 @@ pub(super) fn restore(
     args: RestoreArgs,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let db = database(cli, &config, args.database)?;
     let _lock = super::claim(&config, [db])?;
     let state = StateDb::open(&config.settings.state_dir)?;
@@ -372,7 +366,7 @@ pub(super) fn prune(
         accept_discontinuity,
         json,
     } = args;
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let databases = selected(cli, &config, name, all)?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
@@ -444,7 +438,7 @@ pub(super) fn pin(
     pinned: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     for db in config.databases.values() {
         crate::jobs::manifest::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;

@@ -11,18 +11,12 @@
 
 use std::io::Write;
 
-use super::{Cli, ExitStatus, print, print_warnings};
+use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{self, Environment};
+use crate::config::Environment;
 use crate::error::Error;
 use crate::state::StateDb;
 use crate::state::expect::{Hold, HoldKind};
-
-fn load(cli: &Cli, environment: &Environment) -> Result<config::Config, Error> {
-    let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
-    Ok(loaded.config)
-}
 
 /// Accepts the discontinuities of `db`: the backups from before them are
 /// no longer protected, and the database as it is now is what litewarden
@@ -77,7 +71,7 @@ pub(super) fn accept(
     name: &str,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let db = super::backups::database(cli, &config, name)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     accept_database(&state, db, clock, out)?;
@@ -92,7 +86,7 @@ pub(super) fn pause(
     paused: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let db = super::backups::database(cli, &config, name)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     if paused {

@@ -9,29 +9,12 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Cli, ExitStatus, print, print_warnings};
+use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{self, Config, Database, Environment, JobKind, VerifyLevel};
+use crate::config::{Database, Environment, JobKind, VerifyLevel};
 use crate::error::Error;
 use crate::jobs::{drill, health, optimize};
 use crate::state::{JobRun, Outcome, StateDb, Trigger};
-
-fn load(cli: &Cli, environment: &Environment) -> Result<Config, Error> {
-    let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
-    Ok(loaded.config)
-}
-
-fn selected<'a>(
-    cli: &Cli,
-    config: &'a Config,
-    name: Option<&str>,
-) -> Result<Vec<&'a Database>, Error> {
-    match name {
-        Some(name) => Ok(vec![super::backups::database(cli, config, name)?]),
-        None => Ok(config.databases.values().collect()),
-    }
-}
 
 /// What `health` was asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -48,11 +31,11 @@ pub(super) fn health(
     args: HealthArgs,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let now = clock.now();
     let mut reports = Vec::new();
-    for db in selected(cli, &config, args.database)? {
+    for db in super::backups::selected(cli, &config, args.database, false)? {
         let deep = if args.deep {
             Some(VerifyLevel::Quick)
         } else {
@@ -114,8 +97,8 @@ pub(super) fn optimize(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
-    let databases = selected(cli, &config, name)?;
+    let config = super::load_config(cli, environment)?;
+    let databases = super::backups::selected(cli, &config, name, false)?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
@@ -173,7 +156,7 @@ pub(super) fn drill(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = load(cli, environment)?;
+    let config = super::load_config(cli, environment)?;
     let db = super::backups::database(cli, &config, name)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let started_at = clock.now();

@@ -500,6 +500,13 @@ fn load(
     }
 }
 
+/// Loads the config, printing its warnings on stderr.
+fn load_config(cli: &Cli, environment: &Environment) -> Result<config::Config, Error> {
+    let loaded = config::load(&cli.config, environment)?;
+    print_warnings(&loaded.warnings);
+    Ok(loaded.config)
+}
+
 fn print_warnings(warnings: &[Diagnostic]) {
     for warning in warnings {
         eprintln!("{warning}");

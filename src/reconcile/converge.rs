@@ -45,6 +45,7 @@ impl Reconciler {
                     &self.state,
                     self.clock.as_ref(),
                     &not_observed,
+                    &observed.identities,
                 ) {
                     tracing::error!(error = %e, "cannot record what the databases look like");
                 }
