@@ -152,9 +152,10 @@ fn failing(text: &str, databases: &[&str]) -> Project {
     project
 }
 
-/// Waits for `count` mails, showing the daemon's log if they do not come.
+/// Waits (up to 60 s: a retried delivery may be 20 s of backoff away) for
+/// `count` mails, showing the daemon's log if they do not come.
 fn wait_for_mails(smtp: &Smtp, project: &Project, count: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while smtp.mails().len() < count {
         assert!(
             std::time::Instant::now() < deadline,
