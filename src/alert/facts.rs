@@ -6,6 +6,7 @@
 //! discontinuities (database_replaced) and the daemon's last reload
 //! (config_invalid). Reads only.
 
+use crate::config::values::ScalarValue;
 use crate::config::{AlertCondition, Config, JobKind};
 use crate::state::health::Status;
 use crate::state::{StateDb, StateError};
@@ -13,21 +14,8 @@ use crate::state::{StateDb, StateError};
 use super::rules::Fact;
 
 fn job_kind(name: &str) -> Option<JobKind> {
-    JobKind::NAMES
-        .iter()
-        .position(|n| *n == name)
-        .and_then(|i| JOB_KINDS.get(i).copied())
+    <JobKind as ScalarValue>::parse_scalar(name).ok()
 }
-
-const JOB_KINDS: [JobKind; 7] = [
-    JobKind::Apply,
-    JobKind::Backup,
-    JobKind::Prune,
-    JobKind::Migrate,
-    JobKind::Health,
-    JobKind::Optimize,
-    JobKind::Drill,
-];
 
 /// Every condition that holds now for the databases of `config`.
 pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError> {

@@ -108,8 +108,11 @@ pub fn evaluate_and_queue(
     state: &StateDb,
     now: DateTime<Utc>,
 ) -> Result<Vec<Notice>, crate::state::StateError> {
-    let facts = facts::gather(config, state)?;
     let previous = active_alerts(state)?;
+    if config.alerts.is_empty() && previous.is_empty() {
+        return Ok(Vec::new());
+    }
+    let facts = facts::gather(config, state)?;
     let (states, notices) = rules::evaluate(&config.alerts, &facts, &previous, now);
     if states == previous && notices.is_empty() {
         return Ok(notices);
