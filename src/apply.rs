@@ -317,6 +317,7 @@ fn restore_missing(
         from: RestoreSource::File(from.to_path_buf()),
         to: None,
         force: false,
+        full_check: false,
     };
     restore::restore(&request, from, state, clock, &mut Quiet).map_err(|e| e.to_string())?;
     let facts = match observe_file(&database.path).map_err(|e| e.to_string())? {

@@ -1,51 +1,158 @@
 //! Crash-safe file writes: the one way litewarden creates a final file.
 //!
 //! Owns the temp → fsync → rename → fsync-directory sequence (as Litestream's
-//! `WriteLTXFile`). A [`PendingFile`] is a uniquely named, mode 0600 temp
-//! file next to its target; dropping it without [`PendingFile::commit`]
-//! deletes it, so an error at any step leaves no partial file. A crash
-//! (kill -9) can leave a hidden temp file behind; [`remove_stale_temps`]
-//! removes those, and nothing lists them meanwhile.
+//! `WriteLTXFile`) and what a crash may leave of it. A [`PendingFile`] is a
+//! mode 0600 temp file in its target's directory; dropping it without a
+//! commit deletes it, so an error at any step leaves no partial file.
+//!
+//! On Linux a pending file is anonymous (`O_TMPFILE`): it has no name until
+//! [`PendingFile::commit`] links it into place, so a killed process (SIGKILL,
+//! the OOM killer, a crash loop) leaves nothing at all. Where the file system
+//! cannot (or a caller such as SQLite must open the temp by a name that can
+//! take side files, [`PendingFile::create_named`]), the temp is a hidden
+//! `.lw-tmp-*` file. Every pending file holds an exclusive `flock` for its
+//! whole life, so a named temp that nobody holds locked belongs to a dead
+//! process: [`remove_unlocked_temps`] removes all of those at once, and never
+//! one that a live process (another CLI run, the daemon) is still writing.
+//!
+//! SQLite resolves the `/proc/self/fd` link of an anonymous file to a name
+//! that no longer exists, so every temp that SQLite opens is named. The named
+//! temps of this process are listed in one process-wide set, so that a
+//! command interrupted by a signal removes them before it exits
+//! ([`remove_own_temps`]): a signal is delivered to the process, not to the
+//! code that owns a file, and this set is the one piece of process state.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use tempfile::NamedTempFile;
+use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags};
+use tempfile::TempPath;
 
 /// Prefix of every temp file; listings skip names starting with it.
 pub const TEMP_PREFIX: &str = ".lw-tmp-";
 
+/// An unlocked temp younger than this may be one whose creator has not yet
+/// taken its lock (the two are separate system calls); it is left alone.
+const JUST_CREATED: Duration = Duration::from_secs(10);
+
 /// A temp file that becomes `target` on commit.
 #[derive(Debug)]
 pub struct PendingFile {
-    temp: NamedTempFile,
+    file: File,
+    temp: Temp,
     target: PathBuf,
 }
 
+#[derive(Debug)]
+enum Temp {
+    /// `O_TMPFILE`: no name; readable by others in this process through
+    /// `/proc/self/fd/N`.
+    Anonymous { by_fd: PathBuf },
+    /// A hidden named file, removed when dropped.
+    Named(TempPath, Registered),
+}
+
+/// The named temps of this process that are not yet committed or dropped.
+static OWN_TEMPS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// A path listed in [`OWN_TEMPS`] until this is dropped.
+#[derive(Debug)]
+struct Registered(PathBuf);
+
+impl Registered {
+    fn new(path: &Path) -> Self {
+        own_temps().insert(path.to_path_buf());
+        Registered(path.to_path_buf())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        own_temps().remove(&self.0);
+    }
+}
+
+fn own_temps() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    OWN_TEMPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the named temp files this process is still writing: for a
+/// command interrupted by a signal, just before it exits. Returns how many
+/// were removed.
+pub fn remove_own_temps() -> usize {
+    let temps = own_temps();
+    for path in temps.iter() {
+        for suffix in SIDE_FILES {
+            let mut side = path.as_os_str().to_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+    }
+    temps
+        .iter()
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .count()
+}
+
+/// Files SQLite may create beside a temp it opens.
+const SIDE_FILES: [&str; 3] = ["-journal", "-wal", "-shm"];
+
 impl PendingFile {
-    /// Creates an empty temp file (mode 0600) in `target`'s directory.
+    /// Creates an empty temp file (mode 0600) for `target`, in its
+    /// directory: anonymous where the file system allows it, else named.
+    /// Its [`path`](Self::path) can be opened for reading (SQLite read-only
+    /// included), not by a writer that creates side files next to it.
     pub fn create(target: &Path) -> io::Result<Self> {
-        let dir = parent(target);
-        let temp = tempfile::Builder::new()
+        match anonymous(parent(target)) {
+            Some((file, by_fd)) => {
+                lock(&file)?;
+                Ok(Self {
+                    file,
+                    temp: Temp::Anonymous { by_fd },
+                    target: target.to_path_buf(),
+                })
+            }
+            None => Self::create_named(target),
+        }
+    }
+
+    /// Creates an empty, named temp file (mode 0600) in `target`'s
+    /// directory, for a writer that opens it by name and may create side
+    /// files beside it (SQLite's backup API, `VACUUM INTO`).
+    pub fn create_named(target: &Path) -> io::Result<Self> {
+        let (file, path) = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .tempfile_in(dir)?;
+            .tempfile_in(parent(target))?
+            .into_parts();
+        lock(&file)?;
+        let registered = Registered::new(&path);
         Ok(Self {
-            temp,
+            file,
+            temp: Temp::Named(path, registered),
             target: target.to_path_buf(),
         })
     }
 
-    /// The temp file's path (for tools such as SQLite that open by name).
+    /// A path that opens the temp file (for tools such as SQLite that open
+    /// by name).
     pub fn path(&self) -> &Path {
-        self.temp.path()
+        match &self.temp {
+            Temp::Anonymous { by_fd } => by_fd,
+            Temp::Named(path, _) => path,
+        }
     }
 
     /// The open temp file.
     pub fn file(&self) -> &File {
-        self.temp.as_file()
+        &self.file
     }
 
     /// The final path.
@@ -53,13 +160,16 @@ impl PendingFile {
         &self.target
     }
 
-    /// fsyncs the file, renames it to the target (never replacing an
+    /// fsyncs the file, moves it to the target (never replacing an
     /// existing file) and fsyncs the directory.
     pub fn commit(self) -> io::Result<PathBuf> {
-        self.temp.as_file().sync_all()?;
-        self.temp
-            .persist_noclobber(&self.target)
-            .map_err(|e| e.error)?;
+        self.file.sync_all()?;
+        match self.temp {
+            Temp::Anonymous { by_fd } => link(&by_fd, &self.target)?,
+            Temp::Named(path, _registered) => {
+                path.persist_noclobber(&self.target).map_err(|e| e.error)?
+            }
+        }
         sync_dir(parent(&self.target))?;
         Ok(self.target)
     }
@@ -74,11 +184,49 @@ impl PendingFile {
     /// fsyncs the file and renames it over the target, replacing it
     /// atomically, then fsyncs the directory.
     pub fn commit_replacing(self) -> io::Result<PathBuf> {
-        self.temp.as_file().sync_all()?;
-        self.temp.persist(&self.target).map_err(|e| e.error)?;
+        self.file.sync_all()?;
+        let (named, _registered) = match self.temp {
+            Temp::Anonymous { by_fd } => (
+                tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .make_in(parent(&self.target), |name| link(&by_fd, name))?
+                    .into_temp_path(),
+                None,
+            ),
+            Temp::Named(path, registered) => (path, Some(registered)),
+        };
+        named.persist(&self.target).map_err(|e| e.error)?;
         sync_dir(parent(&self.target))?;
         Ok(self.target)
     }
+}
+
+/// An `O_TMPFILE` file in `dir` and the `/proc/self/fd` path that opens it,
+/// or `None` where either is unavailable.
+fn anonymous(dir: &Path) -> Option<(File, PathBuf)> {
+    let fd = rustix::fs::openat(
+        CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .ok()?;
+    let file = File::from(fd);
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    std::fs::metadata(&by_fd).ok()?;
+    Some((file, by_fd))
+}
+
+/// Gives the anonymous file behind `by_fd` the name `target` (fails with
+/// `AlreadyExists` when the name is taken).
+fn link(by_fd: &Path, target: &Path) -> io::Result<()> {
+    rustix::fs::linkat(CWD, by_fd, CWD, target, AtFlags::SYMLINK_FOLLOW)?;
+    Ok(())
+}
+
+fn lock(file: &File) -> io::Result<()> {
+    rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive)?;
+    Ok(())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -102,37 +250,51 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-/// Removes temp files in `dir` untouched for longer than `age` at `now`
-/// (file-system time, as the files' mtimes are): leftovers of a process
-/// that was killed. Returns how many were removed.
-pub fn remove_stale_temps(dir: &Path, age: Duration, now: SystemTime) -> io::Result<usize> {
-    remove_temps_where(dir, |modified| {
-        now.duration_since(modified).unwrap_or_default() > age
-    })
-}
-
-/// Removes every temp file in `dir`: the caller knows no write into it is
-/// under way (the daemon aborting its own backups at exit). Returns how
-/// many were removed.
-pub fn remove_all_temps(dir: &Path) -> io::Result<usize> {
-    remove_temps_where(dir, |_| true)
-}
-
-fn remove_temps_where(dir: &Path, remove: impl Fn(SystemTime) -> bool) -> io::Result<usize> {
-    let mut removed = 0;
+/// Removes every temp file in `dir` that no process holds locked: the
+/// leftovers of processes that were killed. A temp that a live process is
+/// writing (this one included) is kept, and so are SQLite's side files of a
+/// temp that still exists. Returns how many were removed.
+pub fn remove_unlocked_temps(dir: &Path) -> io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
+    let now = SystemTime::now();
+    let mut removed = 0;
     for entry in entries {
         let entry = entry?;
         if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
             continue;
         }
-        if remove(entry.metadata()?.modified()?) {
-            std::fs::remove_file(entry.path())?;
-            removed += 1;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = SIDE_FILES
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .map_or_else(|| path.clone(), |temp| dir.join(temp));
+        if owner != path && owner.exists() {
+            continue;
+        }
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        let metadata = file.metadata()?;
+        let young = now
+            .duration_since(metadata.modified()?)
+            .is_ok_and(|age| age < JUST_CREATED);
+        if metadata.len() == 0 && young {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(removed)
@@ -179,30 +341,49 @@ mod tests {
     }
 
     #[test]
-    fn stale_temps_are_removed_and_fresh_ones_kept() {
+    fn an_anonymous_temp_has_no_name_until_committed() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(format!("{TEMP_PREFIX}old")), b"x").unwrap();
-        std::fs::write(dir.path().join("keep.db"), b"x").unwrap();
-        let now = SystemTime::now();
-        assert_eq!(
-            remove_stale_temps(dir.path(), Duration::from_secs(3600), now).unwrap(),
-            0
-        );
-        let later = now + Duration::from_secs(7200);
-        assert_eq!(
-            remove_stale_temps(dir.path(), Duration::from_secs(3600), later).unwrap(),
-            1
-        );
-        assert!(dir.path().join("keep.db").exists());
+        let target = dir.path().join("out.db");
+        let pending = PendingFile::create(&target).unwrap();
+        pending.file().write_all(b"data").unwrap();
+        assert_eq!(std::fs::read(pending.path()).unwrap(), b"data");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        pending.commit().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"data");
     }
 
     #[test]
-    fn remove_all_temps_takes_even_a_fresh_temp_and_nothing_else() {
+    fn commit_replacing_swaps_the_content_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(format!("{TEMP_PREFIX}fresh")), b"x").unwrap();
+        let target = dir.path().join("out.json");
+        std::fs::write(&target, b"old").unwrap();
+        let create: [fn(&Path) -> io::Result<PendingFile>; 2] =
+            [PendingFile::create, PendingFile::create_named];
+        for create in create {
+            let pending = create(&target).unwrap();
+            pending.file().write_all(b"new").unwrap();
+            pending.commit_replacing().unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"new");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+            std::fs::write(&target, b"old").unwrap();
+        }
+    }
+
+    #[test]
+    fn only_unlocked_temps_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join(format!("{TEMP_PREFIX}dead"));
+        std::fs::write(&dead, b"left by a killed process").unwrap();
         std::fs::write(dir.path().join("keep.db"), b"x").unwrap();
-        assert_eq!(remove_all_temps(dir.path()).unwrap(), 1);
+        let live = PendingFile::create_named(&dir.path().join("out.db")).unwrap();
+        live.file().write_all(b"being written").unwrap();
+        assert_eq!(remove_unlocked_temps(dir.path()).unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(live.path().exists(), "a temp that is being written stays");
         assert!(dir.path().join("keep.db").exists());
-        assert_eq!(remove_all_temps(&dir.path().join("missing")).unwrap(), 0);
+        assert_eq!(
+            remove_unlocked_temps(&dir.path().join("missing")).unwrap(),
+            0
+        );
     }
 }

@@ -15,6 +15,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Err(error) = handle_signals(&cli) {
+        eprintln!("error: cannot handle signals: {error}");
+        return ExitCode::FAILURE;
+    }
     let clock: Arc<dyn Clock> = match std::env::var("LITEWARDEN_CLOCK_OFFSET") {
         Ok(offset) => match OffsetClock::parse(&offset) {
             Ok(clock) => Arc::new(clock),
@@ -50,6 +54,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes a file-size limit (`ulimit -f`) fail the write with EFBIG, named
+/// in the error, instead of killing the process with SIGXFSZ; and, for
+/// every command but `run` (which drains its jobs on a signal), makes
+/// SIGINT and SIGTERM remove this process's temp files before it exits.
+fn handle_signals(cli: &Cli) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
+    signal_hook::flag::register(SIGXFSZ, Arc::new(std::sync::atomic::AtomicBool::new(false)))?;
+    if matches!(cli.command, cli::Command::Run) {
+        return Ok(());
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let removed = litewarden::durable::remove_own_temps();
+                eprintln!(
+                    "interrupted by signal {signal}: the unfinished step was abandoned and left no partial file ({removed} temp file{} removed)",
+                    if removed == 1 { "" } else { "s" }
+                );
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
 }
 
 /// The error and its causes on one line, skipping causes that only repeat

@@ -545,7 +545,7 @@ fn a_backup_still_running_when_the_grace_ends_is_aborted_without_leftovers() {
     );
     let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
     assert!(
-        log.contains("removed the aborted backup's temp files"),
+        log.contains("aborting the jobs still running and removing their temp files removed=1"),
         "{log}"
     );
     let listed = project.run(&["backups", "app", "--json"]);

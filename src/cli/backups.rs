@@ -214,6 +214,9 @@ pub(super) fn verify(
     } else {
         None
     };
+    let scratch_dir = state
+        .as_ref()
+        .map_or_else(std::env::temp_dir, |s| s.scratch_dir().to_path_buf());
     let record = match &state {
         Some(state) => state.backup_by_path(&path)?,
         None => None,
@@ -223,6 +226,7 @@ pub(super) fn verify(
         &path,
         expected,
         VerifyLevel::Full,
+        &scratch_dir,
         &mut Reporter::for_stderr(),
     )?;
     if let (Some(state), Some(record)) = (&state, &record) {
@@ -260,6 +264,7 @@ pub(super) struct RestoreArgs<'a> {
     pub yes: bool,
     pub before_migration: Option<i64>,
     pub force: bool,
+    pub full_check: bool,
     pub json: bool,
 }
 
@@ -284,6 +289,7 @@ pub(super) fn restore(
         },
         to: args.to.map(crate::paths::from_cwd),
         force: args.force,
+        full_check: args.full_check,
     };
     let source = restore::resolve_source(&request, &state)?;
     let target = request.to.clone().unwrap_or_else(|| db.path.clone());

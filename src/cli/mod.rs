@@ -47,6 +47,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How much `restore` checks a backup before restoring it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreVerify {
+    /// The hash of a backup verified when written suffices.
+    Hash,
+    /// `integrity_check` on every source.
+    Full,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -133,6 +142,11 @@ pub enum Command {
         /// Restore even from a file that looks like another database.
         #[arg(long)]
         force: bool,
+        /// `hash`: a backup verified when written whose SHA-256 still matches
+        /// is restored on that proof; `full`: run integrity_check on it too.
+        /// Other files always get integrity_check.
+        #[arg(long, value_enum, default_value_t = RestoreVerify::Hash)]
+        verify: RestoreVerify,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -359,6 +373,7 @@ pub fn run(
             yes,
             before_migration,
             force,
+            verify,
             json,
         } => backups::restore(
             cli,
@@ -371,6 +386,7 @@ pub fn run(
                 yes: *yes,
                 before_migration: *before_migration,
                 force: *force,
+                full_check: *verify == RestoreVerify::Full,
                 json: *json,
             },
             out,

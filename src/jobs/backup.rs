@@ -1,23 +1,41 @@
 //! Taking a verified backup of one database.
 //!
 //! Owns the sequence of a backup: consistent copy ([`super::copy`]) into a
-//! temp file in `<backup_dir>/<db>/`, fsync, atomic rename, verification,
-//! optional zstd compression, SHA-256, and the catalog row. Nothing is
-//! catalogued that did not pass its verification, and every error path
-//! removes what it wrote (temp files are dropped; a final file that fails
-//! verification is deleted).
+//! temp file in `<backup_dir>/<db>/`, verification, optional zstd
+//! compression, SHA-256, fsync, atomic rename and the catalog row. Nothing
+//! is catalogued that did not pass its verification, and every error path
+//! removes what it wrote. Backups of one database are serialised by a lock
+//! in its backup directory (a second run waits, then takes the next free
+//! name); the holder removes the temps of killed runs (see
+//! [`crate::durable`]: a pending file is anonymous where the file system
+//! allows, so a killed run usually leaves nothing).
 //!
-//! Without compression, the fsync of the copy, its SHA-256 and its check run
-//! at the same time on the temp file (the check is CPU and page-cache work,
-//! the fsync waits on the disk), and the verified bytes are then renamed into
-//! place. With compression, the plain copy is checked before it is compressed, and
-//! the compressed file is decoded after its rename and compared by SHA-256
-//! with the plain copy, so the stored artifact itself is proven.
+//! What each `verify` level proves about the file on disk:
+//!
+//! - Plain (uncompressed) backups, every method: `quick` / `full` run
+//!   `quick_check` / `integrity_check` on the written temp file itself,
+//!   alongside its fsync and SHA-256, before it is renamed into place.
+//! - Compressed backups by the snapshot method (the default): the page
+//!   stream is compressed straight into the temp file. `quick` then runs,
+//!   at the same time: `quick_check` on the source inside the read
+//!   transaction the stream was read from (so on exactly the snapshot
+//!   copied), and a read-back of the written file that hashes it (SHA-256,
+//!   compared with the hash of the bytes written) and decodes it completely
+//!   (zstd's content checksum, computed by the encoder over the bytes it was
+//!   fed, is checked; the decoded size must be the header's page count ×
+//!   page size). No decoded copy is written. That the streamed bytes are the
+//!   snapshot rests on the snapshot method's argument ([`super::copy`]),
+//!   which the live-writer tests prove. `full` decodes the written file into
+//!   an anonymous scratch file and runs `integrity_check` on the artifact
+//!   itself.
+//! - Compressed backups by the `api` and `vacuum` methods: the plain copy is
+//!   checked as a plain backup is, then compressed and read back as above.
+//! - `none`: the copy is written, hashed and synced; nothing reads it back.
 
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use chrono::SubsecRound;
 use serde::Serialize;
@@ -36,9 +54,9 @@ use crate::plan::identity::Identity;
 use crate::state::StateDb;
 use crate::state::catalog::{BackupRecord, BackupTrigger, NewBackup};
 
-/// Temp files older than this in a backup directory are leftovers of a
-/// killed process.
-pub const STALE_TEMP_AGE: Duration = Duration::from_secs(6 * 3600);
+/// The lock file that serialises the backups of one database, in its
+/// backup directory.
+const BACKUP_LOCK: &str = ".litewarden-backup.lock";
 
 /// zstd level used for backups: fast, with most of the gain on SQLite pages.
 pub const ZSTD_LEVEL: i32 = 1;
@@ -161,11 +179,8 @@ fn plain_copy(
     target: &Path,
     progress: &mut dyn Progress,
 ) -> Result<(PendingFile, CopyStats), BackupError> {
-    let plain = PendingFile::create(&target.with_extension("copy")).map_err(BackupError::io(
-        name,
-        dir,
-        "cannot create a temp file",
-    ))?;
+    let plain = PendingFile::create_named(&target.with_extension("copy"))
+        .map_err(BackupError::io(name, dir, "cannot create a temp file"))?;
     let copy = source
         .copy_to(plain.file(), plain.path(), progress)
         .map_err(|source| BackupError::Copy {
@@ -173,6 +188,45 @@ fn plain_copy(
             source: Box::new(source),
         })?;
     Ok((plain, copy))
+}
+
+/// Holds the backup lock of one database's backup directory, waiting for
+/// another run to finish if one holds it, then removes what killed runs
+/// left there. Released when the returned file is dropped.
+fn lock_backups(name: &str, dir: &Path) -> Result<File, BackupError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(BACKUP_LOCK);
+    let io = |action: &'static str| BackupError::io(name, &path, action);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(io("cannot open the backup lock"))?;
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        tracing::info!(
+            db = name,
+            "another backup of this database is running; waiting for it to finish"
+        );
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("cannot take the backup lock")(e.into()))?;
+    }
+    let removed = durable::remove_unlocked_temps(dir).map_err(BackupError::io(
+        name,
+        dir,
+        "cannot clean up",
+    ))?;
+    if removed > 0 {
+        tracing::info!(
+            db = name,
+            removed,
+            "removed the temp files of an interrupted backup"
+        );
+    }
+    Ok(file)
 }
 
 /// Takes, verifies and catalogues one backup.
@@ -198,15 +252,7 @@ pub fn take(
     };
     let dir = database_dir(request.backup_dir, name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
-    let removed = durable::remove_stale_temps(&dir, STALE_TEMP_AGE, SystemTime::now())
-        .map_err(io(&dir, "cannot clean up"))?;
-    if removed > 0 {
-        tracing::info!(
-            db = name,
-            removed,
-            "removed leftovers of an interrupted backup"
-        );
-    }
+    let _lock = lock_backups(name, &dir)?;
     manifest::sync_catalog(state, name, request.backup_dir)?;
     identity::check(
         state,
@@ -221,73 +267,23 @@ pub fn take(
     let target = naming::free_path(&dir, name, created_at, compressed, |p| {
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
-
-    let copy_error = |source| BackupError::Copy {
-        database: name.to_string(),
-        source: Box::new(source),
+    let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection).map_err(
+        |source| BackupError::Copy {
+            database: name.to_string(),
+            source: Box::new(source),
+        },
+    )?;
+    let written = Written {
+        name,
+        source: &source,
+        dir: &dir,
+        target: &target,
+        level: db.backup.verify,
     };
-    let verify_error = |source| BackupError::Verify {
-        database: name.to_string(),
-        source,
-    };
-    let verify_level = db.backup.verify;
-    let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection)
-        .map_err(copy_error)?;
-
     let (pending, sha256, copy) = if compressed {
-        let pending =
-            PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
-        let written = if source.method() == CopyMethod::Snapshot {
-            compressed_write(name, &pending, |out| {
-                source
-                    .stream_snapshot(out, pending.path(), progress)
-                    .map_err(copy_error)
-            })
-        } else {
-            let (plain, copy) = plain_copy(name, &source, &dir, &target, progress)?;
-            verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
-            compressed_write(name, &pending, |out| {
-                let mut file = File::open(plain.path()).map_err(io(plain.path(), "cannot read"))?;
-                io::copy(&mut file, out).map_err(io(pending.path(), "cannot write"))?;
-                Ok(copy)
-            })
-        };
-        let (copy, plain_sha, stored_sha) = written?;
-        if verify_level != VerifyLevel::None {
-            let (plain, decoded_sha) =
-                verify::decompressed_copy(pending.path(), progress).map_err(verify_error)?;
-            if decoded_sha != plain_sha {
-                return Err(verify_error(VerifyError::Damaged {
-                    path: target.clone(),
-                    detail: "the compressed file does not decode to the copied database".into(),
-                }));
-            }
-            verify::check_database(plain.path(), verify_level).map_err(verify_error)?;
-        }
-        (pending, stored_sha, copy)
+        written.compressed(progress)?
     } else {
-        let (plain, copy) = plain_copy(name, &source, &dir, &target, progress)?;
-        let (synced, sha256, checked) = std::thread::scope(|scope| {
-            let synced = scope.spawn(|| plain.file().sync_all());
-            let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
-            let checked = verify::check_database(plain.path(), verify_level);
-            (synced.join(), sha256.join(), checked)
-        });
-        let panicked = || io::Error::other("a helper thread panicked");
-        synced
-            .unwrap_or_else(|_| Err(panicked()))
-            .map_err(io(plain.path(), "cannot write"))?;
-        checked.map_err(verify_error)?;
-        let sha256 = sha256
-            .unwrap_or_else(|_| {
-                Err(VerifyError::Io {
-                    path: plain.path().to_path_buf(),
-                    action: "cannot hash",
-                    source: panicked(),
-                })
-            })
-            .map_err(verify_error)?;
-        (plain, sha256, copy)
+        written.plain(progress)?
     };
     drop(source);
 
@@ -297,7 +293,7 @@ pub fn take(
         .map_err(io(pending.path(), "cannot stat"))?
         .len();
     let duration = started.elapsed();
-    let verified_at = (verify_level != VerifyLevel::None).then(|| clock.now());
+    let verified_at = (db.backup.verify != VerifyLevel::None).then(|| clock.now());
     let new = NewBackup {
         database: name,
         path: &target,
@@ -319,6 +315,166 @@ pub fn take(
         plain_bytes: copy.bytes(),
         duration,
     })
+}
+
+/// Writing one backup's temp file and proving it (see the module header).
+struct Written<'a> {
+    name: &'a str,
+    source: &'a copy::Source<'a>,
+    dir: &'a Path,
+    target: &'a Path,
+    level: VerifyLevel,
+}
+
+/// A written, verified temp file, its SHA-256 and what the copy did.
+type Proven = (PendingFile, String, CopyStats);
+
+impl Written<'_> {
+    fn verify_error(&self, source: VerifyError) -> BackupError {
+        BackupError::Verify {
+            database: self.name.to_string(),
+            source,
+        }
+    }
+
+    fn copy_error(&self, source: CopyError) -> BackupError {
+        BackupError::Copy {
+            database: self.name.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    /// An uncompressed backup: copy, then fsync, SHA-256 and the check of
+    /// the temp file at the same time.
+    fn plain(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
+        let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
+        let (synced, sha256, checked) = std::thread::scope(|scope| {
+            let synced = scope.spawn(|| plain.file().sync_all());
+            let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
+            let checked = verify::check_database(plain.path(), self.level);
+            (synced.join(), sha256.join(), checked)
+        });
+        synced
+            .unwrap_or_else(|_| Err(panicked()))
+            .map_err(BackupError::io(self.name, plain.path(), "cannot write"))?;
+        checked.map_err(|e| self.verify_error(e))?;
+        let sha256 = sha256
+            .unwrap_or_else(|_| {
+                Err(VerifyError::Io {
+                    path: plain.path().to_path_buf(),
+                    action: "cannot hash",
+                    source: panicked(),
+                })
+            })
+            .map_err(|e| self.verify_error(e))?;
+        Ok((plain, sha256, copy))
+    }
+
+    /// A compressed backup: streamed (snapshot method) or compressed from a
+    /// checked plain copy, then proven as the module header says.
+    fn compressed(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
+        let pending = PendingFile::create(self.target).map_err(BackupError::io(
+            self.name,
+            self.dir,
+            "cannot create a temp file",
+        ))?;
+        if self.source.method() == CopyMethod::Snapshot {
+            let proven = self.source.in_snapshot(|snapshot| {
+                let (copy, sha256) = compressed_write(self.name, &pending, |out| {
+                    snapshot
+                        .stream(out, pending.path(), progress)
+                        .map_err(|e| self.copy_error(e))
+                })?;
+                let in_transaction = match self.level {
+                    VerifyLevel::Quick => VerifyLevel::Quick,
+                    _ => VerifyLevel::None,
+                };
+                self.read_back(&pending, &sha256, copy, || {
+                    verify::check_connection(snapshot.connection(), snapshot.path(), in_transaction)
+                })?;
+                Ok((pending, sha256, copy))
+            });
+            return proven.map_err(|e| self.copy_error(e))?;
+        }
+        let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
+        verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
+        let (copy, sha256) = compressed_write(self.name, &pending, |out| {
+            let mut file = File::open(plain.path()).map_err(BackupError::io(
+                self.name,
+                plain.path(),
+                "cannot read",
+            ))?;
+            io::copy(&mut file, out).map_err(BackupError::io(
+                self.name,
+                pending.path(),
+                "cannot write",
+            ))?;
+            Ok(copy)
+        })?;
+        drop(plain);
+        self.read_back(&pending, &sha256, copy, || Ok(()))?;
+        Ok((pending, sha256, copy))
+    }
+
+    /// Proves the written compressed file: `check` (on this thread) at the
+    /// same time as fsync and read-back (SHA-256 equal to `sha256`, a full
+    /// bounded decode to `copy`'s size); under `verify: full`, then an
+    /// `integrity_check` of a decoded scratch copy.
+    fn read_back(
+        &self,
+        pending: &PendingFile,
+        sha256: &str,
+        copy: CopyStats,
+        check: impl FnOnce() -> Result<(), VerifyError>,
+    ) -> Result<(), BackupError> {
+        let (synced, read, checked) = std::thread::scope(|scope| {
+            let synced = scope.spawn(|| pending.file().sync_all());
+            let (level, path) = (self.level, pending.path());
+            let read = scope.spawn(move || {
+                (level != VerifyLevel::None)
+                    .then(|| verify::read_back(path, true, &mut super::progress::Quiet))
+            });
+            let checked = check();
+            (synced.join(), read.join(), checked)
+        });
+        synced
+            .unwrap_or_else(|_| Err(panicked()))
+            .map_err(BackupError::io(self.name, pending.path(), "cannot write"))?;
+        checked.map_err(|e| self.verify_error(e))?;
+        let Some(read) = read.unwrap_or_else(|_| {
+            Some(Err(VerifyError::Io {
+                path: pending.path().to_path_buf(),
+                action: "cannot read back",
+                source: panicked(),
+            }))
+        }) else {
+            return Ok(());
+        };
+        let read = read.map_err(|e| self.verify_error(e))?;
+        if read.sha256 != sha256 || read.plain_bytes != copy.bytes() {
+            return Err(self.verify_error(VerifyError::Damaged {
+                path: self.target.to_path_buf(),
+                detail: format!(
+                    "the compressed file read back as {} bytes with SHA-256 {}, but {} bytes were written with SHA-256 {sha256}",
+                    read.plain_bytes,
+                    read.sha256,
+                    copy.bytes()
+                ),
+            }));
+        }
+        if self.level == VerifyLevel::Full {
+            let (plain, _) =
+                verify::decoded_copy(pending.path(), true, self.dir, &mut super::progress::Quiet)
+                    .map_err(|e| self.verify_error(e))?;
+            verify::check_database(plain.path(), VerifyLevel::Full)
+                .map_err(|e| self.verify_error(e))?;
+        }
+        Ok(())
+    }
+}
+
+fn panicked() -> io::Error {
+    io::Error::other("a helper thread panicked")
 }
 
 /// Copies the bytes of a database file that cannot be backed up as a
@@ -407,14 +563,14 @@ fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
     error
 }
 
-/// Writes what `feed` produces, zstd-compressed (all cores), into
-/// `pending`; returns `feed`'s value and the SHA-256 of the plain bytes fed
-/// and of the compressed bytes stored.
+/// Writes what `feed` produces, zstd-compressed (all cores, with zstd's
+/// content checksum), into `pending`; returns `feed`'s value and the SHA-256
+/// of the compressed bytes stored.
 fn compressed_write<T>(
     database: &str,
     pending: &PendingFile,
     feed: impl FnOnce(&mut dyn io::Write) -> Result<T, BackupError>,
-) -> Result<(T, String, String), BackupError> {
+) -> Result<(T, String), BackupError> {
     let failed = |action: &'static str| BackupError::io(database, pending.path(), action);
     let stored = Hashing::new(BufWriter::with_capacity(1 << 20, pending.file()));
     let mut encoder = zstd::Encoder::new(stored, ZSTD_LEVEL).map_err(failed("cannot compress"))?;
@@ -425,15 +581,13 @@ fn compressed_write<T>(
     encoder
         .include_checksum(true)
         .map_err(failed("cannot compress"))?;
-    let mut plain = Hashing::new(&mut encoder);
-    let value = feed(&mut plain)?;
-    let (plain_sha, _, _) = plain.finish();
+    let value = feed(&mut encoder)?;
     let stored = encoder.finish().map_err(failed("cannot write"))?;
     let (stored_sha, _, writer) = stored.finish();
     writer
         .into_inner()
         .map_err(|e| failed("cannot write")(e.into_error()))?;
-    Ok((value, plain_sha, stored_sha))
+    Ok((value, stored_sha))
 }
 
 /// The backup `--from latest` means: the newest (by the catalog's sequence)

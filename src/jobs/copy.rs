@@ -220,22 +220,54 @@ impl<'a> Source<'a> {
         Ok(stats)
     }
 
-    /// Streams a snapshot to `out` in one sequential pass, with no
-    /// intermediate file (for compression). Only for the snapshot method.
+    /// Runs `work` inside one read transaction on the source, with a handle
+    /// on that transaction's snapshot (for streaming it and checking it in
+    /// the same transaction). Only for the snapshot method.
+    pub fn in_snapshot<T, E>(
+        &self,
+        work: impl FnOnce(&Snapshot) -> Result<T, E>,
+    ) -> Result<Result<T, E>, CopyError> {
+        let snapshot = Snapshot {
+            conn: &self.conn,
+            path: self.path,
+        };
+        in_read_transaction(&self.conn, self.path, || Ok(work(&snapshot)))
+    }
+}
+
+/// One read transaction on the source database: everything read through it
+/// sees the same committed state.
+pub struct Snapshot<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+}
+
+impl Snapshot<'_> {
+    /// Streams the snapshot to `out` in one sequential pass, with no
+    /// intermediate file (for compression).
     ///
     /// The WAL's page list is read right after the read transaction starts:
     /// every frame up to this reader's mark is in the file by then, and only
     /// those frames can be back-filled while the main file is streamed, so
     /// the list covers every page that may change under the stream.
-    pub fn stream_snapshot(
+    pub fn stream(
         &self,
         out: &mut dyn io::Write,
         out_path: &Path,
         progress: &mut dyn Progress,
     ) -> Result<CopyStats, CopyError> {
-        in_read_transaction(&self.conn, self.path, || {
-            stream_in_transaction(&self.conn, self.path, out, out_path, progress)
-        })
+        stream_in_transaction(self.conn, self.path, out, out_path, progress)
+    }
+
+    /// The connection holding the transaction (SQLite's checks run through
+    /// it see the snapshot).
+    pub fn connection(&self) -> &Connection {
+        self.conn
+    }
+
+    /// The source database file.
+    pub fn path(&self) -> &Path {
+        self.path
     }
 }
 
@@ -376,12 +408,13 @@ fn snapshot_in_transaction(
     let (page_size, page_count) = begin_snapshot(conn, source)?;
     let bytes = page_count * u64::from(page_size);
 
-    let mut main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
+    let main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
     let length = main
         .metadata()
         .map_err(CopyError::io(source, "cannot stat"))?
         .len();
-    progress.start("copy", Some(length));
+    let mut main = main.take(bytes);
+    progress.start("copy", Some(length.min(bytes)));
     let mut copied = 0;
     loop {
         let n = io::copy(&mut (&mut main).take(CHUNK), &mut &*dest)
@@ -480,6 +513,11 @@ fn api(
 ) -> Result<CopyStats, CopyError> {
     let mut dest =
         Connection::open(dest_path).map_err(CopyError::sqlite(dest_path, "cannot open"))?;
+    dest.pragma_update(None, "journal_mode", "off")
+        .map_err(CopyError::sqlite(
+            dest_path,
+            "cannot turn the copy's journal off",
+        ))?;
     progress.start("backup API", None);
     {
         let backup = rusqlite::backup::Backup::new(conn, &mut dest)

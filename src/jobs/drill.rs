@@ -7,7 +7,6 @@
 //! live database and compare, then delete the scratch file. Nothing live is
 //! touched; the live database is opened read-only.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +82,7 @@ pub fn run(
         });
     };
     state.add_reader(&newest.path, std::process::id(), "drill", clock.now())?;
-    let outcome = drill(database, &newest.path);
+    let outcome = drill(database, &newest.path, state.scratch_dir());
     state.remove_reader(&newest.path, std::process::id())?;
     let (passed, reason, freshness) = match outcome {
         Ok(freshness) => match lagging(database, freshness.as_ref()) {
@@ -102,18 +101,23 @@ pub fn run(
     })
 }
 
-/// Restores `backup` into a scratch file beside it, checks it, and runs the
-/// freshness query; the scratch file is removed whatever happens.
-fn drill(database: &Database, backup: &Path) -> Result<Option<Freshness>, String> {
-    let plain = verify::plain_copy(backup, &mut Quiet).map_err(|e| e.to_string())?;
-    let scratch = PendingFile::create(&backup.with_extension("drill"))
+/// Restores `backup` into an anonymous scratch file in `scratch_dir`, checks
+/// it, and runs the freshness query; the scratch file is gone whatever
+/// happens.
+fn drill(
+    database: &Database,
+    backup: &Path,
+    scratch_dir: &Path,
+) -> Result<Option<Freshness>, String> {
+    let scratch = PendingFile::create_named(&scratch_dir.join("drill.db"))
         .map_err(|e| format!("cannot create the scratch file: {e}"))?;
-    io::copy(
-        &mut File::open(plain.path()).map_err(|e| e.to_string())?,
-        &mut scratch.file(),
+    verify::decode_into(
+        backup,
+        verify::is_compressed(backup),
+        &mut io::BufWriter::new(scratch.file()),
+        &mut Quiet,
     )
     .map_err(|e| format!("cannot restore into the scratch file: {e}"))?;
-    drop(plain);
     verify::check_database(scratch.path(), VerifyLevel::Full).map_err(|e| e.to_string())?;
     let Some(sql) = &database
         .drill

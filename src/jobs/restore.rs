@@ -1,16 +1,21 @@
 //! Bringing a database back from a backup.
 //!
 //! Owns the restore sequence: pick the source (latest verified backup or a
-//! named file), verify it completely (checksum, decompression,
-//! `integrity_check`), refuse a file that belongs to another database unless
-//! forced, then either write it to a new path atomically (`--to`) or keep a
-//! safety copy of the current file (a catalogued `pre-restore` backup) and
-//! replace the live content through SQLite's backup API, so open readers
-//! switch atomically and the WAL stays consistent. Nothing here ever runs
-//! unasked onto an existing file.
+//! named file), refuse a file that belongs to another database unless
+//! forced, then in one pass read the source (hashing it), decode it and
+//! write it into a temp file beside the target, bounded by its SQLite header.
+//! A catalogued backup of this database that was verified when written and
+//! whose SHA-256 still matches is restored on that proof, as restic restores
+//! by hash; any other file (or `--verify full`) gets an `integrity_check` of
+//! the decoded temp first. Then the temp either becomes the new file
+//! (`--to`, an atomic link) or, after a safety copy of the current file (an
+//! uncompressed, quick-checked `pre-restore` backup, the cost of one plain
+//! snapshot), replaces the live content through SQLite's backup API, so open
+//! readers switch atomically and the WAL stays consistent. Nothing is ever
+//! written beside the backup (its directory may be read-only), and nothing
+//! here ever runs unasked onto an existing file.
 
 use std::collections::BTreeSet;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,7 +28,7 @@ use super::manifest::sync_catalog;
 use super::progress::Progress;
 use super::verify::{self, VerifyError};
 use crate::clock::Clock;
-use crate::config::{Database, VerifyLevel};
+use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
@@ -52,6 +57,8 @@ pub struct RestoreRequest<'a> {
     pub to: Option<PathBuf>,
     /// Accept a source that looks like another database.
     pub force: bool,
+    /// Run `integrity_check` even on a backup proven by its hash.
+    pub full_check: bool,
 }
 
 /// Why a restore did not happen.
@@ -188,24 +195,46 @@ pub fn restore(
     }
     let expected = record.as_ref().and_then(|r| r.sha256.clone());
     let catalogued_here = record.as_ref().is_some_and(|r| r.database == name);
-    let stored_sha = verify::sha256_file(source).map_err(verify_error)?;
-    if let Some(expected) = &expected
-        && *expected != stored_sha
-    {
-        return Err(verify_error(VerifyError::Damaged {
-            path: source.to_path_buf(),
-            detail: format!(
-                "SHA-256 is {stored_sha}, the catalog recorded {expected}: the file changed since it was written"
-            ),
-        }));
-    }
+    let proven_by_hash = catalogued_here
+        && expected.is_some()
+        && record.as_ref().is_some_and(|r| r.verified())
+        && !request.full_check;
     if let Some(to) = &request.to
         && to.exists()
     {
         return Err(RestoreError::TargetExists(to.clone()));
     }
-    let plain = verify::plain_copy(source, progress).map_err(verify_error)?;
-    verify::check_database(plain.path(), VerifyLevel::Full).map_err(verify_error)?;
+    let target = request.to.clone().unwrap_or_else(|| database.path.clone());
+    let write_error = |detail: String| RestoreError::Write {
+        database: name.to_string(),
+        path: target.clone(),
+        detail,
+    };
+    let plain = decode_beside(source, &target, progress).map_err(|e| match e {
+        Decoded::Write(e) => write_error(e.to_string()),
+        Decoded::Source(e) => verify_error(e),
+    })?;
+    let (plain, read) = plain;
+    if let Some(expected) = &expected
+        && *expected != read.sha256
+    {
+        return Err(verify_error(verify::changed(
+            source,
+            &read.sha256,
+            expected,
+        )));
+    }
+    if !proven_by_hash {
+        verify::check_database(plain.path(), VerifyLevel::Full).map_err(|e| {
+            verify_error(match e {
+                VerifyError::Damaged { detail, .. } => VerifyError::Damaged {
+                    path: source.to_path_buf(),
+                    detail,
+                },
+                other => other,
+            })
+        })?;
+    }
     if !catalogued_here
         && !request.force
         && database.path.exists()
@@ -217,12 +246,6 @@ pub fn restore(
             reason,
         });
     }
-    let target = request.to.clone().unwrap_or_else(|| database.path.clone());
-    let write_error = |detail: String| RestoreError::Write {
-        database: name.to_string(),
-        path: target.clone(),
-        detail,
-    };
     let mut safety_copy = None;
     let reading = ReadingGuard::new(state, source, clock);
     if request.to.is_none() && database.path.exists() {
@@ -239,24 +262,72 @@ pub fn restore(
             )
             .map_err(write_error)?;
         } else {
-            replace_file(plain.path(), &database.path).map_err(|e| write_error(e.to_string()))?;
+            move_aside_journals(&database.path)
+                .and_then(|()| plain.commit_replacing())
+                .map_err(|e| write_error(e.to_string()))?;
         }
     } else {
-        write_new(plain.path(), &target).map_err(|e| write_error(e.to_string()))?;
+        move_aside_journals(&target)
+            .and_then(|()| plain.commit())
+            .map_err(|e| write_error(e.to_string()))?;
     }
     drop(reading);
-    drop(plain);
-    verify::check_database(&target, VerifyLevel::Quick).map_err(verify_error)?;
     if request.to.is_none() {
         remember_restored(state, database, clock)?;
     }
-    tracing::info!(db = name, source = %source.display(), target = %target.display(), "restored");
+    tracing::info!(db = name, source = %source.display(), target = %target.display(), proven_by_hash, "restored");
     Ok(RestoreReport {
         source: source.to_path_buf(),
         target,
         safety_copy,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// Why decoding a restore's source failed: the source, or writing.
+enum Decoded {
+    Source(VerifyError),
+    Write(io::Error),
+}
+
+/// Decodes `source` into an anonymous temp file beside `target` (creating
+/// `target`'s directory when missing), after removing what killed restores
+/// left there.
+fn decode_beside(
+    source: &Path,
+    target: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(PendingFile, verify::ReadBack), Decoded> {
+    let dir = match target.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(Decoded::Write)?;
+    match crate::durable::remove_unlocked_temps(dir) {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(dir = %dir.display(), removed, "removed the temp files of an interrupted restore")
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for the temp files of an interrupted restore")
+        }
+    }
+    let plain = PendingFile::create_named(target).map_err(Decoded::Write)?;
+    let read = verify::decode_into(
+        source,
+        verify::is_compressed(source),
+        &mut io::BufWriter::with_capacity(1 << 20, plain.file()),
+        progress,
+    )
+    .map_err(|e| match e {
+        VerifyError::Io {
+            action: "cannot write",
+            source,
+            ..
+        } => Decoded::Write(source),
+        other => Decoded::Source(other),
+    })?;
+    Ok((plain, read))
 }
 
 /// Takes the safety copy of the live file before it is replaced: a verified
@@ -269,8 +340,11 @@ fn safety_copy_of(
     clock: &dyn Clock,
     progress: &mut dyn Progress,
 ) -> Result<(PathBuf, bool), RestoreError> {
+    let mut plain = request.database.clone();
+    plain.backup.compress = Compression::None;
+    plain.backup.verify = VerifyLevel::Quick;
     let backup_request = BackupRequest {
-        database: request.database,
+        database: &plain,
         backup_dir: request.backup_dir,
         trigger: BackupTrigger::PreRestore,
         pin: false,
@@ -355,7 +429,8 @@ fn matching_page_size(plain: &Path, live: &Path) -> Result<Option<PendingFile>, 
     if page_size(plain)? == wanted {
         return Ok(None);
     }
-    let resized = PendingFile::create(&live.with_extension("resize")).map_err(|e| e.to_string())?;
+    let resized =
+        PendingFile::create_named(&live.with_extension("resize")).map_err(|e| e.to_string())?;
     let conn = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| e.to_string())?;
     conn.pragma_update(None, "page_size", wanted)
@@ -367,17 +442,6 @@ fn matching_page_size(plain: &Path, live: &Path) -> Result<Option<PendingFile>, 
         })
         .map_err(|e| format!("cannot convert the backup to page size {wanted}: {e}"))?;
     Ok(Some(resized))
-}
-
-/// Replaces a live file that SQLite cannot open any more with `plain`, by
-/// an atomic rename (its stale `-wal`/`-shm` are moved aside first, so they
-/// are never replayed onto the restored content).
-fn replace_file(plain: &Path, live: &Path) -> io::Result<()> {
-    let pending = PendingFile::create(live)?;
-    io::copy(&mut File::open(plain)?, &mut pending.file())?;
-    move_aside_journals(live)?;
-    pending.commit_replacing()?;
-    Ok(())
 }
 
 /// Renames `<db>-wal`, `<db>-shm` and `<db>-journal` of a file about to be
@@ -432,18 +496,6 @@ fn foreign(candidate: &Path, live: &Path) -> Option<String> {
         return Some("it has no table in common with the database".to_string());
     }
     None
-}
-
-/// Copies the plain database file into a new file at `target`, atomically.
-fn write_new(plain: &Path, target: &Path) -> io::Result<()> {
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let pending = PendingFile::create(target)?;
-    io::copy(&mut File::open(plain)?, &mut pending.file())?;
-    move_aside_journals(target)?;
-    pending.commit()?;
-    Ok(())
 }
 
 /// Replaces the content of the live database with `plain` through the

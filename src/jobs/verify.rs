@@ -1,12 +1,22 @@
 //! Checking a backup or database file: SHA-256 and SQLite's own checks.
 //!
-//! Owns reading a stored file back: hashing it, decompressing `.zst`
-//! backups, and running `quick_check` / `integrity_check` on a plain file
-//! opened read-only. A compressed backup is checked by decompressing it to a
-//! temp file beside it (deleted afterwards, whatever happens).
+//! Owns reading a stored file back: hashing it, decoding `.zst` backups, and
+//! running `quick_check` / `integrity_check` on a plain file opened
+//! read-only. Nothing here writes next to the file it reads (a backup
+//! directory may be a read-only mount): a compressed backup that SQLite must
+//! open is decoded into an anonymous temp file in a scratch directory the
+//! caller names, gone when dropped or when the process dies.
+//!
+//! Every decode is bounded by the SQLite header of the decoded stream: the
+//! in-header page count × page size is the database's size, so a stream that
+//! decodes to more (a zstd bomb) is refused as soon as it passes that size,
+//! one that decodes to less is reported truncated, and a plain file is read
+//! only up to that size (a sparse 20 GB file holding two pages costs two
+//! pages).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
@@ -15,6 +25,9 @@ use sha2::{Digest, Sha256};
 use super::progress::Progress;
 use crate::config::VerifyLevel;
 use crate::durable::PendingFile;
+
+/// Bytes of the SQLite header that say how large the database is.
+const HEADER: usize = 100;
 
 /// Why a file failed verification or could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -119,13 +132,12 @@ pub fn is_compressed(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }
 
-/// Runs `check` on the plain SQLite file at `path`, opened read-only.
+/// Runs `level`'s check on the plain SQLite file at `path`, opened
+/// read-only.
 pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError> {
-    let pragma = match level {
-        VerifyLevel::None => return Ok(()),
-        VerifyLevel::Quick => "quick_check",
-        VerifyLevel::Full => "integrity_check",
-    };
+    if level == VerifyLevel::None {
+        return Ok(());
+    }
     let mut header = [0u8; 16];
     let mut file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
     if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
@@ -139,6 +151,21 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| VerifyError::damaged(path, format!("cannot open: {e}")))?;
+    check_connection(&conn, path, level)
+}
+
+/// Runs `level`'s check on the database behind `conn` (inside the caller's
+/// transaction, if one is open: then it checks that snapshot).
+pub fn check_connection(
+    conn: &Connection,
+    path: &Path,
+    level: VerifyLevel,
+) -> Result<(), VerifyError> {
+    let pragma = match level {
+        VerifyLevel::None => return Ok(()),
+        VerifyLevel::Quick => "quick_check",
+        VerifyLevel::Full => "integrity_check",
+    };
     let mut statement = conn
         .prepare(&format!("PRAGMA {pragma}"))
         .map_err(|e| VerifyError::damaged(path, format!("{pragma} failed: {e}")))?;
@@ -157,8 +184,8 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
     }
 }
 
-/// A plain SQLite file for a stored backup: the file itself, or a
-/// decompressed temp copy beside it that is removed when this is dropped.
+/// A plain SQLite file for a stored backup: the file itself, or an
+/// anonymous decoded copy in a scratch directory, gone when this is dropped.
 #[derive(Debug)]
 pub struct PlainCopy {
     path: PathBuf,
@@ -172,64 +199,259 @@ impl PlainCopy {
     }
 }
 
-/// The plain form of the backup at `path`, decompressing `.zst` files.
-pub fn plain_copy(path: &Path, progress: &mut dyn Progress) -> Result<PlainCopy, VerifyError> {
+/// The plain form of the backup at `path`: the file itself, or for `.zst`
+/// files a decoded copy in `scratch_dir`.
+pub fn plain_copy(
+    path: &Path,
+    scratch_dir: &Path,
+    progress: &mut dyn Progress,
+) -> Result<PlainCopy, VerifyError> {
     if !is_compressed(path) {
         return Ok(PlainCopy {
             path: path.to_path_buf(),
             _temp: None,
         });
     }
-    decompressed_copy(path, progress).map(|(plain, _)| plain)
+    decoded_copy(path, true, scratch_dir, progress).map(|(plain, _)| plain)
 }
 
-/// Decompresses the zstd file at `path` (whatever its name) into a temp
-/// file beside it; returns it with the SHA-256 of the decompressed bytes.
-pub fn decompressed_copy(
+/// Decodes the backup at `path` (zstd when `compressed`) into a temp file
+/// in `scratch_dir`; returns it with what reading `path` found.
+pub fn decoded_copy(
     path: &Path,
+    compressed: bool,
+    scratch_dir: &Path,
     progress: &mut dyn Progress,
-) -> Result<(PlainCopy, String), VerifyError> {
-    let temp = PendingFile::create(&path.with_extension("plain"))
-        .map_err(VerifyError::io(path, "cannot create a temp file"))?;
-    let sha = decompress_into(path, temp.file(), progress)?;
+) -> Result<(PlainCopy, ReadBack), VerifyError> {
+    let temp = PendingFile::create_named(&scratch_dir.join("decoded.db"))
+        .map_err(VerifyError::io(scratch_dir, "cannot create a scratch file"))?;
+    let read = decode_into(
+        path,
+        compressed,
+        &mut BufWriter::with_capacity(1 << 20, temp.file()),
+        progress,
+    )?;
     Ok((
         PlainCopy {
             path: temp.path().to_path_buf(),
             _temp: Some(temp),
         },
-        sha,
+        read,
     ))
 }
 
-/// Streams the zstd file at `path` into `out`; returns the hex SHA-256 of
-/// the decompressed bytes.
-pub fn decompress_into(
+/// What reading a stored backup back found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBack {
+    /// Hex SHA-256 of the file as stored.
+    pub sha256: String,
+    /// Bytes of the plain database it holds.
+    pub plain_bytes: u64,
+}
+
+/// Reads the backup at `path` through without writing anything: its
+/// SHA-256, and when `compressed` the whole zstd decode (zstd's own content
+/// checksum included), bounded by the SQLite header.
+pub fn read_back(
     path: &Path,
-    mut out: impl Write,
+    compressed: bool,
     progress: &mut dyn Progress,
-) -> Result<String, VerifyError> {
-    let file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
+) -> Result<ReadBack, VerifyError> {
+    decode_into(path, compressed, &mut io::sink(), progress)
+}
+
+/// Streams the plain database held by the backup at `path` (decoding zstd
+/// when `compressed`; see [`is_compressed`]) into `out`, bounded by its
+/// SQLite header; hashes the stored bytes on the way.
+pub fn decode_into(
+    path: &Path,
+    compressed: bool,
+    out: &mut dyn Write,
+    progress: &mut dyn Progress,
+) -> Result<ReadBack, VerifyError> {
+    let file = open_regular(path)?;
     let total = file
         .metadata()
         .map_err(VerifyError::io(path, "cannot stat"))?
         .len();
-    progress.start("decompress", Some(total));
-    let mut decoder = zstd::Decoder::new(ProgressReader {
+    let mut header = [0u8; HEADER];
+    let plain_limit = match file.read_exact_at(&mut header, 0) {
+        Ok(()) => declared_size(&header).unwrap_or(u64::MAX),
+        Err(_) => u64::MAX,
+    };
+    progress.start(if compressed { "decompress" } else { "copy" }, Some(total));
+    let mut stored = Hashing::new(ProgressReader {
         inner: file,
         done: 0,
         progress: &mut *progress,
-    })
-    .map_err(VerifyError::io(path, "cannot read"))?;
-    let mut hashing = Hashing::new(&mut out);
-    io::copy(&mut decoder, &mut hashing).map_err(|e| match e.kind() {
-        io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-            VerifyError::damaged(path, format!("not a valid zstd file: {e}"))
-        }
-        _ => VerifyError::io(path, "cannot decompress")(e),
-    })?;
-    let (sha, _, _) = hashing.finish();
+    });
+    let mut bounded = Bounded::new(path, out, compressed);
+    if compressed {
+        let mut decoder =
+            zstd::Decoder::new(&mut stored).map_err(VerifyError::io(path, "cannot read"))?;
+        copy_decoded(path, &mut decoder, &mut bounded)?;
+        drop(decoder);
+        io::copy(&mut stored, &mut io::sink()).map_err(VerifyError::io(path, "cannot read"))?;
+    } else {
+        copy_decoded(path, &mut (&mut stored).take(plain_limit), &mut bounded)?;
+    }
+    let plain_bytes = bounded.finish()?;
+    let (sha256, _, _) = stored.finish();
     progress.finish();
-    Ok(sha)
+    Ok(ReadBack {
+        sha256,
+        plain_bytes,
+    })
+}
+
+fn copy_decoded(path: &Path, from: &mut dyn Read, to: &mut Bounded) -> Result<(), VerifyError> {
+    match io::copy(from, to) {
+        Ok(_) => Ok(()),
+        Err(_) if to.failure.is_some() => Err(to.failure.take().expect("checked")),
+        Err(e) => Err(match e.kind() {
+            io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+                VerifyError::damaged(path, format!("not a valid zstd file: {e}"))
+            }
+            _ => VerifyError::io(path, "cannot read")(e),
+        }),
+    }
+}
+
+/// Opens `path` for reading, refusing what is not a regular file (a FIFO or
+/// a device would block or never end).
+fn open_regular(path: &Path) -> Result<File, VerifyError> {
+    let file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
+    let kind = file
+        .metadata()
+        .map_err(VerifyError::io(path, "cannot stat"))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(VerifyError::damaged(path, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// A writer that passes on at most the size the SQLite header of what it
+/// is given declares (page count × page size, bytes 28 and 16).
+struct Bounded<'a> {
+    path: &'a Path,
+    out: &'a mut dyn Write,
+    /// A stream longer than its header says is an error (decoded backups);
+    /// else the rest is dropped (a plain file's trailing bytes or holes).
+    strict: bool,
+    header: Vec<u8>,
+    declared: Option<u64>,
+    written: u64,
+    failure: Option<VerifyError>,
+}
+
+impl<'a> Bounded<'a> {
+    fn new(path: &'a Path, out: &'a mut dyn Write, strict: bool) -> Self {
+        Self {
+            path,
+            out,
+            strict,
+            header: Vec::with_capacity(HEADER),
+            declared: None,
+            written: 0,
+            failure: None,
+        }
+    }
+
+    fn fail(&mut self, detail: String) -> io::Error {
+        self.failure = Some(VerifyError::damaged(self.path, detail));
+        io::Error::other("refused")
+    }
+
+    /// Flushes and returns the bytes written, or why the stream is short.
+    fn finish(self) -> Result<u64, VerifyError> {
+        if self.declared.is_none() {
+            return Err(VerifyError::damaged(
+                self.path,
+                "not a SQLite database (truncated or damaged)",
+            ));
+        }
+        let declared = self.declared.unwrap_or_default();
+        if self.written < declared {
+            return Err(VerifyError::damaged(
+                self.path,
+                format!(
+                    "holds {} bytes, but its SQLite header declares {declared} (page count × page size): truncated",
+                    self.written
+                ),
+            ));
+        }
+        self.out
+            .flush()
+            .map_err(VerifyError::io(self.path, "cannot write"))?;
+        Ok(self.written)
+    }
+}
+
+/// The database size an SQLite header declares, when it records one.
+fn declared_size(header: &[u8]) -> Result<u64, &'static str> {
+    if header.len() < HEADER || &header[..16] != b"SQLite format 3\0" {
+        return Err("not a SQLite database (truncated or damaged)");
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let page_count = u64::from(u32::from_be_bytes([
+        header[28], header[29], header[30], header[31],
+    ]));
+    if header[24..28] != header[92..96] || page_count == 0 {
+        return Err(
+            "its SQLite header does not record the database size (written by SQLite before 3.7.0), so its size cannot be bounded",
+        );
+    }
+    Ok(page_size * page_count)
+}
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        if self.declared.is_none() {
+            let need = (HEADER - self.header.len()).min(rest.len());
+            self.header.extend_from_slice(&rest[..need]);
+            rest = &rest[need..];
+            if self.header.len() < HEADER {
+                return Ok(buf.len());
+            }
+            match declared_size(&self.header) {
+                Ok(size) => self.declared = Some(size),
+                Err(detail) => return Err(self.fail(detail.to_string())),
+            }
+            let header = std::mem::take(&mut self.header);
+            self.pass(&header)?;
+        }
+        self.pass(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl Bounded<'_> {
+    fn pass(&mut self, buf: &[u8]) -> io::Result<()> {
+        let declared = self.declared.unwrap_or_default();
+        let room = declared.saturating_sub(self.written);
+        if buf.len() as u64 > room {
+            if self.strict {
+                return Err(self.fail(format!(
+                    "decodes to more than the {declared} bytes its SQLite header declares (page count × page size); refused"
+                )));
+            }
+            self.out.write_all(&buf[..room as usize])?;
+            self.written += room;
+            return Ok(());
+        }
+        self.out.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
 }
 
 struct ProgressReader<'a, R> {
@@ -257,32 +479,51 @@ pub struct Verified {
 }
 
 /// Full verification of a stored file: its checksum against `expected`
-/// (when known), then decompression and `level` checks.
+/// (when known), then `level`'s check of the plain database (a `.zst` file
+/// decoded into `scratch_dir` for it).
 pub fn verify_file(
     path: &Path,
     expected: Option<&str>,
     level: VerifyLevel,
+    scratch_dir: &Path,
     progress: &mut dyn Progress,
 ) -> Result<Verified, VerifyError> {
-    if !path.is_file() {
-        return Err(VerifyError::io(path, "cannot open")(io::Error::from(
-            io::ErrorKind::NotFound,
-        )));
-    }
-    let sha256 = sha256_file(path)?;
+    open_regular(path)?;
+    let (plain, sha256) = if is_compressed(path) {
+        let (plain, read) = match decoded_copy(path, true, scratch_dir, progress) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                return Err(match expected {
+                    Some(expected) => match sha256_file(path) {
+                        Ok(found) if found != expected => changed(path, &found, expected),
+                        _ => error,
+                    },
+                    None => error,
+                });
+            }
+        };
+        (plain, read.sha256)
+    } else {
+        (plain_copy(path, scratch_dir, progress)?, sha256_file(path)?)
+    };
     if let Some(expected) = expected
         && expected != sha256
     {
-        return Err(VerifyError::damaged(
-            path,
-            format!(
-                "SHA-256 is {sha256}, the catalog recorded {expected}: the file changed since it was written"
-            ),
-        ));
+        return Err(changed(path, &sha256, expected));
     }
-    check_database(plain_copy(path, progress)?.path(), level)?;
+    check_database(plain.path(), level)?;
     Ok(Verified {
         matches_catalog: expected.map(|_| true),
         sha256,
     })
+}
+
+/// The error for a stored file whose SHA-256 is not the catalogued one.
+pub fn changed(path: &Path, found: &str, expected: &str) -> VerifyError {
+    VerifyError::damaged(
+        path,
+        format!(
+            "SHA-256 is {found}, the catalog recorded {expected}: the file changed since it was written"
+        ),
+    )
 }

@@ -120,14 +120,6 @@ impl JobTable {
             .count()
     }
 
-    /// The running jobs of kind `kind`.
-    pub fn running_of(&self, kind: JobKind) -> impl Iterator<Item = &JobKey> {
-        self.jobs
-            .iter()
-            .filter(move |(_, job)| job.running.is_some() && job.kind == kind)
-            .map(|(key, _)| key)
-    }
-
     /// The wall clock stepped back by `by`: `every:` jobs keep their real
     /// distance to the next run (they are anchored to elapsed time), so the
     /// step never pushes a backup out. Cron jobs follow the clock.

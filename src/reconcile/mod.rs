@@ -43,7 +43,6 @@ use crate::config::watch::Watcher;
 use crate::config::{self, Config, Database, DbName, Environment, JobKind};
 use crate::db::lock::DatabaseLock;
 use crate::error::Error;
-use crate::jobs::backup;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome};
 use crate::plan::Observed;
 use crate::state::daemon::{DaemonRow, ScheduledJob};
@@ -303,12 +302,14 @@ impl Reconciler {
             grace_s = grace.as_secs(),
             "shutting down"
         );
-        let mut aborting = false;
         while self.jobs.running() > 0 || !self.converging.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                tracing::warn!("shutdown grace is over; aborting the jobs still running");
-                aborting = true;
+                let removed = crate::durable::remove_own_temps();
+                tracing::warn!(
+                    removed,
+                    "shutdown grace is over; aborting the jobs still running and removing their temp files"
+                );
                 break;
             }
             match inbox.recv_timeout(left) {
@@ -322,37 +323,7 @@ impl Reconciler {
             }
         }
         self.write_status();
-        if aborting {
-            self.remove_partial_backups();
-        }
         tracing::info!("litewarden run stopped");
-    }
-
-    /// Removes the temp files of backups that are being aborted, scheduled or
-    /// pre-migration (the daemon holds the state directory's lock, so they
-    /// are its own).
-    fn remove_partial_backups(&self) {
-        let databases: BTreeSet<&str> = self
-            .jobs
-            .running_of(JobKind::Backup)
-            .map(|key| key.database.as_str())
-            .chain(self.converging.iter().map(String::as_str))
-            .collect();
-        for database in databases {
-            let dir = backup::database_dir(&self.config.settings.backup_dir, database);
-            match crate::durable::remove_all_temps(&dir) {
-                Ok(removed) => {
-                    tracing::info!(
-                        db = database,
-                        removed,
-                        "removed the aborted backup's temp files"
-                    )
-                }
-                Err(e) => {
-                    tracing::error!(db = database, error = %e, "cannot remove the aborted backup's temp files")
-                }
-            }
-        }
     }
 
     /// Starts the due jobs on their databases' workers, logs first skips

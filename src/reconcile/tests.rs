@@ -146,8 +146,10 @@ fn backup_files(dir: &Path) -> usize {
         .map(|entries| {
             entries
                 .filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| !e.file_name().to_string_lossy().ends_with(".json"))
+                    e.as_ref().is_ok_and(|e| {
+                        !e.file_name().to_string_lossy().ends_with(".json")
+                            && !e.file_name().to_string_lossy().starts_with(".litewarden")
+                    })
                 })
                 .count()
         })

@@ -156,6 +156,13 @@ impl StateDb {
         Ok(state)
     }
 
+    /// The state directory, where jobs decode scratch copies of backups
+    /// (anonymous temp files; never beside a backup, whose directory may be
+    /// read-only).
+    pub fn scratch_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Opens the state database read-write if it exists; `None` when
     /// nothing was ever recorded. Never creates anything.
     pub fn open_existing(state_dir: &Path) -> Result<Option<Self>, StateError> {

@@ -213,7 +213,8 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every name in `dir`, sorted (none when it does not exist).
+/// Every name in `dir`, sorted (none when it does not exist), but the lock
+/// file that serialises backups.
 pub fn all_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -223,6 +224,7 @@ pub fn all_names(dir: &Path) -> Vec<String> {
                     .to_string_lossy()
                     .into_owned()
             })
+            .filter(|name: &String| name != ".litewarden-backup.lock")
             .collect(),
         Err(_) => Vec::new(),
     };

@@ -95,11 +95,14 @@ pub fn rehearse(
     let live_versions = applied_versions(&database.path, &name)?;
     let mut from_backup = None;
     if let Some(backup) = latest {
-        let plain = verify::plain_copy(&backup.path, &mut Quiet).map_err(|e| MigrateError::Io {
-            database: name.clone(),
-            path: backup.path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let plain =
+            verify::plain_copy(&backup.path, scratch_dir.path(), &mut Quiet).map_err(|e| {
+                MigrateError::Io {
+                    database: name.clone(),
+                    path: backup.path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            })?;
         if applied_versions(plain.path(), &name)? == live_versions {
             std::fs::copy(plain.path(), &scratch_path).map_err(io(&scratch_path))?;
             from_backup = Some(backup.path);
