@@ -17,6 +17,7 @@ pub mod optimize;
 pub mod outcome;
 pub mod progress;
 pub mod prune;
+pub mod replace;
 pub mod restore;
 pub mod retention;
 pub mod verify;

@@ -18,7 +18,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
@@ -254,13 +254,20 @@ pub fn restore(
         if readable {
             let resized = matching_page_size(plain.path(), &database.path).map_err(write_error)?;
             let from = resized.as_ref().map_or(plain.path(), PendingFile::path);
-            replace_live(
+            let replaced = super::replace::replace_live(
                 from,
                 &database.path,
                 database.pragmas.connection.busy_timeout,
                 progress,
             )
             .map_err(write_error)?;
+            tracing::info!(
+                db = name,
+                pages = replaced.pages,
+                written = replaced.written,
+                "live content replaced"
+            );
+            verify::check_database(&database.path, VerifyLevel::Quick).map_err(verify_error)?;
         } else {
             move_aside_journals(&database.path)
                 .and_then(|()| plain.commit_replacing())
@@ -496,32 +503,4 @@ fn foreign(candidate: &Path, live: &Path) -> Option<String> {
         return Some("it has no table in common with the database".to_string());
     }
     None
-}
-
-/// Replaces the content of the live database with `plain` through the
-/// backup API in one step: other connections see the old or the new
-/// content, never a mix.
-fn replace_live(
-    plain: &Path,
-    live: &Path,
-    busy_timeout: Duration,
-    progress: &mut dyn Progress,
-) -> Result<(), String> {
-    let source = Connection::open_with_flags(plain, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| e.to_string())?;
-    let mut dest = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| e.to_string())?;
-    dest.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
-    progress.start("restore", None);
-    let backup = rusqlite::backup::Backup::new(&source, &mut dest).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + busy_timeout;
-    loop {
-        match backup.step(-1).map_err(|e| e.to_string())? {
-            rusqlite::backup::StepResult::Done => break,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => return Err("the database stayed busy longer than busy_timeout; retry when the application is quieter".into()),
-        }
-    }
-    progress.finish();
-    Ok(())
 }
