@@ -28,17 +28,12 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
 
 use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags};
 use tempfile::TempPath;
 
 /// Prefix of every temp file; listings skip names starting with it.
 pub const TEMP_PREFIX: &str = ".lw-tmp-";
-
-/// An unlocked temp younger than this may be one whose creator has not yet
-/// taken its lock (the two are separate system calls); it is left alone.
-const JUST_CREATED: Duration = Duration::from_secs(10);
 
 /// A temp file that becomes `target` on commit.
 #[derive(Debug)]
@@ -127,12 +122,7 @@ impl PendingFile {
     /// directory, for a writer that opens it by name and may create side
     /// files beside it (SQLite's backup API, `VACUUM INTO`).
     pub fn create_named(target: &Path) -> io::Result<Self> {
-        let (file, path) = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .tempfile_in(parent(target))?
-            .into_parts();
-        lock(&file)?;
+        let (file, path) = named_and_locked(parent(target))?;
         let registered = Registered::new(&path);
         Ok(Self {
             file,
@@ -201,6 +191,28 @@ impl PendingFile {
     }
 }
 
+/// A new named temp in `dir`, locked. Creating and locking are two system
+/// calls: a sweeper ([`remove_unlocked_temps`]) that locks the file between
+/// them removes it, and then this takes another name.
+fn named_and_locked(dir: &Path) -> io::Result<(File, TempPath)> {
+    let mut attempts = 0;
+    loop {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .tempfile_in(dir)?
+            .into_parts();
+        match lock(&file) {
+            Ok(()) => return Ok((file, path)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && attempts < 8 => {
+                let _ = path.keep();
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// An `O_TMPFILE` file in `dir` and the `/proc/self/fd` path that opens it,
 /// or `None` where either is unavailable.
 fn anonymous(dir: &Path) -> Option<(File, PathBuf)> {
@@ -260,7 +272,6 @@ pub fn remove_unlocked_temps(dir: &Path) -> io::Result<usize> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let now = SystemTime::now();
     let mut removed = 0;
     for entry in entries {
         let entry = entry?;
@@ -282,13 +293,6 @@ pub fn remove_unlocked_temps(dir: &Path) -> io::Result<usize> {
             Err(e) => return Err(e),
         };
         if rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            continue;
-        }
-        let metadata = file.metadata()?;
-        let young = now
-            .duration_since(metadata.modified()?)
-            .is_ok_and(|age| age < JUST_CREATED);
-        if metadata.len() == 0 && young {
             continue;
         }
         match std::fs::remove_file(&path) {

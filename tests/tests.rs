@@ -7,6 +7,7 @@ mod alerts;
 mod backup;
 mod bad_input;
 mod check;
+mod crash;
 mod daemon;
 mod health;
 mod live_backup;

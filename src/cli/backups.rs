@@ -231,7 +231,9 @@ pub(super) fn verify(
     )?;
     if let (Some(state), Some(record)) = (&state, &record) {
         state.mark_verified(record.id, &verified.sha256, clock.now())?;
-        crate::jobs::manifest::refresh_from_catalog(state, &record.path)?;
+        if let Err(error) = crate::jobs::manifest::refresh_from_catalog(state, &record.path) {
+            tracing::warn!(%error, "the verification is recorded in the catalog, not in the backup's manifest (the backup directory is read-only?)");
+        }
     }
     let checksum = match (&record, expected) {
         (Some(_), Some(_)) => "SHA-256 matches the catalog",

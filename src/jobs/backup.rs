@@ -229,6 +229,26 @@ fn lock_backups(name: &str, dir: &Path) -> Result<File, BackupError> {
     Ok(file)
 }
 
+/// Removes what killed restores left beside the database (their temps are
+/// named, as SQLite reads them); a failure only warns, the backup goes on.
+fn remove_restore_leftovers(name: &str, database: &Path) {
+    let dir = match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match durable::remove_unlocked_temps(dir) {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(
+            db = name,
+            removed,
+            "removed the temp files of an interrupted restore"
+        ),
+        Err(e) => {
+            tracing::warn!(db = name, error = %e, "cannot look for the temp files of an interrupted restore")
+        }
+    }
+}
+
 /// Takes, verifies and catalogues one backup.
 pub fn take(
     request: BackupRequest,
@@ -253,6 +273,7 @@ pub fn take(
     let dir = database_dir(request.backup_dir, name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
     let _lock = lock_backups(name, &dir)?;
+    remove_restore_leftovers(name, &db.path);
     manifest::sync_catalog(state, name, request.backup_dir)?;
     identity::check(
         state,
