@@ -1,12 +1,18 @@
-//! Benchmark for issue #4: backing up a ~1 GiB crawler-shaped WAL database.
+//! Benchmark for issues #4 and #12: backing up and restoring a
+//! crawler-shaped WAL database (default 1 GiB).
 //!
 //! In one run, with paired rounds (each round runs every contender once, in
 //! the same page-cache state) and medians over `ROUNDS` (default 7):
-//! `cp && sync`, `sqlite3 db ".backup out"`, and `litewarden backup` per
-//! method with verify none and quick, no compression, plus snapshot with
-//! zstd. Then, with a steady writer process, every method once, reporting
-//! the backup time, the WAL growth and the writer's throughput during the
-//! backup against before it.
+//! `cp && sync`, `sqlite3 db ".backup out"`, `sqlite3 .backup && zstd -T0 -1
+//! && sync`, and `litewarden backup` per method with verify none and quick,
+//! no compression, plus snapshot with zstd and verify none, quick (the
+//! default) and full. Then restores of the default backup: `zstd -d &&
+//! sync`, `litewarden restore --to`, and `litewarden restore` in place over
+//! the unchanged database and over one where 10% of the rows were
+//! rewritten. The targets of #12 are printed with their ratios. Then, with a
+//! steady writer process, every method once, reporting the backup time, the
+//! WAL growth and the writer's throughput during the backup against before
+//! it.
 //!
 //! `LITEWARDEN_BENCH_MB` sets the database size (default 1024),
 //! `LITEWARDEN_BENCH_ROUNDS` the rounds. The database is cached in
@@ -33,7 +39,20 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 struct Contender {
     name: String,
+    /// Untimed preparation before each run.
+    setup: Box<dyn Fn()>,
     run: Box<dyn Fn(&Path) -> u64>,
+}
+
+fn no_setup() -> Box<dyn Fn()> {
+    Box::new(|| {})
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn run(command: &mut Command) {
@@ -82,6 +101,7 @@ fn litewarden(work: &Path, db: &Path, method: &str, verify: &str, compress: &str
             "litewarden {method}, verify {verify}{}",
             if compress == "zstd" { ", zstd" } else { "" }
         ),
+        setup: no_setup(),
         run: Box::new(move |_| {
             let _ = std::fs::remove_dir_all(&out);
             run(Command::new(env!("CARGO_BIN_EXE_litewarden"))
@@ -114,12 +134,11 @@ fn main() {
     let work = work.path().to_path_buf();
     let copy_target = work.join("cp.db");
     let backup_target = work.join("sqlite3-backup.db");
-    let have_sqlite3 = Command::new("sqlite3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let have_sqlite3 = have("sqlite3");
+    let have_zstd = have("zstd");
     let mut contenders = vec![Contender {
         name: "cp && sync".into(),
+        setup: no_setup(),
         run: Box::new({
             let db = db.clone();
             let target = copy_target.clone();
@@ -137,6 +156,7 @@ fn main() {
     if have_sqlite3 {
         contenders.push(Contender {
             name: "sqlite3 .backup".into(),
+            setup: no_setup(),
             run: Box::new({
                 let db = db.clone();
                 let target = backup_target.clone();
@@ -149,9 +169,30 @@ fn main() {
                 }
             }),
         });
+    }
+    if have_sqlite3 && have_zstd {
+        contenders.push(Contender {
+            name: SQLITE3_ZSTD.into(),
+            setup: no_setup(),
+            run: Box::new({
+                let db = db.clone();
+                let target = work.join("sqlite3-zstd.db");
+                move |_| {
+                    let _ = std::fs::remove_file(&target);
+                    let zst = target.with_extension("db.zst");
+                    let _ = std::fs::remove_file(&zst);
+                    run(Command::new("sh").arg("-c").arg(format!(
+                        "sqlite3 '{db}' \".backup '{out}'\" && zstd -q -T0 -1 --rm '{out}' && sync",
+                        db = db.display(),
+                        out = target.display()
+                    )));
+                    std::fs::metadata(&zst).map(|m| m.len()).unwrap_or(0)
+                }
+            }),
+        });
     } else {
         println!(
-            "(sqlite3 CLI not found: its row is skipped; apt-get install sqlite3 to include it)"
+            "(sqlite3 or zstd CLI not found: their rows are skipped; apt-get install sqlite3 zstd to include them)"
         );
     }
     for method in ["snapshot", "api", "vacuum"] {
@@ -159,12 +200,16 @@ fn main() {
             contenders.push(litewarden(&work, &db, method, verify, "none"));
         }
     }
-    contenders.push(litewarden(&work, &db, "snapshot", "none", "zstd"));
+    for verify in ["none", "quick", "full"] {
+        contenders.push(litewarden(&work, &db, "snapshot", verify, "zstd"));
+    }
+    contenders.extend(restores(&work, &db, have_zstd));
 
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
     let mut bytes = vec![0u64; contenders.len()];
     for round in 0..rounds {
         for (i, contender) in contenders.iter().enumerate() {
+            (contender.setup)();
             let start = Instant::now();
             bytes[i] = (contender.run)(&work);
             samples[i].push(start.elapsed());
@@ -175,14 +220,14 @@ fn main() {
     let cp = medians[0];
     let sqlite = have_sqlite3.then(|| medians[1]);
     println!(
-        "\n{:<38} {:>10} {:>10} {:>12} {:>14}",
+        "\n{:<46} {:>10} {:>10} {:>12} {:>14}",
         "contender", "median s", "x cp+sync", "x sqlite3", "bytes written"
     );
     for (i, contender) in contenders.iter().enumerate() {
         let t = medians[i].as_secs_f64();
         let vs_sqlite = sqlite.map_or("-".to_string(), |s| format!("{:.2}", t / s.as_secs_f64()));
         println!(
-            "{:<38} {:>10.3} {:>10.2} {:>12} {:>14}",
+            "{:<46} {:>10.3} {:>10.2} {:>12} {:>14}",
             contender.name,
             t,
             t / cp.as_secs_f64(),
@@ -190,7 +235,193 @@ fn main() {
             bytes[i]
         );
     }
+    targets(&contenders, &medians);
     writer_round(&work, &db);
+}
+
+const SQLITE3_ZSTD: &str = "sqlite3 .backup && zstd -T0 -1 && sync";
+const ZSTD_D: &str = "zstd -d && sync (the default backup)";
+const DEFAULT: &str = "litewarden snapshot, verify quick, zstd";
+
+/// The ratios issue #12 sets, each as (what, contender, baseline, at most).
+fn targets(contenders: &[Contender], medians: &[Duration]) {
+    let time = |name: &str| {
+        contenders
+            .iter()
+            .position(|c| c.name == name)
+            .map(|i| medians[i].as_secs_f64())
+    };
+    println!("\ntargets of #12:");
+    for (what, contender, baseline, limit) in [
+        (
+            "default backup vs zstd without verify",
+            DEFAULT,
+            "litewarden snapshot, verify none, zstd",
+            1.5,
+        ),
+        (
+            "default backup vs sqlite3 .backup + zstd",
+            DEFAULT,
+            SQLITE3_ZSTD,
+            0.75,
+        ),
+        (
+            "plain backup, verify quick vs cp && sync",
+            "litewarden snapshot, verify quick",
+            "cp && sync",
+            1.2,
+        ),
+        (
+            "restore --to vs zstd -d && sync",
+            "litewarden restore --to",
+            ZSTD_D,
+            1.5,
+        ),
+        (
+            "restore in place vs zstd -d && sync",
+            "litewarden restore in place, unchanged db",
+            ZSTD_D,
+            2.5,
+        ),
+        (
+            "restore in place (10% rows rewritten) vs zstd -d && sync",
+            "litewarden restore in place, 10% rows rewritten",
+            ZSTD_D,
+            2.5,
+        ),
+    ] {
+        match (time(contender), time(baseline)) {
+            (Some(t), Some(b)) => println!(
+                "  {what:<58} {:>6.2}x (target <= {limit}) {}",
+                t / b,
+                if t / b <= limit { "met" } else { "MISSED" }
+            ),
+            _ => println!("  {what:<58} (a contender is missing)"),
+        }
+    }
+}
+
+/// Restores of the default backup of `source`: `zstd -d && sync`, then
+/// `litewarden restore --to` and in place (over the unchanged database and
+/// over one with 10% of its rows rewritten).
+fn restores(work: &Path, source: &Path, have_zstd: bool) -> Vec<Contender> {
+    let live = work.join("restore-live.db");
+    run(Command::new("cp").arg(source).arg(&live));
+    let config = work.join("restore.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nsettings: {{ state_dir: restore-state, backup_dir: restore-out }}\ndatabases:\n  crawler: {{ path: \"{}\", backup: {{ verify: quick, compress: zstd }} }}\n",
+            live.display()
+        ),
+    )
+    .expect("write the restore config");
+    run(Command::new(env!("CARGO_BIN_EXE_litewarden"))
+        .arg("-c")
+        .arg(&config)
+        .args(["backup", "crawler"])
+        .env("RUST_LOG", "error"));
+    let backup = std::fs::read_dir(work.join("restore-out/crawler"))
+        .expect("the backup directory")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "zst"))
+        .expect("the default backup");
+    let litewarden = move |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_litewarden"));
+        command
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "error");
+        command
+    };
+    let mut contenders = Vec::new();
+    if have_zstd {
+        let out = work.join("zstd-d.db");
+        contenders.push(Contender {
+            name: ZSTD_D.into(),
+            setup: Box::new({
+                let out = out.clone();
+                move || {
+                    let _ = std::fs::remove_file(&out);
+                }
+            }),
+            run: Box::new({
+                let backup = backup.clone();
+                move |_| {
+                    run(Command::new("sh").arg("-c").arg(format!(
+                        "zstd -q -d -o '{}' '{}' && sync",
+                        out.display(),
+                        backup.display()
+                    )));
+                    std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
+                }
+            }),
+        });
+    }
+    let to = work.join("restored-to.db");
+    contenders.push(Contender {
+        name: "litewarden restore --to".into(),
+        setup: Box::new({
+            let to = to.clone();
+            move || {
+                let _ = std::fs::remove_file(&to);
+            }
+        }),
+        run: Box::new({
+            let litewarden = litewarden.clone();
+            move |_| {
+                run(&mut litewarden(&[
+                    "restore",
+                    "crawler",
+                    "--to",
+                    to.to_str().unwrap(),
+                    "--yes",
+                ]));
+                std::fs::metadata(&to).map(|m| m.len()).unwrap_or(0)
+            }
+        }),
+    });
+    for (name, rewrite) in [
+        ("litewarden restore in place, unchanged db", false),
+        ("litewarden restore in place, 10% rows rewritten", true),
+    ] {
+        let live = live.clone();
+        let safety_copies = work.join("restore-out/crawler");
+        contenders.push(Contender {
+            name: name.into(),
+            setup: Box::new(move || {
+                remove_plain_backups(&safety_copies);
+                if rewrite {
+                    let conn = rusqlite::Connection::open(&live).expect("open the live copy");
+                    conn.execute_batch(
+                        "UPDATE crawled_pages SET body = upper(body) WHERE id % 10 = 0; PRAGMA wal_checkpoint(TRUNCATE);",
+                    )
+                    .expect("rewrite 10% of the rows");
+                }
+            }),
+            run: Box::new({
+                let litewarden = litewarden.clone();
+                move |_| {
+                    run(&mut litewarden(&["restore", "crawler", "--from", "latest", "--yes"]));
+                    0
+                }
+            }),
+        });
+    }
+    contenders
+}
+
+/// Removes the uncompressed (pre-restore safety) copies that earlier rounds
+/// left, so the disk does not fill over the rounds.
+fn remove_plain_backups(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".db") || name.ends_with(".db.json") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 const WRITER: &str = r#"
