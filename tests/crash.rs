@@ -460,3 +460,27 @@ fn a_flipped_byte_in_an_uncatalogued_compressed_backup_is_caught_by_its_checksum
     );
     assert!(!project.join("out.db").exists());
 }
+
+#[test]
+fn a_restore_over_the_file_size_limit_names_the_target_and_leaves_nothing() {
+    let project = project("compress: zstd, verify: quick");
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 256; exec '{}' restore app --to out.db --yes",
+            binary().display()
+        ))
+        .current_dir(project.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("restoring `app` into out.db failed") && stderr.contains("File too large"),
+        "{stderr}"
+    );
+    assert!(!project.join("out.db").exists());
+    assert_eq!(temps(project.path()), Vec::<String>::new());
+}

@@ -289,11 +289,16 @@ pub fn decode_into(
     if compressed {
         let mut decoder =
             zstd::Decoder::new(&mut stored).map_err(VerifyError::io(path, "cannot read"))?;
-        copy_decoded(path, &mut decoder, &mut bounded)?;
+        copy_decoded(path, true, &mut decoder, &mut bounded)?;
         drop(decoder);
         io::copy(&mut stored, &mut io::sink()).map_err(VerifyError::io(path, "cannot read"))?;
     } else {
-        copy_decoded(path, &mut (&mut stored).take(plain_limit), &mut bounded)?;
+        copy_decoded(
+            path,
+            false,
+            &mut (&mut stored).take(plain_limit),
+            &mut bounded,
+        )?;
     }
     let plain_bytes = bounded.finish()?;
     let (sha256, _, _) = stored.finish();
@@ -304,16 +309,40 @@ pub fn decode_into(
     })
 }
 
-fn copy_decoded(path: &Path, from: &mut dyn Read, to: &mut Bounded) -> Result<(), VerifyError> {
-    match io::copy(from, to) {
-        Ok(_) => Ok(()),
-        Err(_) if to.failure.is_some() => Err(to.failure.take().expect("checked")),
-        Err(e) => Err(match e.kind() {
-            io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                VerifyError::damaged(path, format!("not a valid zstd file: {e}"))
+/// Copies `from` (the decoder, or the plain file) into `to` through a
+/// 1 MiB buffer; a read error is the source's (damaged when `compressed`
+/// and the decoder refuses it), a write error is `to`'s.
+fn copy_decoded(
+    path: &Path,
+    compressed: bool,
+    from: &mut dyn Read,
+    to: &mut Bounded,
+) -> Result<(), VerifyError> {
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match e.kind() {
+                    io::ErrorKind::Other
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::UnexpectedEof
+                        if compressed =>
+                    {
+                        VerifyError::damaged(path, format!("not a valid zstd file: {e}"))
+                    }
+                    _ => VerifyError::io(path, "cannot read")(e),
+                });
             }
-            _ => VerifyError::io(path, "cannot read")(e),
-        }),
+        };
+        if let Err(e) = to.write_all(&buffer[..n]) {
+            return Err(to
+                .failure
+                .take()
+                .unwrap_or_else(|| VerifyError::io(path, "cannot write")(e)));
+        }
     }
 }
 
