@@ -15,7 +15,8 @@
 //! it.
 //!
 //! `LITEWARDEN_BENCH_MB` sets the database size (default 1024),
-//! `LITEWARDEN_BENCH_ROUNDS` the rounds. The database is cached in
+//! `LITEWARDEN_BENCH_ROUNDS` the rounds, `LITEWARDEN_BENCH_TARGETS_ONLY=1`
+//! runs only the contenders #12's targets compare. The database is cached in
 //! `target/bench-data/`. Run with `cargo bench --bench backup`.
 
 #[path = "crawler_db.rs"]
@@ -204,6 +205,10 @@ fn main() {
         contenders.push(litewarden(&work, &db, "snapshot", verify, "zstd"));
     }
     contenders.extend(restores(&work, &db, have_zstd));
+    let focused = std::env::var_os("LITEWARDEN_BENCH_TARGETS_ONLY").is_some();
+    if focused {
+        contenders.retain(|c| c.name == "cp && sync" || TARGETED.contains(&c.name.as_str()));
+    }
 
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
     let mut bytes = vec![0u64; contenders.len()];
@@ -236,8 +241,23 @@ fn main() {
         );
     }
     targets(&contenders, &medians);
-    writer_round(&work, &db);
+    if !focused {
+        writer_round(&work, &db);
+    }
 }
+
+/// The contenders #12's targets compare (`LITEWARDEN_BENCH_TARGETS_ONLY=1`
+/// runs only these, and `cp && sync`).
+const TARGETED: [&str; 8] = [
+    DEFAULT,
+    "litewarden snapshot, verify none, zstd",
+    SQLITE3_ZSTD,
+    "litewarden snapshot, verify quick",
+    ZSTD_D,
+    "litewarden restore --to",
+    "litewarden restore in place, unchanged db",
+    "litewarden restore in place, 10% rows rewritten",
+];
 
 const SQLITE3_ZSTD: &str = "sqlite3 .backup && zstd -T0 -1 && sync";
 const ZSTD_D: &str = "zstd -d && sync (the default backup)";

@@ -241,7 +241,8 @@ fn lock(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-fn parent(path: &Path) -> &Path {
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

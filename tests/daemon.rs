@@ -344,7 +344,7 @@ fn an_overrunning_job_skips_its_ticks_and_is_reported_stuck_past_its_timeout() {
     let project = Project::with_config(
         "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 200ms }\ndatabases:\n  app: { path: app.db, backup: { every: 1s, timeout: 300ms, method: vacuum, verify: full, compress: zstd } }\n",
     );
-    crate::common::fill(&project.join("app.db"), 150_000);
+    crate::common::fill(&project.join("app.db"), 400_000);
     let daemon = Daemon::start(&project);
     wait_until("a tick is skipped while the backup runs", || {
         status(&project)["jobs"]

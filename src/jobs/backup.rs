@@ -16,17 +16,18 @@
 //!   `quick_check` / `integrity_check` on the written temp file itself,
 //!   alongside its fsync and SHA-256, before it is renamed into place.
 //! - Compressed backups by the snapshot method (the default): the page
-//!   stream is compressed straight into the temp file. `quick` then runs,
-//!   at the same time: `quick_check` on the source inside the read
-//!   transaction the stream was read from (so on exactly the snapshot
-//!   copied), and a read-back of the written file that hashes it (SHA-256,
+//!   stream is compressed straight into the temp file, and a read-back of
+//!   the written file follows it as it grows: it hashes the file (SHA-256,
 //!   compared with the hash of the bytes written) and decodes it completely
 //!   (zstd's content checksum, computed by the encoder over the bytes it was
 //!   fed, is checked; the decoded size must be the header's page count ×
-//!   page size). No decoded copy is written. That the streamed bytes are the
+//!   page size). No decoded copy is written. Once the last byte is written,
+//!   `quick` runs `quick_check` on the source inside the read transaction
+//!   the stream was read from (so on exactly the snapshot copied) while the
+//!   file is fsynced and the read-back finishes. That the streamed bytes are the
 //!   snapshot rests on the snapshot method's argument ([`super::copy`]),
 //!   which the live-writer tests prove. `full` decodes the written file into
-//!   an anonymous scratch file and runs `integrity_check` on the artifact
+//!   a scratch file and runs `integrity_check` on the artifact
 //!   itself.
 //! - Compressed backups by the `api` and `vacuum` methods: the plain copy is
 //!   checked as a plain backup is, then compressed and read back as above.
@@ -35,6 +36,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::SubsecRound;
@@ -229,22 +231,18 @@ fn lock_backups(name: &str, dir: &Path) -> Result<File, BackupError> {
     Ok(file)
 }
 
-/// Removes what killed restores left beside the database (their temps are
-/// named, as SQLite reads them); a failure only warns, the backup goes on.
-fn remove_restore_leftovers(name: &str, database: &Path) {
-    let dir = match database.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+/// Removes what killed restores left in `dir` (a database's directory:
+/// their temps are named, as SQLite reads them); a failure only warns.
+pub(crate) fn remove_restore_leftovers(dir: &Path) {
     match durable::remove_unlocked_temps(dir) {
         Ok(0) => {}
         Ok(removed) => tracing::info!(
-            db = name,
+            dir = %dir.display(),
             removed,
             "removed the temp files of an interrupted restore"
         ),
         Err(e) => {
-            tracing::warn!(db = name, error = %e, "cannot look for the temp files of an interrupted restore")
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for the temp files of an interrupted restore")
         }
     }
 }
@@ -273,7 +271,7 @@ pub fn take(
     let dir = database_dir(request.backup_dir, name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
     let _lock = lock_backups(name, &dir)?;
-    remove_restore_leftovers(name, &db.path);
+    remove_restore_leftovers(durable::parent(&db.path));
     manifest::sync_catalog(state, name, request.backup_dir)?;
     identity::check(
         state,
@@ -392,34 +390,93 @@ impl Written<'_> {
     }
 
     /// A compressed backup: streamed (snapshot method) or compressed from a
-    /// checked plain copy, then proven as the module header says.
+    /// checked plain copy, read back while it is written, then proven as the
+    /// module header says.
     fn compressed(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
         let pending = PendingFile::create(self.target).map_err(BackupError::io(
             self.name,
             self.dir,
             "cannot create a temp file",
         ))?;
+        let writing = AtomicBool::new(true);
+        let (copy, sha256, read) = std::thread::scope(|scope| {
+            let follower = (self.level != VerifyLevel::None).then(|| {
+                let (path, writing) = (pending.path(), &writing);
+                scope.spawn(move || verify::read_back_following(path, writing))
+            });
+            let written = {
+                let _finished = Finished(&writing);
+                self.write_compressed(&pending, &writing, progress)
+            };
+            let read = follower.map(|follower| {
+                follower.join().unwrap_or_else(|_| {
+                    Err(VerifyError::Io {
+                        path: pending.path().to_path_buf(),
+                        action: "cannot read back",
+                        source: panicked(),
+                    })
+                })
+            });
+            written.map(|(copy, sha256)| (copy, sha256, read))
+        })?;
+        if let Some(read) = read {
+            let read = read.map_err(|e| self.verify_error(e))?;
+            if read.sha256 != sha256 || read.plain_bytes != copy.bytes() {
+                return Err(self.verify_error(VerifyError::Damaged {
+                    path: self.target.to_path_buf(),
+                    detail: format!(
+                        "the compressed file read back as {} bytes with SHA-256 {}, but {} bytes were written with SHA-256 {sha256}",
+                        read.plain_bytes,
+                        read.sha256,
+                        copy.bytes()
+                    ),
+                }));
+            }
+        }
+        if self.level == VerifyLevel::Full {
+            let (plain, _) =
+                verify::decoded_copy(pending.path(), true, self.dir, &mut super::progress::Quiet)
+                    .map_err(|e| self.verify_error(e))?;
+            verify::check_database(plain.path(), VerifyLevel::Full)
+                .map_err(|e| self.verify_error(e))?;
+        }
+        Ok((pending, sha256, copy))
+    }
+
+    /// Writes the compressed file and turns `writing` off after its last
+    /// byte; then fsyncs it while, for the snapshot method under `verify:
+    /// quick`, `quick_check` runs in the read transaction the stream came
+    /// from. Returns what the copy did and the stored file's SHA-256.
+    fn write_compressed(
+        &self,
+        pending: &PendingFile,
+        writing: &AtomicBool,
+        progress: &mut dyn Progress,
+    ) -> Result<(CopyStats, String), BackupError> {
+        let written_all = || writing.store(false, Ordering::Release);
         if self.source.method() == CopyMethod::Snapshot {
             let proven = self.source.in_snapshot(|snapshot| {
-                let (copy, sha256) = compressed_write(self.name, &pending, |out| {
+                let written = compressed_write(self.name, pending, |out| {
                     snapshot
                         .stream(out, pending.path(), progress)
                         .map_err(|e| self.copy_error(e))
-                })?;
+                });
+                written_all();
+                let written = written?;
                 let in_transaction = match self.level {
                     VerifyLevel::Quick => VerifyLevel::Quick,
                     _ => VerifyLevel::None,
                 };
-                self.read_back(&pending, &sha256, copy, || {
+                self.sync_while(pending, || {
                     verify::check_connection(snapshot.connection(), snapshot.path(), in_transaction)
                 })?;
-                Ok((pending, sha256, copy))
+                Ok(written)
             });
             return proven.map_err(|e| self.copy_error(e))?;
         }
         let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
         verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
-        let (copy, sha256) = compressed_write(self.name, &pending, |out| {
+        let written = compressed_write(self.name, pending, |out| {
             let mut file = File::open(plain.path()).map_err(BackupError::io(
                 self.name,
                 plain.path(),
@@ -431,66 +488,39 @@ impl Written<'_> {
                 "cannot write",
             ))?;
             Ok(copy)
-        })?;
+        });
+        written_all();
+        let written = written?;
         drop(plain);
-        self.read_back(&pending, &sha256, copy, || Ok(()))?;
-        Ok((pending, sha256, copy))
+        self.sync_while(pending, || Ok(()))?;
+        Ok(written)
     }
 
-    /// Proves the written compressed file: `check` (on this thread) at the
-    /// same time as fsync and read-back (SHA-256 equal to `sha256`, a full
-    /// bounded decode to `copy`'s size); under `verify: full`, then an
-    /// `integrity_check` of a decoded scratch copy.
-    fn read_back(
+    /// fsyncs `pending` while `check` runs on this thread.
+    fn sync_while(
         &self,
         pending: &PendingFile,
-        sha256: &str,
-        copy: CopyStats,
         check: impl FnOnce() -> Result<(), VerifyError>,
     ) -> Result<(), BackupError> {
-        let (synced, read, checked) = std::thread::scope(|scope| {
+        let (synced, checked) = std::thread::scope(|scope| {
             let synced = scope.spawn(|| pending.file().sync_all());
-            let (level, path) = (self.level, pending.path());
-            let read = scope.spawn(move || {
-                (level != VerifyLevel::None)
-                    .then(|| verify::read_back(path, true, &mut super::progress::Quiet))
-            });
             let checked = check();
-            (synced.join(), read.join(), checked)
+            (synced.join(), checked)
         });
         synced
             .unwrap_or_else(|_| Err(panicked()))
             .map_err(BackupError::io(self.name, pending.path(), "cannot write"))?;
-        checked.map_err(|e| self.verify_error(e))?;
-        let Some(read) = read.unwrap_or_else(|_| {
-            Some(Err(VerifyError::Io {
-                path: pending.path().to_path_buf(),
-                action: "cannot read back",
-                source: panicked(),
-            }))
-        }) else {
-            return Ok(());
-        };
-        let read = read.map_err(|e| self.verify_error(e))?;
-        if read.sha256 != sha256 || read.plain_bytes != copy.bytes() {
-            return Err(self.verify_error(VerifyError::Damaged {
-                path: self.target.to_path_buf(),
-                detail: format!(
-                    "the compressed file read back as {} bytes with SHA-256 {}, but {} bytes were written with SHA-256 {sha256}",
-                    read.plain_bytes,
-                    read.sha256,
-                    copy.bytes()
-                ),
-            }));
-        }
-        if self.level == VerifyLevel::Full {
-            let (plain, _) =
-                verify::decoded_copy(pending.path(), true, self.dir, &mut super::progress::Quiet)
-                    .map_err(|e| self.verify_error(e))?;
-            verify::check_database(plain.path(), VerifyLevel::Full)
-                .map_err(|e| self.verify_error(e))?;
-        }
-        Ok(())
+        checked.map_err(|e| self.verify_error(e))
+    }
+}
+
+/// Turns a "still writing" flag off when dropped, so a reader following
+/// the file always ends, whatever way the writing stopped.
+struct Finished<'a>(&'a AtomicBool);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -609,6 +639,47 @@ fn compressed_write<T>(
         .into_inner()
         .map_err(|e| failed("cannot write")(e.into_error()))?;
     Ok((value, stored_sha))
+}
+
+/// Deletes one catalogued backup: file, manifest, directory fsync, then
+/// catalog row.
+pub fn remove(state: &StateDb, database: &str, backup: &BackupRecord) -> Result<(), BackupError> {
+    let path = &backup.path;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(BackupError::io(database, path, "cannot remove")(source)),
+    }
+    manifest::remove(path).map_err(BackupError::io(
+        database,
+        path,
+        "cannot remove the manifest",
+    ))?;
+    let dir = durable::parent(path);
+    durable::sync_dir(dir).map_err(BackupError::io(database, dir, "cannot sync"))?;
+    state.delete_backup(backup.id)?;
+    Ok(())
+}
+
+/// Removes the safety copy of a restore that then did not happen (its
+/// source turned out damaged or foreign): nothing was replaced, so the copy
+/// is only a duplicate. A failure is logged; the copy then stays.
+pub fn discard(state: &StateDb, database: &str, copy: &Path) {
+    let removed = state
+        .backup_by_path(copy)
+        .map_err(BackupError::from)
+        .and_then(|record| match record {
+            Some(record) => remove(state, database, &record),
+            None => Ok(()),
+        });
+    match removed {
+        Ok(()) => {
+            tracing::info!(db = database, path = %copy.display(), "the restore did not happen; its safety copy was removed")
+        }
+        Err(error) => {
+            tracing::warn!(db = database, path = %copy.display(), %error, "the restore did not happen; its safety copy stays")
+        }
+    }
 }
 
 /// The backup `--from latest` means: the newest (by the catalog's sequence)

@@ -20,7 +20,6 @@ use super::progress::Quiet;
 use super::verify;
 use crate::clock::Clock;
 use crate::config::{Database, VerifyLevel};
-use crate::durable::PendingFile;
 use crate::state::StateDb;
 
 /// What the freshness query returned on both sides.
@@ -101,7 +100,7 @@ pub fn run(
     })
 }
 
-/// Restores `backup` into an anonymous scratch file in `scratch_dir`, checks
+/// Restores `backup` into a scratch file in `scratch_dir`, checks
 /// it, and runs the freshness query; the scratch file is gone whatever
 /// happens.
 fn drill(
@@ -109,7 +108,7 @@ fn drill(
     backup: &Path,
     scratch_dir: &Path,
 ) -> Result<Option<Freshness>, String> {
-    let scratch = PendingFile::create_named(&scratch_dir.join("drill.db"))
+    let scratch = verify::scratch_file(scratch_dir)
         .map_err(|e| format!("cannot create the scratch file: {e}"))?;
     verify::decode_into(
         backup,

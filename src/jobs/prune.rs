@@ -152,20 +152,8 @@ pub fn remove(
 ) -> Result<Vec<BackupRecord>, BackupError> {
     let mut removed = Vec::new();
     for entry in entries.iter().filter(|e| !e.keep()) {
-        let path = &entry.backup.path;
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(BackupError::io(database, path, "cannot remove")(source)),
-        }
-        crate::jobs::manifest::remove(path).map_err(|source| {
-            BackupError::io(database, path, "cannot remove the manifest")(source)
-        })?;
-        if let Some(dir) = path.parent() {
-            crate::durable::sync_dir(dir).map_err(BackupError::io(database, dir, "cannot sync"))?;
-        }
-        state.delete_backup(entry.backup.id)?;
-        tracing::info!(db = database, path = %path.display(), "backup pruned");
+        crate::jobs::backup::remove(state, database, &entry.backup)?;
+        tracing::info!(db = database, path = %entry.backup.path.display(), "backup pruned");
         removed.push(entry.backup.clone());
     }
     Ok(removed)

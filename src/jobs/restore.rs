@@ -8,10 +8,11 @@
 //! whose SHA-256 still matches is restored on that proof, as restic restores
 //! by hash; any other file (or `--verify full`) gets an `integrity_check` of
 //! the decoded temp first. Then the temp either becomes the new file
-//! (`--to`, an atomic link) or, after a safety copy of the current file (an
-//! uncompressed, quick-checked `pre-restore` backup, the cost of one plain
-//! snapshot), replaces the live content through SQLite's backup API, so open
-//! readers switch atomically and the WAL stays consistent. Nothing is ever
+//! (`--to`, an atomic rename) or, after a safety copy of the current file
+//! (an uncompressed, quick-checked `pre-restore` backup, the cost of one
+//! plain snapshot), replaces the live content in one write transaction that
+//! writes only the pages that differ ([`super::replace`]), so open readers
+//! switch atomically and the WAL stays consistent. Nothing is ever
 //! written beside the backup (its directory may be read-only), and nothing
 //! here ever runs unasked onto an existing file.
 
@@ -25,7 +26,7 @@ use serde::Serialize;
 
 use super::backup::{self, BackupError, BackupRequest};
 use super::manifest::sync_catalog;
-use super::progress::Progress;
+use super::progress::{Progress, Quiet};
 use super::verify::{self, VerifyError};
 use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
@@ -210,46 +211,48 @@ pub fn restore(
         path: target.clone(),
         detail,
     };
-    let plain = decode_beside(source, &target, progress).map_err(|e| match e {
-        Decoded::Write(e) => write_error(e.to_string()),
-        Decoded::Source(e) => verify_error(e),
-    })?;
-    let (plain, read) = plain;
-    if let Some(expected) = &expected
-        && *expected != read.sha256
-    {
-        return Err(verify_error(verify::changed(
-            source,
-            &read.sha256,
-            expected,
-        )));
-    }
-    if !proven_by_hash {
-        verify::check_database(plain.path(), VerifyLevel::Full).map_err(|e| {
-            verify_error(match e {
-                VerifyError::Damaged { detail, .. } => VerifyError::Damaged {
-                    path: source.to_path_buf(),
-                    detail,
-                },
-                other => other,
-            })
-        })?;
-    }
+    let reading = ReadingGuard::new(state, source, clock);
+    let proof = Proof {
+        database: name,
+        source,
+        target: &target,
+        expected: expected.as_deref(),
+        proven_by_hash,
+    };
+    let in_place = request.to.is_none() && database.path.exists();
+    let (decoded, safety) = if in_place {
+        std::thread::scope(|scope| {
+            let decoding = scope.spawn(|| proof.decode(&mut Quiet));
+            let safety = safety_copy_of(request, state, clock, progress);
+            let decoded = decoding
+                .join()
+                .unwrap_or_else(|_| Err(write_error("a helper thread panicked".into())));
+            (decoded, Some(safety))
+        })
+    } else {
+        (proof.decode(progress), None)
+    };
+    let safety = safety.transpose()?;
+    let abandon = |error: RestoreError| {
+        if let Some((copy, _)) = &safety {
+            backup::discard(state, name, copy);
+        }
+        error
+    };
+    let plain = decoded.map_err(abandon)?;
     if !catalogued_here
         && !request.force
         && database.path.exists()
         && let Some(reason) = foreign(plain.path(), &database.path)
     {
-        return Err(RestoreError::Mismatch {
+        return Err(abandon(RestoreError::Mismatch {
             database: name.to_string(),
             source_path: source.to_path_buf(),
             reason,
-        });
+        }));
     }
     let mut safety_copy = None;
-    let reading = ReadingGuard::new(state, source, clock);
-    if request.to.is_none() && database.path.exists() {
-        let (copy, readable) = safety_copy_of(request, state, clock, progress)?;
+    if let Some((copy, readable)) = safety {
         safety_copy = Some(copy);
         if readable {
             let resized = matching_page_size(plain.path(), &database.path).map_err(write_error)?;
@@ -291,34 +294,75 @@ pub fn restore(
     })
 }
 
+/// How a restore's source is decoded and proven.
+struct Proof<'a> {
+    database: &'a str,
+    source: &'a Path,
+    target: &'a Path,
+    /// The catalogued SHA-256 of the stored file.
+    expected: Option<&'a str>,
+    /// A verified backup of this database: its hash suffices.
+    proven_by_hash: bool,
+}
+
+impl Proof<'_> {
+    /// Decodes the source beside the target, compares its hash and, unless
+    /// the hash proves it, runs `integrity_check` on the decoded copy.
+    fn decode(&self, progress: &mut dyn Progress) -> Result<PendingFile, RestoreError> {
+        let verify_error = |source| RestoreError::Verify {
+            database: self.database.to_string(),
+            source,
+        };
+        let (plain, read) =
+            decode_beside(self.source, self.target, progress).map_err(|e| match e {
+                Decoded::Write(e) => RestoreError::Write {
+                    database: self.database.to_string(),
+                    path: self.target.to_path_buf(),
+                    detail: e.to_string(),
+                },
+                Decoded::Source(e) => verify_error(e),
+            })?;
+        if let Some(expected) = self.expected
+            && expected != read.sha256
+        {
+            return Err(verify_error(verify::changed(
+                self.source,
+                &read.sha256,
+                expected,
+            )));
+        }
+        if !self.proven_by_hash {
+            verify::check_database(plain.path(), VerifyLevel::Full).map_err(|e| {
+                verify_error(match e {
+                    VerifyError::Damaged { detail, .. } => VerifyError::Damaged {
+                        path: self.source.to_path_buf(),
+                        detail,
+                    },
+                    other => other,
+                })
+            })?;
+        }
+        Ok(plain)
+    }
+}
+
 /// Why decoding a restore's source failed: the source, or writing.
 enum Decoded {
     Source(VerifyError),
     Write(io::Error),
 }
 
-/// Decodes `source` into an anonymous temp file beside `target` (creating
-/// `target`'s directory when missing), after removing what killed restores
-/// left there.
+/// Decodes `source` into a temp file beside `target` (named: SQLite opens
+/// it; creating `target`'s directory when missing), after removing what
+/// killed restores left there.
 fn decode_beside(
     source: &Path,
     target: &Path,
     progress: &mut dyn Progress,
 ) -> Result<(PendingFile, verify::ReadBack), Decoded> {
-    let dir = match target.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = crate::durable::parent(target);
     std::fs::create_dir_all(dir).map_err(Decoded::Write)?;
-    match crate::durable::remove_unlocked_temps(dir) {
-        Ok(0) => {}
-        Ok(removed) => {
-            tracing::info!(dir = %dir.display(), removed, "removed the temp files of an interrupted restore")
-        }
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot look for the temp files of an interrupted restore")
-        }
-    }
+    backup::remove_restore_leftovers(dir);
     let plain = PendingFile::create_named(target).map_err(Decoded::Write)?;
     let read = verify::decode_into(
         source,
