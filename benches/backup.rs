@@ -223,7 +223,10 @@ fn main() {
     }
     let medians: Vec<Duration> = samples.into_iter().map(median).collect();
     let cp = medians[0];
-    let sqlite = have_sqlite3.then(|| medians[1]);
+    let sqlite = contenders
+        .iter()
+        .position(|c| c.name == "sqlite3 .backup")
+        .map(|i| medians[i]);
     println!(
         "\n{:<46} {:>10} {:>10} {:>12} {:>14}",
         "contender", "median s", "x cp+sync", "x sqlite3", "bytes written"
