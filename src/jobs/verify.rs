@@ -129,10 +129,18 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The hex SHA-256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
-    let file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
-    let mut hashing = Hashing::new(file);
-    io::copy(&mut hashing, &mut io::sink()).map_err(VerifyError::io(path, "cannot read"))?;
-    Ok(hashing.finish().0)
+    let mut file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(VerifyError::io(path, "cannot read")(e)),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 /// Whether `path` names a compressed backup.
