@@ -9,6 +9,7 @@ mod bad_input;
 mod check;
 mod crash;
 mod daemon;
+mod first_hour;
 mod health;
 mod live_backup;
 mod migrate;

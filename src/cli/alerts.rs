@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Cli, ExitStatus, print, print_warnings};
+use super::{Cli, ExitStatus, print};
 use crate::alert::email::{Mail, Mailer, SmtpMailer};
 use crate::alert::rules::{Active, Phase};
 use crate::config::{self, Environment};
@@ -48,7 +48,6 @@ pub(super) fn list(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
     let Some(state) = StateDb::open_read_only(&loaded.config.settings.state_dir)? else {
         if json {
             print(out, json!({ "alerts": [], "notifications": [] }))?;
@@ -101,7 +100,6 @@ pub(super) fn test(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
     let config = loaded.config;
     let Some(smtp) = &config.smtp else {
         eprintln!(

@@ -73,7 +73,7 @@ pub(super) fn plan(
             json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
-        print_warnings(&loaded.warnings);
+        print_warnings(cli, &loaded.warnings);
         print_unreadable(&plan.unreadable);
         for change in &plan.changes {
             print(out, change)?;
@@ -148,7 +148,7 @@ pub(super) fn apply(
             json!({ "ok": !report.failed(), "results": report.results, "unreadable": report.unreadable, "problems": report.problems, "summary": report.summary(), "warnings": loaded.warnings }),
         )?;
     } else {
-        print_warnings(&loaded.warnings);
+        print_warnings(cli, &loaded.warnings);
         print_unreadable(&report.unreadable);
         for problem in &report.problems {
             print(out, problem)?;

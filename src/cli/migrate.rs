@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::progress_bar::Reporter;
-use super::{Cli, ExitStatus, MigrateCommand, print, print_warnings};
+use super::{Cli, ExitStatus, MigrateCommand, print};
 use crate::clock::Clock;
 use crate::config::{self, Config, Database, Environment, MigrationApply, Migrations};
 use crate::error::Error;
@@ -38,7 +38,6 @@ pub(super) fn run(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
     let config = &loaded.config;
     match action {
         MigrateCommand::Status { database, json } => {

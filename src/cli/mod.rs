@@ -517,15 +517,20 @@ fn load(
 }
 
 /// Loads the config, printing its warnings on stderr.
+/// Loads `jobs.yaml` for a command that acts on it; its configuration
+/// warnings are for `check`, `plan`, `apply` and `run` to show, not repeated
+/// by every command.
 fn load_config(cli: &Cli, environment: &Environment) -> Result<config::Config, Error> {
-    let loaded = config::load(&cli.config, environment)?;
-    print_warnings(&loaded.warnings);
-    Ok(loaded.config)
+    Ok(config::load(&cli.config, environment)?.config)
 }
 
-fn print_warnings(warnings: &[Diagnostic]) {
+/// Prints configuration warnings on stderr in the chosen log format.
+fn print_warnings(cli: &Cli, warnings: &[Diagnostic]) {
     for warning in warnings {
-        eprintln!("{warning}");
+        match cli.log_format {
+            LogFormat::Text => eprintln!("{warning}"),
+            LogFormat::Json => tracing::warn!(warning = %warning, "config warning"),
+        }
     }
 }
 

@@ -1,0 +1,60 @@
+//! A new operator's first hour (issue #13): configuration warnings only
+//! where configuration is the subject, in the chosen log format.
+
+use crate::common::{Project, fill};
+
+fn project() -> Project {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { retention: { keep_last: 2 } } }\n",
+    );
+    fill(&project.join("app.db"), 100);
+    project
+}
+
+#[test]
+fn only_check_plan_and_apply_repeat_configuration_warnings() {
+    let project = project();
+    let warning = "is on the same file system as database app";
+    for args in [&["plan"][..], &["apply"], &["check"]] {
+        let output = project.run(args);
+        assert!(
+            output.stderr.contains(warning) || output.stdout.contains(warning),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+    for args in [
+        &["backup", "app"][..],
+        &["backups", "app"],
+        &["prune", "app", "--dry-run"],
+        &["health", "app"],
+        &["migrate", "status", "app"],
+        &["alerts"],
+    ] {
+        let output = project.run(args);
+        assert!(
+            !output.stderr.contains(warning),
+            "{args:?} repeated a configuration warning: {}",
+            output.stderr
+        );
+    }
+}
+
+#[test]
+fn with_json_logs_a_configuration_warning_is_a_json_line() {
+    let project = project();
+    let output = project.run(&["--log-format", "json", "plan"]);
+    let lines: Vec<&str> = output.stderr.lines().collect();
+    assert!(!lines.is_empty(), "{output:?}", output = output.stderr);
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(value["level"], "WARN", "{line}");
+        assert!(
+            value["fields"]["warning"]
+                .as_str()
+                .is_some_and(|w| w.contains("same file system")),
+            "{line}"
+        );
+    }
+}
