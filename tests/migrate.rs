@@ -381,6 +381,31 @@ fn a_verified_backup_precedes_every_run_and_restore_before_migration_finds_it() 
         "the state before 0001 ran"
     );
     assert_eq!(count(&before, "pages"), 100);
+    for (i, reference) in ["0001_visits", "0001_visits.sql", "visits", "0001"]
+        .iter()
+        .enumerate()
+    {
+        let to = format!("before-{i}.db");
+        let by_name = project.run(&[
+            "restore",
+            "app",
+            "--before-migration",
+            reference,
+            "--to",
+            &to,
+            "--yes",
+        ]);
+        assert_eq!(by_name.code, 0, "{reference}: {by_name:?}");
+        assert_eq!(count(&project.join(&to), "pages"), 100, "{reference}");
+    }
+    let unknown = project.run(&["restore", "app", "--before-migration", "0004_bad", "--yes"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains(
+            "database `app`: no applied migration is `0004_bad` (applied: 0001_visits); a migration that failed left the database as it was before it"
+        ),
+        "{unknown:?}"
+    );
 }
 
 #[test]

@@ -264,7 +264,7 @@ pub(super) struct RestoreArgs<'a> {
     pub from: &'a str,
     pub to: Option<&'a Path>,
     pub yes: bool,
-    pub before_migration: Option<i64>,
+    pub before_migration: Option<&'a str>,
     pub force: bool,
     pub full_check: bool,
     pub json: bool,
@@ -285,7 +285,7 @@ pub(super) fn restore(
         database: db,
         backup_dir: &config.settings.backup_dir,
         from: match (args.before_migration, args.from) {
-            (Some(version), _) => RestoreSource::BeforeMigration(version),
+            (Some(migration), _) => RestoreSource::BeforeMigration(migration.to_string()),
             (None, "latest") => RestoreSource::Latest,
             (None, file) => RestoreSource::File(PathBuf::from(file)),
         },

@@ -136,9 +136,9 @@ pub enum Command {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
-        /// Restore the backup taken before migration VERSION ran (instead of --from).
+        /// Restore the backup taken before a migration ran: its version (4), file name (0004_x.sql) or name (x), instead of --from.
         #[arg(long, conflicts_with = "from")]
-        before_migration: Option<i64>,
+        before_migration: Option<String>,
         /// Restore even from a file that looks like another database.
         #[arg(long)]
         force: bool,
@@ -384,7 +384,7 @@ pub fn run(
                 from,
                 to: to.as_deref(),
                 yes: *yes,
-                before_migration: *before_migration,
+                before_migration: before_migration.as_deref(),
                 force: *force,
                 full_check: *verify == RestoreVerify::Full,
                 json: *json,

@@ -41,8 +41,10 @@ pub enum RestoreSource {
     Latest,
     /// A backup or database file.
     File(PathBuf),
-    /// The pre-migration backup recorded on a migration's tracking row.
-    BeforeMigration(i64),
+    /// The pre-migration backup recorded on a migration's tracking row: the
+    /// migration named by its version (`4`), file name (`0004_bad.sql`,
+    /// `0004_bad`) or name (`bad`).
+    BeforeMigration(String),
 }
 
 /// What to restore.
@@ -79,6 +81,18 @@ pub enum RestoreError {
         database: String,
         /// The migration version.
         version: i64,
+    },
+    /// `--before-migration` names no applied migration.
+    #[error(
+        "database `{database}`: no applied migration is `{reference}` (applied: {applied}); a migration that failed left the database as it was before it, so there is nothing to restore for it (see `litewarden migrate status {database}`)"
+    )]
+    NotApplied {
+        /// The database.
+        database: String,
+        /// What was asked for.
+        reference: String,
+        /// The applied migrations, `0001_init, …`.
+        applied: String,
     },
     /// The source failed verification.
     #[error("refusing to restore `{database}`: {source}")]
@@ -147,7 +161,7 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
         }
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
-        RestoreSource::BeforeMigration(version) => {
+        RestoreSource::BeforeMigration(reference) => {
             let applied =
                 crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
                     .map_err(|source| RestoreError::Write {
@@ -155,16 +169,41 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                         path: request.database.path.clone(),
                         detail: source.to_string(),
                     })?;
-            applied
-                .into_iter()
-                .find(|row| row.version == *version)
-                .and_then(|row| row.backup_path)
-                .map(PathBuf::from)
-                .ok_or_else(|| RestoreError::NoMigrationBackup {
+            let Some(row) = applied.iter().find(|row| names_migration(reference, row)) else {
+                return Err(RestoreError::NotApplied {
                     database: name.to_string(),
-                    version: *version,
-                })
+                    reference: reference.clone(),
+                    applied: applied
+                        .iter()
+                        .map(|row| format!("{:04}_{}", row.version, row.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            };
+            row.backup_path.as_ref().map(PathBuf::from).ok_or_else(|| {
+                RestoreError::NoMigrationBackup {
+                    database: name.to_string(),
+                    version: row.version,
+                }
+            })
         }
+    }
+}
+
+/// Whether `reference` names the applied migration `row`: its version
+/// (`4`, `0004`), file name (`0004_bad.sql`, `0004_bad`) or name (`bad`).
+fn names_migration(reference: &str, row: &crate::jobs::migrations::AppliedMigration) -> bool {
+    let reference = reference.trim();
+    if let Ok(version) = reference.parse::<i64>() {
+        return version == row.version;
+    }
+    let stem = reference
+        .strip_suffix(".up.sql")
+        .or_else(|| reference.strip_suffix(".sql"))
+        .unwrap_or(reference);
+    match crate::jobs::migrations::files::parse_name(&format!("{stem}.sql")) {
+        Some((version, name, _)) => version == row.version && name == row.name,
+        None => stem == row.name,
     }
 }
 
