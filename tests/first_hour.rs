@@ -58,3 +58,23 @@ fn with_json_logs_a_configuration_warning_is_a_json_line() {
         );
     }
 }
+
+#[test]
+fn plan_never_says_everything_matches_while_a_database_cannot_be_read() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  a: { path: a.db }\n  b: { path: b.db }\n  c: { path: c.db }\n",
+    );
+    assert_eq!(project.run(&["apply"]).code, 0);
+    project.write("c.db", &[0x42; 8192]);
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(
+            "No changes for 2 databases; 1 cannot be read (c; see the error above), so the plan is incomplete."
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(!plan.stdout.contains("match"), "{}", plan.stdout);
+    assert!(plan.stderr.contains("c.db"), "{}", plan.stderr);
+}

@@ -85,7 +85,21 @@ pub(super) fn plan(
             print(out, problem)?;
         }
         let readable = loaded.config.databases.len() - plan.unreadable.len() - plan.problems.len();
-        if plan.is_empty() && readable > 0 {
+        let unreadable = plan.unreadable.len();
+        if plan.is_empty() && readable > 0 && unreadable > 0 {
+            print(
+                out,
+                format_args!(
+                    "No changes for {readable} database{}; {unreadable} cannot be read ({}; see the error above), so the plan is incomplete.",
+                    plural(readable),
+                    plan.unreadable
+                        .iter()
+                        .map(|u| u.database.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )?;
+        } else if plan.is_empty() && readable > 0 {
             print(
                 out,
                 format_args!(
