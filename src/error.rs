@@ -38,6 +38,19 @@ pub enum Error {
         /// The closest declared name.
         suggestion: Option<String>,
     },
+    /// A command that acts on databases was given neither a name nor
+    /// `--all`.
+    #[error(
+        "give a database ({names}) or --all, e.g. `litewarden {command} {first}` or `litewarden {command} --all`"
+    )]
+    NoDatabaseGiven {
+        /// The command, as typed.
+        command: &'static str,
+        /// The declared names, comma-separated.
+        names: String,
+        /// The first declared name.
+        first: String,
+    },
     /// A file given to `pin`/`unpin` is not a catalogued backup.
     #[error("{}: not a backup in the catalog (see `litewarden backups <db>`)", crate::paths::display(.0))]
     UnknownBackup(PathBuf),

@@ -78,3 +78,39 @@ fn plan_never_says_everything_matches_while_a_database_cannot_be_read() {
     assert!(!plan.stdout.contains("match"), "{}", plan.stdout);
     assert!(plan.stderr.contains("c.db"), "{}", plan.stderr);
 }
+
+#[test]
+fn commands_on_databases_take_all_and_a_bare_one_says_what_to_give() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  website_crawler: { path: a.db }\n  analytics: { path: b.db }\n",
+    );
+    assert_eq!(project.run(&["apply"]).code, 0);
+    for command in ["backup", "prune", "backups", "optimize"] {
+        let bare = project.run(&[command]);
+        assert_eq!(bare.code, 1, "{command}: {}", bare.stderr);
+        assert!(
+            bare.stderr.contains(&format!(
+                "error: give a database (analytics, website_crawler) or --all, e.g. `litewarden {command} analytics` or `litewarden {command} --all`"
+            )),
+            "{command}: {}",
+            bare.stderr
+        );
+    }
+    assert_eq!(project.run(&["backup", "--all"]).code, 0);
+    let listed = project.run(&["backups", "--all"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.starts_with("analytics:\n") && listed.stdout.contains("\nwebsite_crawler:\n"),
+        "{}",
+        listed.stdout
+    );
+    let json = project.run(&["backups", "--all", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let databases = value["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 2);
+    assert!(
+        databases
+            .iter()
+            .all(|d| d["backups"].as_array().unwrap().len() == 1)
+    );
+}

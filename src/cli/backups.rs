@@ -38,6 +38,26 @@ pub(super) fn database<'a>(
         })
 }
 
+/// The databases a command that needs an explicit choice acts on: the one
+/// named, or all with `--all`; neither is an error that lists the names.
+pub(super) fn chosen<'a>(
+    cli: &Cli,
+    config: &'a Config,
+    name: Option<&str>,
+    all: bool,
+    command: &'static str,
+) -> Result<Vec<&'a Database>, Error> {
+    if name.is_none() && !all {
+        let names: Vec<&str> = config.databases.keys().map(|n| n.as_str()).collect();
+        return Err(Error::NoDatabaseGiven {
+            command,
+            names: names.join(", "),
+            first: names.first().copied().unwrap_or("<db>").to_string(),
+        });
+    }
+    selected(cli, config, name, all)
+}
+
 pub(super) fn selected<'a>(
     cli: &Cli,
     config: &'a Config,
@@ -96,7 +116,7 @@ pub(super) fn backup(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = selected(cli, &config, name, all)?;
+    let databases = chosen(cli, &config, name, all, "backup")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
@@ -141,30 +161,60 @@ pub(super) fn list(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: &str,
+    name: Option<&str>,
+    all: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let db = database(cli, &config, name)?;
+    let databases = chosen(cli, &config, name, all, "backups")?;
     let state = StateDb::open(&config.settings.state_dir)?;
-    let entries = prune_job::decide(
-        &state,
-        db,
-        &config.settings.backup_dir,
-        config.settings.timezone,
-        clock.now(),
-    )?;
+    let mut listed = Vec::new();
+    for db in databases {
+        let entries = prune_job::decide(
+            &state,
+            db,
+            &config.settings.backup_dir,
+            config.settings.timezone,
+            clock.now(),
+        )?;
+        listed.push((db.name.as_str(), entries));
+    }
     if json {
-        print(out, json!({ "database": name, "backups": entries }))?;
+        let mut lists = listed
+            .iter()
+            .map(|(name, entries)| json!({ "database": name, "backups": entries }));
+        if all {
+            print(out, json!({ "databases": lists.collect::<Vec<_>>() }))?;
+        } else if let Some(list) = lists.next() {
+            print(out, list)?;
+        }
         return Ok(ExitStatus::Success);
     }
+    for (i, (name, entries)) in listed.iter().enumerate() {
+        if all {
+            if i > 0 {
+                print(out, "")?;
+            }
+            print(out, format_args!("{name}:"))?;
+        }
+        list_one(name, entries, out)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// Prints the backups of one database as a table.
+fn list_one(
+    name: &str,
+    entries: &[prune_job::PruneEntry],
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     if entries.is_empty() {
         print(
             out,
             format_args!("{name}: no backups yet; take one with `litewarden backup {name}`"),
         )?;
-        return Ok(ExitStatus::Success);
+        return Ok(());
     }
     print(
         out,
@@ -173,7 +223,7 @@ pub(super) fn list(
             "TIME", "SIZE", "VERIFIED", "PINNED", "TRIGGER", "SHA256", "KEPT BECAUSE"
         ),
     )?;
-    for entry in &entries {
+    for entry in entries {
         let b = &entry.backup;
         let reasons: Vec<String> = entry.reasons.iter().map(ToString::to_string).collect();
         print(
@@ -196,7 +246,7 @@ pub(super) fn list(
             ),
         )?;
     }
-    Ok(ExitStatus::Success)
+    Ok(())
 }
 
 pub(super) fn verify(
@@ -375,7 +425,7 @@ pub(super) fn prune(
         json,
     } = args;
     let config = super::load_config(cli, environment)?;
-    let databases = selected(cli, &config, name, all)?;
+    let databases = chosen(cli, &config, name, all, "prune")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut results = Vec::new();

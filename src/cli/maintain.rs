@@ -93,12 +93,12 @@ pub(super) fn optimize(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: Option<&str>,
+    (name, all): (Option<&str>, bool),
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = super::backups::selected(cli, &config, name, false)?;
+    let databases = super::backups::chosen(cli, &config, name, all, "optimize")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();

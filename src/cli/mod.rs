@@ -95,7 +95,6 @@ pub enum Command {
     /// Take a verified backup now.
     Backup {
         /// The database (a name from jobs.yaml).
-        #[arg(required_unless_present = "all")]
         database: Option<String>,
         /// Back up every database.
         #[arg(long, conflicts_with = "database")]
@@ -110,7 +109,10 @@ pub enum Command {
     /// List the backups of a database, newest first, with why each is kept.
     Backups {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// List the backups of every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Print the list as JSON.
         #[arg(long)]
         json: bool,
@@ -154,7 +156,6 @@ pub enum Command {
     /// Apply retention: remove the backups no rule keeps.
     Prune {
         /// The database.
-        #[arg(required_unless_present = "all")]
         database: Option<String>,
         /// Prune every database.
         #[arg(long, conflicts_with = "database")]
@@ -216,7 +217,6 @@ pub enum Command {
     /// Run maintenance now: PRAGMA optimize, a checkpoint that never freezes the app, incremental vacuum.
     Optimize {
         /// The database.
-        #[arg(required_unless_present = "all")]
         database: Option<String>,
         /// Every database.
         #[arg(long, conflicts_with = "database")]
@@ -360,9 +360,19 @@ pub fn run(
             *json,
             out,
         ),
-        Command::Backups { database, json } => {
-            backups::list(cli, environment, clock.as_ref(), database, *json, out)
-        }
+        Command::Backups {
+            database,
+            all,
+            json,
+        } => backups::list(
+            cli,
+            environment,
+            clock.as_ref(),
+            database.as_deref(),
+            *all,
+            *json,
+            out,
+        ),
         Command::Verify { file, json } => {
             backups::verify(cli, environment, clock.as_ref(), file, *json, out)
         }
@@ -447,13 +457,13 @@ pub fn run(
         ),
         Command::Optimize {
             database,
-            all: _,
+            all,
             json,
         } => maintain::optimize(
             cli,
             environment,
             clock.as_ref(),
-            database.as_deref(),
+            (database.as_deref(), *all),
             *json,
             out,
         ),
