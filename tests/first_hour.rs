@@ -114,3 +114,54 @@ fn commands_on_databases_take_all_and_a_bare_one_says_what_to_give() {
             .all(|d| d["backups"].as_array().unwrap().len() == 1)
     );
 }
+
+#[test]
+fn a_value_built_from_an_environment_variable_names_it() {
+    let project = Project::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
+    let shipped = std::fs::read_to_string(root.join("jobs.yaml")).unwrap();
+    let at = |needle: &str| {
+        shipped
+            .lines()
+            .enumerate()
+            .find_map(|(i, line)| {
+                line.find(needle)
+                    .map(|col| format!("jobs.yaml:{}:{}", i + 1, col + 1))
+            })
+            .unwrap()
+    };
+    for (variable, value, expected) in [
+        (
+            "DB_UPDATE_INTERVAL",
+            "1h",
+            "DB_UPDATE_INTERVAL is \"1h\" but is used as seconds (`${DB_UPDATE_INTERVAL:-3600}s`); write 3600",
+        ),
+        (
+            "BACKUP_RETENTION_DAYS",
+            "7d",
+            "BACKUP_RETENTION_DAYS is \"7d\" but is used as days (`${BACKUP_RETENTION_DAYS:-7}d`); write 7",
+        ),
+    ] {
+        let output = project.run_with(&["check"], &[(variable, value)]);
+        assert_eq!(
+            output.code,
+            1,
+            "{variable}: {output:?}",
+            output = output.stdout
+        );
+        let text = format!("{}{}", output.stdout, output.stderr);
+        assert!(text.contains(expected), "{variable}: {text}");
+        let scalar = if shipped.contains(&format!("\"${{{variable}")) {
+            format!("\"${{{variable}")
+        } else {
+            format!("${{{variable}")
+        };
+        let position = at(&scalar);
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&position) && l.contains(expected)),
+            "{variable} at {position}: {text}"
+        );
+    }
+}

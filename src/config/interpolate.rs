@@ -158,6 +158,80 @@ fn expand_in_scope(text: &str) -> Result<String, String> {
     })
 }
 
+/// The error for a value that expanded from `template` into `expanded` but
+/// did not convert: it names the variables that went into it, and when a
+/// variable's value already carries a unit that the template appends again
+/// (`DB_UPDATE_INTERVAL=1h` in `${DB_UPDATE_INTERVAL}s` is `1hs`), what to
+/// write instead.
+fn explain(template: &str, expanded: &str, error: impl fmt::Display) -> String {
+    if template == expanded {
+        return error.to_string();
+    }
+    let used = SCOPED_ENVIRONMENT.with(|slot| {
+        let scope = slot.borrow();
+        variables_in(template)
+            .into_iter()
+            .filter_map(|(name, suffix)| {
+                let value = scope.as_ref()?.get(name)?.to_string();
+                Some((name.to_string(), value, suffix))
+            })
+            .collect::<Vec<_>>()
+    });
+    for (name, value, suffix) in &used {
+        if let Some((unit, seconds)) = unit_of(suffix)
+            && let Ok(duration) = humantime::parse_duration(value)
+        {
+            let whole = duration.as_secs() / seconds;
+            let write = if duration.as_secs() % seconds == 0 && duration.subsec_nanos() == 0 {
+                format!("; write {whole}")
+            } else {
+                String::new()
+            };
+            return format!("{name} is \"{value}\" but is used as {unit} (`{template}`){write}");
+        }
+    }
+    match used.as_slice() {
+        [] => format!("{error} (`{template}` expanded to `{expanded}`)"),
+        _ => format!(
+            "{error} (`{template}` expanded to `{expanded}` from {})",
+            used.iter()
+                .map(|(name, value, _)| format!("{name}=\"{value}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Each `${NAME…}` in `template` with the letters that follow its `}`.
+fn variables_in(template: &str) -> Vec<(&str, &str)> {
+    let mut found = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let tail = &rest[start + 2..];
+        let Some(close) = tail.find('}') else { break };
+        let name = tail[..close].split(":-").next().unwrap_or_default();
+        let after = &tail[close + 1..];
+        let suffix_len = after
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(after.len());
+        found.push((name, &after[..suffix_len]));
+        rest = after;
+    }
+    found
+}
+
+/// The unit a duration suffix means, and its length in seconds.
+fn unit_of(suffix: &str) -> Option<(&'static str, u64)> {
+    match suffix {
+        "s" => Some(("seconds", 1)),
+        "m" => Some(("minutes", 60)),
+        "h" => Some(("hours", 3600)),
+        "d" => Some(("days", 86_400)),
+        "w" => Some(("weeks", 604_800)),
+        _ => None,
+    }
+}
+
 /// A scalar field after `${...}` expansion and conversion to `T`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expanded<T>(pub T);
@@ -192,7 +266,9 @@ impl<T: ScalarValue> Visitor<'_> for ExpandedVisitor<T> {
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
         let expanded = expand_in_scope(text).map_err(E::custom)?;
-        Self::convert(&expanded)
+        T::parse_scalar(&expanded)
+            .map(Expanded)
+            .map_err(|error| E::custom(explain(text, &expanded, error)))
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
