@@ -101,6 +101,23 @@ fn a_syntax_error_in_the_third_of_five_keeps_the_first_two_and_nothing_of_the_th
         .query_row("SELECT count(*) FROM job_runs WHERE job = 'migrate' AND outcome = 'failed' AND database = 'app'", [], |r| r.get(0))
         .unwrap();
     assert!(failed >= 1, "a failed migration run is recorded for alerts");
+    let status = project.run(&["migrate", "status", "app"]);
+    assert_eq!(status.code, 1, "{status:?}");
+    let failed_line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("FAILED    the last run, at 20"))
+        .unwrap_or_else(|| panic!("{status:?}"));
+    assert!(
+        failed_line.contains("0003_broken.sql:3:"),
+        "the failed migration and its error: {failed_line}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("app: 2 applied, 3 pending, 1 problem"),
+        "{status:?}"
+    );
 }
 
 #[test]

@@ -43,10 +43,16 @@ pub(super) fn run(
         MigrateCommand::Status { database, json } => {
             let (db, settings) = configured(cli, config, database)?;
             let status = runner::status(db, settings)?;
+            let failed_run =
+                match crate::state::StateDb::open_read_only(&config.settings.state_dir)? {
+                    Some(state) => state.failed_migration_run(database)?,
+                    None => None,
+                };
+            let problems = status.errors().len() + usize::from(failed_run.is_some());
             if *json {
                 print(
                     out,
-                    json!({ "database": database, "migrations": status.entries, "errors": status.errors() }),
+                    json!({ "database": database, "migrations": status.entries, "errors": status.errors(), "failed_run": failed_run.as_ref().map(|(at, error)| json!({ "started_at": at, "error": error })) }),
                 )?;
             } else {
                 for entry in &status.entries {
@@ -77,21 +83,30 @@ pub(super) fn run(
                     };
                     print(out, line)?;
                 }
+                if let Some((at, error)) = &failed_run {
+                    print(
+                        out,
+                        format_args!(
+                            "FAILED    the last run, at {}: {error}",
+                            super::show_time(*at)
+                        ),
+                    )?;
+                }
                 let pending = status.pending().len();
                 print(
                     out,
                     format_args!(
-                        "{database}: {} applied, {pending} pending, {} problem(s)",
+                        "{database}: {} applied, {pending} pending, {problems} problem{}",
                         status
                             .entries
                             .iter()
                             .filter(|e| matches!(e, Entry::Applied { .. }))
                             .count(),
-                        status.errors().len()
+                        super::plural(problems)
                     ),
                 )?;
             }
-            Ok(if status.errors().is_empty() {
+            Ok(if problems == 0 {
                 ExitStatus::Success
             } else {
                 ExitStatus::Failure

@@ -407,6 +407,31 @@ impl StateDb {
 }
 
 impl StateDb {
+    /// When the most recent `migrate` run on `database` started and its
+    /// error, if that run failed (a later success clears it).
+    pub fn failed_migration_run(
+        &self,
+        database: &str,
+    ) -> Result<Option<(DateTime<Utc>, String)>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT started_at, outcome, coalesce(error, '') FROM job_runs WHERE job = 'migrate' AND database = ?1 ORDER BY id DESC LIMIT 1",
+                params![database],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)),
+            )
+            .optional()
+            .map_err(sqlite(&self.path, "cannot read job runs"))?;
+        Ok(match row {
+            Some((started_at, outcome, error)) if outcome == "failed" => {
+                DateTime::parse_from_rfc3339(&started_at)
+                    .ok()
+                    .map(|at| (at.with_timezone(&Utc), error))
+            }
+            _ => None,
+        })
+    }
+
     /// When the last successful run of `job` on `database` started.
     pub fn last_success(
         &self,
