@@ -190,8 +190,11 @@ fn explain(template: &str, expanded: &str, error: impl fmt::Display) -> String {
             return format!("{name} is \"{value}\" but is used as {unit} (`{template}`){write}");
         }
     }
+    let whole_variable =
+        variables_in(template).len() == 1 && template.starts_with("${") && template.ends_with('}');
     match used.as_slice() {
         [] => format!("{error} (`{template}` expanded to `{expanded}`)"),
+        [(name, value, _)] if whole_variable => format!("{error} (from {name}=\"{value}\")"),
         _ => format!(
             "{error} (`{template}` expanded to `{expanded}` from {})",
             used.iter()

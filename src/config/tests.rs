@@ -137,7 +137,9 @@ fn interpolated_value_of_the_wrong_type_points_at_the_scalar() {
     let text = "version: 1\ndefaults:\n  backup:\n    enabled: ${ON}\ndatabases:\n  app: { path: app.db }\n";
     assert_eq!(
         errors_with(text, &env(&[("ON", "maybe")])),
-        ["jobs.yaml:4:14: defaults.backup.enabled: expected true or false, found `maybe`"]
+        [
+            "jobs.yaml:4:14: defaults.backup.enabled: expected true or false, found `maybe` (from ON=\"maybe\")"
+        ]
     );
 }
 
