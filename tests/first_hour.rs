@@ -165,3 +165,48 @@ fn a_value_built_from_an_environment_variable_names_it() {
         );
     }
 }
+
+#[test]
+fn the_readme_session_is_what_the_binary_prints() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
+    for dir in ["migrations/website_crawler", "migrations/analytics"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            project.write(
+                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
+                &std::fs::read(entry.path()).unwrap(),
+            );
+        }
+    }
+    let mut session = String::from("```text\n");
+    for command in ["plan", "apply", "plan"] {
+        let output = project.run(&[command]);
+        assert!(
+            output.code == 0 || output.code == 2,
+            "{command}: {}",
+            output.stderr
+        );
+        session.push_str(&format!("$ litewarden {command}\n{}", output.stdout));
+    }
+    session.push_str("```\n");
+    let readme_path = root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).unwrap();
+    let (start, end) = ("<!-- session:start -->\n", "<!-- session:end -->");
+    let from = readme.find(start).expect("the session's start marker") + start.len();
+    let to = readme.find(end).expect("the session's end marker");
+    if std::env::var_os("LITEWARDEN_BLESS_README").is_some() {
+        std::fs::write(
+            &readme_path,
+            format!("{}{session}{}", &readme[..from], &readme[to..]),
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(
+        readme[from..to],
+        session,
+        "the README's session drifted; LITEWARDEN_BLESS_README=1 cargo test readme_session rewrites it"
+    );
+}
