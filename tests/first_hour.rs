@@ -11,6 +11,23 @@ fn project() -> Project {
     project
 }
 
+/// A project holding the shipped `jobs.yaml` and its migrations.
+fn shipped() -> Project {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
+    for dir in ["migrations/website_crawler", "migrations/analytics"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            project.write(
+                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
+                &std::fs::read(entry.path()).unwrap(),
+            );
+        }
+    }
+    project
+}
+
 #[test]
 fn only_check_plan_and_apply_repeat_configuration_warnings() {
     let project = project();
@@ -117,9 +134,8 @@ fn commands_on_databases_take_all_and_a_bare_one_says_what_to_give() {
 
 #[test]
 fn a_value_built_from_an_environment_variable_names_it() {
-    let project = Project::new();
+    let project = shipped();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
     let shipped = std::fs::read_to_string(root.join("jobs.yaml")).unwrap();
     let at = |needle: &str| {
         shipped
@@ -169,17 +185,7 @@ fn a_value_built_from_an_environment_variable_names_it() {
 #[test]
 fn the_readme_session_is_what_the_binary_prints() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = Project::new();
-    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
-    for dir in ["migrations/website_crawler", "migrations/analytics"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            project.write(
-                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
-                &std::fs::read(entry.path()).unwrap(),
-            );
-        }
-    }
+    let project = shipped();
     let mut session = String::from("```text\n");
     for command in ["plan", "apply", "plan"] {
         let output = project.run(&[command]);
@@ -209,4 +215,35 @@ fn the_readme_session_is_what_the_binary_prints() {
         session,
         "the README's session drifted; LITEWARDEN_BLESS_README=1 cargo test readme_session rewrites it"
     );
+}
+
+#[test]
+fn a_warning_from_defaults_is_reported_once_at_the_defaults_naming_the_databases() {
+    let project = shipped();
+    let output = project.run_with(&["check"], &[("ENABLE_AUTO_BACKUP", "false")]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let lines: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter(|l| l.contains("scheduled backups are disabled"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", output.stdout);
+    assert!(
+        lines[0].contains("defaults.health.max_backup_age:")
+            && lines[0].ends_with("(inherited by databases analytics, backup, website_crawler)"),
+        "{}",
+        lines[0]
+    );
+
+    let invalid = Project::with_config(
+        "version: 1\ndefaults:\n  backup: { every: 0s }\ndatabases:\n  a: { path: a.db }\n  b: { path: b.db }\n",
+    );
+    let output = invalid.run(&["check"]);
+    assert_eq!(output.code, 1, "{}", output.stdout);
+    let text = format!("{}{}", output.stdout, output.stderr);
+    assert!(
+        text.contains("jobs.yaml:3:20: defaults.backup.every: interval must be longer than 0s (inherited by databases a, b)"),
+        "{text}"
+    );
+    assert!(text.contains("jobs.yaml: 1 error"), "{text}");
 }

@@ -44,8 +44,19 @@ pub fn validate(
         base,
         diagnostics: Vec::new(),
         cron_gaps: HashMap::new(),
+        current: None,
+        inherited_by: BTreeMap::new(),
     };
     let config = v.config(raw, file);
+    for (index, databases) in &v.inherited_by {
+        let diagnostic = &mut v.diagnostics[*index];
+        diagnostic.message = format!(
+            "{} (inherited by database{} {})",
+            diagnostic.message,
+            if databases.len() == 1 { "" } else { "s" },
+            databases.join(", ")
+        );
+    }
     let (errors, warnings): (Vec<_>, Vec<_>) = v
         .diagnostics
         .into_iter()
@@ -63,6 +74,11 @@ struct Validator<'a> {
     base: &'a Path,
     diagnostics: Vec<Diagnostic>,
     cron_gaps: HashMap<String, (Duration, Duration)>,
+    /// The database being validated, while one is.
+    current: Option<String>,
+    /// For each diagnostic at a `defaults:` key (by index), the databases
+    /// that inherit the value: it is reported once, naming them.
+    inherited_by: BTreeMap<usize, Vec<String>>,
 }
 
 /// Marks a block whose errors are already reported.
@@ -83,13 +99,31 @@ where
 
 impl Validator<'_> {
     fn report(&mut self, severity: Severity, path: &FieldPath, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
+        let diagnostic = Diagnostic {
             severity,
             file: self.label.to_string(),
             position: self.document.locate(path),
             field: path.to_string(),
             message: message.into(),
+        };
+        let inherited = match &self.current {
+            Some(database) if diagnostic.field.starts_with("defaults.") => database.clone(),
+            _ => {
+                self.diagnostics.push(diagnostic);
+                return;
+            }
+        };
+        let same = self.diagnostics.iter().position(|d| {
+            d.severity == diagnostic.severity
+                && d.position == diagnostic.position
+                && d.field == diagnostic.field
+                && d.message == diagnostic.message
         });
+        let index = same.unwrap_or_else(|| {
+            self.diagnostics.push(diagnostic);
+            self.diagnostics.len() - 1
+        });
+        self.inherited_by.entry(index).or_default().push(inherited);
     }
 
     fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
@@ -126,14 +160,17 @@ impl Validator<'_> {
         let mut by_path: BTreeMap<PathBuf, (String, FieldPath)> = BTreeMap::new();
         for (name, raw_db) in &raw.databases {
             let db_path = FieldPath::root("databases").key(name);
-            let Some(database) = self.database(
+            self.current = Some(name.clone());
+            let database = self.database(
                 name,
                 raw_db,
                 &raw.defaults,
                 &defaults_path,
                 &db_path,
                 &settings,
-            ) else {
+            );
+            self.current = None;
+            let Some(database) = database else {
                 continue;
             };
             let path_field = db_path.key("path");

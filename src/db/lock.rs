@@ -86,12 +86,12 @@ impl DatabaseLock {
             Ok(()) => {
                 file.set_len(0).map_err(io)?;
                 file.rewind().map_err(io)?;
-                writeln!(file, "{}\n{ours}", std::process::id()).map_err(io)?;
+                file.write_all(format!("{}\n{ours}\n", std::process::id()).as_bytes())
+                    .map_err(io)?;
                 Ok(DatabaseLock::Held(file))
             }
             Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                file.read_to_string(&mut text).map_err(io)?;
+                let text = holder_text(&mut file).map_err(io)?;
                 let mut lines = text.lines();
                 let pid = lines.next().unwrap_or("?").to_string();
                 let theirs = lines.next().unwrap_or_default();
@@ -116,6 +116,23 @@ impl DatabaseLock {
 }
 
 /// How a state directory is named in a lock file: its absolute path.
+/// What the holder wrote into the lock file. A holder that has just taken
+/// the lock may not have written it yet (the two are separate calls): an
+/// incomplete text is read again for up to a second.
+fn holder_text(file: &mut File) -> std::io::Result<String> {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text.clear();
+        file.rewind()?;
+        file.read_to_string(&mut text)?;
+        if text.ends_with('\n') && text.lines().count() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(text)
+}
+
 fn owner(state_dir: &Path) -> String {
     std::fs::canonicalize(state_dir)
         .unwrap_or_else(|_| paths::from_cwd(state_dir))
@@ -126,6 +143,34 @@ fn owner(state_dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_that_has_not_written_its_name_yet_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let state = dir.path().join("a");
+        std::fs::create_dir(&state).unwrap();
+        let mut holder = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(lock_path(&db))
+            .unwrap();
+        holder.try_lock().unwrap();
+        let text = format!("1\n{}\n", owner(&state));
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            holder.write_all(text.as_bytes()).unwrap();
+            holder
+        });
+        let second = DatabaseLock::acquire("app", &db, &state).unwrap();
+        assert!(
+            matches!(second, DatabaseLock::Shared),
+            "regression: a run started at the same moment was refused as foreign"
+        );
+        drop(writer.join().unwrap());
+    }
 
     #[test]
     fn a_second_state_dir_is_refused_and_the_same_one_cooperates() {
