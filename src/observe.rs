@@ -60,6 +60,9 @@ pub fn observe_with(
                     .pending_migrations
                     .insert(name.clone(), pending.clone());
             }
+            if let Some(unadopted) = cached.unadopted.get(&name) {
+                observed.unadopted.insert(name.clone(), unadopted.clone());
+            }
             if let Some(tables) = cached.tables.get(&name) {
                 observed.tables.insert(name, tables.clone());
             }
@@ -78,6 +81,9 @@ pub fn observe_with(
                 }
                 if let Some(pending) = seen.pending_migrations {
                     observed.pending_migrations.insert(name.clone(), pending);
+                }
+                if let Some(unadopted) = seen.unadopted {
+                    observed.unadopted.insert(name.clone(), unadopted);
                 }
                 if let Some(tables) = seen.tables {
                     observed.tables.insert(name, tables);
@@ -190,6 +196,7 @@ struct DatabaseObservation {
     file: ObservedFile,
     identity: Option<Identity>,
     pending_migrations: Option<Vec<String>>,
+    unadopted: Option<crate::plan::Unadopted>,
     tables: Option<TableColumns>,
 }
 
@@ -197,6 +204,7 @@ struct DatabaseObservation {
 fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::Error> {
     let file = observe_file(&database.path)?;
     let identity = read_identity(&database.path)?;
+    let mut unadopted = None;
     let pending_migrations = match &database.migrations {
         Some(migrations) => {
             let status = crate::jobs::migrations::runner::status(database, migrations)?;
@@ -208,7 +216,10 @@ fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::E
                 }
                 .into());
             }
-            Some(status.pending().iter().map(ToString::to_string).collect())
+            let pending: Vec<String> = status.pending().iter().map(ToString::to_string).collect();
+            unadopted =
+                without_history(database, migrations, &status, identity.as_ref(), &pending)?;
+            Some(pending)
         }
         None => None,
     };
@@ -221,6 +232,43 @@ fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::E
         file,
         identity,
         pending_migrations,
+        unadopted,
         tables,
     })
+}
+
+/// A database with tables but no applied migration while some are pending,
+/// whose schema the migrations would (partly) create again: its tables and
+/// which version its schema is. Migrations that create none of its objects
+/// (additions to a schema the application owns) are not held back.
+fn without_history(
+    database: &Database,
+    migrations: &crate::config::Migrations,
+    status: &crate::jobs::migrations::MigrationStatus,
+    identity: Option<&Identity>,
+    pending: &[String],
+) -> Result<Option<crate::plan::Unadopted>, crate::Error> {
+    let applied = status
+        .entries
+        .iter()
+        .any(|e| !matches!(e, crate::jobs::migrations::Entry::Pending { .. }));
+    let tables = identity.map_or(0, |i| {
+        i.tables
+            .iter()
+            .filter(|t| t.as_str() != "_litewarden_migrations")
+            .count()
+    });
+    if applied || pending.is_empty() || tables == 0 {
+        return Ok(None);
+    }
+    let files = crate::jobs::migrations::runner::discover(database, migrations)?;
+    let detection =
+        crate::jobs::migrations::detect::detect(&database.path, &files).map_err(|detail| {
+            crate::jobs::migrations::runner::MigrateError::Invalid {
+                database: database.name.to_string(),
+                problems: vec![detail],
+            }
+        })?;
+    let overlaps = detection.matched.is_some() || detection.closest.is_some();
+    Ok(overlaps.then_some(crate::plan::Unadopted { tables, detection }))
 }

@@ -247,3 +247,94 @@ fn a_warning_from_defaults_is_reported_once_at_the_defaults_naming_the_databases
     );
     assert!(text.contains("jobs.yaml: 1 error"), "{text}");
 }
+
+/// The application built `website_crawler.db` itself: the shipped
+/// migrations' SQL run directly, with no migration history.
+fn built_by_the_application(project: &Project, extra: &str) {
+    let conn = crate::common::open(&project.join("website_crawler.db"));
+    let mut files: Vec<_> = std::fs::read_dir(project.join("migrations/website_crawler"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    for file in files {
+        conn.execute_batch(&std::fs::read_to_string(file).unwrap())
+            .unwrap();
+    }
+    conn.execute_batch(extra).unwrap();
+}
+
+#[test]
+fn an_existing_database_without_history_is_adopted_not_migrated_twice() {
+    let project = shipped();
+    built_by_the_application(
+        &project,
+        "INSERT INTO crawled_pages (url, domain) VALUES ('https://example.com/', 'example.com');",
+    );
+    let hint = "! website_crawler: 1 table and no migration history — adopt it with `litewarden migrate baseline website_crawler --version 2`";
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(plan.stdout.contains(hint), "{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("website_crawler: 0001"),
+        "{}",
+        plan.stdout
+    );
+    let apply = project.run(&["apply"]);
+    assert_eq!(apply.code, 1, "{}", apply.stdout);
+    assert!(
+        apply.stdout.contains(hint),
+        "{}{}",
+        apply.stdout,
+        apply.stderr
+    );
+    assert!(!apply.stderr.contains("already exists"), "{}", apply.stderr);
+
+    let baseline = project.run(&["migrate", "baseline", "website_crawler", "--detect"]);
+    assert_eq!(baseline.code, 0, "{}", baseline.stderr);
+    assert!(
+        baseline
+            .stdout
+            .contains("website_crawler: its schema is what the migrations give at version 2")
+            && baseline
+                .stdout
+                .contains("website_crawler: baseline at version 2, 2 recorded"),
+        "{}",
+        baseline.stdout
+    );
+    let plan = project.run(&["plan"]);
+    assert!(
+        !plan.stdout.contains("! website_crawler"),
+        "{}",
+        plan.stdout
+    );
+    assert_eq!(
+        crate::common::count(&project.join("website_crawler.db"), "crawled_pages"),
+        1
+    );
+}
+
+#[test]
+fn a_schema_that_matches_no_version_is_reported_with_its_differences() {
+    let project = shipped();
+    built_by_the_application(&project, "CREATE TABLE app_only (x);");
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("! website_crawler: 2 tables and no migration history, and its schema matches no migration version (closest: 2, 1 difference)"),
+        "{}",
+        plan.stdout
+    );
+    let detect = project.run(&["migrate", "baseline", "website_crawler", "--detect"]);
+    assert_eq!(detect.code, 1, "{}", detect.stdout);
+    assert!(
+        detect.stdout.contains("the closest is 2:")
+            && detect
+                .stdout
+                .contains("  the database has table app_only, the migrations do not create it")
+            && detect.stdout.contains("nothing recorded"),
+        "{}",
+        detect.stdout
+    );
+}

@@ -215,10 +215,63 @@ pub(super) fn run(
             )?;
             Ok(ExitStatus::Success)
         }
-        MigrateCommand::Baseline { database, version } => {
+        MigrateCommand::Baseline {
+            database,
+            version,
+            detect,
+        } => {
             let (db, settings) = configured(cli, config, database)?;
             let files = runner::discover(db, settings)?;
-            let recorded = runner::session(db)?.baseline(&files, *version, clock.now())?;
+            let version = match version {
+                Some(version) => *version,
+                None => {
+                    debug_assert!(*detect);
+                    let found = crate::jobs::migrations::detect::detect(&db.path, &files).map_err(
+                        |detail| runner::MigrateError::Invalid {
+                            database: database.clone(),
+                            problems: vec![detail],
+                        },
+                    )?;
+                    match (found.matched, found.closest) {
+                        (Some(version), _) => {
+                            print(
+                                out,
+                                format_args!(
+                                    "{database}: its schema is what the migrations give at version {version}"
+                                ),
+                            )?;
+                            version
+                        }
+                        (None, closest) => {
+                            match closest {
+                                Some(closest) => print(
+                                    out,
+                                    format_args!(
+                                        "{database}: its schema matches no migration version; the closest is {closest}:"
+                                    ),
+                                )?,
+                                None => print(
+                                    out,
+                                    format_args!(
+                                        "{database}: its schema matches no migration version, and no migration creates any of its tables"
+                                    ),
+                                )?,
+                            }
+                            for difference in &found.differences {
+                                print(out, format_args!("  {difference}"))?;
+                            }
+                            print(
+                                out,
+                                format_args!(
+                                    "nothing recorded; once you know the version, `litewarden migrate baseline {database} --version V`"
+                                ),
+                            )?;
+                            return Ok(ExitStatus::Failure);
+                        }
+                    }
+                }
+            };
+            let recorded = runner::session(db)?.baseline(&files, version, clock.now())?;
             for name in &recorded {
                 print(
                     out,

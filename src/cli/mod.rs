@@ -306,8 +306,13 @@ pub enum MigrateCommand {
         /// The database.
         database: String,
         /// The newest version the database already has.
+        #[arg(long, required_unless_present = "detect", conflicts_with = "detect")]
+        version: Option<i64>,
+        /// Find the version: replay the migrations on an empty scratch
+        /// database and baseline at the one whose schema equals the live one
+        /// (or report the closest and how it differs).
         #[arg(long)]
-        version: i64,
+        detect: bool,
     },
 }
 

@@ -127,6 +127,18 @@ pub struct Observed {
     /// Databases that could not be observed, by name, with the error; the
     /// plan leaves them alone and reports them.
     pub unreadable: BTreeMap<String, String>,
+    /// Databases that have tables but no migration history while
+    /// migrations are pending, by name: adopted by `migrate baseline`.
+    pub unadopted: BTreeMap<String, Unadopted>,
+}
+
+/// An existing database with tables and no migration history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unadopted {
+    /// How many tables it has.
+    pub tables: usize,
+    /// Which migration version its schema is, found by replaying them.
+    pub detection: crate::jobs::migrations::detect::Detection,
 }
 
 /// The columns (name, declared type) of each table, by table name; `None`
@@ -459,6 +471,13 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
             ObservedFile::Present(facts) => {
                 if let Some(problem) = replaced(database, &expected, observed) {
                     problems.push(problem);
+                    continue;
+                }
+                if let Some(unadopted) = observed.unadopted.get(database.name.as_str()) {
+                    problems.push(Problem::Unadopted {
+                        database: database.name.clone(),
+                        found: unadopted.clone(),
+                    });
                     continue;
                 }
                 changes.extend(pragma_drift(&database.pragmas, &facts).into_iter().map(

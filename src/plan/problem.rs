@@ -80,13 +80,24 @@ pub enum Problem {
         /// When it was first found; `None` when found by this observation.
         since: Option<DateTime<Utc>>,
     },
+    /// An existing database with tables and no migration history: pending
+    /// migrations would fail on it (or worse), so it waits for `migrate
+    /// baseline`.
+    Unadopted {
+        /// The database.
+        database: DbName,
+        /// Its tables and the version its schema matches.
+        found: super::Unadopted,
+    },
 }
 
 impl Problem {
     /// The database concerned.
     pub fn database(&self) -> &DbName {
         match self {
-            Problem::Missing { database, .. } | Problem::Replaced { database, .. } => database,
+            Problem::Missing { database, .. }
+            | Problem::Replaced { database, .. }
+            | Problem::Unadopted { database, .. } => database,
         }
     }
 
@@ -95,6 +106,7 @@ impl Problem {
         match self {
             Problem::Missing { .. } => "database_missing",
             Problem::Replaced { .. } => "database_replaced",
+            Problem::Unadopted { .. } => "database_unadopted",
         }
     }
 }
@@ -176,6 +188,34 @@ impl fmt::Display for Problem {
                     f,
                     " — its backups from before are kept; run `litewarden accept {database}` once the new content is right, or `litewarden restore {database}` to bring the old one back"
                 )
+            }
+            Problem::Unadopted { database, found } => {
+                let tables = format!(
+                    "{} table{}",
+                    found.tables,
+                    if found.tables == 1 { "" } else { "s" }
+                );
+                let detection = &found.detection;
+                match (detection.matched, detection.closest) {
+                    (Some(version), _) => write!(
+                        f,
+                        "! {database}: {tables} and no migration history — adopt it with `litewarden migrate baseline {database} --version {version}` (its schema is what the migrations give at version {version}); no migration runs on it until then"
+                    ),
+                    (None, Some(version)) => write!(
+                        f,
+                        "! {database}: {tables} and no migration history, and its schema matches no migration version (closest: {version}, {} difference{}) — see `litewarden migrate baseline {database} --detect`; no migration runs on it until it is adopted",
+                        detection.differences.len(),
+                        if detection.differences.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        }
+                    ),
+                    (None, None) => write!(
+                        f,
+                        "! {database}: {tables} and no migration history, and no migration creates any of them — adopt it with `litewarden migrate baseline {database} --version V` once you know which version it is; no migration runs on it until then"
+                    ),
+                }
             }
         }
     }

@@ -43,6 +43,7 @@ fn observed(files: &[(&str, ObservedFile)]) -> Observed {
         pending_migrations: BTreeMap::new(),
         tables: BTreeMap::new(),
         unreadable: BTreeMap::new(),
+        unadopted: BTreeMap::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! gone) and out of order (a new file older than the newest applied one).
 //! File discovery is in [`files`], execution in [`runner`].
 
+pub mod detect;
 pub mod files;
 pub mod rehearse;
 pub mod runner;

@@ -1,0 +1,193 @@
+//! Finding which migration version an existing database already has.
+//!
+//! Owns `migrate baseline --detect` and the adoption hint of `plan`: the
+//! migrations are replayed one by one on an empty in-memory database, and
+//! after each the schema (every table, index, view and trigger of
+//! `sqlite_schema` with its SQL, whitespace and case normalised) is compared
+//! with the live one. The version whose schema equals it is the match; when
+//! none does, the closest (fewest differing objects) is reported with its
+//! differences. Read-only on the live file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::MigrationFile;
+
+/// The schema objects of a database: `type name` → normalised SQL.
+type Schema = BTreeMap<String, String>;
+
+/// What replaying the migrations found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Detection {
+    /// The version whose schema equals the live one, if one does.
+    pub matched: Option<i64>,
+    /// Otherwise the closest version (`None`: no migration gets closer than
+    /// an empty database).
+    pub closest: Option<i64>,
+    /// How the closest version differs from the live database.
+    pub differences: Vec<String>,
+}
+
+/// Replays `files` on an empty scratch database and compares each version's
+/// schema with the database at `live`.
+pub fn detect(live: &Path, files: &[MigrationFile]) -> Result<Detection, String> {
+    let live_conn = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", crate::paths::display(live)))?;
+    let wanted = schema(&live_conn)?;
+    let scratch = Connection::open_in_memory().map_err(|e| e.to_string())?;
+    let mut best: Option<(usize, i64, Vec<String>)> = None;
+    for file in files {
+        scratch
+            .execute_batch(&file.sql)
+            .map_err(|e| format!("{file}: {e} (replaying it on an empty database)"))?;
+        let differences = compare(&wanted, &schema(&scratch)?);
+        if differences.is_empty() {
+            return Ok(Detection {
+                matched: Some(file.version),
+                closest: None,
+                differences,
+            });
+        }
+        let score = distance(&differences);
+        if best.as_ref().is_none_or(|(best, _, _)| score < *best) {
+            best = Some((score, file.version, differences));
+        }
+    }
+    let empty = distance(&compare(&wanted, &Schema::new()));
+    Ok(match best {
+        Some((count, version, differences)) if count < empty => Detection {
+            matched: None,
+            closest: Some(version),
+            differences,
+        },
+        _ => Detection {
+            matched: None,
+            closest: None,
+            differences: Vec::new(),
+        },
+    })
+}
+
+/// The user schema of `conn`, without SQLite's and litewarden's own tables.
+fn schema(conn: &Connection) -> Result<Schema, String> {
+    let mut statement = conn
+        .prepare(
+            "SELECT type, name, coalesce(sql, '') FROM sqlite_schema
+             WHERE name NOT LIKE 'sqlite_%' AND tbl_name != '_litewarden_migrations'",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                format!("{} {}", row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+                normalise(&row.get::<_, String>(2)?),
+            ))
+        })
+        .and_then(|rows| rows.collect::<Result<Schema, _>>())
+        .map_err(|e| e.to_string())?;
+    Ok(rows)
+}
+
+/// SQL with runs of whitespace made one space, lowercased, and no space
+/// next to punctuation, so formatting never counts as a difference.
+fn normalise(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let mut text = words.join(" ").to_lowercase();
+    for punctuation in ["(", ")", ",", ";"] {
+        text = text
+            .replace(&format!(" {punctuation}"), punctuation)
+            .replace(&format!("{punctuation} "), punctuation);
+    }
+    text.replace(['"', '`'], "")
+}
+
+/// How far a version is from the live schema: an object with other SQL is
+/// closer than one that is missing or extra.
+fn distance(differences: &[String]) -> usize {
+    differences
+        .iter()
+        .map(|d| if d.contains(" differs: ") { 1 } else { 2 })
+        .sum()
+}
+
+/// What `found` lacks, has extra or has differently compared with `wanted`.
+fn compare(wanted: &Schema, found: &Schema) -> Vec<String> {
+    let mut differences = Vec::new();
+    for (object, sql) in wanted {
+        match found.get(object) {
+            None => differences.push(format!(
+                "the database has {object}, the migrations do not create it"
+            )),
+            Some(other) if other != sql => differences.push(format!(
+                "{object} differs: the database has `{sql}`, the migrations give `{other}`"
+            )),
+            Some(_) => {}
+        }
+    }
+    for object in found.keys().filter(|o| !wanted.contains_key(*o)) {
+        differences.push(format!(
+            "the migrations create {object}, the database has none"
+        ));
+    }
+    differences
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(version: i64, sql: &str) -> MigrationFile {
+        MigrationFile {
+            version,
+            name: format!("m{version}"),
+            path: format!("{version:04}_m{version}.sql").into(),
+            down: None,
+            checksum: String::new(),
+            sql: sql.to_string(),
+            no_transaction: false,
+        }
+    }
+
+    #[test]
+    fn the_version_whose_schema_equals_the_live_one_is_found_and_formatting_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        Connection::open(&live)
+            .unwrap()
+            .execute_batch("CREATE TABLE pages (id INTEGER PRIMARY KEY,\n  url TEXT);\nCREATE INDEX pages_url ON pages(url);")
+            .unwrap();
+        let files = [
+            file(1, "CREATE TABLE pages (id INTEGER PRIMARY KEY, url TEXT);"),
+            file(2, "CREATE INDEX pages_url ON pages (url);"),
+            file(3, "ALTER TABLE pages ADD COLUMN title TEXT;"),
+        ];
+        let found = detect(&live, &files).unwrap();
+        assert_eq!(found.matched, Some(2), "{found:?}");
+    }
+
+    #[test]
+    fn without_a_match_the_closest_version_and_its_differences_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        Connection::open(&live)
+            .unwrap()
+            .execute_batch("CREATE TABLE pages (id INTEGER PRIMARY KEY, url TEXT, extra TEXT);")
+            .unwrap();
+        let files = [file(
+            1,
+            "CREATE TABLE pages (id INTEGER PRIMARY KEY, url TEXT);",
+        )];
+        let found = detect(&live, &files).unwrap();
+        assert_eq!(found.matched, None);
+        assert_eq!(found.closest, Some(1));
+        assert_eq!(found.differences.len(), 1, "{:?}", found.differences);
+        assert!(
+            found.differences[0].starts_with("table pages differs"),
+            "{:?}",
+            found.differences
+        );
+    }
+}
