@@ -262,13 +262,13 @@ fn without_history(
         return Ok(None);
     }
     let files = crate::jobs::migrations::runner::discover(database, migrations)?;
-    let detection =
-        crate::jobs::migrations::detect::detect(&database.path, &files).map_err(|detail| {
-            crate::jobs::migrations::runner::MigrateError::Invalid {
-                database: database.name.to_string(),
-                problems: vec![detail],
-            }
-        })?;
+    let detection = match crate::jobs::migrations::detect::detect(&database.path, &files) {
+        Ok(detection) => detection,
+        Err(error) => {
+            tracing::debug!(db = database.name.as_str(), %error, "cannot replay the migrations to compare schemas; running them will report it");
+            return Ok(None);
+        }
+    };
     let overlaps = detection.matched.is_some() || detection.closest.is_some();
     Ok(overlaps.then_some(crate::plan::Unadopted { tables, detection }))
 }
