@@ -120,7 +120,10 @@ pub(super) fn run_statements(conn: &Connection, sql: &str) -> Result<(), FileFai
                 ..
             }) => {
                 let at = sql.len().saturating_sub(tail.len()) + offset.max(0) as usize;
-                let statement = tail.trim_start().lines().next().unwrap_or_default();
+                let statement = without_leading_comments(&tail)
+                    .lines()
+                    .next()
+                    .unwrap_or_default();
                 return Err(FileFailure::Statement {
                     line: line_of(sql, at),
                     statement: shorten(statement),
@@ -183,6 +186,26 @@ mod tests {
             }) => {
                 assert_eq!(line, 3);
                 assert!(statement.starts_with("CREATE TABLE b"), "{statement}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_statement_is_quoted_by_its_own_text_not_the_comment_above_it() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE crawled_pages (x);")
+            .unwrap();
+        let sql = "-- Pages fetched by the crawler\n\nCREATE TABLE crawled_pages (x);\n";
+        match run_statements(&conn, sql) {
+            Err(FileFailure::Statement {
+                line,
+                statement,
+                cause,
+            }) => {
+                assert_eq!(statement, "CREATE TABLE crawled_pages (x);", "{cause}");
+                assert_eq!(line, 3);
+                assert!(cause.contains("already exists"), "{cause}");
             }
             other => panic!("{other:?}"),
         }
