@@ -51,18 +51,7 @@ fn config_path_comes_from_the_flag_or_the_environment_and_relative_paths_follow_
 
 #[test]
 fn shipped_jobs_yaml_checks_and_applies_out_of_the_box() {
-    let project = Project::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
-    for dir in ["migrations/website_crawler", "migrations/analytics"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            project.write(
-                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
-                &std::fs::read(entry.path()).unwrap(),
-            );
-        }
-    }
+    let project = crate::common::shipped();
     let output = project.run(&["check"]);
     assert_eq!(output.code, 0, "{output:?}");
     assert!(output.stdout.contains("ok (3 databases"), "{output:?}");

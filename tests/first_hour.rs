@@ -1,30 +1,13 @@
 //! A new operator's first hour (issue #13): configuration warnings only
 //! where configuration is the subject, in the chosen log format.
 
-use crate::common::{Project, fill};
+use crate::common::{Project, fill, shipped};
 
 fn project() -> Project {
     let project = Project::with_config(
         "version: 1\ndatabases:\n  app: { path: app.db, backup: { retention: { keep_last: 2 } } }\n",
     );
     fill(&project.join("app.db"), 100);
-    project
-}
-
-/// A project holding the shipped `jobs.yaml` and its migrations.
-fn shipped() -> Project {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let project = Project::new();
-    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
-    for dir in ["migrations/website_crawler", "migrations/analytics"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            project.write(
-                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
-                &std::fs::read(entry.path()).unwrap(),
-            );
-        }
-    }
     project
 }
 

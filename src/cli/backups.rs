@@ -171,14 +171,7 @@ pub(super) fn list(
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut listed = Vec::new();
     for db in databases {
-        let entries = prune_job::decide(
-            &state,
-            db,
-            &config.settings.backup_dir,
-            config.settings.timezone,
-            clock.now(),
-        )?;
-        listed.push((db.name.as_str(), entries));
+        listed.push((db.name.as_str(), retention(&state, &config, db, clock)?));
     }
     if json {
         let mut lists = listed
@@ -201,6 +194,22 @@ pub(super) fn list(
         list_one(name, entries, out)?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// What retention decides for each backup of `db` now.
+fn retention(
+    state: &StateDb,
+    config: &Config,
+    db: &Database,
+    clock: &dyn Clock,
+) -> Result<Vec<prune_job::PruneEntry>, Error> {
+    Ok(prune_job::decide(
+        state,
+        db,
+        &config.settings.backup_dir,
+        config.settings.timezone,
+        clock.now(),
+    )?)
 }
 
 /// Prints the backups of one database as a table.
@@ -433,13 +442,7 @@ pub(super) fn prune(
         if accept_discontinuity && !dry_run {
             super::holds::accept_database(&state, db, clock, out)?;
         }
-        let entries = prune_job::decide(
-            &state,
-            db,
-            &config.settings.backup_dir,
-            config.settings.timezone,
-            clock.now(),
-        )?;
+        let entries = retention(&state, &config, db, clock)?;
         let removed = if dry_run {
             Vec::new()
         } else {

@@ -231,3 +231,20 @@ pub fn all_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A project holding the shipped `jobs.yaml` and its migrations.
+pub fn shipped() -> Project {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    project.write("jobs.yaml", &std::fs::read(root.join("jobs.yaml")).unwrap());
+    for dir in ["migrations/website_crawler", "migrations/analytics"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            project.write(
+                &format!("{dir}/{}", entry.file_name().to_string_lossy()),
+                &std::fs::read(entry.path()).unwrap(),
+            );
+        }
+    }
+    project
+}
