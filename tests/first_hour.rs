@@ -85,7 +85,9 @@ fn commands_on_databases_take_all_and_a_bare_one_says_what_to_give() {
         "version: 1\ndatabases:\n  website_crawler: { path: a.db }\n  analytics: { path: b.db }\n",
     );
     assert_eq!(project.run(&["apply"]).code, 0);
-    for command in ["backup", "prune", "backups", "optimize"] {
+    for command in [
+        "backup", "prune", "backups", "optimize", "drill", "pause", "resume", "accept",
+    ] {
         let bare = project.run(&[command]);
         assert_eq!(bare.code, 1, "{command}: {}", bare.stderr);
         assert!(
@@ -113,6 +115,19 @@ fn commands_on_databases_take_all_and_a_bare_one_says_what_to_give() {
             .iter()
             .all(|d| d["backups"].as_array().unwrap().len() == 1)
     );
+    let drills = project.run(&["drill", "--all", "--json"]);
+    assert_eq!(drills.code, 0, "{}", drills.stdout);
+    let value: serde_json::Value = serde_json::from_str(&drills.stdout).unwrap();
+    assert_eq!(value["drills"].as_array().unwrap().len(), 2);
+    let paused = project.run(&["pause", "--all"]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    assert_eq!(paused.stdout.matches("scheduled backups paused").count(), 2);
+    let resumed = project.run(&["resume", "--all"]);
+    assert_eq!(
+        resumed.stdout.matches("scheduled backups resumed").count(),
+        2
+    );
+    assert_eq!(project.run(&["accept", "--all"]).code, 0);
 }
 
 #[test]

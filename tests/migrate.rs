@@ -13,7 +13,7 @@ databases:
   app: { path: app.db, migrations: { dir: migrations/app } }
 ";
 
-fn project(files: &[(&str, &str)]) -> Project {
+pub(crate) fn project(files: &[(&str, &str)]) -> Project {
     let project = Project::with_config(CONFIG);
     std::fs::create_dir_all(project.join("migrations/app")).unwrap();
     for (name, sql) in files {
@@ -32,7 +32,7 @@ fn column<T: rusqlite::types::FromSql>(path: &Path, sql: &str) -> Vec<T> {
         .unwrap()
 }
 
-fn tables(path: &Path) -> Vec<String> {
+pub(crate) fn tables(path: &Path) -> Vec<String> {
     column(
         path,
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
@@ -355,74 +355,6 @@ fn an_edited_applied_file_is_an_error_until_repair_and_out_of_order_files_are_re
     let apply = project.run(&["apply"]);
     assert_eq!(apply.code, 0, "{apply:?}");
     assert!(apply.stdout.contains("> app: 0002_b applied"), "{apply:?}");
-}
-
-#[test]
-fn a_verified_backup_precedes_every_run_and_restore_before_migration_finds_it() {
-    let project = project(&[(
-        "0001_visits.sql",
-        "CREATE TABLE visits (id INTEGER PRIMARY KEY, url TEXT);\n",
-    )]);
-    crate::common::fill(&project.join("app.db"), 100);
-    let up = project.run(&["migrate", "up", "app", "--json"]);
-    assert_eq!(up.code, 0, "{up:?}");
-    let json: serde_json::Value = serde_json::from_str(&up.stdout).unwrap();
-    let backup = json["report"]["backup"]
-        .as_str()
-        .expect("a pre-migration backup")
-        .to_string();
-    let backup_on_row: String = open(&project.join("app.db"))
-        .query_row(
-            "SELECT backup_path FROM _litewarden_migrations WHERE version = 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(backup_on_row, backup);
-    let listed = project.run(&["backups", "app"]);
-    assert!(listed.stdout.contains("pre-migration"), "{listed:?}");
-    let restore = project.run(&[
-        "restore",
-        "app",
-        "--before-migration",
-        "1",
-        "--to",
-        "before.db",
-        "--yes",
-    ]);
-    assert_eq!(restore.code, 0, "{restore:?}");
-    let before = project.join("before.db");
-    assert_eq!(
-        tables(&before),
-        ["_litewarden_migrations", "pages"],
-        "the state before 0001 ran"
-    );
-    assert_eq!(count(&before, "pages"), 100);
-    for (i, reference) in ["0001_visits", "0001_visits.sql", "visits", "0001"]
-        .iter()
-        .enumerate()
-    {
-        let to = format!("before-{i}.db");
-        let by_name = project.run(&[
-            "restore",
-            "app",
-            "--before-migration",
-            reference,
-            "--to",
-            &to,
-            "--yes",
-        ]);
-        assert_eq!(by_name.code, 0, "{reference}: {by_name:?}");
-        assert_eq!(count(&project.join(&to), "pages"), 100, "{reference}");
-    }
-    let unknown = project.run(&["restore", "app", "--before-migration", "0004_bad", "--yes"]);
-    assert_eq!(unknown.code, 1, "{unknown:?}");
-    assert!(
-        unknown.stderr.contains(
-            "database `app`: no applied migration is `0004_bad` (applied: 0001_visits); a migration that failed left the database as it was before it"
-        ),
-        "{unknown:?}"
-    );
 }
 
 #[test]

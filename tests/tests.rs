@@ -13,6 +13,7 @@ mod first_hour;
 mod health;
 mod live_backup;
 mod migrate;
+mod migrate_restore;
 mod plan_apply;
 mod safety;
 mod schema;

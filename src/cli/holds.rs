@@ -68,13 +68,15 @@ pub(super) fn accept(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: &str,
+    (name, all): (Option<&str>, bool),
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let db = super::backups::database(cli, &config, name)?;
+    let databases = super::backups::chosen(cli, &config, name, all, "accept")?;
     let state = StateDb::open(&config.settings.state_dir)?;
-    accept_database(&state, db, clock, out)?;
+    for db in databases {
+        accept_database(&state, db, clock, out)?;
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -82,40 +84,44 @@ pub(super) fn pause(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: &str,
+    (name, all): (Option<&str>, bool),
     paused: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let db = super::backups::database(cli, &config, name)?;
+    let command = if paused { "pause" } else { "resume" };
+    let databases = super::backups::chosen(cli, &config, name, all, command)?;
     let state = StateDb::open(&config.settings.state_dir)?;
-    if paused {
-        state.set_hold(&Hold {
-            database: db.name.to_string(),
-            kind: HoldKind::Backups,
-            since: clock.now(),
-            version: None,
-            fingerprint: None,
-        })?;
-        print(
-            out,
-            format_args!(
-                "{name}: scheduled backups paused (manual `litewarden backup {name}` still works; `litewarden resume {name}` resumes)"
-            ),
-        )?;
-    } else {
-        let was = state.release_hold(db.name.as_str(), HoldKind::Backups)?;
-        print(
-            out,
-            format_args!(
-                "{name}: {}",
-                if was {
-                    "scheduled backups resumed"
-                } else {
-                    "backups were not paused"
-                }
-            ),
-        )?;
+    for db in databases {
+        let name = db.name.as_str();
+        if paused {
+            state.set_hold(&Hold {
+                database: name.to_string(),
+                kind: HoldKind::Backups,
+                since: clock.now(),
+                version: None,
+                fingerprint: None,
+            })?;
+            print(
+                out,
+                format_args!(
+                    "{name}: scheduled backups paused (manual `litewarden backup {name}` still works; `litewarden resume {name}` resumes)"
+                ),
+            )?;
+        } else {
+            let was = state.release_hold(name, HoldKind::Backups)?;
+            print(
+                out,
+                format_args!(
+                    "{name}: {}",
+                    if was {
+                        "scheduled backups resumed"
+                    } else {
+                        "backups were not paused"
+                    }
+                ),
+            )?;
+        }
     }
     Ok(ExitStatus::Success)
 }

@@ -152,15 +152,46 @@ pub(super) fn drill(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: &str,
+    (name, all): (Option<&str>, bool),
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let db = super::backups::database(cli, &config, name)?;
+    let databases = super::backups::chosen(cli, &config, name, all, "drill")?;
     let state = StateDb::open(&config.settings.state_dir)?;
+    let mut passed = true;
+    let mut reports = Vec::new();
+    for db in databases {
+        let report = drill_one(&config, db, &state, clock, json, out)?;
+        passed &= report.passed;
+        reports.push(report);
+    }
+    if json {
+        match reports.as_slice() {
+            [report] if !all => print(out, json!({ "ok": report.passed, "drill": report }))?,
+            _ => print(out, json!({ "ok": passed, "drills": reports }))?,
+        }
+    }
+    Ok(if passed {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Runs and records one database's drill, printing its lines unless the
+/// output is JSON.
+fn drill_one(
+    config: &crate::config::Config,
+    db: &Database,
+    state: &StateDb,
+    clock: &dyn Clock,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<drill::Report, Error> {
+    let name = db.name.as_str();
     let started_at = clock.now();
-    let report = drill::run(db, &config.settings.backup_dir, &state, clock)?;
+    let report = drill::run(db, &config.settings.backup_dir, state, clock)?;
     let result = match &report.reason {
         None => Ok(crate::jobs::outcome::JobSuccess::summary("drill passed")),
         Some(reason) => {
@@ -168,10 +199,8 @@ pub(super) fn drill(
             Err(format!("drill_failed: {reason}"))
         }
     };
-    record(&state, JobKind::Drill, db, started_at, clock, result)?;
-    if json {
-        print(out, json!({ "ok": report.passed, "drill": report }))?;
-    } else {
+    record(state, JobKind::Drill, db, started_at, clock, result)?;
+    if !json {
         let from = report
             .backup
             .as_deref()
@@ -199,11 +228,7 @@ pub(super) fn drill(
             )?;
         }
     }
-    Ok(if report.passed {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
-    })
+    Ok(report)
 }
 
 /// Records a manual run, as the daemon records its own.

@@ -173,17 +173,26 @@ pub enum Command {
     /// Accept that a database was replaced or emptied on purpose: its older backups are no longer protected.
     Accept {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
     },
     /// Pause the daemon's scheduled backups of a database (for maintenance), until `resume`.
     Pause {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
     },
     /// Resume the daemon's scheduled backups of a paused database.
     Resume {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
     },
     /// Pin a backup so retention never removes it.
     Pin {
@@ -228,7 +237,10 @@ pub enum Command {
     /// Restore the newest verified backup to a scratch file and check it (a restore drill).
     Drill {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -425,15 +437,29 @@ pub fn run(
             },
             out,
         ),
-        Command::Accept { database } => {
-            holds::accept(cli, environment, clock.as_ref(), database, out)
-        }
-        Command::Pause { database } => {
-            holds::pause(cli, environment, clock.as_ref(), database, true, out)
-        }
-        Command::Resume { database } => {
-            holds::pause(cli, environment, clock.as_ref(), database, false, out)
-        }
+        Command::Accept { database, all } => holds::accept(
+            cli,
+            environment,
+            clock.as_ref(),
+            (database.as_deref(), *all),
+            out,
+        ),
+        Command::Pause { database, all } => holds::pause(
+            cli,
+            environment,
+            clock.as_ref(),
+            (database.as_deref(), *all),
+            true,
+            out,
+        ),
+        Command::Resume { database, all } => holds::pause(
+            cli,
+            environment,
+            clock.as_ref(),
+            (database.as_deref(), *all),
+            false,
+            out,
+        ),
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
         Command::Migrate { action } => migrate::run(cli, environment, clock.as_ref(), action, out),
@@ -472,9 +498,18 @@ pub fn run(
             *json,
             out,
         ),
-        Command::Drill { database, json } => {
-            maintain::drill(cli, environment, clock.as_ref(), database, *json, out)
-        }
+        Command::Drill {
+            database,
+            all,
+            json,
+        } => maintain::drill(
+            cli,
+            environment,
+            clock.as_ref(),
+            (database.as_deref(), *all),
+            *json,
+            out,
+        ),
         Command::Status { json } => status::status(cli, environment, clock.as_ref(), *json, out),
         Command::Alerts { json } => alerts::list(cli, environment, *json, out),
         Command::Alert {
