@@ -182,9 +182,10 @@ fn interrupt(project: &Project, args: &[&str], points: &mut Points) {
             .unwrap();
         assert!(sent.success());
         let status = child.wait().unwrap();
+        let before_main = std::os::unix::process::ExitStatusExt::signal(&status) == Some(2);
         assert!(
-            status.code() == Some(130) || status.success(),
-            "{args:?}: {status}"
+            status.code() == Some(130) || status.success() || before_main,
+            "{args:?}: {status} (130: interrupted; success: it finished first; SIGINT itself: it came before main took the signal)"
         );
         for dir in [
             project.path().to_path_buf(),

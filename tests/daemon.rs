@@ -672,8 +672,9 @@ fn a_failing_scheduled_backup_is_recorded_and_retried_while_other_databases_go_o
     );
     let text = project.run(&["status"]).stdout;
     assert!(
-        text.lines()
-            .any(|line| line.starts_with("broken/backup") && line.contains("failed")),
+        text.lines().any(|line| line.starts_with("broken ")
+            && line.contains(" backup ")
+            && line.contains("failed")),
         "{text}"
     );
     assert_eq!(

@@ -336,3 +336,34 @@ fn a_schema_that_matches_no_version_is_reported_with_its_differences() {
         detect.stdout
     );
 }
+
+#[test]
+fn a_database_named_backup_reads_as_a_database_and_a_job() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  backup: { path: backup.db, backup: { retention: { keep_last: 2 } } }\n",
+    );
+    assert_eq!(project.run(&["apply"]).code, 0);
+    assert_eq!(project.run(&["backup", "backup"]).code, 0);
+    assert_eq!(project.run(&["drill", "backup"]).code, 0);
+    let status = project.run(&["status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        !status.stdout.contains("backup/backup"),
+        "{}",
+        status.stdout
+    );
+    let header = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("DATABASE"))
+        .unwrap();
+    assert!(header.starts_with("DATABASE JOB"), "{header}");
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("backup   drill ")),
+        "{}",
+        status.stdout
+    );
+}

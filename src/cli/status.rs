@@ -110,11 +110,21 @@ pub(super) fn status(
         )?,
         None => print(out, "daemon: never started")?,
     }
+    let width = schedule
+        .iter()
+        .map(|j| j.database.len())
+        .chain(
+            runs.iter()
+                .filter_map(|r| r.database.as_ref().map(String::len)),
+        )
+        .max()
+        .unwrap_or(0)
+        .max("DATABASE".len());
     print(
         out,
         format_args!(
-            "{:<28} {:<16} {:<20} {:<8} {:<20} {:<8} HEALTH",
-            "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
+            "{:<width$} {:<9} {:<16} {:<20} {:<8} {:<20} {:<8} HEALTH",
+            "DATABASE", "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
         ),
     )?;
     for job in &schedule {
@@ -133,8 +143,9 @@ pub(super) fn status(
         print(
             out,
             format_args!(
-                "{:<28} {:<16} {:<20} {:<8} {:<20} {:<8} {}",
-                format!("{}/{}", job.database, job.job),
+                "{:<width$} {:<9} {:<16} {:<20} {:<8} {:<20} {:<8} {}",
+                job.database,
+                job.job,
                 job.schedule,
                 last.map_or("-".to_string(), |r| show_stored_time(&r.started_at)),
                 last.map_or("-", |r| r.outcome.as_str()),
@@ -152,8 +163,9 @@ pub(super) fn status(
         print(
             out,
             format_args!(
-                "{:<28} {:<16} {:<20} {:<8}{}",
-                format!("{}/{}", run.database.as_deref().unwrap_or("-"), run.job),
+                "{:<width$} {:<9} {:<16} {:<20} {:<8}{}",
+                run.database.as_deref().unwrap_or("-"),
+                run.job,
                 "-",
                 show_stored_time(&run.started_at),
                 run.outcome,

@@ -344,11 +344,11 @@ impl Reconciler {
             .jobs
             .fire(now, settings.timezone, settings.max_parallel_jobs as usize);
         for key in &due.first_skips {
-            tracing::warn!(job = %key, "job still running at its next tick; tick skipped");
+            tracing::warn!(db = %key.database, job = key.kind.as_str(), "job still running at its next tick; tick skipped");
         }
         for stuck in due.stuck {
             let timeout = humantime::format_duration(stuck.timeout);
-            tracing::error!(job = %stuck.key, timeout = %timeout, "job_stuck: running past its timeout");
+            tracing::error!(db = %stuck.key.database, job = stuck.key.kind.as_str(), timeout = %timeout, "job_stuck: running past its timeout");
             let error = format!("job_stuck: still running after {timeout}");
             self.record(
                 stuck.kind,
@@ -575,9 +575,11 @@ impl Reconciler {
             match change {
                 Armed::Scheduled(key, next) => {
                     let next = next.map_or_else(|| "never".to_string(), |at| at.to_rfc3339());
-                    tracing::info!(job = %key, next = %next, "job scheduled")
+                    tracing::info!(db = %key.database, job = key.kind.as_str(), next = %next, "job scheduled")
                 }
-                Armed::Removed(key) => tracing::info!(job = %key, "job no longer scheduled"),
+                Armed::Removed(key) => {
+                    tracing::info!(db = %key.database, job = key.kind.as_str(), "job no longer scheduled")
+                }
             }
         }
     }
