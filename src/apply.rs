@@ -121,10 +121,15 @@ pub fn apply(
     let started_at = clock.now();
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut failed_databases = BTreeSet::new();
+    let mut backed_up = BTreeSet::new();
     let mut results = Vec::with_capacity(plan.changes.len());
     for change in &plan.changes {
         let status = if failed_databases.contains(change.database()) {
             ChangeStatus::Skipped("an earlier change of this database failed".into())
+        } else if let Err(error) =
+            back_up_before_columns(config, &state, change, &mut backed_up, clock)
+        {
+            ChangeStatus::Failed(error)
         } else {
             execute(config, &state, change, options, clock)
         };
@@ -240,6 +245,38 @@ pub fn remember_databases(
         )?;
     }
     Ok(())
+}
+
+/// Takes the verified backup that precedes the first column `apply` adds
+/// to a database in this run (as migrations take theirs): "always back up
+/// before schema changes". Nothing for other changes.
+fn back_up_before_columns(
+    config: &Config,
+    state: &StateDb,
+    change: &Change,
+    backed_up: &mut BTreeSet<String>,
+    clock: &dyn Clock,
+) -> Result<(), String> {
+    let Change::AddColumn { database, .. } = change else {
+        return Ok(());
+    };
+    let Some(db) = config.databases.get(database.as_str()) else {
+        return Ok(());
+    };
+    if !backed_up.insert(database.to_string()) {
+        return Ok(());
+    }
+    let request = crate::jobs::backup::BackupRequest {
+        database: db,
+        backup_dir: &config.settings.backup_dir,
+        trigger: crate::state::catalog::BackupTrigger::PreSchema,
+        pin: false,
+    };
+    crate::jobs::backup::take(request, state, clock, &mut crate::jobs::progress::Quiet)
+        .map(|report| {
+            tracing::info!(db = database.as_str(), path = %report.record.path.display(), "backup taken before adding columns");
+        })
+        .map_err(|e| format!("the backup before adding columns failed, nothing was changed: {e}"))
 }
 
 fn execute(

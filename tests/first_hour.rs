@@ -367,3 +367,46 @@ fn a_database_named_backup_reads_as_a_database_and_a_job() {
         status.stdout
     );
 }
+
+#[test]
+fn columns_from_schema_are_added_after_a_verified_backup() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app:\n    path: app.db\n    backup: { retention: { keep_last: 3 } }\n    schema:\n      pages:\n        crawl_priority: { type: INTEGER, default: 1 }\n        last_modified: { type: TIMESTAMP }\n",
+    );
+    fill(&project.join("app.db"), 50);
+    let apply = project.run(&["apply"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let listed = project.run(&["backups", "app", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let backups = value["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "one backup for both columns: {backups:?}");
+    assert_eq!(backups[0]["backup"]["trigger"], "pre-schema");
+    assert!(
+        backups[0]["backup"]["verified_at"].is_string(),
+        "{backups:?}"
+    );
+    let before = std::path::PathBuf::from(backups[0]["backup"]["path"].as_str().unwrap());
+    let restored = project.run(&[
+        "restore",
+        "app",
+        "--from",
+        before.to_str().unwrap(),
+        "--to",
+        "before.db",
+        "--yes",
+    ]);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let columns = |path: &str| -> Vec<String> {
+        let conn = crate::common::open(&project.join(path));
+        let mut statement = conn
+            .prepare("SELECT name FROM pragma_table_info('pages')")
+            .unwrap();
+        statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!columns("before.db").contains(&"crawl_priority".to_string()));
+    assert!(columns("app.db").contains(&"crawl_priority".to_string()));
+}

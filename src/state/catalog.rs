@@ -26,6 +26,8 @@ pub enum BackupTrigger {
     PreRestore,
     /// Found on disk and re-added from its name.
     Rebuilt,
+    /// Taken before `apply` added the columns `schema:` declares.
+    PreSchema,
 }
 
 impl BackupTrigger {
@@ -37,6 +39,7 @@ impl BackupTrigger {
             BackupTrigger::PreMigration => "pre-migration",
             BackupTrigger::PreRestore => "pre-restore",
             BackupTrigger::Rebuilt => "rebuilt",
+            BackupTrigger::PreSchema => "pre-schema",
         }
     }
 
@@ -47,6 +50,7 @@ impl BackupTrigger {
             Self::PreMigration,
             Self::PreRestore,
             Self::Rebuilt,
+            Self::PreSchema,
         ]
         .into_iter()
         .find(|t| t.as_str() == text)
