@@ -410,3 +410,56 @@ fn columns_from_schema_are_added_after_a_verified_backup() {
     assert!(!columns("before.db").contains(&"crawl_priority".to_string()));
     assert!(columns("app.db").contains(&"crawl_priority".to_string()));
 }
+
+#[test]
+fn migrate_status_and_health_take_all_too() {
+    let project = shipped();
+    assert_eq!(project.run(&["apply"]).code, 0);
+    let all = project.run(&["migrate", "status", "--all"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert!(
+        all.stdout
+            .contains("analytics: 2 applied, 0 pending, 0 problems")
+            && all
+                .stdout
+                .contains("website_crawler: 2 applied, 0 pending, 0 problems"),
+        "{}",
+        all.stdout
+    );
+    let json = project.run(&["migrate", "status", "--all", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["databases"].as_array().unwrap().len(), 2);
+    let bare = project.run(&["migrate", "status"]);
+    assert_eq!(bare.code, 1);
+    assert!(
+        bare.stderr
+            .contains("or --all, e.g. `litewarden migrate status analytics`"),
+        "{}",
+        bare.stderr
+    );
+    let health = project.run(&["health", "--all"]);
+    for name in ["analytics", "backup", "website_crawler"] {
+        assert!(health.stdout.contains(name), "{name}: {}", health.stdout);
+    }
+}
+
+#[test]
+fn running_in_the_checkout_leaves_nothing_git_does_not_ignore() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for left in [
+        "website_crawler.db",
+        "website_crawler.db-wal",
+        "website_crawler.db-litewarden.lock",
+        "website_crawler.db.migrate-lock",
+        ".litewarden/state.db",
+        "backups/website_crawler/x.db.zst",
+    ] {
+        let ignored = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["check-ignore", "-q", "--no-index", left])
+            .status()
+            .expect("git (on every CI machine)");
+        assert!(ignored.success(), "{left} is not in .gitignore");
+    }
+}

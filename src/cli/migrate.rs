@@ -40,71 +40,36 @@ pub(super) fn run(
     let loaded = config::load(&cli.config, environment)?;
     let config = &loaded.config;
     match action {
-        MigrateCommand::Status { database, json } => {
-            let (db, settings) = configured(cli, config, database)?;
-            let status = runner::status(db, settings)?;
-            let failed_run =
-                match crate::state::StateDb::open_read_only(&config.settings.state_dir)? {
-                    Some(state) => state.failed_migration_run(database)?,
-                    None => None,
-                };
-            let problems = status.errors().len() + usize::from(failed_run.is_some());
+        MigrateCommand::Status {
+            database,
+            all,
+            json,
+        } => {
+            let names: Vec<&str> = match database {
+                Some(name) if !*all => vec![name.as_str()],
+                None if !*all => {
+                    super::backups::chosen(cli, config, None, false, "migrate status")?;
+                    Vec::new()
+                }
+                _ => config
+                    .databases
+                    .values()
+                    .filter(|db| db.migrations.is_some())
+                    .map(|db| db.name.as_str())
+                    .collect(),
+            };
+            let mut problems = 0;
+            let mut reports = Vec::new();
+            for name in names {
+                let (found, report) = status_of(cli, config, name, *json, out)?;
+                problems += found;
+                reports.extend(report);
+            }
             if *json {
-                print(
-                    out,
-                    json!({ "database": database, "migrations": status.entries, "errors": status.errors(), "failed_run": failed_run.as_ref().map(|(at, error)| json!({ "started_at": at, "error": error })) }),
-                )?;
-            } else {
-                for entry in &status.entries {
-                    let line = match entry {
-                        Entry::Applied { file, row } => format!(
-                            "applied   {file}  at {}  {} ms{}",
-                            super::show_stored_time(&row.applied_at),
-                            row.duration_ms,
-                            row.backup_path
-                                .as_deref()
-                                .map(|b| format!(
-                                    "  backup {}",
-                                    crate::paths::display(std::path::Path::new(b))
-                                ))
-                                .unwrap_or_default()
-                        ),
-                        Entry::Pending { file } => format!("pending   {file}"),
-                        Entry::Modified { file, .. } => format!(
-                            "MODIFIED  {file}  (checksum changed since it was applied; `litewarden migrate repair {database}` accepts it)"
-                        ),
-                        Entry::Missing { row } => format!(
-                            "missing   {:04}_{}  (applied, file gone)",
-                            row.version, row.name
-                        ),
-                        Entry::OutOfOrder { file } => {
-                            format!("OUT OF ORDER  {file}  (older than the newest applied)")
-                        }
-                    };
-                    print(out, line)?;
+                match reports.as_slice() {
+                    [report] if !*all => print(out, report)?,
+                    _ => print(out, json!({ "databases": reports }))?,
                 }
-                if let Some((at, error)) = &failed_run {
-                    print(
-                        out,
-                        format_args!(
-                            "FAILED    the last run, at {}: {error}",
-                            super::show_time(*at)
-                        ),
-                    )?;
-                }
-                let pending = status.pending().len();
-                print(
-                    out,
-                    format_args!(
-                        "{database}: {} applied, {pending} pending, {problems} problem{}",
-                        status
-                            .entries
-                            .iter()
-                            .filter(|e| matches!(e, Entry::Applied { .. }))
-                            .count(),
-                        super::plural(problems)
-                    ),
-                )?;
             }
             Ok(if problems == 0 {
                 ExitStatus::Success
@@ -153,7 +118,13 @@ pub(super) fn run(
                     )?;
                 }
                 for missing in &report.missing {
-                    eprintln!("warning: {database}: {missing} is applied but its file is gone");
+                    super::warn_line(
+                        cli,
+                        "migration file gone",
+                        format_args!(
+                            "warning: {database}: {missing} is applied but its file is gone"
+                        ),
+                    );
                 }
                 print(
                     out,
@@ -298,4 +269,82 @@ fn remember(db: &Database, state: &StateDb, clock: &dyn Clock) -> Result<(), Err
         state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?;
     }
     Ok(())
+}
+
+/// The migration status of one database: printed as lines, or returned as
+/// JSON when `json`; with the number of problems it has.
+fn status_of(
+    cli: &Cli,
+    config: &Config,
+    database: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(usize, Option<serde_json::Value>), Error> {
+    let (db, settings) = configured(cli, config, database)?;
+    let status = runner::status(db, settings)?;
+    let failed_run = match crate::state::StateDb::open_read_only(&config.settings.state_dir)? {
+        Some(state) => state.failed_migration_run(database)?,
+        None => None,
+    };
+    let problems = status.errors().len() + usize::from(failed_run.is_some());
+    if json {
+        return Ok((
+            problems,
+            Some(
+                json!({ "database": database, "migrations": status.entries, "errors": status.errors(), "failed_run": failed_run.as_ref().map(|(at, error)| json!({ "started_at": at, "error": error })) }),
+            ),
+        ));
+    } else {
+        for entry in &status.entries {
+            let line = match entry {
+                Entry::Applied { file, row } => format!(
+                    "applied   {file}  at {}  {} ms{}",
+                    super::show_stored_time(&row.applied_at),
+                    row.duration_ms,
+                    row.backup_path
+                        .as_deref()
+                        .map(|b| format!(
+                            "  backup {}",
+                            crate::paths::display(std::path::Path::new(b))
+                        ))
+                        .unwrap_or_default()
+                ),
+                Entry::Pending { file } => format!("pending   {file}"),
+                Entry::Modified { file, .. } => format!(
+                    "MODIFIED  {file}  (checksum changed since it was applied; `litewarden migrate repair {database}` accepts it)"
+                ),
+                Entry::Missing { row } => format!(
+                    "missing   {:04}_{}  (applied, file gone)",
+                    row.version, row.name
+                ),
+                Entry::OutOfOrder { file } => {
+                    format!("OUT OF ORDER  {file}  (older than the newest applied)")
+                }
+            };
+            print(out, line)?;
+        }
+        if let Some((at, error)) = &failed_run {
+            print(
+                out,
+                format_args!(
+                    "FAILED    the last run, at {}: {error}",
+                    super::show_time(*at)
+                ),
+            )?;
+        }
+        let pending = status.pending().len();
+        print(
+            out,
+            format_args!(
+                "{database}: {} applied, {pending} pending, {problems} problem{}",
+                status
+                    .entries
+                    .iter()
+                    .filter(|e| matches!(e, Entry::Applied { .. }))
+                    .count(),
+                super::plural(problems)
+            ),
+        )?;
+    }
+    Ok((problems, None))
 }

@@ -216,6 +216,9 @@ pub enum Command {
     Health {
         /// The database (default: all).
         database: Option<String>,
+        /// Every database (the default, for symmetry with the other commands).
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Also run quick_check now, whether it is due or not.
         #[arg(long)]
         deep: bool,
@@ -284,7 +287,10 @@ pub enum MigrateCommand {
     /// List applied (with time and backup), pending, modified and missing migrations.
     Status {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database with migrations.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
@@ -473,6 +479,7 @@ pub fn run(
         }
         Command::Health {
             database,
+            all: _,
             deep,
             json,
         } => maintain::health(
@@ -577,10 +584,16 @@ fn load_config(cli: &Cli, environment: &Environment) -> Result<config::Config, E
 /// Prints configuration warnings on stderr in the chosen log format.
 fn print_warnings(cli: &Cli, warnings: &[Diagnostic]) {
     for warning in warnings {
-        match cli.log_format {
-            LogFormat::Text => eprintln!("{warning}"),
-            LogFormat::Json => tracing::warn!(warning = %warning, "config warning"),
-        }
+        warn_line(cli, "config warning", warning);
+    }
+}
+
+/// One warning on stderr: a plain line, or a JSON log line under
+/// `--log-format json` (`what` is its message, the text its `warning`).
+fn warn_line(cli: &Cli, what: &str, text: impl std::fmt::Display) {
+    match cli.log_format {
+        LogFormat::Text => eprintln!("{text}"),
+        LogFormat::Json => tracing::warn!(warning = %text, "{what}"),
     }
 }
 
