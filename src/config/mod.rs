@@ -178,6 +178,27 @@ fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> 
     })
 }
 
+/// The position of the first `${` at or after `scalar` on its line: an
+/// error about an interpolated value points at the variable, not at the
+/// quote that opens its scalar.
+fn at_variable(text: &str, scalar: Position) -> Position {
+    let Some(line) = text.lines().nth(scalar.line.saturating_sub(1)) else {
+        return scalar;
+    };
+    let start: usize = line
+        .chars()
+        .take(scalar.column.saturating_sub(1))
+        .map(char::len_utf8)
+        .sum();
+    match line[start..].find("${") {
+        Some(offset) => Position {
+            line: scalar.line,
+            column: line[..start + offset].chars().count() + 1,
+        },
+        None => scalar,
+    }
+}
+
 /// Converts serde_yaml's first error into a diagnostic, splitting off its
 /// key path and adding "did you mean" to unknown-field errors.
 fn serde_diagnostic(
@@ -204,6 +225,11 @@ fn serde_diagnostic(
     let message = match message.strip_prefix("invalid type: unit value, expected ") {
         Some(expected) => format!("a value is missing here: expected {expected}"),
         None => message,
+    };
+    let position = if message.contains("(`${") {
+        at_variable(document_text, position)
+    } else {
+        position
     };
     if message.contains("more than one document") {
         return Diagnostic {
