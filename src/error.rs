@@ -38,6 +38,10 @@ pub enum Error {
         /// The closest declared name.
         suggestion: Option<String>,
     },
+    /// Options that do not go together, beyond what the argument parser
+    /// checks.
+    #[error("{0}")]
+    Usage(String),
     /// A command that acts on databases was given neither a name nor
     /// `--all`.
     #[error(

@@ -458,3 +458,65 @@ fn running_in_the_checkout_leaves_nothing_git_does_not_ignore() {
         assert!(ignored.success(), "{left} is not in .gitignore");
     }
 }
+
+#[test]
+fn restore_and_the_migrate_commands_take_all_too() {
+    let project = shipped();
+    assert_eq!(project.run(&["apply"]).code, 0);
+    assert_eq!(project.run(&["backup", "--all"]).code, 0);
+    for (args, expected) in [
+        (&["migrate", "up", "--all"][..], "migration(s) applied"),
+        (&["migrate", "repair", "--all"], "checksum(s) repaired"),
+        (
+            &["migrate", "baseline", "--all", "--detect"],
+            "its schema is what the migrations give at version 2",
+        ),
+    ] {
+        let output = project.run(args);
+        assert_eq!(output.code, 0, "{args:?}: {}", output.stderr);
+        assert_eq!(
+            output.stdout.matches(expected).count(),
+            2,
+            "{args:?}: {}",
+            output.stdout
+        );
+        assert!(
+            output.stdout.contains("analytics: ") && output.stdout.contains("website_crawler: "),
+            "{args:?}: {}",
+            output.stdout
+        );
+    }
+    let restored = project.run(&["restore", "--all", "--yes"]);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    for name in ["analytics", "backup", "website_crawler"] {
+        assert!(
+            restored.stdout.contains(&format!("{name}: ")),
+            "{name}: {}",
+            restored.stdout
+        );
+    }
+    let mixed = project.run(&["restore", "--all", "--from", "x.db", "--yes"]);
+    assert_eq!(mixed.code, 1);
+    assert!(
+        mixed
+            .stderr
+            .contains("restore --all restores each database from its own newest verified backup"),
+        "{}",
+        mixed.stderr
+    );
+    for args in [
+        &["restore"][..],
+        &["migrate", "up"],
+        &["migrate", "down", "--to", "1"],
+        &["migrate", "repair"],
+        &["migrate", "baseline", "--detect"],
+    ] {
+        let bare = project.run(args);
+        assert_eq!(bare.code, 1, "{args:?}");
+        assert!(
+            bare.stderr.contains("or --all, e.g. `litewarden "),
+            "{args:?}: {}",
+            bare.stderr
+        );
+    }
+}

@@ -29,6 +29,23 @@ fn configured<'a>(
     Ok((database, migrations))
 }
 
+/// The databases a migrate subcommand acts on: the one named, or with
+/// `--all` every database that has `migrations:`.
+fn with_migrations(
+    cli: &Cli,
+    config: &Config,
+    name: &Option<String>,
+    all: bool,
+    command: &'static str,
+) -> Result<Vec<String>, Error> {
+    let chosen = super::backups::chosen(cli, config, name.as_deref(), all, command)?;
+    Ok(chosen
+        .into_iter()
+        .filter(|db| !all || db.migrations.is_some())
+        .map(|db| db.name.to_string())
+        .collect())
+}
+
 /// Runs one `migrate` subcommand.
 pub(super) fn run(
     cli: &Cli,
@@ -77,186 +94,205 @@ pub(super) fn run(
                 ExitStatus::Failure
             })
         }
-        MigrateCommand::Up { database, to, json } => {
-            let (db, settings) = configured(cli, config, database)?;
-            let state = StateDb::open(&config.settings.state_dir)?;
-            let request = UpRequest {
-                database: db,
-                migrations: settings,
-                backup_dir: &config.settings.backup_dir,
-                to: *to,
-                trigger: Trigger::Manual,
-            };
-            let _lock = super::claim(config, [db])?;
-            let report = migrations::up(request, &state, clock, &mut Reporter::for_stderr())?;
-            if state.release_hold(database, HoldKind::Migrations)? {
-                eprintln!("{database}: the operator hold on migrations is released");
+        MigrateCommand::Up {
+            database,
+            all,
+            to,
+            json,
+        } => {
+            for database in &with_migrations(cli, config, database, *all, "migrate up")? {
+                let (db, settings) = configured(cli, config, database)?;
+                let state = StateDb::open(&config.settings.state_dir)?;
+                let request = UpRequest {
+                    database: db,
+                    migrations: settings,
+                    backup_dir: &config.settings.backup_dir,
+                    to: *to,
+                    trigger: Trigger::Manual,
+                };
+                let _lock = super::claim(config, [db])?;
+                let report = migrations::up(request, &state, clock, &mut Reporter::for_stderr())?;
+                if state.release_hold(database, HoldKind::Migrations)? {
+                    eprintln!("{database}: the operator hold on migrations is released");
+                }
+                remember(db, &state, clock)?;
+                if *json {
+                    print(
+                        out,
+                        json!({ "ok": true, "database": database, "report": report }),
+                    )?;
+                } else {
+                    if let Some(backup) = &report.backup {
+                        print(
+                            out,
+                            format_args!(
+                                "{database}: backup before migrating: {}",
+                                crate::paths::display(backup)
+                            ),
+                        )?;
+                    }
+                    for applied in &report.applied {
+                        print(
+                            out,
+                            format_args!(
+                                "> {database}: applied {} in {} ms (write lock held {} ms)",
+                                applied.migration, applied.duration_ms, applied.lock_ms
+                            ),
+                        )?;
+                    }
+                    for missing in &report.missing {
+                        super::warn_line(
+                            cli,
+                            "migration file gone",
+                            format_args!(
+                                "warning: {database}: {missing} is applied but its file is gone"
+                            ),
+                        );
+                    }
+                    print(
+                        out,
+                        format_args!("{database}: {} migration(s) applied", report.applied.len()),
+                    )?;
+                }
             }
-            remember(db, &state, clock)?;
-            if *json {
-                print(
-                    out,
-                    json!({ "ok": true, "database": database, "report": report }),
-                )?;
-            } else {
-                if let Some(backup) = &report.backup {
-                    print(
-                        out,
-                        format_args!(
-                            "{database}: backup before migrating: {}",
-                            crate::paths::display(backup)
-                        ),
-                    )?;
-                }
-                for applied in &report.applied {
-                    print(
-                        out,
-                        format_args!(
-                            "> {database}: applied {} in {} ms (write lock held {} ms)",
-                            applied.migration, applied.duration_ms, applied.lock_ms
-                        ),
-                    )?;
-                }
-                for missing in &report.missing {
-                    super::warn_line(
-                        cli,
-                        "migration file gone",
-                        format_args!(
-                            "warning: {database}: {missing} is applied but its file is gone"
-                        ),
+            Ok(ExitStatus::Success)
+        }
+        MigrateCommand::Down { database, all, to } => {
+            for database in &with_migrations(cli, config, database, *all, "migrate down")? {
+                let (db, settings) = configured(cli, config, database)?;
+                let state = StateDb::open(&config.settings.state_dir)?;
+                let request = UpRequest {
+                    database: db,
+                    migrations: settings,
+                    backup_dir: &config.settings.backup_dir,
+                    to: None,
+                    trigger: Trigger::Manual,
+                };
+                let _lock = super::claim(config, [db])?;
+                let reverted =
+                    migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
+                if db
+                    .migrations
+                    .as_ref()
+                    .is_some_and(|m| m.apply == MigrationApply::Auto)
+                {
+                    let files = runner::discover(db, settings)?;
+                    state.set_hold(&Hold {
+                        database: database.clone(),
+                        kind: HoldKind::Migrations,
+                        since: clock.now(),
+                        version: Some(*to),
+                        fingerprint: Some(migrations::fingerprint(&files)),
+                    })?;
+                    eprintln!(
+                        "{database}: held at version {to}: the daemon applies nothing above it until `litewarden migrate up {database}` or the migration files change"
                     );
                 }
+                remember(db, &state, clock)?;
+                for name in &reverted {
+                    print(out, format_args!("< {database}: reverted {name}"))?;
+                }
                 print(
                     out,
-                    format_args!("{database}: {} migration(s) applied", report.applied.len()),
+                    format_args!("{database}: {} migration(s) reverted", reverted.len()),
                 )?;
             }
             Ok(ExitStatus::Success)
         }
-        MigrateCommand::Down { database, to } => {
-            let (db, settings) = configured(cli, config, database)?;
-            let state = StateDb::open(&config.settings.state_dir)?;
-            let request = UpRequest {
-                database: db,
-                migrations: settings,
-                backup_dir: &config.settings.backup_dir,
-                to: None,
-                trigger: Trigger::Manual,
-            };
-            let _lock = super::claim(config, [db])?;
-            let reverted =
-                migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
-            if db
-                .migrations
-                .as_ref()
-                .is_some_and(|m| m.apply == MigrationApply::Auto)
-            {
+        MigrateCommand::Repair { database, all } => {
+            for database in &with_migrations(cli, config, database, *all, "migrate repair")? {
+                let (db, settings) = configured(cli, config, database)?;
                 let files = runner::discover(db, settings)?;
-                state.set_hold(&Hold {
-                    database: database.clone(),
-                    kind: HoldKind::Migrations,
-                    since: clock.now(),
-                    version: Some(*to),
-                    fingerprint: Some(migrations::fingerprint(&files)),
-                })?;
-                eprintln!(
-                    "{database}: held at version {to}: the daemon applies nothing above it until `litewarden migrate up {database}` or the migration files change"
-                );
+                let repaired = runner::session(db)?.repair(&files)?;
+                for line in &repaired {
+                    print(out, format_args!("{database}: accepted {line}"))?;
+                }
+                print(
+                    out,
+                    format_args!("{database}: {} checksum(s) repaired", repaired.len()),
+                )?;
             }
-            remember(db, &state, clock)?;
-            for name in &reverted {
-                print(out, format_args!("< {database}: reverted {name}"))?;
-            }
-            print(
-                out,
-                format_args!("{database}: {} migration(s) reverted", reverted.len()),
-            )?;
-            Ok(ExitStatus::Success)
-        }
-        MigrateCommand::Repair { database } => {
-            let (db, settings) = configured(cli, config, database)?;
-            let files = runner::discover(db, settings)?;
-            let repaired = runner::session(db)?.repair(&files)?;
-            for line in &repaired {
-                print(out, format_args!("{database}: accepted {line}"))?;
-            }
-            print(
-                out,
-                format_args!("{database}: {} checksum(s) repaired", repaired.len()),
-            )?;
             Ok(ExitStatus::Success)
         }
         MigrateCommand::Baseline {
             database,
+            all,
             version,
             detect,
         } => {
-            let (db, settings) = configured(cli, config, database)?;
-            let files = runner::discover(db, settings)?;
-            let version = match version {
-                Some(version) => *version,
-                None => {
-                    debug_assert!(*detect);
-                    let found = crate::jobs::migrations::detect::detect(&db.path, &files).map_err(
-                        |detail| runner::MigrateError::Invalid {
-                            database: database.clone(),
-                            problems: vec![detail],
-                        },
-                    )?;
-                    match (found.matched, found.closest) {
-                        (Some(version), _) => {
-                            print(
-                                out,
-                                format_args!(
-                                    "{database}: its schema is what the migrations give at version {version}"
-                                ),
-                            )?;
-                            version
-                        }
-                        (None, closest) => {
-                            match closest {
-                                Some(closest) => print(
+            let mut unmatched = false;
+            for database in &with_migrations(cli, config, database, *all, "migrate baseline")? {
+                let (db, settings) = configured(cli, config, database)?;
+                let files = runner::discover(db, settings)?;
+                let version = match version {
+                    Some(version) => *version,
+                    None => {
+                        debug_assert!(*detect);
+                        let found = crate::jobs::migrations::detect::detect(&db.path, &files)
+                            .map_err(|detail| runner::MigrateError::Invalid {
+                                database: database.clone(),
+                                problems: vec![detail],
+                            })?;
+                        match (found.matched, found.closest) {
+                            (Some(version), _) => {
+                                print(
                                     out,
                                     format_args!(
-                                        "{database}: its schema matches no migration version; the closest is {closest}:"
+                                        "{database}: its schema is what the migrations give at version {version}"
                                     ),
-                                )?,
-                                None => print(
+                                )?;
+                                version
+                            }
+                            (None, closest) => {
+                                match closest {
+                                    Some(closest) => print(
+                                        out,
+                                        format_args!(
+                                            "{database}: its schema matches no migration version; the closest is {closest}:"
+                                        ),
+                                    )?,
+                                    None => print(
+                                        out,
+                                        format_args!(
+                                            "{database}: its schema matches no migration version, and no migration creates any of its tables"
+                                        ),
+                                    )?,
+                                }
+                                for difference in &found.differences {
+                                    print(out, format_args!("  {difference}"))?;
+                                }
+                                print(
                                     out,
                                     format_args!(
-                                        "{database}: its schema matches no migration version, and no migration creates any of its tables"
+                                        "nothing recorded; once you know the version, `litewarden migrate baseline {database} --version V`"
                                     ),
-                                )?,
+                                )?;
+                                unmatched = true;
+                                continue;
                             }
-                            for difference in &found.differences {
-                                print(out, format_args!("  {difference}"))?;
-                            }
-                            print(
-                                out,
-                                format_args!(
-                                    "nothing recorded; once you know the version, `litewarden migrate baseline {database} --version V`"
-                                ),
-                            )?;
-                            return Ok(ExitStatus::Failure);
                         }
                     }
+                };
+                let recorded = runner::session(db)?.baseline(&files, version, clock.now())?;
+                for name in &recorded {
+                    print(
+                        out,
+                        format_args!("{database}: recorded {name} as applied (not run)"),
+                    )?;
                 }
-            };
-            let recorded = runner::session(db)?.baseline(&files, version, clock.now())?;
-            for name in &recorded {
                 print(
                     out,
-                    format_args!("{database}: recorded {name} as applied (not run)"),
+                    format_args!(
+                        "{database}: baseline at version {version}, {} recorded",
+                        recorded.len()
+                    ),
                 )?;
             }
-            print(
-                out,
-                format_args!(
-                    "{database}: baseline at version {version}, {} recorded",
-                    recorded.len()
-                ),
-            )?;
-            Ok(ExitStatus::Success)
+            Ok(if unmatched {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Success
+            })
         }
     }
 }

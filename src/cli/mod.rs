@@ -128,7 +128,10 @@ pub enum Command {
     /// Restore a database from a backup, keeping a safety copy of the current file.
     Restore {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database, each from its newest verified backup.
+        #[arg(long, conflicts_with_all = ["database", "to", "before_migration"])]
+        all: bool,
         /// `latest` (the newest verified backup) or a backup file.
         #[arg(long, default_value = "latest")]
         from: String,
@@ -298,7 +301,10 @@ pub enum MigrateCommand {
     /// Apply pending migrations (after a verified backup).
     Up {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database with migrations.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Apply only up to this version.
         #[arg(long)]
         to: Option<i64>,
@@ -309,7 +315,10 @@ pub enum MigrateCommand {
     /// Revert migrations newer than VERSION with their .down.sql files (after a verified backup).
     Down {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database with migrations (each reverted to VERSION).
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// Keep this version and older ones.
         #[arg(long)]
         to: i64,
@@ -317,12 +326,18 @@ pub enum MigrateCommand {
     /// Accept the current checksums of edited, already applied files.
     Repair {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database with migrations.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
     },
     /// Record versions up to VERSION as applied without running them (adopting an existing database).
     Baseline {
         /// The database.
-        database: String,
+        database: Option<String>,
+        /// Every database with migrations (with --detect: each at its own version).
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
         /// The newest version the database already has.
         #[arg(long, required_unless_present = "detect", conflicts_with = "detect")]
         version: Option<i64>,
@@ -401,6 +416,7 @@ pub fn run(
         }
         Command::Restore {
             database,
+            all,
             from,
             to,
             yes,
@@ -408,22 +424,38 @@ pub fn run(
             force,
             verify,
             json,
-        } => backups::restore(
-            cli,
-            environment,
-            clock.as_ref(),
-            backups::RestoreArgs {
-                database,
-                from,
-                to: to.as_deref(),
-                yes: *yes,
-                before_migration: before_migration.as_deref(),
-                force: *force,
-                full_check: *verify == RestoreVerify::Full,
-                json: *json,
-            },
-            out,
-        ),
+        } => {
+            if *all && from != "latest" {
+                return Err(Error::Usage(
+                    "restore --all restores each database from its own newest verified backup; --from FILE names one database's backup (give the database instead of --all)".into(),
+                ));
+            }
+            let config = load_config(cli, environment)?;
+            let databases = backups::chosen(cli, &config, database.as_deref(), *all, "restore")?;
+            let mut status = ExitStatus::Success;
+            for db in databases {
+                let one = backups::restore(
+                    cli,
+                    environment,
+                    clock.as_ref(),
+                    backups::RestoreArgs {
+                        database: db.name.as_str(),
+                        from,
+                        to: to.as_deref(),
+                        yes: *yes,
+                        before_migration: before_migration.as_deref(),
+                        force: *force,
+                        full_check: *verify == RestoreVerify::Full,
+                        json: *json,
+                    },
+                    out,
+                )?;
+                if one != ExitStatus::Success {
+                    status = one;
+                }
+            }
+            Ok(status)
+        }
         Command::Prune {
             database,
             all,
