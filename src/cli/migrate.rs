@@ -29,6 +29,22 @@ fn configured<'a>(
     Ok((database, migrations))
 }
 
+/// A migration run the operator asked for on `db`, up to `to`.
+fn manual_request<'a>(
+    config: &'a Config,
+    db: &'a Database,
+    migrations: &'a Migrations,
+    to: Option<i64>,
+) -> UpRequest<'a> {
+    UpRequest {
+        database: db,
+        migrations,
+        backup_dir: &config.settings.backup_dir,
+        to,
+        trigger: Trigger::Manual,
+    }
+}
+
 /// The databases a migrate subcommand acts on: the one named, or with
 /// `--all` every database that has `migrations:`.
 fn with_migrations(
@@ -103,13 +119,7 @@ pub(super) fn run(
             for database in &with_migrations(cli, config, database, *all, "migrate up")? {
                 let (db, settings) = configured(cli, config, database)?;
                 let state = StateDb::open(&config.settings.state_dir)?;
-                let request = UpRequest {
-                    database: db,
-                    migrations: settings,
-                    backup_dir: &config.settings.backup_dir,
-                    to: *to,
-                    trigger: Trigger::Manual,
-                };
+                let request = manual_request(config, db, settings, *to);
                 let _lock = super::claim(config, [db])?;
                 let report = migrations::up(request, &state, clock, &mut Reporter::for_stderr())?;
                 if state.release_hold(database, HoldKind::Migrations)? {
@@ -161,13 +171,7 @@ pub(super) fn run(
             for database in &with_migrations(cli, config, database, *all, "migrate down")? {
                 let (db, settings) = configured(cli, config, database)?;
                 let state = StateDb::open(&config.settings.state_dir)?;
-                let request = UpRequest {
-                    database: db,
-                    migrations: settings,
-                    backup_dir: &config.settings.backup_dir,
-                    to: None,
-                    trigger: Trigger::Manual,
-                };
+                let request = manual_request(config, db, settings, None);
                 let _lock = super::claim(config, [db])?;
                 let reverted =
                     migrations::down(request, *to, &state, clock, &mut Reporter::for_stderr())?;
