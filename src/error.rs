@@ -23,7 +23,7 @@ pub enum Error {
         path: PathBuf,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: crate::regular::OpenError,
     },
     /// Output could not be written (a closed pipe counts as success).
     #[error("cannot write output: {0}")]

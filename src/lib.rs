@@ -26,6 +26,7 @@ pub mod observe;
 pub mod paths;
 pub mod plan;
 pub mod reconcile;
+pub mod regular;
 pub mod scheduler;
 pub mod schema;
 pub mod state;

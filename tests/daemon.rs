@@ -14,11 +14,17 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(project: &Project) -> Self {
+        Self::start_with(project, &[])
+    }
+
+    /// Starts `run` with these environment variables added.
+    pub(crate) fn start_with(project: &Project, env: &[(&str, &str)]) -> Self {
         let log = std::fs::File::create(project.join("daemon.log")).unwrap();
         let child = Command::new(binary())
             .arg("run")
             .current_dir(project.path())
             .env("RUST_LOG", "litewarden=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod first_hour;
 mod health;
+mod hostile;
 mod live_backup;
 mod migrate;
 mod migrate_restore;

@@ -114,6 +114,9 @@ impl Worker {
         let Some(mailer) = self.mailer.clone() else {
             return;
         };
+        if self.state.as_ref().is_some_and(|state| !state.is_intact()) {
+            self.state = None;
+        }
         if self.state.is_none() {
             match StateDb::open(&self.state_dir) {
                 Ok(state) => self.state = Some(state),

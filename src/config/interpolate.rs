@@ -206,7 +206,7 @@ fn explain(template: &str, expanded: &str, error: impl fmt::Display) -> String {
 }
 
 /// Each `${NAME…}` in `template` with the letters that follow its `}`.
-fn variables_in(template: &str) -> Vec<(&str, &str)> {
+pub(crate) fn variables_in(template: &str) -> Vec<(&str, &str)> {
     let mut found = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("${") {

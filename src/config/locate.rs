@@ -138,6 +138,22 @@ impl Document {
         }
     }
 
+    /// The text of the scalar at `path`, when there is one.
+    pub fn scalar(&self, path: &FieldPath) -> Option<&str> {
+        let mut node = &self.root;
+        for segment in &path.0 {
+            node = match (segment, node) {
+                (Segment::Key(key), Node::Mapping(map)) => find_key(map, key)?.1,
+                (Segment::Index(index), Node::Sequence(list)) => list.get(*index)?,
+                _ => return None,
+            };
+        }
+        match node {
+            Node::Scalar(scalar) => Some(scalar.as_str()),
+            _ => None,
+        }
+    }
+
     /// The position of the *key* at the end of `path` (for "unknown" or
     /// "duplicate" style errors about the key itself).
     pub fn locate_key(&self, path: &FieldPath) -> Position {

@@ -19,6 +19,7 @@ pub mod locate;
 pub mod model;
 pub mod preflight;
 pub mod raw;
+pub mod secret;
 pub mod validate;
 pub mod values;
 pub mod watch;
@@ -103,7 +104,7 @@ pub struct Loaded {
 /// `file` is shown in messages as given; relative paths inside the file are
 /// resolved against its directory.
 pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
-    let bytes = std::fs::read(file).map_err(|source| Error::ConfigRead {
+    let bytes = crate::regular::read(file).map_err(|source| Error::ConfigRead {
         path: file.to_path_buf(),
         source,
     })?;
@@ -148,11 +149,21 @@ pub fn parse(
             message: e.message,
         }]
     })?;
+    let secrets = secret::Secrets::of(&document, environment);
+    let redact = |diagnostics: Vec<Diagnostic>| -> Vec<Diagnostic> {
+        diagnostics
+            .into_iter()
+            .map(|d| Diagnostic {
+                message: secrets.redact(&d.message),
+                ..d
+            })
+            .collect()
+    };
     let raw: raw::RawConfig =
         interpolate::with_environment(environment, || serde_yaml::from_str(text))
-            .map_err(|e| vec![serde_diagnostic(&e, label, &document, text)])?;
-    let validated = validate::validate(raw, &document, label, file)?;
-    Ok((validated.config, validated.warnings, document))
+            .map_err(|e| redact(vec![serde_diagnostic(&e, label, &document, text)]))?;
+    let validated = validate::validate(raw, &document, label, file).map_err(redact)?;
+    Ok((validated.config, redact(validated.warnings), document))
 }
 
 fn decode<'a>(bytes: &'a [u8], label: &str) -> Result<&'a str, Vec<Diagnostic>> {

@@ -19,6 +19,7 @@ use super::model::{
     AlertCondition, AutoVacuum, BackupMethod, Compression, JobKind, JournalMode, MigrationApply,
     SmtpTls, Synchronous, VerifyLevel,
 };
+use super::secret::VariableName;
 use super::values::{ByteSize, CronPattern, EmailAddress, HumanDuration};
 
 /// A string field that allows `${VAR}` expansion.
@@ -267,8 +268,8 @@ pub struct RawSmtp {
     pub tls: Option<Expanded<SmtpTls>>,
     /// User name for SMTP authentication.
     pub username: Option<Text>,
-    /// Name of the environment variable holding the password.
-    pub password_env: Option<Text>,
+    /// Name of the environment variable holding the password, e.g. `SMTP_PASSWORD` (or `${SMTP_PASSWORD}`; never expanded here).
+    pub password_env: Option<VariableName>,
     /// Path of a file holding the password, relative to this file.
     pub password_file: Option<Text>,
     /// Sender address.

@@ -644,17 +644,7 @@ impl Validator<'_> {
                 );
                 return None;
             }
-            (Some(env), None) => {
-                let name = env.0.trim();
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    self.error(
-                        &path.key("password_env"),
-                        format!("`{name}` is not an environment variable name"),
-                    );
-                    return None;
-                }
-                Some(PasswordSource::Env(name.to_string()))
-            }
+            (Some(env), None) => Some(PasswordSource::Env(env.0.clone())),
             (None, Some(file)) => Some(PasswordSource::File(self.resolve(&file.0))),
             (None, None) => None,
         };

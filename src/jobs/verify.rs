@@ -129,7 +129,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The hex SHA-256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
-    let mut file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
+    let mut file = open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
@@ -155,7 +155,7 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
         return Ok(());
     }
     let mut header = [0u8; 16];
-    let mut file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
+    let mut file = open_regular(path)?;
     if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
         return Err(VerifyError::damaged(
             path,
@@ -427,15 +427,17 @@ fn copy_decoded(
 /// Opens `path` for reading, refusing what is not a regular file (a FIFO or
 /// a device would block or never end).
 fn open_regular(path: &Path) -> Result<File, VerifyError> {
-    let file = File::open(path).map_err(VerifyError::io(path, "cannot open"))?;
-    let kind = file
-        .metadata()
-        .map_err(VerifyError::io(path, "cannot stat"))?
-        .file_type();
-    if !kind.is_file() {
-        return Err(VerifyError::damaged(path, "not a regular file"));
-    }
-    Ok(file)
+    crate::regular::open(path).map_err(|error| match error {
+        crate::regular::OpenError::NotRegular(what) => VerifyError::damaged(
+            path,
+            if what == "a directory" {
+                "a directory, not a backup or database file"
+            } else {
+                "not a regular file"
+            },
+        ),
+        crate::regular::OpenError::Io(e) => VerifyError::io(path, "cannot open")(e),
+    })
 }
 
 /// A writer that passes on at most the size the SQLite header of what it

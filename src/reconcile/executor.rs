@@ -322,8 +322,14 @@ fn optimize_job(work: &Work) -> JobOutcome {
 }
 
 /// The worker's connection to the state database in `slot`, opened on first
-/// use and after a failed run.
+/// use, after a failed run and when the file was deleted, replaced or
+/// overwritten under it (then [`StateDb::open`] keeps a damaged one aside
+/// and starts anew, so backups go on).
 fn open_state<'a>(slot: &'a mut Option<StateDb>, dir: &Path) -> Result<&'a StateDb, JobFailure> {
+    if slot.as_ref().is_some_and(|state| !state.is_intact()) {
+        tracing::warn!(state_dir = %dir.display(), "the state database changed under this worker; reopening it");
+        *slot = None;
+    }
     match slot {
         Some(state) => Ok(state),
         None => Ok(slot.insert(StateDb::open(dir).map_err(|e| JobFailure::from_error(&e))?)),

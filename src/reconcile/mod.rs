@@ -52,6 +52,11 @@ use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
 /// event, a network file system).
 pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The longest the loop sleeps without checking that its state database
+/// is still there and intact (deleted or overwritten: it is reopened, and a
+/// damaged one kept aside, so backups go on and `status` keeps working).
+const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How far back the wall clock must step between two wake-ups to count as
 /// a step (NTP slews smaller corrections).
 const CLOCK_STEP: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
@@ -263,6 +268,7 @@ impl Reconciler {
     fn event_loop(&mut self, inbox: &Receiver<Event>) {
         let mut last_poll = Instant::now();
         loop {
+            self.keep_state_intact();
             self.fire_due_jobs();
             self.write_status();
             self.evaluate_alerts();
@@ -271,7 +277,8 @@ impl Reconciler {
                 .jobs
                 .time_to_next(self.clock.now(), max_parallel)
                 .unwrap_or(POLL_INTERVAL)
-                .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()));
+                .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()))
+                .min(STATE_CHECK_INTERVAL);
             match inbox.recv_timeout(wait) {
                 Ok(event) => {
                     if self.handle(event) != Next::Continue {
@@ -628,6 +635,23 @@ impl Reconciler {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; changes are picked up every 30s and on SIGHUP")
             }
+        }
+    }
+
+    /// Reopens the state database when its file was deleted, replaced or
+    /// damaged under the daemon; the schedule and daemon row are then
+    /// written again by [`Self::write_status`].
+    fn keep_state_intact(&mut self) {
+        if self.state.is_intact() {
+            return;
+        }
+        tracing::warn!(state_dir = %self.config.settings.state_dir.display(), "the state database was deleted or changed under the daemon; reopening it");
+        match StateDb::open(&self.config.settings.state_dir) {
+            Ok(state) => {
+                self.state = state;
+                self.written_schedule = None;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reopen the state database"),
         }
     }
 

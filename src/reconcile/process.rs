@@ -13,7 +13,7 @@ use crate::error::Error;
 
 /// The SHA-256 of the file's content, `None` when it cannot be read.
 pub fn file_hash(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path)
+    crate::regular::read(path)
         .ok()
         .map(|bytes| Sha256::digest(&bytes).to_vec())
 }
@@ -52,7 +52,9 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
 }
 
 /// Turns SIGHUP into [`Event::Reload`] and SIGTERM/SIGINT into
-/// [`Event::Shutdown`] on `events`.
+/// [`Event::Shutdown`] on `events`. A second SIGTERM/SIGINT exits the
+/// process from this thread, whatever the reconciler is doing, so a daemon
+/// stuck in a system call still stops (its own temp files removed).
 pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), Error> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -60,10 +62,17 @@ pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), Error> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let mut shutdowns = 0;
             for signal in signals.forever() {
                 let event = if signal == SIGHUP {
                     Event::Reload
                 } else {
+                    shutdowns += 1;
+                    if shutdowns > 1 {
+                        let removed = crate::durable::remove_own_temps();
+                        tracing::warn!(signal, removed, "second signal: exiting at once");
+                        std::process::exit(128 + signal);
+                    }
                     Event::Shutdown
                 };
                 if events.send(event).is_err() {

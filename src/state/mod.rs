@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod daemon;
 pub mod expect;
 pub mod health;
+mod recover;
 mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -60,6 +61,16 @@ pub enum StateError {
     /// A row of the state database cannot be read back.
     #[error("{}: {detail}; move the state database aside to rebuild it", crate::paths::display(.path))]
     Corrupt {
+        /// The state database.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file is not an intact SQLite database (garbage, truncated, a
+    /// failed `quick_check`): [`StateDb::open`] keeps it aside and starts a
+    /// new one.
+    #[error("{}: damaged: {detail}", crate::paths::display(.path))]
+    Damaged {
         /// The state database.
         path: PathBuf,
         /// What is wrong.
@@ -129,6 +140,9 @@ pub struct JobRun {
 pub struct StateDb {
     path: PathBuf,
     conn: Connection,
+    /// The file's (device, inode) when it was opened: see
+    /// [`StateDb::is_intact`].
+    file_id: Option<(u64, u64)>,
 }
 
 impl StateDb {
@@ -140,19 +154,46 @@ impl StateDb {
             source,
         })?;
         let path = state_dir.join(STATE_FILE);
+        match Self::open_file(&path) {
+            Err(error) if recover::is_damage(&error) => {
+                let kept = recover::move_aside(&path).map_err(|source| StateError::CreateDir {
+                    path: path.clone(),
+                    source,
+                })?;
+                tracing::error!(
+                    path = %path.display(),
+                    kept = %kept.display(),
+                    error = %error,
+                    "the state database is damaged: kept it aside and started a new one; the backup catalog is rebuilt from the backup directory's manifests (pins and verification included), run history and alert state start afresh"
+                );
+                Self::open_file(&path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens, upgrades and checks the state database at `path`.
+    fn open_file(path: &Path) -> Result<Self, StateError> {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
-            .open(&path)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
             .map_err(|source| StateError::CreateDir {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             })?;
-        let conn = Connection::open(&path).map_err(sqlite(&path, "cannot open"))?;
-        let mut state = Self { path, conn };
+        recover::check_header(path)?;
+        let conn = Connection::open(path).map_err(sqlite(path, "cannot open"))?;
+        let mut state = Self {
+            path: path.to_path_buf(),
+            conn,
+            file_id: recover::file_id(path),
+        };
         state.configure()?;
         state.upgrade()?;
+        state.quick_check()?;
         Ok(state)
     }
 
@@ -180,9 +221,15 @@ impl StateDb {
         if !path.exists() {
             return Ok(None);
         }
+        recover::check_header(&path)?;
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(sqlite(&path, "cannot open"))?;
-        let state = Self { path, conn };
+        let file_id = recover::file_id(&path);
+        let state = Self {
+            path,
+            conn,
+            file_id,
+        };
         state
             .conn
             .busy_timeout(std::time::Duration::from_secs(5))
@@ -220,7 +267,10 @@ impl StateDb {
                 });
             match mode {
                 Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
-                Ok(_) | Err(_) if std::time::Instant::now() < deadline => {
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(ref e) if recover::is_busy(e) && std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10))
                 }
                 Ok(mode) => {

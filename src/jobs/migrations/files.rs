@@ -52,6 +52,18 @@ pub enum FilesError {
         /// Offset of the first invalid byte.
         offset: usize,
     },
+    /// A file that resolves (through a symbolic link) outside the directory.
+    #[error("{}: resolves to {}, outside the migrations directory; copy the file into the directory instead of linking it", crate::paths::display(.path), crate::paths::display(.target))]
+    Outside {
+        /// The file as listed.
+        path: PathBuf,
+        /// Where it resolves to.
+        target: PathBuf,
+    },
+    /// A `.sql` name that is not a regular file (a FIFO, a device, a
+    /// directory): never read, since reading one can block forever.
+    #[error("{}: not a regular file; a migration must be a plain file", crate::paths::display(.0))]
+    NotRegular(PathBuf),
     /// A `.down.sql` without its up migration.
     #[error("{}: a down migration without its up migration", crate::paths::display(.0))]
     OrphanDown(PathBuf),
@@ -118,6 +130,7 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
         .collect::<Result<_, _>>()
         .map_err(io(dir))?;
     names.sort();
+    let root = std::fs::canonicalize(dir).map_err(io(dir))?;
     for path in names {
         let Some(file_name) = path
             .file_name()
@@ -126,8 +139,19 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
         else {
             continue;
         };
-        if !file_name.ends_with(".sql") || !path.is_file() {
+        if !file_name.ends_with(".sql") {
             continue;
+        }
+        let target = std::fs::canonicalize(&path).map_err(io(&path))?;
+        if !target.starts_with(&root) {
+            return Err(FilesError::Outside { path, target });
+        }
+        let metadata = std::fs::metadata(&target).map_err(io(&path))?;
+        if metadata.is_dir() {
+            continue;
+        }
+        if !metadata.is_file() {
+            return Err(FilesError::NotRegular(path));
         }
         let (version, name, kind) =
             parse_name(&file_name).ok_or_else(|| FilesError::BadName(path.clone()))?;
@@ -141,7 +165,13 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
             }
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let bytes = crate::regular::read(&path).map_err(|error| match error {
+            crate::regular::OpenError::NotRegular(_) => FilesError::NotRegular(path.clone()),
+            crate::regular::OpenError::Io(source) => FilesError::Io {
+                path: path.clone(),
+                source,
+            },
+        })?;
         let sql = String::from_utf8(bytes).map_err(|e| FilesError::NotUtf8 {
             path: path.clone(),
             offset: e.utf8_error().valid_up_to(),
@@ -178,6 +208,31 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_that_resolves_outside_the_directory_is_refused_and_never_read() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("migrations");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(root.path().join("secret.sql"), "password=hunter2").unwrap();
+        std::fs::write(dir.join("0001_a.sql"), "CREATE TABLE a (x);").unwrap();
+        std::os::unix::fs::symlink("0001_a.sql", dir.join("0002_b.sql")).unwrap();
+        assert_eq!(
+            discover(&dir).unwrap().len(),
+            2,
+            "a link inside the directory is fine"
+        );
+        std::os::unix::fs::symlink(root.path().join("secret.sql"), dir.join("0003_c.sql")).unwrap();
+        let error = discover(&dir).unwrap_err();
+        assert!(matches!(error, FilesError::Outside { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("outside the migrations directory"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("hunter2"));
+    }
 
     #[test]
     fn accepts_plain_sqlx_and_refinery_names() {

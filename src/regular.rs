@@ -1,0 +1,90 @@
+//! Opening a file the user named, for reading, without ever blocking.
+//!
+//! Owns no state. A FIFO blocks `open(2)` until a writer comes, and a device
+//! such as `/dev/zero` never ends, so every path litewarden reads on a
+//! user's word (a backup to restore or verify, `jobs.yaml`, a migration)
+//! goes through [`open`]: the file is opened with `O_NONBLOCK` (a FIFO opens
+//! at once, and a regular file ignores the flag) and refused unless it is a
+//! regular file.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Why a path could not be opened for reading.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The path exists but is a directory, FIFO, socket or device.
+    #[error("not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// `open` or `fstat` failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Opens `path` for reading when it is a regular file (following
+/// symbolic links), never blocking on a FIFO.
+pub fn open(path: &Path) -> Result<File, OpenError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Err(OpenError::NotRegular(what))
+}
+
+/// The whole content of the regular file at `path`.
+pub fn read(path: &Path) -> Result<Vec<u8>, OpenError> {
+    use std::io::Read;
+    let mut file = open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_a_directory_and_a_device_are_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        for (path, what) in [
+            (fifo.as_path(), "a FIFO"),
+            (dir.path(), "a directory"),
+            (Path::new("/dev/zero"), "a device"),
+        ] {
+            let error = open(path).unwrap_err();
+            assert_eq!(error.to_string(), format!("not a regular file ({what})"));
+        }
+    }
+
+    #[test]
+    fn a_regular_file_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(read(&path).unwrap(), b"abc");
+    }
+}
