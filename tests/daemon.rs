@@ -282,7 +282,7 @@ fn a_second_daemon_exits_1_naming_the_first_and_an_invalid_file_fails_startup() 
 
 /// A daemon on `config` whose first backup of `app` (with `rows` rows) has
 /// written its first file.
-fn start_with_a_backup_under_way(config: &str, rows: u32) -> (Project, Daemon) {
+pub(crate) fn start_with_a_backup_under_way(config: &str, rows: u32) -> (Project, Daemon) {
     let project = Project::with_config(config);
     crate::common::fill(&project.join("app.db"), rows);
     let daemon = Daemon::start(&project);

@@ -88,3 +88,187 @@ fn a_password_written_into_password_env_is_refused_without_quoting_it() {
     );
     assert!(!format!("{output:?}").contains(SECRET), "{output:?}");
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo (coreutils) is on every machine");
+    assert!(status.success());
+}
+
+const APP: &str =
+    "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+
+#[test]
+fn a_migration_linked_from_outside_its_directory_is_refused_and_never_quoted() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, migrations: { dir: migrations } }\n",
+    );
+    project.write("private/creds.sql", b"password = 'hunter2-private';\n");
+    project.write("migrations/0001_init.sql", b"CREATE TABLE t (x);\n");
+    std::os::unix::fs::symlink(
+        project.join("private/creds.sql"),
+        project.join("migrations/0002_creds.sql"),
+    )
+    .unwrap();
+    for args in [&["plan"][..], &["apply"], &["migrate", "up", "app"]] {
+        let output = project.run(args);
+        assert_eq!(output.code, 1, "{args:?}: {output:?}");
+        assert!(
+            output.stderr.contains("0002_creds.sql: resolves to")
+                && output.stderr.contains("outside the migrations directory"),
+            "{args:?}: {output:?}"
+        );
+        assert!(!format!("{output:?}").contains("hunter2"), "{output:?}");
+    }
+    assert!(!contains(
+        &project_bytes_but(&project, "private"),
+        "hunter2"
+    ));
+}
+
+/// Every byte below the project but the files under `skip`.
+fn project_bytes_but(project: &Project, skip: &str) -> Vec<u8> {
+    let mut all = Vec::new();
+    for relative in project.files() {
+        let path = project.join(&relative);
+        if path.is_file() && !relative.starts_with(skip) && !path.is_symlink() {
+            all.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    all
+}
+
+#[test]
+fn restore_and_verify_refuse_a_fifo_a_device_and_a_directory_at_once() {
+    let project = Project::with_config(APP);
+    crate::common::fill(&project.join("app.db"), 10);
+    mkfifo(&project.join("fifo"));
+    for from in ["fifo", "/dev/zero", "/dev/urandom"] {
+        let output = project.run(&["restore", "app", "--from", from, "--to", "out.db"]);
+        assert_eq!(output.code, 1, "{from}: {output:?}");
+        assert!(
+            output.stderr.contains("not a regular file"),
+            "{from}: {output:?}"
+        );
+        let output = project.run(&["verify", from]);
+        assert_eq!(output.code, 1, "{from}: {output:?}");
+        assert!(
+            output.stderr.contains("not a regular file"),
+            "{from}: {output:?}"
+        );
+    }
+    let output = project.run(&["verify", "."]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("a directory, not a backup or database file"),
+        "{output:?}"
+    );
+    assert!(!project.join("out.db").exists());
+}
+
+#[test]
+fn a_config_that_is_a_fifo_fails_at_startup_and_is_a_failed_reload_while_running() {
+    let port = free_port();
+    let config = APP.replace(
+        "version: 1\n",
+        &format!("version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\n"),
+    );
+    let fifo_project = Project::new();
+    mkfifo(&fifo_project.join("jobs.yaml"));
+    let output = fifo_project.run(&["check"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output.stderr.contains("not a regular file (a FIFO)"),
+        "{output:?}"
+    );
+
+    let project = Project::with_config(&config);
+    let daemon = Daemon::start(&project);
+    wait_until("the daemon is healthy", || {
+        http_get(port, "/healthz").starts_with("HTTP/1.1 200")
+    });
+    std::fs::remove_file(project.join("jobs.yaml")).unwrap();
+    mkfifo(&project.join("jobs.yaml"));
+    daemon.signal("HUP");
+    wait_until("the FIFO is a failed reload", || {
+        http_get(port, "/healthz").starts_with("HTTP/1.1 503")
+    });
+    assert!(http_get(port, "/status").contains("not a regular file (a FIFO)"));
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_second_sigterm_stops_the_daemon_at_once() {
+    let (_project, daemon) = crate::daemon::start_with_a_backup_under_way(
+        "version: 1\nsettings: { shutdown_grace: 10m }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, method: api, verify: full, compress: zstd } }\n",
+        60_000,
+    );
+    daemon.signal("TERM");
+    assert_eq!(daemon.stop(), 128 + 15);
+}
+
+#[test]
+fn a_garbage_state_database_is_kept_aside_and_backups_go_on() {
+    let project = Project::with_config(APP);
+    crate::common::fill(&project.join("app.db"), 100);
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    std::fs::write(project.join(".litewarden/state.db"), vec![0x42; 20_000]).unwrap();
+    let _ = std::fs::remove_file(project.join(".litewarden/state.db-wal"));
+    let output = project.run(&["backup", "app"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output.stderr.contains("the state database is damaged"),
+        "{output:?}"
+    );
+    assert_eq!(
+        std::fs::read(project.join(".litewarden/state.db.damaged-1")).unwrap(),
+        vec![0x42; 20_000],
+        "the damaged file is kept"
+    );
+    let listed = project.run(&["backups", "app", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(json["backups"].as_array().unwrap().len(), 2, "{listed:?}");
+}
+
+#[test]
+fn the_daemon_survives_its_state_database_being_overwritten_or_deleted() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1s, compress: none, retention: { keep_last: 100 } } }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 100);
+    let daemon = Daemon::start(&project);
+    let dir = project.join("backups/app");
+    let count = || crate::common::file_names(&dir).len();
+    wait_until("a first backup", || count() >= 1);
+    let state = project.join(".litewarden/state.db");
+    std::fs::write(&state, vec![0x42; 20_000]).unwrap();
+    let before = count();
+    wait_until("two more backups after the corruption", || {
+        count() >= before + 2
+    });
+    assert!(project.join(".litewarden/state.db.damaged-1").exists());
+    std::fs::remove_file(&state).unwrap();
+    let _ = std::fs::remove_file(project.join(".litewarden/state.db-wal"));
+    let before = count();
+    wait_until("two more backups after the deletion", || {
+        count() >= before + 2
+    });
+    wait_until("status says the daemon runs", || {
+        let output = project.run(&["status"]);
+        output.code == 0 && output.stdout.contains("running since")
+    });
+    assert_eq!(daemon.stop(), 0);
+    let status = project.run(&["status"]);
+    assert!(!status.stdout.contains("running since"), "{status:?}");
+    let listed = project.run(&["backups", "app", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(
+        json["backups"].as_array().unwrap().len(),
+        count(),
+        "the catalog lists every backup file: {listed:?}"
+    );
+}
