@@ -254,7 +254,44 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Opens (creating, mode 0600) a lock file of litewarden's own: never
+/// through a symbolic link (a dangling one would make litewarden create
+/// its target), and narrowed to 0600 when an older version left it
+/// readable by others (anyone who can open a lock file can `flock` it and
+/// block every run).
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::CLOEXEC).bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                io::Error::other(
+                    "a symbolic link where litewarden keeps a lock file; remove it (lock files are never links)",
+                )
+            } else {
+                e
+            }
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::other("not a regular file; remove it"));
+    }
+    if metadata.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
 /// Creates `dir` and its parents with mode 0700 when missing.
+///
+/// The mode is given explicitly, so a umask of 000 still gives 0700; a
+/// directory that already exists keeps its mode (it is the operator's).
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()

@@ -272,3 +272,82 @@ fn the_daemon_survives_its_state_database_being_overwritten_or_deleted() {
         "the catalog lists every backup file: {listed:?}"
     );
 }
+
+/// Runs the binary under `umask 000` in the project directory.
+fn run_with_umask_000(project: &Project, args: &str) -> crate::common::Output {
+    let output = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "umask 000; exec '{}' {args}",
+                crate::common::binary().display()
+            ),
+        ])
+        .current_dir(project.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    crate::common::Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn files_and_directories_are_private_even_under_umask_000() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: data/sub/app.db, migrations: { dir: migrations }, backup: { compress: none } }\n",
+    );
+    project.write("migrations/0001_init.sql", b"CREATE TABLE t (x);\n");
+    let output = run_with_umask_000(&project, "apply");
+    assert_eq!(output.code, 0, "{output:?}");
+    let output = run_with_umask_000(&project, "backup app");
+    assert_eq!(output.code, 0, "{output:?}");
+    for dir in ["data", "data/sub", ".litewarden", "backups", "backups/app"] {
+        assert_eq!(mode(&project.join(dir)), 0o700, "{dir}");
+    }
+    let mut files = vec![
+        "data/sub/app.db".to_string(),
+        "data/sub/app.db.migrate-lock".to_string(),
+        ".litewarden/state.db".to_string(),
+    ];
+    files.extend(
+        crate::common::all_names(&project.join("backups/app"))
+            .into_iter()
+            .map(|name| format!("backups/app/{name}")),
+    );
+    for file in &files {
+        assert_eq!(mode(&project.join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn a_lock_file_that_is_a_link_is_refused_and_its_target_never_created() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, migrations: { dir: migrations } }\n",
+    );
+    project.write("migrations/0001_init.sql", b"CREATE TABLE t (x);\n");
+    crate::common::fill(&project.join("app.db"), 1);
+    std::os::unix::fs::symlink(project.join("planted"), project.join("app.db.migrate-lock"))
+        .unwrap();
+    let output = project.run(&["migrate", "up", "app"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output.stderr.contains("app.db.migrate-lock")
+            && output
+                .stderr
+                .contains("a symbolic link where litewarden keeps a lock file"),
+        "{output:?}"
+    );
+    assert!(!project.join("planted").exists());
+}

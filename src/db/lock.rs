@@ -8,7 +8,7 @@
 //! cooperates through the state database and proceeds without the lock; a
 //! process of another state directory is refused, naming the holder.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -74,13 +74,7 @@ impl DatabaseLock {
         {
             return Ok(DatabaseLock::NotYet);
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock)
-            .map_err(io)?;
+        let mut file = crate::durable::open_lock_file(&lock).map_err(io)?;
         let ours = owner(state_dir);
         match file.try_lock() {
             Ok(()) => {
@@ -150,7 +144,7 @@ mod tests {
         let db = dir.path().join("app.db");
         let state = dir.path().join("a");
         std::fs::create_dir(&state).unwrap();
-        let mut holder = OpenOptions::new()
+        let mut holder = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)

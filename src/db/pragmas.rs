@@ -31,12 +31,13 @@ pub fn create(
         }
     };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io("cannot create the directory"))?;
+        crate::durable::create_private_dir(parent).map_err(io("cannot create the directory"))?;
     }
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(io("cannot create the file"))?;
     let conn = super::open(path, connection)?;

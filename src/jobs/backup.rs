@@ -196,18 +196,9 @@ fn plain_copy(
 /// another run to finish if one holds it, then removes what killed runs
 /// left there. Released when the returned file is dropped.
 fn lock_backups(name: &str, dir: &Path) -> Result<File, BackupError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(BACKUP_LOCK);
     let io = |action: &'static str| BackupError::io(name, &path, action);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .map_err(io("cannot open the backup lock"))?;
+    let file = crate::durable::open_lock_file(&path).map_err(io("cannot open the backup lock"))?;
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         tracing::info!(
             db = name,

@@ -400,7 +400,7 @@ fn decode_beside(
     progress: &mut dyn Progress,
 ) -> Result<(PendingFile, verify::ReadBack), Decoded> {
     let dir = crate::durable::parent(target);
-    std::fs::create_dir_all(dir).map_err(Decoded::Write)?;
+    crate::durable::create_private_dir(dir).map_err(Decoded::Write)?;
     backup::remove_restore_leftovers(dir);
     let plain = PendingFile::create_named(target).map_err(Decoded::Write)?;
     let read = verify::decode_into(

@@ -1,7 +1,7 @@
 //! The daemon's contact with its process: the single-instance lock on the
 //! state directory, signal handling and the config file's content hash.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::mpsc::Sender;
@@ -24,13 +24,7 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
     let io = |source| Error::Daemon(format!("{}: {source}", crate::paths::display(state_dir)));
     crate::durable::create_private_dir(state_dir).map_err(io)?;
     let path = state_dir.join("daemon.lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = crate::durable::open_lock_file(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {
             file.set_len(0).map_err(io)?;

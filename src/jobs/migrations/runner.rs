@@ -15,7 +15,7 @@
 //! another process. `PRAGMA user_version` mirrors the newest version when it
 //! fits SQLite's 32-bit field (sqlx's timestamp versions do not).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -189,16 +189,11 @@ pub fn session(database: &Database) -> Result<Session<'_>, MigrateError> {
         });
     }
     let lock_path = lock_path(&database.path);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| MigrateError::Io {
-            database: name.clone(),
-            path: lock_path.clone(),
-            source,
-        })?;
+    let lock = crate::durable::open_lock_file(&lock_path).map_err(|source| MigrateError::Io {
+        database: name.clone(),
+        path: lock_path.clone(),
+        source,
+    })?;
     let deadline = Instant::now() + database.pragmas.connection.busy_timeout;
     loop {
         match lock.try_lock() {
