@@ -4,6 +4,11 @@
 //! Times the real binary end to end (process start, parse, validate,
 //! preflight, observe 1000 files, diff) and the library stages in-process,
 //! and prints medians. Run with `cargo bench --bench config`.
+//!
+//! Then (issue #14) how `check` scales: 20,000 and 100,000 databases, one
+//! run each, and the ratio of the two times (5 when linear, 25 when
+//! quadratic; 40,000 databases took 7.75 s before the key lookup in the
+//! position-aware document became a hash lookup).
 
 use std::path::Path;
 use std::process::Command;
@@ -15,11 +20,11 @@ use litewarden::plan::{self, Desired};
 const DATABASES: usize = 1000;
 const ROUNDS: usize = 15;
 
-fn generate(dir: &Path) {
+fn generate(dir: &Path, databases: usize) {
     let mut text = String::from(
         "version: 1\nsettings: { backup_dir: /var/backups/lw }\ndefaults:\n  pragmas: { journal_mode: wal, synchronous: normal, busy_timeout: 5s }\n  backup:\n    every: ${DB_UPDATE_INTERVAL:-3600}s\n    retention: { keep_last: 3, keep_hourly: 24, keep_daily: 7, keep_within: \"${BACKUP_RETENTION_DAYS:-7}d\" }\n  health: { every: 5m, max_wal_size: 256MiB, max_backup_age: 2h }\n  optimize: { schedule: \"@hourly\" }\ndatabases:\n",
     );
-    for i in 0..DATABASES {
+    for i in 0..databases {
         text.push_str(&format!("  db{i:04}: {{ path: \"data/db{i:04}.db\" }}\n"));
     }
     std::fs::write(dir.join("jobs.yaml"), text).expect("write jobs.yaml");
@@ -74,7 +79,7 @@ fn report(name: &str, took: Duration) {
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    generate(dir.path());
+    generate(dir.path(), DATABASES);
     let file = dir.path().join("jobs.yaml");
     let environment = Environment::from_process();
     println!("{DATABASES} databases, median of {ROUNDS} rounds");
@@ -117,5 +122,37 @@ fn main() {
             .expect("observe");
             assert!(plan::diff(&observed, &Desired::from_config(&loaded.config)).is_empty());
         }),
+    );
+    scaling();
+}
+
+/// `check` of 20,000 and of 100,000 databases, and the ratio.
+fn scaling() {
+    let mut took = Vec::new();
+    for databases in [20_000, 100_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        generate(dir.path(), databases);
+        let start = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_litewarden"))
+            .arg("check")
+            .current_dir(dir.path())
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run check");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        took.push(start.elapsed());
+        println!(
+            "litewarden check, {databases} databases          {:>9.1} ms",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    let ratio = took[1].as_secs_f64() / took[0].as_secs_f64();
+    println!(
+        "5x the databases took {ratio:.1}x the time (linear: 5, quadratic: 25): {}",
+        if ratio < 10.0 { "ok" } else { "NOT LINEAR" }
     );
 }

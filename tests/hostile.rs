@@ -351,3 +351,47 @@ fn a_lock_file_that_is_a_link_is_refused_and_its_target_never_created() {
     );
     assert!(!project.join("planted").exists());
 }
+
+#[test]
+fn a_default_that_rust_reads_as_infinity_is_stored_as_text_not_an_sql_error() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app:\n    path: app.db\n    backup: { compress: none }\n    schema:\n      pages:\n        score: { type: TEXT, default: \"-inf\" }\n        weight: { type: REAL, default: \"-1.5e3\" }\n",
+    );
+    crate::common::fill(&project.join("app.db"), 3);
+    assert_eq!(project.run(&["check"]).code, 0);
+    let output = project.run(&["apply"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    let (score, weight): (String, f64) = crate::common::open(&project.join("app.db"))
+        .query_row("SELECT score, weight FROM pages LIMIT 1", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((score.as_str(), weight), ("-inf", -1500.0));
+}
+
+#[test]
+fn a_nul_in_a_path_is_a_positioned_check_error() {
+    let project = Project::with_config("version: 1\ndatabases:\n  app: { path: \"a\\0b.db\" }\n");
+    let output = project.run(&["check"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("jobs.yaml:3:16: databases.app.path: a NUL byte"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_is_a_warning_about_the_unauthenticated_endpoints() {
+    let project =
+        Project::with_config("version: 1\nsettings: { listen: \"0.0.0.0:9187\" }\ndatabases: {}\n");
+    let output = project.run(&["check"]);
+    assert_eq!(output.code, 0, "{output:?}");
+    assert!(
+        output
+            .stdout
+            .contains("jobs.yaml:2:21: warning: settings.listen: /status, /metrics and /healthz have no authentication"),
+        "{output:?}"
+    );
+}

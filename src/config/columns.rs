@@ -50,14 +50,32 @@ fn type_name(text: &str) -> bool {
     name_ok && size_ok
 }
 
-/// A default as an SQL literal: numbers as they are, anything else quoted.
+/// A default as an SQL literal: a number SQLite reads as one (optionally
+/// signed, finite decimal digits; not Rust's `inf` or `NaN`) as it is,
+/// anything else quoted as a string.
 pub fn literal(text: &str) -> String {
     let trimmed = text.trim();
-    if trimmed.parse::<f64>().is_ok() && !trimmed.is_empty() {
+    if is_sql_number(trimmed) {
         trimmed.to_string()
     } else {
         format!("'{}'", text.replace('\'', "''"))
     }
+}
+
+/// `[+-]digits[.digits][e[+-]digits]` (or `.digits`), and finite.
+fn is_sql_number(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    !(whole.is_empty() && fraction.is_empty())
+        && digits(whole)
+        && digits(fraction)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
+        && text.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 /// The declared columns, or the problems with their key paths.
@@ -148,6 +166,28 @@ mod tests {
             "TEXT NOT NULL",
         ] {
             assert!(!type_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_numbers_only_when_sqlite_reads_them_as_numbers() {
+        for number in ["1", "-1", "+2.5", ".5", "1e3", "-1.5E-2", "0"] {
+            assert_eq!(literal(number), number);
+        }
+        for text in [
+            "-inf", "inf", "NaN", "infinity", "1e500", "0x10", "1.2.3", "-", "", "e5",
+        ] {
+            assert_eq!(literal(text), format!("'{text}'"), "{text}");
+        }
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (a)").unwrap();
+        for text in ["-inf", "NaN", "1e500"] {
+            conn.execute_batch(&format!(
+                "ALTER TABLE t ADD COLUMN \"c{}\" TEXT DEFAULT {}",
+                text.len(),
+                literal(text)
+            ))
+            .unwrap();
         }
     }
 

@@ -188,7 +188,7 @@ fn find_key<'a>(
     map: &'a MarkedMappingNode,
     key: &str,
 ) -> Option<(&'a marked_yaml::types::MarkedScalarNode, &'a Node)> {
-    map.iter().find(|(k, _)| k.as_str() == key)
+    map.get_key_value(key)
 }
 
 fn marker_position(marker: Option<&marked_yaml::Marker>) -> Option<Position> {

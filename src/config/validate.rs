@@ -236,11 +236,18 @@ impl Validator<'_> {
                 self.error(&path.key(key), "must not be empty");
             }
         }
+        let listen = v(&raw.listen);
+        if listen.is_some_and(|address| !address.ip().is_loopback()) {
+            self.warn(
+                &path.key("listen"),
+                "/status, /metrics and /healthz have no authentication and show database names, paths and errors to anyone who can reach this address; listen on 127.0.0.1 unless a firewall or an authenticating proxy guards the port",
+            );
+        }
         Settings {
             state_dir,
             backup_dir,
             timezone: v(&raw.timezone).unwrap_or(chrono_tz::UTC),
-            listen: v(&raw.listen),
+            listen,
             max_parallel_jobs: match v(&raw.max_parallel_jobs) {
                 Some(0) => {
                     self.error(&path.key("max_parallel_jobs"), "must be at least 1");

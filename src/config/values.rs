@@ -45,7 +45,13 @@ impl ScalarValue for String {
     const EXPECTING: &'static str = "a string";
     const IS_STRING: bool = true;
 
+    /// Any string but one holding a NUL byte (a YAML `"\0"`): no path,
+    /// name, address or SQL text can hold one, and the operating system
+    /// would cut a path at it.
     fn parse_scalar(text: &str) -> Result<Self, String> {
+        if text.contains('\0') {
+            return Err("a NUL byte (`\\0`) cannot be part of a value; remove it".into());
+        }
         Ok(text.to_string())
     }
 
