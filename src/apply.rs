@@ -205,7 +205,8 @@ pub fn apply(
 }
 
 /// Records every database of `config` whose file exists (but those in
-/// `skip`) as managed, and checks it against its remembered identity (the
+/// `skip`) as managed, even while its content cannot be read (a writer
+/// holding it locked), and checks it against its remembered identity (the
 /// one in `known` when the caller just read it, else read now): a
 /// discontinuity is recorded (its backups from before are then kept) and
 /// the identity seen now is remembered.
@@ -221,13 +222,9 @@ pub fn remember_databases(
         if skip(database) {
             continue;
         }
-        let seen = match known.get(&database.path) {
-            Some(identity) => identity.clone(),
-            None => match crate::db::observe::read_identity(&database.path) {
-                Ok(Some(identity)) => identity,
-                _ => continue,
-            },
-        };
+        if !database.path.exists() {
+            continue;
+        }
         let record = ManagedDatabase {
             name: database.name.to_string(),
             path: database.path.clone(),
@@ -235,6 +232,13 @@ pub fn remember_databases(
         if !managed.contains(&record) {
             state.record_managed(&record, clock.now())?;
         }
+        let seen = match known.get(&database.path) {
+            Some(identity) => identity.clone(),
+            None => match crate::db::observe::read_identity(&database.path) {
+                Ok(Some(identity)) => identity,
+                _ => continue,
+            },
+        };
         crate::jobs::identity::check(
             state,
             database.name.as_str(),

@@ -47,6 +47,15 @@ pub fn open(path: &Path) -> Result<File, OpenError> {
     Err(OpenError::NotRegular(what))
 }
 
+/// [`open`] for callers that report an `io::Error`: a path that is not a
+/// regular file is an `InvalidInput` error saying so.
+pub fn open_io(path: &Path) -> io::Result<File> {
+    open(path).map_err(|error| match error {
+        OpenError::Io(e) => e,
+        not_regular => io::Error::new(io::ErrorKind::InvalidInput, not_regular.to_string()),
+    })
+}
+
 /// The whole content of the regular file at `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>, OpenError> {
     use std::io::Read;

@@ -395,3 +395,51 @@ fn listening_beyond_loopback_is_a_warning_about_the_unauthenticated_endpoints() 
         "{output:?}"
     );
 }
+
+#[test]
+fn a_database_locked_by_its_writer_at_startup_counts_as_managed() {
+    let port = free_port();
+    let project = Project::with_config(&format!(
+        "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndatabases:\n  app: {{ path: app.db, pragmas: {{ journal_mode: delete }}, backup: {{ every: 1h, compress: none }} }}\n"
+    ));
+    let db = project.join("app.db");
+    let conn = crate::common::open(&db);
+    conn.execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x);")
+        .unwrap();
+    let mut writer = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (1)')\nprint('locked', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
+            &db.display().to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is on every CI machine");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let daemon = Daemon::start(&project);
+    wait_until("the locked database counts as managed", || {
+        http_get(port, "/metrics").contains("litewarden_managed_databases 1")
+    });
+    drop(writer.stdin.take());
+    assert!(writer.wait().unwrap().success());
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_database_path_that_is_a_fifo_is_reported_not_waited_on() {
+    let project = Project::with_config(APP);
+    mkfifo(&project.join("app.db"));
+    let output = project.run(&["plan"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output.stderr.contains("not a regular file (a FIFO)"),
+        "{output:?}"
+    );
+}

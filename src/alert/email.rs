@@ -100,8 +100,12 @@ impl SmtpMailer {
                         ))
                     })?
                 }
-                Some(PasswordSource::File(path)) => std::fs::read_to_string(path)
-                    .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+                Some(PasswordSource::File(path)) => crate::regular::read(path)
+                    .map(|p| {
+                        String::from_utf8_lossy(&p)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string()
+                    })
                     .map_err(|e| {
                         MailError::Password(format!("{} (password_file): {e}", path.display()))
                     })?,

@@ -28,7 +28,7 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
             source,
         }
     };
-    let mut file = match std::fs::File::open(path) {
+    let mut file = match crate::regular::open_io(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ObservedFile::Missing),
         Err(e) => return Err(io("cannot open")(e)),
@@ -56,7 +56,7 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
 /// through a read-only connection.
 pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
     let mut header = [0u8; 100];
-    match std::fs::File::open(path) {
+    match crate::regular::open(path) {
         Ok(mut file) => {
             let read = file.read(&mut header).map_err(|source| DbError::Io {
                 path: path.to_path_buf(),
@@ -69,12 +69,21 @@ pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
                 });
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(crate::regular::OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(crate::regular::OpenError::Io(source)) => {
             return Err(DbError::Io {
                 path: path.to_path_buf(),
                 action: "cannot open",
                 source,
+            });
+        }
+        Err(crate::regular::OpenError::NotRegular(what)) => {
+            return Err(DbError::Io {
+                path: path.to_path_buf(),
+                action: "cannot open",
+                source: std::io::Error::other(format!("not a regular file ({what})")),
             });
         }
     }

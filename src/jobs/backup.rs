@@ -538,7 +538,7 @@ pub fn raw_copy(
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
     let pending = PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
-    let mut live = File::open(&db.path).map_err(io(&db.path, "cannot read"))?;
+    let mut live = crate::regular::open_io(&db.path).map_err(io(&db.path, "cannot read"))?;
     let size =
         io::copy(&mut live, &mut pending.file()).map_err(io(pending.path(), "cannot write"))?;
     let sha256 = verify::sha256_file(pending.path()).map_err(|source| BackupError::Verify {

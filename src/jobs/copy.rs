@@ -316,7 +316,7 @@ fn stream_in_transaction(
 ) -> Result<CopyStats, CopyError> {
     let (page_size, page_count) = begin_snapshot(conn, source)?;
     let pages = wal_pages(&wal_path(source), page_count)?;
-    let main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
+    let main = crate::regular::open_io(source).map_err(CopyError::io(source, "cannot open"))?;
     let total = page_count * u64::from(page_size);
     let page = page_size as usize;
     let mut buffer = vec![0u8; page * (CHUNK_BYTES / page).max(1)];
@@ -408,7 +408,7 @@ fn snapshot_in_transaction(
     let (page_size, page_count) = begin_snapshot(conn, source)?;
     let bytes = page_count * u64::from(page_size);
 
-    let main = File::open(source).map_err(CopyError::io(source, "cannot open"))?;
+    let main = crate::regular::open_io(source).map_err(CopyError::io(source, "cannot open"))?;
     let length = main
         .metadata()
         .map_err(CopyError::io(source, "cannot stat"))?

@@ -94,7 +94,10 @@ pub fn write(backup: &Path, manifest: &Manifest) -> io::Result<()> {
 /// one is logged and treated as none (the backup then counts as unverified).
 pub fn read(backup: &Path) -> Option<Manifest> {
     let path = path_of(backup);
-    let text = match std::fs::read(&path) {
+    let text = match crate::regular::open_io(&path).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+    }) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {

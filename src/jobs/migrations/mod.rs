@@ -446,8 +446,12 @@ pub fn down(
         let file = files.iter().find(|f| f.version == row.version);
         match file.and_then(|f| f.down.as_ref().map(|down| (f, down))) {
             Some((file, down)) => {
-                let sql =
-                    std::fs::read_to_string(down).map_err(|source| runner::MigrateError::Io {
+                let sql = crate::regular::open_io(down)
+                    .and_then(|mut file| {
+                        let mut sql = String::new();
+                        std::io::Read::read_to_string(&mut file, &mut sql).map(|_| sql)
+                    })
+                    .map_err(|source| runner::MigrateError::Io {
                         database: name.clone(),
                         path: down.clone(),
                         source,
