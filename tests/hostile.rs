@@ -443,3 +443,61 @@ fn a_database_path_that_is_a_fifo_is_reported_not_waited_on() {
         "{output:?}"
     );
 }
+
+/// Polls `condition` for up to 10 s: well under the daemon's 30 s periodic
+/// re-read, so passing proves the file watcher saw the change.
+fn seen_by_the_watcher(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not see: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_config_linked_from_elsewhere_is_reloaded_when_its_target_is_edited() {
+    let project = Project::new();
+    let one = "version: 1\ndatabases:\n  app: { path: app.db, backup: { enabled: false } }\n";
+    project.write("checkout/litewarden.yaml", one.as_bytes());
+    std::os::unix::fs::symlink(
+        project.join("checkout/litewarden.yaml"),
+        project.join("jobs.yaml"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&project);
+    wait_until("the first database exists", || {
+        project.join("app.db").exists()
+    });
+    let two = one.replace(
+        "\n  app:",
+        "\n  edited: { path: edited.db, backup: { enabled: false } }\n  app:",
+    );
+    std::fs::write(project.join("checkout/litewarden.yaml"), &two).unwrap();
+    seen_by_the_watcher("an edit in place at the target", || {
+        project.join("edited.db").exists()
+    });
+    project.write(
+        "checkout/other.yaml",
+        two.replace("edited", "retargeted").as_bytes(),
+    );
+    let link_tmp = project.join("jobs.yaml.tmp");
+    std::os::unix::fs::symlink(project.join("checkout/other.yaml"), &link_tmp).unwrap();
+    std::fs::rename(&link_tmp, project.join("jobs.yaml")).unwrap();
+    seen_by_the_watcher("the link pointed elsewhere", || {
+        project.join("retargeted.db").exists()
+    });
+    let three = two.replace("edited", "renamed_over");
+    project.write("checkout/.other.yaml.swp", three.as_bytes());
+    std::fs::rename(
+        project.join("checkout/.other.yaml.swp"),
+        project.join("checkout/other.yaml"),
+    )
+    .unwrap();
+    seen_by_the_watcher("a save by rename at the new target", || {
+        project.join("renamed_over.db").exists()
+    });
+    assert_eq!(daemon.stop(), 0);
+}

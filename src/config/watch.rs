@@ -6,6 +6,11 @@
 //! go stale. Events are debounced (~300 ms) and become one call of the
 //! caller's callback each (the daemon turns it into an event); the reconciler decides
 //! whether anything really changed (it compares a content hash).
+//!
+//! A `jobs.yaml` that is a symbolic link to a file elsewhere (a git
+//! checkout, `/etc`) is edited at its target, so the target's directory is
+//! watched too; the daemon restarts the watcher when the link is pointed
+//! elsewhere ([`Watcher::is_for`] compares the resolved target).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +25,7 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 pub struct Watcher {
     _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
     watched: Vec<PathBuf>,
+    config_target: Option<PathBuf>,
 }
 
 impl Watcher {
@@ -30,7 +36,8 @@ impl Watcher {
         dirs: &[PathBuf],
         changed: impl Fn() + Send + 'static,
     ) -> Result<Self, notify::Error> {
-        let relevant = Relevance::new(config, dirs);
+        let config_target = resolved_target(config);
+        let relevant = Relevance::new(config, config_target.clone(), dirs);
         let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
             match result {
                 Ok(changes) => {
@@ -52,24 +59,40 @@ impl Watcher {
         Ok(Self {
             _debouncer: debouncer,
             watched,
+            config_target,
         })
     }
 
-    /// The directories being watched.
-    pub fn watched(&self) -> &[PathBuf] {
-        &self.watched
+    /// Whether this watcher watches what [`Watcher::start`] would watch for
+    /// `config` and `dirs` now (same directories, same link target).
+    pub fn is_for(&self, config: &Path, dirs: &[PathBuf]) -> bool {
+        self.watched == watched_dirs(config, dirs) && self.config_target == resolved_target(config)
     }
 }
 
-/// The directories to watch: the config file's own and each existing
-/// directory of `dirs`, without repeats.
+/// Where `config` leads when it is a symbolic link (`None` when it is not
+/// one or cannot be resolved).
+fn resolved_target(config: &Path) -> Option<PathBuf> {
+    let is_link = std::fs::symlink_metadata(config).is_ok_and(|m| m.file_type().is_symlink());
+    is_link
+        .then(|| std::fs::canonicalize(config).ok())
+        .flatten()
+}
+
+/// The directories to watch: the config file's own, its link target's
+/// (when it is a link) and each existing directory of `dirs`, without
+/// repeats.
 pub fn watched_dirs(config: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
     let config_dir = match config.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let target_dir = resolved_target(config).and_then(|t| t.parent().map(Path::to_path_buf));
     let mut watched: Vec<PathBuf> = Vec::new();
-    for dir in std::iter::once(config_dir).chain(dirs.iter().cloned()) {
+    for dir in std::iter::once(config_dir)
+        .chain(target_dir)
+        .chain(dirs.iter().cloned())
+    {
         if dir.is_dir() && !watched.contains(&dir) {
             watched.push(dir);
         }
@@ -83,13 +106,15 @@ pub fn watched_dirs(config: &Path, dirs: &[PathBuf]) -> Vec<PathBuf> {
 /// daemon.
 struct Relevance {
     config_name: Option<std::ffi::OsString>,
+    config_target: Option<PathBuf>,
     migration_dirs: Vec<PathBuf>,
 }
 
 impl Relevance {
-    fn new(config: &Path, dirs: &[PathBuf]) -> Self {
+    fn new(config: &Path, config_target: Option<PathBuf>, dirs: &[PathBuf]) -> Self {
         Self {
             config_name: config.file_name().map(|n| n.to_os_string()),
+            config_target,
             migration_dirs: dirs
                 .iter()
                 .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
@@ -113,6 +138,9 @@ impl Relevance {
         if path.file_name() == self.config_name.as_deref() || name.starts_with("..") {
             return true;
         }
+        if self.config_target.as_deref() == Some(path) {
+            return true;
+        }
         let parent = path
             .parent()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
@@ -128,8 +156,11 @@ mod tests {
     fn only_the_config_its_data_link_and_migration_files_matter() {
         let relevance = Relevance::new(
             Path::new("/etc/lw/jobs.yaml"),
+            Some(PathBuf::from("/srv/git/ops/litewarden.yaml")),
             &[PathBuf::from("/etc/lw/migrations/app")],
         );
+        assert!(relevance.matters(Path::new("/srv/git/ops/litewarden.yaml")));
+        assert!(!relevance.matters(Path::new("/srv/git/ops/other.yaml")));
         assert!(relevance.matters(Path::new("/etc/lw/jobs.yaml")));
         assert!(relevance.matters(Path::new("/etc/lw/..data")));
         assert!(relevance.matters(Path::new("/etc/lw/migrations/app/0002_x.sql")));
@@ -140,7 +171,7 @@ mod tests {
 
     #[test]
     fn reading_the_config_does_not_wake_the_daemon() {
-        let relevance = Relevance::new(Path::new("/etc/lw/jobs.yaml"), &[]);
+        let relevance = Relevance::new(Path::new("/etc/lw/jobs.yaml"), None, &[]);
         let event = |kind| notify::Event::new(kind).add_path(PathBuf::from("/etc/lw/jobs.yaml"));
         assert!(!relevance.wakes(&event(notify::EventKind::Access(
             notify::event::AccessKind::Close(notify::event::AccessMode::Read)

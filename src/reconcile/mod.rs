@@ -617,11 +617,10 @@ impl Reconciler {
             .values()
             .filter_map(|db| db.migrations.as_ref().map(|m| m.dir.clone()))
             .collect();
-        let wanted = crate::config::watch::watched_dirs(&self.config_path, &dirs);
         if self
             .watcher
             .as_ref()
-            .is_some_and(|w| w.watched() == wanted.as_slice())
+            .is_some_and(|w| w.is_for(&self.config_path, &dirs))
         {
             return;
         }
