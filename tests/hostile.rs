@@ -259,11 +259,11 @@ fn the_daemon_survives_its_state_database_being_overwritten_or_deleted() {
     });
     wait_until("status says the daemon runs", || {
         let output = project.run(&["status"]);
-        output.code == 0 && output.stdout.contains("running since")
+        output.code == 0 && output.stdout.contains("daemon: running (pid")
     });
     assert_eq!(daemon.stop(), 0);
     let status = project.run(&["status"]);
-    assert!(!status.stdout.contains("running since"), "{status:?}");
+    assert!(!status.stdout.contains("daemon: running"), "{status:?}");
     let listed = project.run(&["backups", "app", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(
@@ -500,4 +500,70 @@ fn a_config_linked_from_elsewhere_is_reloaded_when_its_target_is_edited() {
         project.join("renamed_over.db").exists()
     });
     assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_page_size_change_killed_half_way_is_converged_back_to_wal_at_once() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { journal_mode: wal, page_size: 8192 }, backup: { enabled: false } }\n",
+    );
+    let db = project.join("app.db");
+    crate::common::fill(&db, 200);
+    let daemon = Daemon::start(&project);
+    wait_until("the daemon is up", || {
+        project
+            .run(&["status"])
+            .stdout
+            .contains("daemon: running (pid")
+    });
+    let mut rewrite = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sqlite3,sys\nlock=open(sys.argv[1]+'.migrate-lock','a')\nfcntl.flock(lock, fcntl.LOCK_EX)\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA journal_mode=delete')\nc.close()\nprint('rewriting', flush=True)\nsys.stdin.read()",
+            &db.display().to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(rewrite.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "rewriting");
+    let plan = project.run(&["plan"]);
+    assert!(
+        plan.stdout.contains("~ app: journal_mode delete -> wal"),
+        "{plan:?}"
+    );
+    rewrite.kill().unwrap();
+    rewrite.wait().unwrap();
+    seen_by_the_watcher("the interrupted rewrite converged back to WAL", || {
+        crate::common::pragma::<String>(&db, "journal_mode") == "wal"
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn status_of_a_killed_daemon_does_not_say_it_runs() {
+    let project = Project::with_config(APP);
+    let daemon = Daemon::start(&project);
+    wait_until("the daemon is up", || {
+        project
+            .run(&["status"])
+            .stdout
+            .contains("daemon: running (pid")
+    });
+    daemon.signal("KILL");
+    wait_until("status sees the daemon gone", || {
+        let output = project.run(&["status"]);
+        output.code == 0 && !output.stdout.contains("daemon: running")
+    });
+    let output = project.run(&["status"]);
+    assert!(
+        output.stdout.starts_with("daemon: not running"),
+        "{output:?}"
+    );
 }

@@ -10,6 +10,7 @@ pub mod columns;
 pub mod lock;
 pub mod observe;
 pub mod pragmas;
+pub mod schema_lock;
 
 use std::path::{Path, PathBuf};
 

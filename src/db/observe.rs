@@ -51,6 +51,58 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
     read_facts(&conn, path).map(ObservedFile::Present)
 }
 
+/// What a database file's first 100 bytes say, read without SQLite: cheap
+/// enough to ask of every database on every wake-up of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    /// No file.
+    Missing,
+    /// A file too short (or too strange) to say: a new empty database.
+    Unknown,
+    /// A SQLite header: whether it is in WAL mode and its page size.
+    Known {
+        /// Bytes 18 and 19 are 2 (WAL).
+        wal: bool,
+        /// Bytes 16-17 (1 meaning 65536).
+        page_size: u32,
+    },
+}
+
+impl Header {
+    /// Whether `observed` (a full observation) says something else than
+    /// this header: the file changed since it was observed.
+    pub fn contradicts(self, observed: &ObservedFile) -> bool {
+        match (self, observed) {
+            (Header::Missing, ObservedFile::Missing) | (Header::Unknown, _) => false,
+            (Header::Known { wal, page_size }, ObservedFile::Present(facts)) => {
+                facts.page_count > 0 && (wal != facts.wal || page_size != facts.page_size.bytes())
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Reads the [`Header`] of the file at `path`.
+pub fn read_header(path: &Path) -> Header {
+    let mut file = match crate::regular::open_io(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Header::Missing,
+        Err(_) => return Header::Unknown,
+    };
+    let mut header = [0u8; 100];
+    if file.read_exact(&mut header).is_err() || &header[..16] != SQLITE_HEADER {
+        return Header::Unknown;
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n => u32::from(n),
+    };
+    Header::Known {
+        wal: header[18] == 2 && header[19] == 2,
+        page_size,
+    }
+}
+
 /// The identity of the database at `path` (`None` when there is no file):
 /// its size, application id, user version, change counter and schema, read
 /// through a read-only connection.
@@ -215,4 +267,31 @@ pub fn declared_tables(database: &Database) -> Result<TableColumns, DbError> {
         tables.insert(column.table.clone(), columns);
     }
     Ok(tables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_says_wal_and_page_size_and_contradicts_an_older_observation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        assert_eq!(read_header(&path), Header::Missing);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA page_size=8192; PRAGMA journal_mode=wal; CREATE TABLE t (x);")
+            .unwrap();
+        let observed = observe_file(&path).unwrap();
+        assert_eq!(
+            read_header(&path),
+            Header::Known {
+                wal: true,
+                page_size: 8192
+            }
+        );
+        assert!(!read_header(&path).contradicts(&observed));
+        conn.pragma_update(None, "journal_mode", "delete").unwrap();
+        assert!(read_header(&path).contradicts(&observed));
+        assert!(Header::Missing.contradicts(&observed));
+    }
 }

@@ -62,8 +62,23 @@ fn set_on_empty(conn: &Connection, path: &Path, value: PragmaValue) -> Result<()
 }
 
 /// Changes one stored pragma of an existing database. `allow_vacuum` must be
-/// true for changes that rewrite the file.
+/// true for changes that rewrite the file. The whole change holds the
+/// database's schema lock, so a `page_size` change (WAL off, VACUUM, WAL
+/// on) never interleaves with a migration or the daemon's convergence, and
+/// one that is killed half-way is seen as interrupted (the lock is free).
 pub fn change(path: &Path, to: PragmaValue, connection: &ConnectionPragmas) -> Result<(), DbError> {
+    let lock_error = |source| DbError::Io {
+        path: super::schema_lock::path(path),
+        action: "cannot take the schema lock",
+        source,
+    };
+    let _schema_lock = super::schema_lock::take(path, connection.busy_timeout)
+        .map_err(lock_error)?
+        .ok_or_else(|| {
+            lock_error(std::io::Error::other(
+                "a migration or file rewrite of this database is running; try again when it ends",
+            ))
+        })?;
     let conn = super::open(path, connection)?;
     match to {
         PragmaValue::JournalMode(mode) => set_journal_mode(&conn, path, mode)?,

@@ -269,6 +269,7 @@ impl Reconciler {
         let mut last_poll = Instant::now();
         loop {
             self.keep_state_intact();
+            self.notice_changed_files();
             self.fire_due_jobs();
             self.write_status();
             self.evaluate_alerts();
@@ -635,6 +636,38 @@ impl Reconciler {
                 tracing::warn!(error = %e, "cannot watch files; changes are picked up every 30s and on SIGHUP")
             }
         }
+    }
+
+    /// Re-observes, at once, each database whose file header no longer says
+    /// what the last observation saw (deleted, restored, journal mode or
+    /// page size changed: e.g. an `apply --allow-vacuum` killed half-way
+    /// left it out of WAL), unless a schema change holds it now. A 100-byte
+    /// read per database per wake-up; the full observation runs only for
+    /// those that changed.
+    fn notice_changed_files(&mut self) {
+        if self.draining {
+            return;
+        }
+        let changed: BTreeSet<DbName> = self
+            .config
+            .databases
+            .values()
+            .filter(|db| !self.converging.contains(db.name.as_str()))
+            .filter(|db| {
+                self.observed.files.get(&db.path).is_some_and(|observed| {
+                    crate::db::observe::read_header(&db.path).contradicts(observed)
+                })
+            })
+            .filter(|db| !crate::db::schema_lock::is_held(&db.path))
+            .map(|db| db.name.clone())
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        for name in &changed {
+            tracing::info!(db = %name, "the file changed since it was observed; observing it again");
+        }
+        self.converge(&|db: &Database| changed.contains(&db.name), Mode::OnWorkers);
     }
 
     /// Reopens the state database when its file was deleted, replaced or

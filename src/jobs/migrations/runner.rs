@@ -15,7 +15,7 @@
 //! another process. `PRAGMA user_version` mirrors the newest version when it
 //! fits SQLite's 32-bit field (sqlx's timestamp versions do not).
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -188,34 +188,26 @@ pub fn session(database: &Database) -> Result<Session<'_>, MigrateError> {
             path: database.path.clone(),
         });
     }
-    let lock_path = lock_path(&database.path);
-    let lock = crate::durable::open_lock_file(&lock_path).map_err(|source| MigrateError::Io {
-        database: name.clone(),
-        path: lock_path.clone(),
-        source,
-    })?;
-    let deadline = Instant::now() + database.pragmas.connection.busy_timeout;
-    loop {
-        match lock.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(TryLockError::WouldBlock) => {
-                return Err(MigrateError::Locked {
-                    database: name,
-                    lock: lock_path,
-                });
-            }
-            Err(TryLockError::Error(source)) => {
-                return Err(MigrateError::Io {
-                    database: name,
-                    path: lock_path,
-                    source,
-                });
-            }
+    let lock_path = crate::db::schema_lock::path(&database.path);
+    let lock = match crate::db::schema_lock::take(
+        &database.path,
+        database.pragmas.connection.busy_timeout,
+    ) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            return Err(MigrateError::Locked {
+                database: name,
+                lock: lock_path,
+            });
         }
-    }
+        Err(source) => {
+            return Err(MigrateError::Io {
+                database: name,
+                path: lock_path,
+                source,
+            });
+        }
+    };
     let conn = crate::db::open(&database.path, &database.pragmas.connection).map_err(|e| {
         MigrateError::Sqlite {
             database: name.clone(),
@@ -233,13 +225,6 @@ pub fn session(database: &Database) -> Result<Session<'_>, MigrateError> {
     };
     session.ensure_tracking_table()?;
     Ok(session)
-}
-
-/// The advisory lock file of a database's migrations.
-pub fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
-    name.push(".migrate-lock");
-    PathBuf::from(name)
 }
 
 /// The applied migrations of `database` without changing anything (an
