@@ -4,7 +4,7 @@
 //!
 //! Kill points are spread over each operation's measured duration by a
 //! seeded generator (printed on failure); `LITEWARDEN_CRASH_ROUNDS` raises
-//! the 20 rounds per operation that CI runs.
+//! the 10 rounds per operation that CI runs (100 for a long run).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,18 +12,18 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Project, all_names, binary, count, fill, integrity_check_elsewhere, open};
 
-fn rounds() -> usize {
+pub(crate) fn rounds() -> usize {
     std::env::var("LITEWARDEN_CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
+        .unwrap_or(10)
 }
 
 /// A small xorshift generator: reproducible kill points from a seed.
-struct Points(u64);
+pub(crate) struct Points(u64);
 
 impl Points {
-    fn seeded() -> Self {
+    pub(crate) fn seeded() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -34,7 +34,7 @@ impl Points {
     }
 
     /// A point in `0..span`.
-    fn next(&mut self, span: Duration) -> Duration {
+    pub(crate) fn next(&mut self, span: Duration) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -54,7 +54,7 @@ fn project_with_rows(backup: &str, rows: u32) -> Project {
     project
 }
 
-fn spawn(project: &Project, args: &[&str]) -> Child {
+pub(crate) fn spawn(project: &Project, args: &[&str]) -> Child {
     Command::new(binary())
         .args(args)
         .current_dir(project.path())
@@ -66,21 +66,21 @@ fn spawn(project: &Project, args: &[&str]) -> Child {
 }
 
 /// How long `args` takes when left alone.
-fn duration_of(project: &Project, args: &[&str]) -> Duration {
+pub(crate) fn duration_of(project: &Project, args: &[&str]) -> Duration {
     let started = Instant::now();
     let output = project.run(args);
     assert_eq!(output.code, 0, "{args:?}: {}", output.stderr);
     started.elapsed()
 }
 
-fn temps(dir: &Path) -> Vec<String> {
+pub(crate) fn temps(dir: &Path) -> Vec<String> {
     all_names(dir)
         .into_iter()
         .filter(|name| name.starts_with(".lw-tmp"))
         .collect()
 }
 
-fn listed_backups(project: &Project) -> Vec<PathBuf> {
+pub(crate) fn listed_backups(project: &Project) -> Vec<PathBuf> {
     let output = project.run(&["backups", "app", "--json"]);
     assert_eq!(output.code, 0, "{}", output.stderr);
     let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();

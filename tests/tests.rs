@@ -8,6 +8,7 @@ mod backup;
 mod bad_input;
 mod check;
 mod crash;
+mod crash_ops;
 mod daemon;
 mod first_hour;
 mod health;
