@@ -10,6 +10,7 @@ mod check;
 mod crash;
 mod crash_ops;
 mod daemon;
+mod faults;
 mod first_hour;
 mod health;
 mod hostile;

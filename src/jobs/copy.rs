@@ -504,6 +504,26 @@ fn wal_pages(wal: &Path, page_count: u64) -> Result<BTreeSet<u64>, CopyError> {
     Ok(pages)
 }
 
+/// SQLite says "database or disk is full" for either file; while copying,
+/// a full disk is the copy's (the source is only read), so the error names
+/// the copy's path.
+fn blame_full_disk(
+    error: rusqlite::Error,
+    source: &Path,
+    dest_path: &Path,
+    action: &'static str,
+) -> CopyError {
+    if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        CopyError::Sqlite {
+            path: dest_path.parent().unwrap_or(dest_path).to_path_buf(),
+            action: "no space left for the copy (this disk is full)",
+            source: error,
+        }
+    } else {
+        CopyError::sqlite(source, action)(error)
+    }
+}
+
 fn api(
     conn: &Connection,
     source: &Path,
@@ -526,7 +546,7 @@ fn api(
         loop {
             match backup
                 .step(-1)
-                .map_err(CopyError::sqlite(source, "backup step failed"))?
+                .map_err(|e| blame_full_disk(e, source, dest_path, "backup step failed"))?
             {
                 rusqlite::backup::StepResult::Done => break,
                 _ if std::time::Instant::now() < deadline => {
@@ -557,7 +577,7 @@ fn vacuum(
 ) -> Result<CopyStats, CopyError> {
     progress.start("VACUUM INTO", None);
     conn.execute("VACUUM INTO ?1", params![dest_path.to_string_lossy()])
-        .map_err(CopyError::sqlite(source, "VACUUM INTO failed"))?;
+        .map_err(|e| blame_full_disk(e, source, dest_path, "VACUUM INTO failed"))?;
     progress.finish();
     let dest = Connection::open_with_flags(dest_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(CopyError::sqlite(dest_path, "cannot open"))?;
