@@ -58,10 +58,31 @@ pub fn open_io(path: &Path) -> io::Result<File> {
 
 /// The whole content of the regular file at `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>, OpenError> {
+    read_at_most(path, u64::MAX)
+}
+
+/// The whole content of the regular file at `path`, refused with
+/// an `io::ErrorKind::FileTooLarge` error when it holds more than `limit`
+/// bytes (checked before reading, and again while reading a file that
+/// grows).
+pub fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
     use std::io::Read;
-    let mut file = open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    let file = open(path)?;
+    let too_large = |size: u64| {
+        OpenError::Io(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("{size} bytes, more than the {limit} accepted"),
+        ))
+    };
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
     Ok(bytes)
 }
 
@@ -87,6 +108,21 @@ mod tests {
             let error = open(path).unwrap_err();
             assert_eq!(error.to_string(), format!("not a regular file ({what})"));
         }
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        let error = read_at_most(&path, 1024).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "1099511627776 bytes, more than the 1024 accepted"
+        );
     }
 
     #[test]

@@ -567,3 +567,33 @@ fn status_of_a_killed_daemon_does_not_say_it_runs() {
         "{output:?}"
     );
 }
+
+#[test]
+fn a_huge_or_deeply_nested_config_is_one_error_not_a_crash() {
+    let project = Project::new();
+    std::fs::File::create(project.join("jobs.yaml"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let output = project.run(&["check"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("jobs.yaml: cannot read the config file: 1073741824 bytes, more than the 67108864 accepted"),
+        "{output:?}"
+    );
+    let mut nested = String::from("version: 1\ndatabases:\n");
+    for depth in 0..3000 {
+        nested.push_str(&format!("{}a:\n", "  ".repeat(depth + 1)));
+    }
+    project.write("jobs.yaml", nested.as_bytes());
+    let output = project.run(&["check"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    assert!(
+        output
+            .stderr
+            .starts_with("jobs.yaml:66:129: nested more than 64 levels deep"),
+        "{output:?}"
+    );
+}

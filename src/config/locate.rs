@@ -81,6 +81,42 @@ pub struct StructureError {
     pub message: String,
 }
 
+/// The deepest block nesting accepted. `jobs.yaml` needs six levels; the
+/// YAML parser recurses once per level of indentation without a limit of
+/// its own (it has one for `{ }` and `[ ]`), so a file nested thousands of
+/// levels deep would overflow the stack.
+pub const MAX_NESTING: usize = 64;
+
+/// The first line whose block nesting (indentation levels plus `- `
+/// sequence entries opened on the line) goes past [`MAX_NESTING`].
+pub fn too_deep(text: &str) -> Option<Position> {
+    let mut indents: Vec<usize> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        while indents.last().is_some_and(|&top| top >= indent) {
+            indents.pop();
+        }
+        indents.push(indent);
+        let mut rest = content;
+        let mut dashes = 0;
+        while let Some(after) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-\t")) {
+            dashes += 1;
+            rest = after.trim_start();
+        }
+        if indents.len() + dashes > MAX_NESTING {
+            return Some(Position {
+                line: index + 1,
+                column: indent + 1,
+            });
+        }
+    }
+    None
+}
+
 /// The parsed file with positions.
 #[derive(Debug)]
 pub struct Document {
@@ -93,6 +129,14 @@ impl Document {
     /// Parses `text`, refusing duplicate keys, anchors, aliases, tags and
     /// merge keys.
     pub fn parse(text: &str) -> Result<Self, StructureError> {
+        if let Some(position) = too_deep(text) {
+            return Err(StructureError {
+                position,
+                message: format!(
+                    "nested more than {MAX_NESTING} levels deep; jobs.yaml needs at most six"
+                ),
+            });
+        }
         let options = LoaderOptions::default().error_on_duplicate_keys(true);
         let root = marked_yaml::parse_yaml_with_options(0, text, options)
             .map_err(|error| structure_error(text, error))?;

@@ -99,14 +99,21 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// The largest config file read (bytes): far above any real one (200,000
+/// databases take 7 MiB), it bounds the memory a wrong path (a log file, a
+/// disk image) can make the loader use.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
 /// Reads, parses, validates and preflights the config file at `file`.
 ///
 /// `file` is shown in messages as given; relative paths inside the file are
 /// resolved against its directory.
 pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
-    let bytes = crate::regular::read(file).map_err(|source| Error::ConfigRead {
-        path: file.to_path_buf(),
-        source,
+    let bytes = crate::regular::read_at_most(file, MAX_CONFIG_BYTES).map_err(|source| {
+        Error::ConfigRead {
+            path: file.to_path_buf(),
+            source,
+        }
     })?;
     let label = file.display().to_string();
     let (config, warnings, document) =
@@ -359,5 +366,7 @@ fn unknown_field_message(unknown: &str, expected: &[String]) -> String {
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

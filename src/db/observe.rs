@@ -131,11 +131,11 @@ pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
                 source,
             });
         }
-        Err(crate::regular::OpenError::NotRegular(what)) => {
+        Err(other) => {
             return Err(DbError::Io {
                 path: path.to_path_buf(),
                 action: "cannot open",
-                source: std::io::Error::other(format!("not a regular file ({what})")),
+                source: std::io::Error::other(other.to_string()),
             });
         }
     }

@@ -21,3 +21,5 @@ pub mod replace;
 pub mod restore;
 pub mod retention;
 pub mod verify;
+#[cfg(test)]
+mod verify_hostile_tests;

@@ -166,11 +166,11 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>, FilesError> {
             continue;
         }
         let bytes = crate::regular::read(&path).map_err(|error| match error {
-            crate::regular::OpenError::NotRegular(_) => FilesError::NotRegular(path.clone()),
             crate::regular::OpenError::Io(source) => FilesError::Io {
                 path: path.clone(),
                 source,
             },
+            _ => FilesError::NotRegular(path.clone()),
         })?;
         let sql = String::from_utf8(bytes).map_err(|e| FilesError::NotUtf8 {
             path: path.clone(),
