@@ -131,13 +131,16 @@ fn backups_killed_at_random_points_leave_nothing_once_the_next_backup_ran() {
     ] {
         let project = project(settings);
         let span = duration_of(&project, &["backup", "app"]);
+        let mut killed = 0;
         for round in 0..rounds() {
             let mut child = spawn(&project, &["backup", "app"]);
             std::thread::sleep(points.next(span));
             let _ = child.kill();
             let status = child.wait().unwrap();
+            killed += usize::from(status.code().is_none());
             eprintln!("{settings}, round {round}: {status}");
         }
+        crate::crash_ops::record_crash(&format!("backup ({settings})"), killed, span);
         assert_recovered(&project, &[6_000]);
     }
 }
@@ -151,6 +154,7 @@ fn restores_killed_at_random_points_leave_the_old_or_the_new_content_whole() {
         .execute_batch("DELETE FROM pages WHERE id > 4000;")
         .unwrap();
     let span = duration_of(&project, &["restore", "app", "--yes"]);
+    let mut killed = 0;
     for round in 0..rounds() {
         open(&project.join("app.db"))
             .execute_batch("DELETE FROM pages WHERE id > 4000;")
@@ -159,11 +163,13 @@ fn restores_killed_at_random_points_leave_the_old_or_the_new_content_whole() {
         std::thread::sleep(points.next(span));
         let _ = child.kill();
         let status = child.wait().unwrap();
+        killed += usize::from(status.code().is_none());
         eprintln!("restore round {round}: {status}");
         assert_eq!(integrity_check_elsewhere(&project.join("app.db")), "ok");
         let rows = count(&project.join("app.db"), "pages");
         assert!(rows == 4_000 || rows == 6_000, "{rows} rows");
     }
+    crate::crash_ops::record_crash("restore in place", killed, span);
     assert_recovered(&project, &[4_000, 6_000]);
     let restore = project.run(&["restore", "app", "--from", "latest", "--yes"]);
     assert_eq!(restore.code, 0, "{}", restore.stderr);

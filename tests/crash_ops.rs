@@ -103,17 +103,35 @@ fn assert_catalog_is_the_files(project: &Project) {
     }
 }
 
+/// Runs `args` `rounds()` times, each SIGKILLed at a random point of its
+/// undisturbed duration, `before` each; records how many kills landed.
 fn kill_at_random_points(project: &Project, args: &[&str], mut before: impl FnMut()) {
     let mut points = Points::seeded();
     let span = duration_of(project, args);
+    let mut killed = 0;
     for round in 0..rounds() {
         before();
         let mut child = spawn(project, args);
         std::thread::sleep(points.next(span));
         let _ = child.kill();
         let status = child.wait().unwrap();
+        killed += usize::from(status.code().is_none());
         eprintln!("{args:?}, round {round}: {status}");
     }
+    record_crash(&args.join(" "), killed, span);
+}
+
+/// Records one operation's crash rounds for RELIABILITY.md.
+pub(crate) fn record_crash(operation: &str, killed: usize, span: std::time::Duration) {
+    crate::common::record(
+        "crash",
+        serde_json::json!({
+            "operation": operation,
+            "rounds": rounds(),
+            "killed_mid_run": killed,
+            "undisturbed_ms": span.as_millis() as u64,
+        }),
+    );
 }
 
 #[test]
@@ -167,6 +185,7 @@ fn migrations_killed_at_random_points_are_applied_whole_or_not_at_all() {
     let ledger = Ledger::start(&db);
     let span = duration_of(&project, &["migrate", "up", "app"]);
     let mut points = Points::seeded();
+    let mut killed = 0;
     for round in 0..rounds() {
         let down = project.run(&["migrate", "down", "app", "--to", "0"]);
         assert_eq!(down.code, 0, "{down:?}");
@@ -174,9 +193,11 @@ fn migrations_killed_at_random_points_are_applied_whole_or_not_at_all() {
         std::thread::sleep(points.next(span));
         let _ = child.kill();
         let status = child.wait().unwrap();
+        killed += usize::from(status.code().is_none());
         eprintln!("migrate up, round {round}: {status}");
         assert_migrations_match_the_schema(&db);
     }
+    record_crash("migrate up (with a concurrent writer)", killed, span);
     let output = project.run(&["migrate", "up", "app"]);
     assert_eq!(output.code, 0, "{output:?}");
     let committed = ledger.finish();

@@ -248,3 +248,21 @@ pub fn shipped() -> Project {
     }
     project
 }
+
+/// Appends `figures` as one JSON line, tagged `kind`, to
+/// `$LITEWARDEN_RELIABILITY_OUT/records.jsonl` when that variable is set:
+/// `scripts/reliability.py` turns these records into RELIABILITY.md.
+pub fn record(kind: &str, figures: serde_json::Value) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("LITEWARDEN_RELIABILITY_OUT") else {
+        return;
+    };
+    let line = serde_json::json!({ "kind": kind, "figures": figures }).to_string() + "\n";
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(&dir).join("records.jsonl"))
+        .expect("open the reliability records");
+    file.write_all(line.as_bytes())
+        .expect("write a reliability record");
+}
