@@ -104,19 +104,35 @@ fn assert_catalog_is_the_files(project: &Project) {
 }
 
 /// Runs `args` `rounds()` times, each SIGKILLed at a random point of its
-/// undisturbed duration, `before` each; records how many kills landed.
+/// undisturbed duration (measured once after a first `before`), `before`
+/// each; records how many kills landed.
 fn kill_at_random_points(project: &Project, args: &[&str], mut before: impl FnMut()) {
     let mut points = Points::seeded();
+    before();
     let span = duration_of(project, args);
     let mut killed = 0;
     for round in 0..rounds() {
         before();
-        let mut child = spawn(project, args);
+        let stderr = project.join("round.stderr");
+        let mut child = Command::new(crate::common::binary())
+            .args(args)
+            .current_dir(project.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
         std::thread::sleep(points.next(span));
         let _ = child.kill();
         let status = child.wait().unwrap();
         killed += usize::from(status.code().is_none());
         eprintln!("{args:?}, round {round}: {status}");
+        assert_ne!(
+            status.code(),
+            Some(1),
+            "{}",
+            std::fs::read_to_string(&stderr).unwrap()
+        );
     }
     record_crash(&args.join(" "), killed, span);
 }

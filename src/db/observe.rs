@@ -19,6 +19,47 @@ use crate::plan::{FileFacts, ObservedFile, TableColumns};
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
+/// A read-only connection to the database at `path`. A read-only
+/// connection cannot roll back a hot `-journal` (a rollback-mode writer,
+/// or a VACUUM, killed mid-transaction) and fails with "attempt to write a
+/// readonly database"; so when a non-empty journal is there, a read-write
+/// connection first reads the schema, which is SQLite's own crash recovery:
+/// it restores the last committed state and changes nothing else.
+fn open_read_only(path: &Path) -> Result<Connection, DbError> {
+    roll_back_hot_journal(path);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(sqlite_error(path, "cannot open read-only"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+    Ok(conn)
+}
+
+/// Lets SQLite roll back a hot `-journal` beside `path`, if there is one,
+/// so read-only connections can read the database (see [`open_read_only`]).
+pub fn roll_back_hot_journal(path: &Path) {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    if std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0) {
+        let recover = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.query_row("PRAGMA schema_version", [], |row| row.get::<_, i64>(0))
+        });
+        match recover {
+            Ok(_) => {
+                tracing::debug!(path = %path.display(), "read through a rollback journal (rolled back if hot)")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot roll back the journal an interrupted writer left")
+            }
+        }
+    }
+}
+
 /// What is at `path`: nothing, or a SQLite file and its stored pragmas.
 pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
     let io = |action| {
@@ -43,11 +84,7 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
             path: path.to_path_buf(),
         });
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(sqlite_error(path, "cannot open read-only"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+    let conn = open_read_only(path)?;
     read_facts(&conn, path).map(ObservedFile::Present)
 }
 
@@ -139,11 +176,7 @@ pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
             });
         }
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(sqlite_error(path, "cannot open read-only"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
+    let conn = open_read_only(path)?;
     identity_of(
         &conn,
         path,
@@ -236,14 +269,7 @@ pub fn declared_tables(database: &Database) -> Result<TableColumns, DbError> {
     let path = &database.path;
     let mut tables = BTreeMap::new();
     let conn = if path.exists() {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite_error(path, "cannot open read-only"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(sqlite_error(path, "cannot set busy_timeout"))?;
-        Some(conn)
+        Some(open_read_only(path)?)
     } else {
         None
     };
@@ -293,5 +319,45 @@ mod tests {
         conn.pragma_update(None, "journal_mode", "delete").unwrap();
         assert!(read_header(&path).contradicts(&observed));
         assert!(Header::Missing.contradicts(&observed));
+    }
+
+    #[test]
+    fn a_hot_journal_left_by_a_killed_writer_is_rolled_back_before_a_read_only_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        let conn = Connection::open(&live).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=delete; PRAGMA cache_size=5; CREATE TABLE t (x); INSERT INTO t VALUES (1);
+             BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO t SELECT randomblob(100) FROM n;",
+        )
+        .unwrap();
+        let crashed = dir.path().join("crashed.db");
+        std::fs::copy(&live, &crashed).unwrap();
+        std::fs::copy(
+            dir.path().join("live.db-journal"),
+            dir.path().join("crashed.db-journal"),
+        )
+        .unwrap();
+        let plain =
+            Connection::open_with_flags(&crashed, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert!(
+            plain
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .is_err(),
+            "a read-only connection cannot read through a hot journal"
+        );
+        assert!(matches!(
+            observe_file(&crashed).unwrap(),
+            ObservedFile::Present(_)
+        ));
+        let after =
+            Connection::open_with_flags(&crashed, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert_eq!(
+            after
+                .query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap(),
+            1
+        );
     }
 }

@@ -34,6 +34,7 @@ pub struct Detection {
 /// Replays `files` on an empty scratch database and compares each version's
 /// schema with the database at `live`.
 pub fn detect(live: &Path, files: &[MigrationFile]) -> Result<Detection, String> {
+    crate::db::observe::roll_back_hot_journal(live);
     let live_conn = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", crate::paths::display(live)))?;
     let wanted = schema(&live_conn)?;

@@ -233,6 +233,7 @@ pub fn read_applied_read_only(path: &Path) -> Result<Vec<AppliedMigration>, rusq
     if !path.exists() {
         return Ok(Vec::new());
     }
+    crate::db::observe::roll_back_hot_journal(path);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     if table_exists(&conn, TRACKING_TABLE)? {
