@@ -12,13 +12,15 @@ use super::locate::FieldPath;
 use super::model::DeclaredColumn;
 use super::raw::RawColumn;
 
-fn identifier(text: &str) -> bool {
+/// Whether `text` is a plain SQL identifier (letters, digits, `_`).
+pub fn identifier(text: &str) -> bool {
     let mut chars = text.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn type_name(text: &str) -> bool {
+/// Whether `text` is a column type name, optionally sized (`VARCHAR(255)`).
+pub fn type_name(text: &str) -> bool {
     let (name, size) = match text.split_once('(') {
         Some((name, rest)) => (name.trim(), Some(rest)),
         None => (text.trim(), None),

@@ -1,0 +1,690 @@
+//! The application side: pooled access to one managed database, with the
+//! same health checks, backup engine and migration engine as the daemon.
+//!
+//! Owns [`Manager`]: a pool of reader connections ([`pool`], r2d2 +
+//! r2d2_sqlite) and one writer connection. Every write of the process goes
+//! through that writer, one at a time (an in-process queue on its lock), so
+//! threads of one application never meet `SQLITE_BUSY` among themselves;
+//! transactions begin `IMMEDIATE`, so a write never fails half-way on a
+//! lock upgrade, and other processes (the daemon) are waited for up to
+//! `busy_timeout`. Every connection gets the database's per-connection
+//! pragmas from `jobs.yaml` and a prepared-statement cache.
+//!
+//! ```no_run
+//! use litewarden::live::{Manager, Options};
+//!
+//! let db = Manager::open("website_crawler.db", Options::default())?;
+//! db.execute_batch("CREATE TABLE IF NOT EXISTS crawled_pages (url TEXT PRIMARY KEY, status INTEGER)")?;
+//! db.execute("INSERT OR REPLACE INTO crawled_pages VALUES (?1, ?2)", ("https://example.com", 200))?;
+//! let urls: Vec<String> = db.query("SELECT url FROM crawled_pages", [], |row| row.get(0))?;
+//! assert_eq!(urls.len(), 1);
+//! # Ok::<(), litewarden::live::LiveError>(())
+//! ```
+//!
+//! Must not: own any file but through the engines it calls (`jobs::backup`,
+//! `jobs::migrations`, `jobs::health`, `db::columns`), or keep state outside
+//! the [`Manager`] value.
+
+mod error;
+pub mod metrics;
+mod open;
+mod pool;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use self::error::LiveError;
+use self::metrics::{Kind, QueryFigures, Recorder, WaitFigures};
+use self::pool::ReaderPool;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Database};
+
+/// Default number of reader connections.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// Default time a read waits for a free reader before it fails.
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default threshold over which a statement is listed as slow.
+pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(100);
+
+/// Default number of prepared statements cached per connection.
+pub const DEFAULT_STATEMENT_CACHE: usize = 64;
+
+/// How a [`Manager`] is set up. Fields left `None` take the same defaults
+/// as `jobs.yaml` (`settings.backup_dir: backups` and `state_dir:
+/// .litewarden`, both beside the database for [`Manager::open`]).
+///
+/// ```
+/// use litewarden::live::Options;
+/// let options = Options { pool_size: 16, ..Options::default() };
+/// assert_eq!(options.pool_size, 16);
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    /// Reader connections in the pool.
+    pub pool_size: u32,
+    /// How long a read waits for a free reader.
+    pub connection_timeout: Duration,
+    /// Statements slower than this are listed in [`Metrics::queries`].
+    pub slow_query: Duration,
+    /// Prepared statements cached per connection.
+    pub statement_cache: usize,
+    /// Where [`Manager::backup_now`] writes (`<dir>/<name>/...`).
+    pub backup_dir: Option<PathBuf>,
+    /// Where the backup catalog and run history live (`state.db`).
+    pub state_dir: Option<PathBuf>,
+    /// The migrations directory [`Manager::run_pending_migrations`] applies.
+    pub migrations_dir: Option<PathBuf>,
+    /// The clock backups are named by.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("pool_size", &self.pool_size)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("slow_query", &self.slow_query)
+            .field("statement_cache", &self.statement_cache)
+            .field("backup_dir", &self.backup_dir)
+            .field("state_dir", &self.state_dir)
+            .field("migrations_dir", &self.migrations_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            pool_size: DEFAULT_POOL_SIZE,
+            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
+            slow_query: DEFAULT_SLOW_QUERY,
+            statement_cache: DEFAULT_STATEMENT_CACHE,
+            backup_dir: None,
+            state_dir: None,
+            migrations_dir: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Rows with their column names, for callers that do not know the row type
+/// (the Python package).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// The rows, each value as SQLite returned it.
+    pub rows: Vec<Vec<rusqlite::types::Value>>,
+}
+
+/// A column to add when missing ([`Manager::add_columns`]): only `ADD
+/// COLUMN` is ever run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewColumn {
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// Its type, e.g. `INTEGER` or `VARCHAR(255)`.
+    pub sql_type: String,
+    /// Its default, as text (`0`, `pending`); numbers stay numbers.
+    pub default: Option<String>,
+    /// `NOT NULL` (needs a default for the rows that exist).
+    pub not_null: bool,
+}
+
+/// The pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolFigures {
+    /// Reader connections the pool may hold.
+    pub size: u32,
+    /// Readers checked out now.
+    pub in_use: u32,
+    /// Readers open and idle.
+    pub idle: u32,
+    /// Waits, as counted so far.
+    #[serde(flatten)]
+    pub waits: WaitFigures,
+}
+
+/// What [`Manager::metrics`] reports: the seed's `get_performance_metrics()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metrics {
+    /// The database's name.
+    pub database: String,
+    /// Size of the database file, MiB.
+    pub db_size_mb: f64,
+    /// Size of its `-wal`, MiB.
+    pub wal_size_mb: f64,
+    /// The reader pool.
+    pub pool: PoolFigures,
+    /// Statement counts and latency.
+    pub queries: QueryFigures,
+}
+
+/// Pooled access to one database. Cheap to share: wrap it in an `Arc`.
+pub struct Manager {
+    database: Database,
+    backup_dir: PathBuf,
+    state_dir: PathBuf,
+    writer: Mutex<Connection>,
+    readers: ReaderPool,
+    recorder: Recorder,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("database", &self.database.name)
+            .field("path", &self.database.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
+}
+
+impl Manager {
+    /// Opens (creating it when missing, in WAL mode) the database at
+    /// `path` with the defaults of `jobs.yaml`.
+    ///
+    /// ```no_run
+    /// let db = litewarden::live::Manager::open("analytics.db", Default::default())?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Self, LiveError> {
+        let config = open::config_for_path(path.as_ref(), &options)?;
+        let name = config
+            .databases
+            .keys()
+            .next()
+            .map(|name| name.to_string())
+            .unwrap_or_default();
+        Self::from_config(&config, &name, options)
+    }
+
+    /// Opens database `name` of a loaded `jobs.yaml`, with its path,
+    /// pragmas, backup settings, migrations and directories, as the daemon
+    /// sees them. A database litewarden managed that is now missing is not
+    /// created again (the daemon's rule): the error says what to run.
+    ///
+    /// ```no_run
+    /// use litewarden::config::{self, Environment};
+    /// let loaded = config::load("jobs.yaml".as_ref(), &Environment::from_process())?;
+    /// let db = litewarden::live::Manager::from_config(&loaded.config, "website_crawler", Default::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_config(config: &Config, name: &str, options: Options) -> Result<Self, LiveError> {
+        let database =
+            config
+                .databases
+                .get(name)
+                .cloned()
+                .ok_or_else(|| LiveError::UnknownDatabase {
+                    name: name.to_string(),
+                    known: config.databases.keys().map(|n| n.to_string()).collect(),
+                })?;
+        open::ensure_file(config, &database, options.clock.as_ref())?;
+        let writer = open::writer(&database, options.statement_cache)?;
+        let readers = ReaderPool::open(&database, &options)?;
+        Ok(Self {
+            backup_dir: config.settings.backup_dir.clone(),
+            state_dir: config.settings.state_dir.clone(),
+            database,
+            writer: Mutex::new(writer),
+            readers,
+            recorder: Recorder::new(options.slow_query),
+            clock: options.clock,
+        })
+    }
+
+    /// The database's name (from `jobs.yaml`, or the file's stem).
+    pub fn name(&self) -> &str {
+        self.database.name.as_str()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.database.path
+    }
+
+    fn sql_error<'a>(&'a self, sql: &'a str) -> impl FnOnce(rusqlite::Error) -> LiveError + 'a {
+        move |source| LiveError::Sql {
+            database: self.name().to_string(),
+            sql: error::quote(sql),
+            source,
+        }
+    }
+
+    /// Runs `work` on a pooled reader and records the statement.
+    fn read<T>(
+        &self,
+        sql: &str,
+        work: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, LiveError> {
+        let reader = self.readers.get(&self.recorder, self.name())?;
+        let started = Instant::now();
+        let result = work(&reader);
+        self.recorder
+            .statement(Kind::Read, sql, started.elapsed(), result.is_ok());
+        result.map_err(self.sql_error(sql))
+    }
+
+    /// The writer connection, waiting for this process's other writers. A
+    /// writer that panicked left no transaction open (rusqlite rolls back on
+    /// unwind), so its poisoned lock is taken over as it is.
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        match self.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.recorder.writer_wait();
+                self.writer.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        }
+    }
+
+    /// Runs `work` on the writer and records the statement.
+    fn write<T>(
+        &self,
+        sql: &str,
+        work: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, LiveError> {
+        let mut writer = self.writer();
+        if !writer.is_autocommit() {
+            let _ = writer.execute_batch("ROLLBACK");
+        }
+        let started = Instant::now();
+        let result = work(&mut writer);
+        self.recorder
+            .statement(Kind::Write, sql, started.elapsed(), result.is_ok());
+        result.map_err(self.sql_error(sql))
+    }
+
+    /// Runs a query on a pooled reader and maps each row with `map`.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let ids: Vec<i64> = db.query("SELECT id FROM pages WHERE status = ?1", [200], |row| row.get(0))?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn query<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        mut map: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, LiveError> {
+        self.read(sql, |conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let rows = statement.query_map(params, |row| map(row))?;
+            rows.collect()
+        })
+    }
+
+    /// The first row of a query; an error when there is none.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let pages: i64 = db.query_row("SELECT count(*) FROM pages", [], |row| row.get(0))?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn query_row<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        map: impl FnOnce(&Row) -> rusqlite::Result<T>,
+    ) -> Result<T, LiveError> {
+        self.read(sql, |conn| conn.prepare_cached(sql)?.query_row(params, map))
+    }
+
+    /// Runs a query and deserializes each row (columns by name) into `T`.
+    ///
+    /// ```no_run
+    /// #[derive(serde::Deserialize)]
+    /// struct Page { url: String, status: Option<i64> }
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let pages: Vec<Page> = db.query_as("SELECT url, status FROM pages", [])?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn query_as<T: DeserializeOwned, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<Vec<T>, LiveError> {
+        let table = self.query_table(sql, params)?;
+        table
+            .rows
+            .into_iter()
+            .map(|row| {
+                let object: serde_json::Map<String, serde_json::Value> = table
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(row.into_iter().map(error::json_value))
+                    .collect();
+                serde_json::from_value(serde_json::Value::Object(object)).map_err(|source| {
+                    LiveError::Decode {
+                        database: self.name().to_string(),
+                        sql: error::quote(sql),
+                        source,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Runs a query and returns its column names and raw values.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let table = db.query_table("SELECT * FROM pages", [])?;
+    /// println!("{:?}: {} rows", table.columns, table.rows.len());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn query_table<P: Params>(&self, sql: &str, params: P) -> Result<Table, LiveError> {
+        self.read(sql, |conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let columns: Vec<String> = statement
+                .column_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            let width = columns.len();
+            let rows = statement
+                .query_map(params, |row| {
+                    (0..width)
+                        .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                        .collect()
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(Table { columns, rows })
+        })
+    }
+
+    /// Runs one statement that changes the database on the writer; returns
+    /// the number of rows it changed (the seed's `db_update`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let changed = db.execute("UPDATE pages SET status = ?1 WHERE url = ?2", (404, "https://example.com/gone"))?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, LiveError> {
+        self.write(sql, |conn| conn.prepare_cached(sql)?.execute(params))
+    }
+
+    /// Runs statements separated by `;` on the writer, in one `IMMEDIATE`
+    /// transaction.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// db.execute_batch("CREATE TABLE IF NOT EXISTS t (x); CREATE INDEX IF NOT EXISTS t_x ON t (x);")?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn execute_batch(&self, sql: &str) -> Result<(), LiveError> {
+        self.write(sql, |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(sql)?;
+            tx.commit()
+        })
+    }
+
+    /// Runs `work` in one `IMMEDIATE` transaction on the writer: committed
+    /// when it returns `Ok`, rolled back when it returns `Err` or panics
+    /// (the panic goes on; the manager stays usable).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// db.transaction(|tx| {
+    ///     tx.execute("INSERT INTO pages (url) VALUES (?1)", ["https://example.com/a"])?;
+    ///     tx.execute("UPDATE stats SET pages = pages + 1", [])?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn transaction<T>(
+        &self,
+        work: impl FnOnce(&Transaction) -> Result<T, LiveError>,
+    ) -> Result<T, LiveError> {
+        let mut writer = self.writer();
+        let started = Instant::now();
+        let name = self.name().to_string();
+        let begin_error = |source| LiveError::Sql {
+            database: name.clone(),
+            sql: "BEGIN IMMEDIATE".into(),
+            source,
+        };
+        let tx = match writer.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(source) => {
+                self.recorder
+                    .statement(Kind::Write, "BEGIN IMMEDIATE", started.elapsed(), false);
+                return Err(begin_error(source));
+            }
+        };
+        let result = work(&tx).and_then(|value| {
+            tx.commit().map_err(|source| LiveError::Sql {
+                database: name.clone(),
+                sql: "COMMIT".into(),
+                source,
+            })?;
+            Ok(value)
+        });
+        self.recorder.statement(
+            Kind::Write,
+            "transaction",
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    /// Runs `sql` once per item of `rows` with a cached statement, all in
+    /// one `IMMEDIATE` transaction; returns the rows changed.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let urls = ["https://a.example", "https://b.example"];
+    /// db.insert_many("INSERT INTO pages (url) VALUES (?1)", urls.iter().map(|u| [u]))?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn insert_many<P: Params>(
+        &self,
+        sql: &str,
+        rows: impl IntoIterator<Item = P>,
+    ) -> Result<usize, LiveError> {
+        self.write(sql, |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = 0;
+            {
+                let mut statement = tx.prepare_cached(sql)?;
+                for params in rows {
+                    changed += statement.execute(params)?;
+                }
+            }
+            tx.commit()?;
+            Ok(changed)
+        })
+    }
+
+    /// Whether `sql` only reads (SQLite's own verdict), so a caller that
+    /// does not know can route it ([`Manager::query_table`] or
+    /// [`Manager::execute`]).
+    pub fn is_read_only(&self, sql: &str) -> Result<bool, LiveError> {
+        let reader = self.readers.get(&self.recorder, self.name())?;
+        let statement = reader.prepare_cached(sql).map_err(self.sql_error(sql))?;
+        Ok(statement.readonly())
+    }
+
+    /// The health job's checks, run now (the seed's `health_check()`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let report = db.health()?;
+    /// println!("{}", report.status.as_str());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn health(&self) -> Result<crate::jobs::health::Report, LiveError> {
+        let state = crate::state::StateDb::open_read_only(&self.state_dir)?;
+        Ok(crate::jobs::health::run(
+            crate::jobs::health::Request {
+                database: &self.database,
+                backup_dir: &self.backup_dir,
+                deep: None,
+                now: self.clock.now(),
+            },
+            state.as_ref(),
+        ))
+    }
+
+    /// Sizes, pool and query figures (the seed's
+    /// `get_performance_metrics()`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let m = db.metrics();
+    /// println!("{} MiB, p99 {} ms, {} pool waits", m.db_size_mb, m.queries.p99_ms, m.pool.waits.pool_waits);
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        let (in_use, idle) = self.readers.state();
+        Metrics {
+            database: self.name().to_string(),
+            db_size_mb: mib(size(&self.database.path)),
+            wal_size_mb: mib(size(&crate::jobs::health::wal_path(&self.database.path))),
+            pool: PoolFigures {
+                size: self.readers.size(),
+                in_use,
+                idle,
+                waits: self.recorder.waits(),
+            },
+            queries: self.recorder.queries(),
+        }
+    }
+
+    /// Takes a verified backup into the backup directory, catalogued like
+    /// the daemon's (the seed's `backup_database()`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let report = db.backup_now()?;
+    /// println!("{}", report.record.path.display());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn backup_now(&self) -> Result<crate::jobs::backup::BackupReport, LiveError> {
+        let _claim = crate::db::lock::DatabaseLock::acquire(
+            self.name(),
+            &self.database.path,
+            &self.state_dir,
+        )?;
+        let state = crate::state::StateDb::open(&self.state_dir)?;
+        let request = crate::jobs::backup::BackupRequest {
+            database: &self.database,
+            backup_dir: &self.backup_dir,
+            trigger: crate::state::catalog::BackupTrigger::Manual,
+            pin: false,
+        };
+        Ok(crate::jobs::backup::take(
+            request,
+            &state,
+            self.clock.as_ref(),
+            &mut crate::jobs::progress::Quiet,
+        )?)
+    }
+
+    /// Writes a consistent, `quick_check`ed copy of the database to `path`
+    /// (which must not exist), through the backup engine's copy.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// db.backup_to("/tmp/copy.db")?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<PathBuf, LiveError> {
+        open::copy_to(&self.database, path.as_ref())
+    }
+
+    /// Applies the pending migrations (same files, tracking table, lock and
+    /// pre-migration backup as `litewarden migrate up`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let report = db.run_pending_migrations()?;
+    /// println!("{} applied", report.applied.len());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn run_pending_migrations(&self) -> Result<crate::jobs::migrations::UpReport, LiveError> {
+        let migrations =
+            self.database
+                .migrations
+                .as_ref()
+                .ok_or_else(|| LiveError::NoMigrations {
+                    database: self.name().to_string(),
+                })?;
+        let state = crate::state::StateDb::open(&self.state_dir)?;
+        let request = crate::jobs::migrations::UpRequest {
+            database: &self.database,
+            migrations,
+            backup_dir: &self.backup_dir,
+            to: None,
+            trigger: crate::state::Trigger::Manual,
+        };
+        Ok(crate::jobs::migrations::up(
+            request,
+            &state,
+            self.clock.as_ref(),
+            &mut crate::jobs::progress::Quiet,
+        )?)
+    }
+
+    /// `PRAGMA optimize`, a passive checkpoint and what else the optimize
+    /// job does (the seed's `optimize_for_live_updates()`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// db.optimize()?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn optimize(&self) -> Result<crate::jobs::optimize::Report, LiveError> {
+        Ok(crate::jobs::optimize::run(&self.database)?)
+    }
+
+    /// Adds each column that is missing from its (existing) table, with
+    /// `ALTER TABLE ... ADD COLUMN` only (the seed's
+    /// `update_schema_safely`); returns `table.column` for each one added.
+    ///
+    /// ```no_run
+    /// use litewarden::live::NewColumn;
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// db.add_columns(&[NewColumn {
+    ///     table: "pages".into(), column: "priority".into(), sql_type: "INTEGER".into(),
+    ///     default: Some("0".into()), not_null: true,
+    /// }])?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn add_columns(&self, columns: &[NewColumn]) -> Result<Vec<String>, LiveError> {
+        let declared = columns
+            .iter()
+            .map(|c| open::declared_column(self.name(), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _writer = self.writer();
+        Ok(crate::db::columns::add_missing(
+            &self.database.path,
+            &declared,
+            &self.database.pragmas.connection,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests;
