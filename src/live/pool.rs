@@ -28,7 +28,7 @@ impl ReaderPool {
     /// Opens the pool; its first reader is opened now, so a bad file fails
     /// here, the others on demand.
     pub(super) fn open(database: &Database, options: &Options) -> Result<Self, LiveError> {
-        let pragmas = database.pragmas.connection.clone();
+        let pragmas = database.pragmas.connection;
         let path = database.path.clone();
         let cache = options.statement_cache;
         let manager = SqliteConnectionManager::file(&database.path)
