@@ -14,6 +14,7 @@ mod faults;
 mod first_hour;
 mod health;
 mod hostile;
+mod live;
 mod live_backup;
 mod migrate;
 mod migrate_restore;
