@@ -53,6 +53,10 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default threshold over which a statement is listed as slow.
 pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(100);
 
+/// Default age, in days, past which [`Manager::backup_now`] prunes backups
+/// (the shipped `jobs.yaml`'s `${BACKUP_RETENTION_DAYS:-7}d`).
+pub const DEFAULT_RETENTION_DAYS: u32 = 7;
+
 /// Default number of prepared statements cached per connection.
 pub const DEFAULT_STATEMENT_CACHE: usize = 64;
 
@@ -81,6 +85,11 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// The migrations directory [`Manager::run_pending_migrations`] applies.
     pub migrations_dir: Option<PathBuf>,
+    /// [`Manager::open`] only: backups older than this many days are pruned
+    /// after each [`Manager::backup_now`] (the seed's
+    /// `BACKUP_RETENTION_DAYS`), with the rest of the shipped `jobs.yaml`'s
+    /// retention (`keep_last: 3, keep_hourly: 24, keep_daily: 7`).
+    pub retention_days: u32,
     /// The clock backups are named by.
     pub clock: Arc<dyn Clock>,
 }
@@ -95,6 +104,7 @@ impl std::fmt::Debug for Options {
             .field("backup_dir", &self.backup_dir)
             .field("state_dir", &self.state_dir)
             .field("migrations_dir", &self.migrations_dir)
+            .field("retention_days", &self.retention_days)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +119,7 @@ impl Default for Options {
             backup_dir: None,
             state_dir: None,
             migrations_dir: None,
+            retention_days: DEFAULT_RETENTION_DAYS,
             clock: Arc::new(SystemClock),
         }
     }
@@ -169,11 +180,21 @@ pub struct Metrics {
     pub queries: QueryFigures,
 }
 
+/// What [`Manager::backup_now`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupDone {
+    /// The new backup.
+    pub backup: crate::jobs::backup::BackupReport,
+    /// How many older backups the retention removed.
+    pub pruned: usize,
+}
+
 /// Pooled access to one database. Cheap to share: wrap it in an `Arc`.
 pub struct Manager {
     database: Database,
     backup_dir: PathBuf,
     state_dir: PathBuf,
+    timezone: chrono_tz::Tz,
     writer: Mutex<Connection>,
     readers: ReaderPool,
     recorder: Recorder,
@@ -239,6 +260,7 @@ impl Manager {
         Ok(Self {
             backup_dir: config.settings.backup_dir.clone(),
             state_dir: config.settings.state_dir.clone(),
+            timezone: config.settings.timezone,
             database,
             writer: Mutex::new(writer),
             readers,
@@ -573,15 +595,16 @@ impl Manager {
     }
 
     /// Takes a verified backup into the backup directory, catalogued like
-    /// the daemon's (the seed's `backup_database()`).
+    /// the daemon's, then applies the retention as the daemon's backup job
+    /// does (the seed's `backup_database()`).
     ///
     /// ```no_run
     /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
-    /// let report = db.backup_now()?;
-    /// println!("{}", report.record.path.display());
+    /// let done = db.backup_now()?;
+    /// println!("{} ({} pruned)", done.backup.record.path.display(), done.pruned);
     /// # Ok::<(), litewarden::live::LiveError>(())
     /// ```
-    pub fn backup_now(&self) -> Result<crate::jobs::backup::BackupReport, LiveError> {
+    pub fn backup_now(&self) -> Result<BackupDone, LiveError> {
         let _claim = crate::db::lock::DatabaseLock::acquire(
             self.name(),
             &self.database.path,
@@ -594,12 +617,21 @@ impl Manager {
             trigger: crate::state::catalog::BackupTrigger::Manual,
             pin: false,
         };
-        Ok(crate::jobs::backup::take(
+        let backup = crate::jobs::backup::take(
             request,
             &state,
             self.clock.as_ref(),
             &mut crate::jobs::progress::Quiet,
-        )?)
+        )?;
+        let entries = crate::jobs::prune::decide(
+            &state,
+            &self.database,
+            &self.backup_dir,
+            self.timezone,
+            self.clock.now(),
+        )?;
+        let pruned = crate::jobs::prune::remove(&state, self.name(), &entries)?.len();
+        Ok(BackupDone { backup, pruned })
     }
 
     /// Writes a consistent, `quick_check`ed copy of the database to `path`

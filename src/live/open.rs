@@ -48,9 +48,10 @@ pub(super) fn config_for_path(path: &Path, options: &Options) -> Result<Config, 
         .clone()
         .unwrap_or_else(|| dir.join(crate::config::DEFAULT_BACKUP_DIR));
     let mut text = format!(
-        "version: 1\nsettings: {{ state_dir: {}, backup_dir: {} }}\ndefaults:\n  pragmas: {{ journal_mode: wal, synchronous: normal }}\ndatabases:\n  {name}:\n    path: {}\n",
+        "version: 1\nsettings: {{ state_dir: {}, backup_dir: {} }}\ndefaults:\n  pragmas: {{ journal_mode: wal, synchronous: normal }}\n  backup: {{ compress: zstd, verify: quick, retention: {{ keep_last: 3, keep_hourly: 24, keep_daily: 7, max_age: {}d }} }}\ndatabases:\n  {name}:\n    path: {}\n",
         yaml_string(&state_dir.to_string_lossy()),
         yaml_string(&backup_dir.to_string_lossy()),
+        options.retention_days,
         yaml_string(&path.to_string_lossy()),
     );
     if let Some(migrations) = &options.migrations_dir {

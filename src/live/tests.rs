@@ -237,6 +237,7 @@ fn backups_migrations_health_and_columns_go_through_the_engines() {
     let backup = db.backup_now().unwrap();
     assert!(
         backup
+            .backup
             .record
             .path
             .starts_with(dir.path().join("backups/app"))
