@@ -1,0 +1,261 @@
+"""litewarden for Python applications: pooled SQLite access with the health
+checks, metrics, migrations and verified backups of the litewarden daemon.
+
+    from litewarden import get_database_manager, db_query, db_update
+
+    db = get_database_manager()                 # DATABASE1_PATH, BACKUP_DIR, ... or jobs.yaml
+    db_update("INSERT INTO crawled_pages (url) VALUES (?)", ("https://example.com",))
+    rows = db_query("SELECT url FROM crawled_pages")   # [{'url': 'https://example.com'}]
+
+`Manager` is the Rust `litewarden::live::Manager`: a pool of readers and
+one writer that every write of the process queues on, so threads never see
+"database is locked"; SQLite runs with the GIL released. The module-level
+functions keep the names and return shapes of the application's original
+database module.
+"""
+
+import json
+import os
+import threading
+
+from . import _native
+from ._native import (
+    DatabaseOpenError,
+    LitewardenError,
+    PoolExhaustedError,
+    SqlError,
+)
+
+__all__ = [
+    "Manager",
+    "LiveDatabaseManager",
+    "LitewardenError",
+    "SqlError",
+    "PoolExhaustedError",
+    "DatabaseOpenError",
+    "get_database_manager",
+    "db_query",
+    "db_update",
+    "execute_query",
+    "backup_database",
+    "health_check",
+    "get_performance_metrics",
+    "optimize_for_live_updates",
+    "run_pending_migrations",
+]
+
+
+class _Transaction:
+    """The statements of one `with manager.transaction()` block, run in one
+    IMMEDIATE transaction when the block ends without an exception (and not
+    at all when it raises)."""
+
+    def __init__(self, manager):
+        self._manager = manager
+        self._statements = []
+        self.rowcounts = []
+
+    def execute(self, sql, params=None):
+        self._statements.append((sql, params))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None and self._statements:
+            self.rowcounts = self._manager._native.run_transaction(self._statements)
+        return False
+
+
+class Manager:
+    """Pooled access to one database.
+
+    Manager(path, pool_size=8, connection_timeout=30.0, slow_query=0.1,
+            backup_dir=None, state_dir=None, migrations_dir=None, retention_days=7)
+    Manager(config="jobs.yaml", database="website_crawler")
+    """
+
+    def __init__(self, path=None, **options):
+        if path is not None:
+            path = os.fspath(path)
+        self._native = _native.Manager(path, **options)
+
+    @property
+    def name(self):
+        return self._native.name
+
+    @property
+    def path(self):
+        return self._native.path
+
+    def query(self, sql, params=None, *, as_dict=False):
+        """Rows of a query: tuples, or dicts with as_dict=True."""
+        return self._native.query(sql, params, as_dict=as_dict)
+
+    def query_row(self, sql, params=None, *, as_dict=False):
+        """The first row, or None."""
+        return self._native.query_row(sql, params, as_dict=as_dict)
+
+    def execute(self, sql, params=None):
+        """Runs a statement that changes the database; returns rows changed."""
+        return self._native.execute(sql, params)
+
+    def execute_query(self, sql, params=None, *, as_dict=True):
+        """Rows for a statement that only reads, else the rows it changed."""
+        if self._native.is_read_only(sql):
+            return self._native.query(sql, params, as_dict=as_dict)
+        return self._native.execute(sql, params)
+
+    def execute_batch(self, sql):
+        """Runs ;-separated statements in one transaction."""
+        self._native.execute_batch(sql)
+
+    def insert_many(self, sql, rows):
+        """Runs sql once per parameter set, in one transaction."""
+        return self._native.insert_many(sql, rows)
+
+    def transaction(self):
+        """`with db.transaction() as tx: tx.execute(...)`: all or nothing."""
+        return _Transaction(self)
+
+    def health(self):
+        """The health checks: {'status': 'healthy', 'db_size_mb': ..., 'checks': [...]}."""
+        return json.loads(self._native.health_json())
+
+    def metrics(self):
+        """Sizes, pool (size, in_use, idle, waits) and query figures."""
+        return json.loads(self._native.metrics_json())
+
+    def backup_now(self):
+        """A verified, catalogued backup (then the retention); its report."""
+        return json.loads(self._native.backup_now_json())
+
+    def backup_to(self, path):
+        """A checked copy at path (which must not exist)."""
+        return self._native.backup_to(os.fspath(path))
+
+    def run_pending_migrations(self):
+        """Applies the pending migrations; the report."""
+        return json.loads(self._native.run_pending_migrations_json())
+
+    def optimize(self):
+        """PRAGMA optimize and a passive checkpoint; the report."""
+        return json.loads(self._native.optimize_json())
+
+    def add_columns(self, columns):
+        """Adds missing columns, given as (table, column, type, default, not_null)."""
+        return self._native.add_columns(list(columns))
+
+
+def _parse_column(declaration):
+    """'INTEGER DEFAULT 0 NOT NULL' -> ('INTEGER', '0', True)."""
+    text = declaration.strip()
+    upper = text.upper()
+    not_null = upper.endswith("NOT NULL")
+    if not_null:
+        text = text[: -len("NOT NULL")].rstrip()
+        upper = text.upper()
+    default = None
+    at = upper.find(" DEFAULT ")
+    if at >= 0:
+        default = text[at + len(" DEFAULT "):].strip()
+        if len(default) >= 2 and default[0] == default[-1] and default[0] in "'\"":
+            default = default[1:-1]
+        text = text[:at].strip()
+    return text, default, not_null
+
+
+class LiveDatabaseManager(Manager):
+    """The seed's LiveDatabaseManager(path): a Manager with its schema helper."""
+
+    def update_schema_safely(self, schema):
+        """Adds each missing column of {table: {column: 'TYPE [DEFAULT x] [NOT NULL]'}}
+        with ALTER TABLE ... ADD COLUMN only; returns ['table.column', ...] added."""
+        columns = []
+        for table, wanted in schema.items():
+            for column, declaration in wanted.items():
+                sql_type, default, not_null = _parse_column(declaration)
+                columns.append((table, column, sql_type, default, not_null))
+        return self.add_columns(columns)
+
+    def optimize_for_live_updates(self):
+        return self.optimize()
+
+
+_managers = {}
+_managers_lock = threading.Lock()
+
+
+def _key(path, config, database):
+    config = config or os.environ.get("LITEWARDEN_CONFIG")
+    if config:
+        return ("config", os.path.abspath(config), database)
+    path = path or os.environ.get("DATABASE1_PATH", "website_crawler.db")
+    return ("path", os.path.abspath(path), None)
+
+
+def get_database_manager(path=None, *, config=None, database=None):
+    """The process's shared manager for a database.
+
+    With config= (or LITEWARDEN_CONFIG) it reads that jobs.yaml (database=
+    picks one, default the first). Without, it follows the seed's
+    environment with the shipped jobs.yaml's defaults: DATABASE1_PATH
+    (website_crawler.db), BACKUP_DIR (backups) and BACKUP_RETENTION_DAYS (7).
+    """
+    key = _key(path, config, database)
+    with _managers_lock:
+        manager = _managers.get(key)
+        if manager is None:
+            if key[0] == "config":
+                manager = LiveDatabaseManager(config=key[1], database=database)
+            else:
+                manager = LiveDatabaseManager(
+                    key[1],
+                    backup_dir=os.environ.get("BACKUP_DIR") or None,
+                    retention_days=int(os.environ.get("BACKUP_RETENTION_DAYS", "7")),
+                )
+            _managers[key] = manager
+        return manager
+
+
+def db_query(query, params=None, db_path=None):
+    """Rows of a read query, as dicts."""
+    return get_database_manager(db_path).query(query, params, as_dict=True)
+
+
+def db_update(query, params=None, db_path=None):
+    """Runs a write; returns the number of rows changed."""
+    return get_database_manager(db_path).execute(query, params)
+
+
+def execute_query(query, params=None, db_path=None):
+    """Rows (dicts) for a read, the number of rows changed for a write."""
+    return get_database_manager(db_path).execute_query(query, params)
+
+
+def backup_database(db_path=None):
+    """Takes a verified backup; returns its path."""
+    report = get_database_manager(db_path).backup_now()
+    return report["backup"]["record"]["path"]
+
+
+def health_check(db_path=None):
+    """{'status': 'healthy' | 'degraded' | 'unhealthy', 'db_size_mb': ..., 'checks': [...]}."""
+    return get_database_manager(db_path).health()
+
+
+def get_performance_metrics(db_path=None):
+    """{'db_size_mb', 'wal_size_mb', 'pool': {...}, 'queries': {...}}."""
+    return get_database_manager(db_path).metrics()
+
+
+def optimize_for_live_updates(db_path=None):
+    """PRAGMA optimize and a passive checkpoint."""
+    return get_database_manager(db_path).optimize()
+
+
+def run_pending_migrations(db_path=None):
+    """Applies pending migrations (migrations_dir, or jobs.yaml's migrations:);
+    returns the applied versions' names."""
+    report = get_database_manager(db_path).run_pending_migrations()
+    return [applied["migration"] for applied in report.get("applied", [])]

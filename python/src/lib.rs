@@ -1,0 +1,451 @@
+//! `litewarden._native`: the Python binding of `litewarden::live`.
+//!
+//! Owns the conversions between Python and SQLite values and the mapping of
+//! `LiveError` to Python exceptions; everything else is the Rust
+//! `Manager`. SQLite runs with the GIL released (`Python::detach`), so
+//! Python threads sharing one manager run their queries in parallel and
+//! writes queue on the manager's writer instead of failing with "database
+//! is locked". The seed's module-level functions live in
+//! `litewarden/__init__.py`, on top of this.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use litewarden::live::{LiveError, NewColumn, Options};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use rusqlite::types::Value;
+
+create_exception!(
+    litewarden,
+    LitewardenError,
+    PyException,
+    "Base class of litewarden's errors."
+);
+create_exception!(
+    litewarden,
+    SqlError,
+    LitewardenError,
+    "SQLite refused a statement; the message names the SQL."
+);
+create_exception!(
+    litewarden,
+    PoolExhaustedError,
+    LitewardenError,
+    "Every pooled connection stayed checked out past connection_timeout."
+);
+create_exception!(
+    litewarden,
+    DatabaseOpenError,
+    LitewardenError,
+    "The path is not a usable database (not SQLite, read-only, missing and managed)."
+);
+
+fn to_py_error(error: LiveError) -> PyErr {
+    let text = error.to_string();
+    match error {
+        LiveError::Sql { .. } | LiveError::Decode { .. } | LiveError::Sqlite { .. } => {
+            SqlError::new_err(text)
+        }
+        LiveError::PoolExhausted { .. } => PoolExhaustedError::new_err(text),
+        LiveError::Open { .. } | LiveError::UnknownDatabase { .. } => {
+            DatabaseOpenError::new_err(text)
+        }
+        _ => LitewardenError::new_err(text),
+    }
+}
+
+/// One Python value as a SQLite value.
+fn to_value(object: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if object.is_none() {
+        Ok(Value::Null)
+    } else if object.is_instance_of::<PyBool>() {
+        Ok(Value::Integer(i64::from(object.extract::<bool>()?)))
+    } else if object.is_instance_of::<PyInt>() {
+        Ok(Value::Integer(object.extract()?))
+    } else if object.is_instance_of::<PyFloat>() {
+        Ok(Value::Real(object.extract()?))
+    } else if object.is_instance_of::<PyString>() {
+        Ok(Value::Text(object.extract()?))
+    } else if let Ok(bytes) = object.cast::<PyBytes>() {
+        Ok(Value::Blob(bytes.as_bytes().to_vec()))
+    } else {
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "cannot bind a {} as an SQL parameter (use None, int, float, str or bytes)",
+            object.get_type().name()?
+        )))
+    }
+}
+
+/// Parameters as `sqlite3` takes them: a sequence (positional) or a
+/// mapping (named, `:name`).
+enum Parameters {
+    Positional(Vec<Value>),
+    Named(Vec<(String, Value)>),
+}
+
+impl Parameters {
+    fn from_python(params: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(params) = params.filter(|p| !p.is_none()) else {
+            return Ok(Parameters::Positional(Vec::new()));
+        };
+        if let Ok(mapping) = params.cast::<PyDict>() {
+            let mut named = Vec::with_capacity(mapping.len());
+            for (key, value) in mapping.iter() {
+                let key: String = key.extract()?;
+                let key = if key.starts_with([':', '@', '$']) {
+                    key
+                } else {
+                    format!(":{key}")
+                };
+                named.push((key, to_value(&value)?));
+            }
+            return Ok(Parameters::Named(named));
+        }
+        if params.is_instance_of::<PyString>() || params.is_instance_of::<PyBytes>() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "parameters must be a sequence or a mapping, not a string",
+            ));
+        }
+        let mut positional = Vec::new();
+        for item in params.try_iter()? {
+            positional.push(to_value(&item?)?);
+        }
+        Ok(Parameters::Positional(positional))
+    }
+}
+
+/// Evaluates `$body` with `$p` bound to `$params` as rusqlite takes them
+/// (rusqlite's `Params` is not object-safe, so each form is its own type).
+macro_rules! with_params {
+    ($params:expr, |$p:ident| $body:expr) => {
+        match $params {
+            Parameters::Positional(values) => {
+                let $p = rusqlite::params_from_iter(values.iter());
+                $body
+            }
+            Parameters::Named(pairs) => {
+                let refs: Vec<(&str, &dyn rusqlite::ToSql)> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v as &dyn rusqlite::ToSql))
+                    .collect();
+                let $p = refs.as_slice();
+                $body
+            }
+        }
+    };
+}
+
+fn to_object(py: Python<'_>, value: Value) -> PyResult<Py<PyAny>> {
+    Ok(match value {
+        Value::Null => py.None(),
+        Value::Integer(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::Real(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Value::Text(text) => text.into_pyobject(py)?.into_any().unbind(),
+        Value::Blob(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+    })
+}
+
+fn rows_to_python<'py>(
+    py: Python<'py>,
+    table: litewarden::live::Table,
+    as_dict: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    let columns: Vec<Bound<'py, PyString>> =
+        table.columns.iter().map(|c| PyString::new(py, c)).collect();
+    for row in table.rows {
+        if as_dict {
+            let dict = PyDict::new(py);
+            for (column, value) in columns.iter().zip(row) {
+                dict.set_item(column, to_object(py, value)?)?;
+            }
+            list.append(dict)?;
+        } else {
+            let values = row
+                .into_iter()
+                .map(|v| to_object(py, v))
+                .collect::<PyResult<Vec<_>>>()?;
+            list.append(PyTuple::new(py, values)?)?;
+        }
+    }
+    Ok(list)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> PyResult<String> {
+    serde_json::to_string(value).map_err(|e| LitewardenError::new_err(e.to_string()))
+}
+
+/// Pooled access to one SQLite database (see `litewarden.Manager`).
+#[pyclass(frozen, module = "litewarden._native")]
+struct Manager {
+    inner: Arc<litewarden::live::Manager>,
+}
+
+#[pymethods]
+impl Manager {
+    /// Opens `path`, or database `database` of the `jobs.yaml` at `config`.
+    #[new]
+    #[pyo3(signature = (path=None, *, config=None, database=None, pool_size=8, connection_timeout=30.0, slow_query=0.1, backup_dir=None, state_dir=None, migrations_dir=None, retention_days=7))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: Option<PathBuf>,
+        config: Option<PathBuf>,
+        database: Option<String>,
+        pool_size: u32,
+        connection_timeout: f64,
+        slow_query: f64,
+        backup_dir: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        migrations_dir: Option<PathBuf>,
+        retention_days: u32,
+    ) -> PyResult<Self> {
+        let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX);
+        let options = Options {
+            pool_size,
+            connection_timeout: seconds(connection_timeout),
+            slow_query: seconds(slow_query),
+            backup_dir,
+            state_dir,
+            migrations_dir,
+            retention_days,
+            ..Options::default()
+        };
+        let manager = py.detach(move || match (config, path) {
+            (Some(config), _) => {
+                let loaded = litewarden::config::load(
+                    &config,
+                    &litewarden::config::Environment::from_process(),
+                )
+                .map_err(|e| LiveError::Config(e.to_string()))?;
+                let name = match database {
+                    Some(name) => name,
+                    None => loaded
+                        .config
+                        .databases
+                        .keys()
+                        .next()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                };
+                litewarden::live::Manager::from_config(&loaded.config, &name, options)
+            }
+            (None, Some(path)) => litewarden::live::Manager::open(path, options),
+            (None, None) => Err(LiveError::Config(
+                "give a database path, or config= (a jobs.yaml) and database=".into(),
+            )),
+        });
+        Ok(Self {
+            inner: Arc::new(manager.map_err(to_py_error)?),
+        })
+    }
+
+    /// The database's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name().to_string()
+    }
+
+    /// The database file.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    /// Rows of a query: tuples, or dicts with `as_dict=True`.
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let params = Parameters::from_python(params)?;
+        let inner = Arc::clone(&self.inner);
+        let table = py
+            .detach(|| with_params!(&params, |p| inner.query_table(sql, p)))
+            .map_err(to_py_error)?;
+        rows_to_python(py, table, as_dict)
+    }
+
+    /// The first row of a query, or None.
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query_row<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let rows = self.query(py, sql, params, as_dict)?;
+        Ok(rows.iter().next())
+    }
+
+    /// Runs one statement that changes the database; returns rows changed.
+    #[pyo3(signature = (sql, params=None))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let params = Parameters::from_python(params)?;
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| with_params!(&params, |p| inner.execute(sql, p)))
+            .map_err(to_py_error)
+    }
+
+    /// Whether SQLite says `sql` only reads.
+    fn is_read_only(&self, py: Python<'_>, sql: &str) -> PyResult<bool> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| inner.is_read_only(sql)).map_err(to_py_error)
+    }
+
+    /// Runs `;`-separated statements in one transaction.
+    fn execute_batch(&self, py: Python<'_>, sql: &str) -> PyResult<()> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| inner.execute_batch(sql)).map_err(to_py_error)
+    }
+
+    /// Runs `sql` for each parameter set of `rows` in one transaction.
+    fn insert_many(&self, py: Python<'_>, sql: &str, rows: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut sets = Vec::new();
+        for row in rows.try_iter()? {
+            sets.push(Parameters::from_python(Some(&row?))?);
+        }
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| {
+            inner.transaction(|tx| {
+                let mut changed = 0;
+                let mut statement = tx.prepare_cached(sql).map_err(|source| LiveError::Sql {
+                    database: inner.name().to_string(),
+                    sql: sql.to_string(),
+                    source,
+                })?;
+                for set in &sets {
+                    changed += with_params!(set, |p| statement.execute(p)).map_err(|source| {
+                        LiveError::Sql {
+                            database: inner.name().to_string(),
+                            sql: sql.to_string(),
+                            source,
+                        }
+                    })?;
+                }
+                Ok(changed)
+            })
+        })
+        .map_err(to_py_error)
+    }
+
+    /// Runs `(sql, params)` pairs in one IMMEDIATE transaction: all or
+    /// nothing. Returns the rows each one changed.
+    fn run_transaction(
+        &self,
+        py: Python<'_>,
+        statements: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<usize>> {
+        let mut batch = Vec::new();
+        for item in statements.try_iter()? {
+            let item = item?;
+            let (sql, params): (String, Option<Bound<'_, PyAny>>) = item.extract()?;
+            batch.push((sql, Parameters::from_python(params.as_ref())?));
+        }
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| {
+            inner.transaction(|tx| {
+                batch
+                    .iter()
+                    .map(|(sql, params)| {
+                        with_params!(params, |p| tx
+                            .prepare_cached(sql)
+                            .and_then(|mut s| s.execute(p)))
+                        .map_err(|source| LiveError::Sql {
+                            database: inner.name().to_string(),
+                            sql: sql.clone(),
+                            source,
+                        })
+                    })
+                    .collect()
+            })
+        })
+        .map_err(to_py_error)
+    }
+
+    /// The health checks as JSON.
+    fn health_json(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = Arc::clone(&self.inner);
+        let report = py.detach(|| inner.health()).map_err(to_py_error)?;
+        json(&report)
+    }
+
+    /// Sizes, pool and query figures as JSON.
+    fn metrics_json(&self) -> PyResult<String> {
+        json(&self.inner.metrics())
+    }
+
+    /// Takes a verified, catalogued backup; its report as JSON.
+    fn backup_now_json(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = Arc::clone(&self.inner);
+        let done = py.detach(|| inner.backup_now()).map_err(to_py_error)?;
+        json(&done)
+    }
+
+    /// Writes a checked copy to `path` (which must not exist).
+    fn backup_to(&self, py: Python<'_>, path: PathBuf) -> PyResult<PathBuf> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| inner.backup_to(path)).map_err(to_py_error)
+    }
+
+    /// Applies pending migrations; the report as JSON.
+    fn run_pending_migrations_json(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = Arc::clone(&self.inner);
+        let report = py
+            .detach(|| inner.run_pending_migrations())
+            .map_err(to_py_error)?;
+        json(&report)
+    }
+
+    /// PRAGMA optimize and a checkpoint; the report as JSON.
+    fn optimize_json(&self, py: Python<'_>) -> PyResult<String> {
+        let inner = Arc::clone(&self.inner);
+        let report = py.detach(|| inner.optimize()).map_err(to_py_error)?;
+        json(&report)
+    }
+
+    /// Adds missing columns: `(table, column, type, default, not_null)`.
+    fn add_columns(
+        &self,
+        py: Python<'_>,
+        columns: Vec<(String, String, String, Option<String>, bool)>,
+    ) -> PyResult<Vec<String>> {
+        let columns: Vec<NewColumn> = columns
+            .into_iter()
+            .map(|(table, column, sql_type, default, not_null)| NewColumn {
+                table,
+                column,
+                sql_type,
+                default,
+                not_null,
+            })
+            .collect();
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| inner.add_columns(&columns))
+            .map_err(to_py_error)
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Manager>()?;
+    m.add("LitewardenError", py.get_type::<LitewardenError>())?;
+    m.add("SqlError", py.get_type::<SqlError>())?;
+    m.add("PoolExhaustedError", py.get_type::<PoolExhaustedError>())?;
+    m.add("DatabaseOpenError", py.get_type::<DatabaseOpenError>())?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+"""The Python package against real files (issue #15): the seed's functions,
+errors, transactions, pool exhaustion and 16 writer threads."""
+
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import litewarden as lw
+
+
+@pytest.fixture
+def crawler(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("LITEWARDEN_CONFIG", "BACKUP_DIR", "BACKUP_RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE1_PATH", str(tmp_path / "website_crawler.db"))
+    lw._managers.clear()
+    db = lw.get_database_manager()
+    db.execute_batch(
+        "CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT UNIQUE NOT NULL, status INTEGER, body BLOB)"
+    )
+    yield db
+    lw._managers.clear()
+
+
+def test_the_seeds_functions_keep_their_names_and_shapes(crawler, tmp_path):
+    assert lw.db_update("INSERT INTO crawled_pages (url, status) VALUES (?, ?)", ("https://a", 200)) == 1
+    assert lw.db_update(
+        "INSERT INTO crawled_pages (url, status, body) VALUES (:url, :status, :body)",
+        {"url": "https://b", "status": None, "body": b"\x00\x01"},
+    ) == 1
+    assert lw.db_query("SELECT url, status, body FROM crawled_pages ORDER BY id") == [
+        {"url": "https://a", "status": 200, "body": None},
+        {"url": "https://b", "status": None, "body": b"\x00\x01"},
+    ]
+    assert crawler.query("SELECT url FROM crawled_pages WHERE status = ?", [200]) == [("https://a",)]
+    assert lw.execute_query("UPDATE crawled_pages SET status = 301") == 2
+    assert lw.execute_query("SELECT count(*) AS n FROM crawled_pages") == [{"n": 2}]
+    assert lw.health_check()["status"] == "healthy"
+    metrics = lw.get_performance_metrics()
+    assert metrics["db_size_mb"] >= 0 and metrics["queries"]["writes"] >= 3
+    backup = lw.backup_database()
+    assert backup.startswith(str(tmp_path / "backups" / "website_crawler"))
+    with open(backup, "rb") as stored:
+        assert stored.read(4).hex() == "28b52ffd", "a zstd frame"
+    assert lw.optimize_for_live_updates()["analyzed"] in (True, False)
+    added = lw.LiveDatabaseManager(os.environ["DATABASE1_PATH"]).update_schema_safely(
+        {"crawled_pages": {"priority": "INTEGER DEFAULT 0 NOT NULL", "note": "TEXT DEFAULT 'none'"}}
+    )
+    assert added == ["crawled_pages.priority", "crawled_pages.note"]
+    assert lw.db_query("SELECT priority, note FROM crawled_pages LIMIT 1") == [{"priority": 0, "note": "none"}]
+
+
+def test_an_sql_error_carries_the_sql_and_sqlites_message_and_the_pool_stays_healthy(crawler):
+    with pytest.raises(lw.SqlError) as error:
+        crawler.query("SELECT nope FROM crawled_pages")
+    assert str(error.value) == "website_crawler: no such column: nope in `SELECT nope FROM crawled_pages`"
+    with pytest.raises(lw.SqlError, match="UNIQUE constraint failed: crawled_pages.url"):
+        crawler.execute("INSERT INTO crawled_pages (url) VALUES ('x')")
+        crawler.execute("INSERT INTO crawled_pages (url) VALUES ('x')")
+    assert isinstance(error.value, lw.LitewardenError)
+    assert crawler.query("SELECT count(*) FROM crawled_pages") == [(1,)]
+
+
+def test_an_exception_inside_a_transaction_rolls_it_back_and_the_manager_goes_on(crawler):
+    with pytest.raises(RuntimeError):
+        with crawler.transaction() as tx:
+            tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://lost",))
+            raise RuntimeError("the crawler failed")
+    with pytest.raises(lw.SqlError):
+        with crawler.transaction() as tx:
+            tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://first",))
+            tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://first",))
+    assert crawler.query("SELECT count(*) FROM crawled_pages") == [(0,)]
+    with crawler.transaction() as tx:
+        tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://kept",))
+    assert tx.rowcounts == [1]
+    assert crawler.query("SELECT url FROM crawled_pages") == [("https://kept",)]
+
+
+def test_a_path_that_is_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are not the pages you are looking for" * 100)
+    with pytest.raises(lw.DatabaseOpenError) as error:
+        lw.Manager(path)
+    assert str(error.value).endswith("not a SQLite database (wrong path, or the file is encrypted or damaged)")
+    with pytest.raises(lw.DatabaseOpenError, match="not a regular file"):
+        lw.Manager(tmp_path)
+
+
+def test_an_exhausted_pool_names_its_size_and_how_many_are_checked_out(tmp_path):
+    db = lw.Manager(tmp_path / "small.db", pool_size=1, connection_timeout=0.2)
+    slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"
+    started = threading.Event()
+    worker = threading.Thread(target=lambda: (started.set(), db.query(slow)))
+    worker.start()
+    started.wait()
+    deadline = time.time() + 10
+    while db.metrics()["pool"]["in_use"] == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(lw.PoolExhaustedError) as error:
+        db.query("SELECT 1")
+    worker.join()
+    assert "connection pool exhausted: all 1 connections are checked out (1 in use)" in str(error.value)
+    pool = db.metrics()["pool"]
+    assert pool["pool_waits"] == 1 and pool["pool_timeouts"] == 1
+    assert db.query("SELECT 1") == [(1,)]
+
+
+def test_a_jobs_yaml_gives_the_path_and_settings(tmp_path, monkeypatch):
+    (tmp_path / "jobs.yaml").write_text(
+        "version: 1\ndatabases:\n  analytics: { path: data/analytics.db, pragmas: { journal_mode: wal } }\n"
+    )
+    monkeypatch.setenv("LITEWARDEN_CONFIG", str(tmp_path / "jobs.yaml"))
+    lw._managers.clear()
+    db = lw.get_database_manager(database="analytics")
+    assert db.name == "analytics"
+    assert str(db.path) == str(tmp_path / "data" / "analytics.db")
+    assert db.query("PRAGMA journal_mode") == [("wal",)]
+    lw._managers.clear()
+
+
+def run_writers(write, threads=16, seconds=5.0):
+    committed, errors = [0] * threads, []
+    def writer(index):
+        end = time.time() + seconds
+        n = 0
+        while time.time() < end:
+            try:
+                write(index, n)
+                n += 1
+            except Exception as error:
+                errors.append(str(error))
+        committed[index] = n
+    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    return workers, committed, errors
+
+
+def test_sixteen_writer_threads_with_a_backup_in_the_middle_lose_nothing_and_see_no_lock(crawler, tmp_path):
+    crawler.execute_batch("CREATE TABLE ledger (thread INTEGER, n INTEGER)")
+    write = lambda i, n: crawler.execute("INSERT INTO ledger VALUES (?, ?)", (i, n))
+    workers, committed, errors = run_writers(write)
+    time.sleep(2.5)
+    backup = crawler.backup_now()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert crawler.query("SELECT count(*) FROM ledger") == [(sum(committed),)]
+    assert backup["backup"]["record"]["verified_at"] is not None
+
+    path = tmp_path / "plain.db"
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=wal")
+    setup.execute("CREATE TABLE ledger (thread INTEGER, n INTEGER)")
+    setup.commit()
+    local = threading.local()
+    def plain_write(i, n):
+        if not hasattr(local, "conn"):
+            local.conn = sqlite3.connect(path)
+        local.conn.execute("INSERT INTO ledger VALUES (?, ?)", (i, n))
+        local.conn.commit()
+    workers, plain_committed, plain_errors = run_writers(plain_write)
+    for w in workers:
+        w.join()
+    locked = sum("locked" in e for e in plain_errors)
+    print(
+        f"16 threads, 5 s: litewarden {sum(committed) / 5:.0f} commits/s, 0 errors; "
+        f"sqlite3 {sum(plain_committed) / 5:.0f} commits/s, {locked} 'database is locked'"
+    )
