@@ -172,3 +172,22 @@ def test_sixteen_writer_threads_with_a_backup_in_the_middle_lose_nothing_and_see
         f"16 threads, 5 s: litewarden {sum(committed) / 5:.0f} commits/s, 0 errors; "
         f"sqlite3 {sum(plain_committed) / 5:.0f} commits/s, {locked} 'database is locked'"
     )
+
+
+def test_the_live_crawler_example_runs_with_a_backup_and_a_migration_midway(tmp_path):
+    import subprocess
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "live_crawler.py")
+    run = subprocess.run(
+        [sys.executable, example, str(tmp_path)],
+        env=dict(os.environ, LIVE_CRAWLER_SECS="2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "backup: " + str(tmp_path / "backups" / "website_crawler") in run.stdout
+    assert "migrations applied: 1" in run.stdout
+    assert "pages in the database" in run.stdout
+    assert '"errors": 0' in run.stdout
