@@ -1,8 +1,8 @@
 //! The application side: pooled access to one managed database, with the
 //! same health checks, backup engine and migration engine as the daemon.
 //!
-//! Owns [`Manager`]: a pool of reader connections ([`pool`], r2d2 +
-//! r2d2_sqlite) and one writer connection. Every write of the process goes
+//! Owns [`Manager`]: a small fixed pool of reader connections (`pool.rs`
+//! says why not r2d2) and one writer connection. Every write of the process goes
 //! through that writer, one at a time (an in-process queue on its lock), so
 //! threads of one application never meet `SQLITE_BUSY` among themselves;
 //! transactions begin `IMMEDIATE`, so a write never fails half-way on a
