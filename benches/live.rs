@@ -2,7 +2,8 @@
 //! generated crawler database (`LITEWARDEN_BENCH_MB`, default 256 MiB):
 //! query 1000 rows, insert 1000 rows in one transaction, 1000 single-row
 //! updates (medians of `ROUNDS`), and 8 readers + 1 writer for
-//! `LITEWARDEN_BENCH_SECS` (10). Prints each ratio against its target
+//! `LITEWARDEN_BENCH_SECS` (10) each, in five alternating slices from a
+//! checkpointed WAL. Prints each ratio against its target
 //! (≤ 1.1× the raw time; throughput ≥ 1/1.1 of raw), then the seed's table
 //! (query 45 ms, insert 120 ms, backup 8 s) next to ours.
 //!
@@ -132,7 +133,7 @@ fn mixed(
 
 fn main() {
     let megabytes = env_number("LITEWARDEN_BENCH_MB", 256);
-    let seconds = env_number("LITEWARDEN_BENCH_SECS", 10);
+    let seconds = env_number("LITEWARDEN_BENCH_SECS", 10).max(5);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("website_crawler.db");
     crawler_db::generate(&path, megabytes);
@@ -230,55 +231,67 @@ fn main() {
         .collect();
     let raw_readers = Arc::new(raw_readers);
     let raw_writer = Arc::new(std::sync::Mutex::new(raw_connection(&raw_path)));
-    let (raw_reads, raw_writes, raw_errors) = mixed(
-        seconds,
-        Arc::new(move |thread, n| {
-            let conn = raw_readers[thread].lock().expect("reader");
-            conn.prepare_cached(read_sql)
-                .and_then(|mut s| {
-                    s.query_row([((n * 7919) % rows_u + 1) as i64], |r| {
-                        r.get::<_, Option<String>>(0)
-                    })
+    let raw_read: Arc<dyn Fn(usize, u64) -> bool + Send + Sync> = Arc::new(move |thread, n| {
+        let conn = raw_readers[thread].lock().expect("reader");
+        conn.prepare_cached(read_sql)
+            .and_then(|mut s| {
+                s.query_row([((n * 7919) % rows_u + 1) as i64], |r| {
+                    r.get::<_, Option<String>>(0)
                 })
-                .is_ok()
-        }),
-        Arc::new(move |n| {
-            let conn = raw_writer.lock().expect("writer");
-            conn.prepare_cached(write_sql)
-                .and_then(|mut s| s.execute([((n * 104_729) % rows_u + 1) as i64]))
-                .is_ok()
-        }),
-    );
+            })
+            .is_ok()
+    });
+    let raw_write: Arc<dyn Fn(u64) -> bool + Send + Sync> = Arc::new(move |n| {
+        let conn = raw_writer.lock().expect("writer");
+        conn.prepare_cached(write_sql)
+            .and_then(|mut s| s.execute([((n * 104_729) % rows_u + 1) as i64]))
+            .is_ok()
+    });
     let db = Arc::new(db);
     let (reader_db, writer_db) = (Arc::clone(&db), Arc::clone(&db));
-    let (live_reads, live_writes, live_errors) = mixed(
-        seconds,
-        Arc::new(move |_, n| {
-            match reader_db.query_row(read_sql, [((n * 7919) % rows_u + 1) as i64], |r| {
+    let live_read: Arc<dyn Fn(usize, u64) -> bool + Send + Sync> = Arc::new(move |_, n| {
+        reader_db
+            .query_row(read_sql, [((n * 7919) % rows_u + 1) as i64], |r| {
                 r.get::<_, Option<String>>(0)
-            }) {
-                Ok(_) => true,
-                Err(e) => {
-                    eprintln!("read: {e}");
-                    false
-                }
-            }
-        }),
-        Arc::new(move |n| {
-            match writer_db.execute(write_sql, [((n * 104_729) % rows_u + 1) as i64]) {
-                Ok(_) => true,
-                Err(e) => {
-                    if n % 10 == 0 {
-                        eprintln!("write: {e}");
-                    }
-                    false
-                }
-            }
-        }),
-    );
+            })
+            .is_ok()
+    });
+    let live_write: Arc<dyn Fn(u64) -> bool + Send + Sync> = Arc::new(move |n| {
+        writer_db
+            .execute(write_sql, [((n * 104_729) % rows_u + 1) as i64])
+            .is_ok()
+    });
+    let checkpoint = raw_connection(&path);
+    let slices = 5;
+    let (mut raw_reads, mut raw_writes, mut raw_errors) = (0.0, 0.0, 0);
+    let (mut live_reads, mut live_writes, mut live_errors) = (0.0, 0.0, 0);
+    for _ in 0..slices {
+        let _ = checkpoint.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        let (r, w, e) = mixed(
+            seconds / slices,
+            Arc::clone(&raw_read),
+            Arc::clone(&raw_write),
+        );
+        (raw_reads, raw_writes, raw_errors) = (
+            raw_reads + r / slices as f64,
+            raw_writes + w / slices as f64,
+            raw_errors + e,
+        );
+        let _ = checkpoint.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        let (r, w, e) = mixed(
+            seconds / slices,
+            Arc::clone(&live_read),
+            Arc::clone(&live_write),
+        );
+        (live_reads, live_writes, live_errors) = (
+            live_reads + r / slices as f64,
+            live_writes + w / slices as f64,
+            live_errors + e,
+        );
+    }
     let verdict = |ours: f64, theirs: f64| if ours * 1.10 >= theirs { "ok" } else { "UNDER" };
     println!(
-        "8 readers + 1 writer, {seconds} s       raw {raw_reads:>9.0} reads/s {raw_writes:>7.0} writes/s ({raw_errors} errors)   live {live_reads:>9.0} reads/s {live_writes:>7.0} writes/s ({live_errors} errors)  (reads {:.2}x: {}, writes {:.2}x: {})",
+        "8 readers + 1 writer, {seconds} s (5 alternating slices)   raw {raw_reads:>9.0} reads/s {raw_writes:>7.0} writes/s ({raw_errors} errors)   live {live_reads:>9.0} reads/s {live_writes:>7.0} writes/s ({live_errors} errors)  (reads {:.2}x: {}, writes {:.2}x: {})",
         raw_reads / live_reads.max(1.0),
         verdict(live_reads, raw_reads),
         raw_writes / live_writes.max(1.0),

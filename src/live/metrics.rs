@@ -29,17 +29,48 @@ pub enum Kind {
     Write,
 }
 
+/// The counters of one kind of statement, on cache lines of their own so
+/// the writer never contends with the readers for them.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Lane {
+    statements: AtomicU64,
+    errors: AtomicU64,
+    max_micros: AtomicU64,
+    histogram: [AtomicU64; BUCKETS],
+}
+
+impl Lane {
+    fn new() -> Self {
+        Self {
+            statements: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+            histogram: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn count(&self, micros: u64, ok: bool) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let bucket = (u64::BITS - micros.leading_zeros()) as usize;
+        self.histogram[bucket.min(BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        if micros > self.max_micros.load(Ordering::Relaxed) {
+            self.max_micros.fetch_max(micros, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The counters of one manager.
 #[derive(Debug)]
 pub struct Recorder {
-    reads: AtomicU64,
-    writes: AtomicU64,
-    errors: AtomicU64,
+    reads: Lane,
+    writes: Lane,
     pool_waits: AtomicU64,
     pool_timeouts: AtomicU64,
     writer_waits: AtomicU64,
-    max_micros: AtomicU64,
-    histogram: [AtomicU64; BUCKETS],
     slow_threshold: Duration,
     slow: Mutex<VecDeque<SlowQuery>>,
 }
@@ -91,14 +122,11 @@ impl Recorder {
     /// A recorder calling statements over `slow_threshold` slow.
     pub fn new(slow_threshold: Duration) -> Self {
         Self {
-            reads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            reads: Lane::new(),
+            writes: Lane::new(),
             pool_waits: AtomicU64::new(0),
             pool_timeouts: AtomicU64::new(0),
             writer_waits: AtomicU64::new(0),
-            max_micros: AtomicU64::new(0),
-            histogram: std::array::from_fn(|_| AtomicU64::new(0)),
             slow_threshold,
             slow: Mutex::new(VecDeque::with_capacity(SLOW_QUERIES_KEPT)),
         }
@@ -107,17 +135,11 @@ impl Recorder {
     /// Counts one statement of `kind` that took `took` (failed when `ok`
     /// is false).
     pub fn statement(&self, kind: Kind, sql: &str, took: Duration, ok: bool) {
-        match kind {
-            Kind::Read => self.reads.fetch_add(1, Ordering::Relaxed),
-            Kind::Write => self.writes.fetch_add(1, Ordering::Relaxed),
-        };
-        if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
         let micros = took.as_micros().min(u128::from(u64::MAX)) as u64;
-        let bucket = (u64::BITS - micros.leading_zeros()) as usize;
-        self.histogram[bucket.min(BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
-        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+        match kind {
+            Kind::Read => self.reads.count(micros, ok),
+            Kind::Write => self.writes.count(micros, ok),
+        }
         if took >= self.slow_threshold {
             let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
             if slow.len() == SLOW_QUERIES_KEPT {
@@ -158,9 +180,11 @@ impl Recorder {
     /// The query figures so far.
     pub fn queries(&self) -> QueryFigures {
         let counts: Vec<u64> = self
+            .reads
             .histogram
             .iter()
-            .map(|b| b.load(Ordering::Relaxed))
+            .zip(&self.writes.histogram)
+            .map(|(r, w)| r.load(Ordering::Relaxed) + w.load(Ordering::Relaxed))
             .collect();
         let total: u64 = counts.iter().sum();
         let percentile = |q: f64| -> f64 {
@@ -178,13 +202,19 @@ impl Recorder {
             f64::INFINITY
         };
         QueryFigures {
-            reads: self.reads.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            reads: self.reads.statements.load(Ordering::Relaxed),
+            writes: self.writes.statements.load(Ordering::Relaxed),
+            errors: self.reads.errors.load(Ordering::Relaxed)
+                + self.writes.errors.load(Ordering::Relaxed),
             p50_ms: percentile(0.50),
             p95_ms: percentile(0.95),
             p99_ms: percentile(0.99),
-            max_ms: self.max_micros.load(Ordering::Relaxed) as f64 / 1000.0,
+            max_ms: self
+                .reads
+                .max_micros
+                .load(Ordering::Relaxed)
+                .max(self.writes.max_micros.load(Ordering::Relaxed)) as f64
+                / 1000.0,
             slow_queries: self
                 .slow
                 .lock()

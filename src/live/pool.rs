@@ -4,13 +4,15 @@
 //! hands out every connection through one mutex and a condition variable,
 //! and with 8 reader threads on 2 cores that lock made point reads 1.4×
 //! slower than raw rusqlite (benches/live.rs). Here each slot is its own
-//! mutex; a thread starts at the slot its id hashes to, so readers that
-//! outnumber no slot never meet, and only a read that finds every slot
-//! taken touches the shared wait lock. Readers are opened on first use,
+//! mutex; a thread starts at the slot it took last (a thread-local hint),
+//! so threads no more numerous than the slots settle on one each and never
+//! meet, and only a read that finds every slot taken touches the shared
+//! wait lock. Readers are opened on first use,
 //! `query_only` (a write sent to `query` fails at once instead of
 //! bypassing the writer's queue), with the database's per-connection
 //! pragmas and a prepared-statement cache.
 
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,6 +28,12 @@ use crate::config::{ConnectionPragmas, Database};
 /// How long a waiting read sleeps before it looks at the slots again (a
 /// release between its look and its sleep would otherwise go unnoticed).
 const RESCAN: Duration = Duration::from_millis(2);
+
+thread_local! {
+    /// The slot this thread took last: only where a search starts, never
+    /// which slot a thread may use (a hint, like a CPU cache).
+    static LAST_SLOT: Cell<Option<usize>> = const { Cell::new(None) };
+}
 
 /// The readers of one database.
 pub(super) struct ReaderPool {
@@ -121,17 +129,24 @@ impl ReaderPool {
         })
     }
 
-    /// A free slot, starting at this thread's own.
+    /// A free slot, starting at the one this thread took last (so threads
+    /// settle on slots of their own, as threads with a connection each do),
+    /// or at the slot its id hashes to.
     fn try_take(&self) -> Option<MutexGuard<'_, Option<Connection>>> {
-        let mut hasher = self.hasher.build_hasher();
-        std::hash::Hash::hash(&std::thread::current().id(), &mut hasher);
-        let start = hasher.finish() as usize;
+        let start = LAST_SLOT.with(Cell::get).unwrap_or_else(|| {
+            let mut hasher = self.hasher.build_hasher();
+            std::hash::Hash::hash(&std::thread::current().id(), &mut hasher);
+            hasher.finish() as usize
+        });
         (0..self.slots.len()).find_map(|i| {
-            match self.slots[(start + i) % self.slots.len()].try_lock() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            }
+            let index = (start + i) % self.slots.len();
+            let guard = match self.slots[index].try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            };
+            LAST_SLOT.with(|last| last.set(Some(index)));
+            Some(guard)
         })
     }
 
