@@ -134,31 +134,14 @@ fn a_database_locked_beyond_its_busy_timeout_is_one_clear_error_and_the_next_bac
     crate::common::open(&db)
         .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
         .unwrap();
-    let mut holder = Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (2)')\nprint('locked', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
-            &db.display().to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is on every CI machine");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let holder = crate::common::Holder::start(crate::common::EXCLUSIVE_WRITER, &db);
     let output = project.run(&["backup", "app"]);
     assert_one_clear_error(&output, &["app", "locked"]);
     assert_eq!(
         file_names(&project.join("backups/app")),
         Vec::<String>::new()
     );
-    drop(holder.stdin.take());
-    assert!(holder.wait().unwrap().success());
+    holder.release();
     let output = project.run(&["backup", "app"]);
     assert_eq!(output.code, 0, "{output:?}");
     assert_eq!(count(&db, "t"), 2, "the holder's commit is kept");

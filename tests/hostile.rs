@@ -406,29 +406,12 @@ fn a_database_locked_by_its_writer_at_startup_counts_as_managed() {
     let conn = crate::common::open(&db);
     conn.execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x);")
         .unwrap();
-    let mut writer = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (1)')\nprint('locked', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
-            &db.display().to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is on every CI machine");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(writer.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let writer = crate::common::Holder::start(crate::common::EXCLUSIVE_WRITER, &db);
     let daemon = Daemon::start(&project);
     wait_until("the locked database counts as managed", || {
         http_get(port, "/metrics").contains("litewarden_managed_databases 1")
     });
-    drop(writer.stdin.take());
-    assert!(writer.wait().unwrap().success());
+    writer.release();
     assert_eq!(daemon.stop(), 0);
 }
 
@@ -516,30 +499,16 @@ fn a_page_size_change_killed_half_way_is_converged_back_to_wal_at_once() {
             .stdout
             .contains("daemon: running (pid")
     });
-    let mut rewrite = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import fcntl,sqlite3,sys\nlock=open(sys.argv[1]+'.migrate-lock','a')\nfcntl.flock(lock, fcntl.LOCK_EX)\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA journal_mode=delete')\nc.close()\nprint('rewriting', flush=True)\nsys.stdin.read()",
-            &db.display().to_string(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(rewrite.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "rewriting");
+    let rewrite = crate::common::Holder::start(
+        "import fcntl,sqlite3,sys\nlock=open(sys.argv[1]+'.migrate-lock','a')\nfcntl.flock(lock, fcntl.LOCK_EX)\nc=sqlite3.connect(sys.argv[1])\nc.execute('PRAGMA journal_mode=delete')\nc.close()\nprint('ready', flush=True)\nsys.stdin.read()",
+        &db,
+    );
     let plan = project.run(&["plan"]);
     assert!(
         plan.stdout.contains("~ app: journal_mode delete -> wal"),
         "{plan:?}"
     );
-    rewrite.kill().unwrap();
-    rewrite.wait().unwrap();
+    rewrite.kill();
     seen_by_the_watcher("the interrupted rewrite converged back to WAL", || {
         crate::common::pragma::<String>(&db, "journal_mode") == "wal"
     });

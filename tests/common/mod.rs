@@ -266,3 +266,44 @@ pub fn record(kind: &str, figures: serde_json::Value) {
     file.write_all(line.as_bytes())
         .expect("write a reliability record");
 }
+
+/// A Python script that holds an EXCLUSIVE transaction on the database in
+/// `sys.argv[1]` (inserting into its table `t`) until its stdin closes.
+pub const EXCLUSIVE_WRITER: &str = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (2)')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')";
+
+/// A second process (Python) holding something on a database until
+/// [`Holder::release`].
+pub struct Holder {
+    child: std::process::Child,
+}
+
+impl Holder {
+    /// Runs `script` on `db` and waits until it prints `ready`.
+    pub fn start(script: &str, db: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script, &db.display().to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is on every CI machine");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the holder's line");
+        assert_eq!(line.trim(), "ready", "the holder did not start");
+        Self { child }
+    }
+
+    /// Lets the holder finish what it holds and waits for it.
+    pub fn release(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().expect("wait for the holder").success());
+    }
+
+    /// Kills the holder (its locks go with it).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
