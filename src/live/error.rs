@@ -7,6 +7,16 @@ use std::path::PathBuf;
 const QUOTED_SQL: usize = 200;
 
 /// An error of [`super::Manager`].
+///
+/// ```no_run
+/// use litewarden::live::{LiveError, Manager};
+/// # let db = Manager::open("a.db", Default::default())?;
+/// match db.execute("INSERT INTO nowhere VALUES (1)", []) {
+///     Err(LiveError::Sql { sql, source, .. }) => eprintln!("{sql}: {source}"),
+///     other => { other?; }
+/// }
+/// # Ok::<(), LiveError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     /// SQLite refused a statement.

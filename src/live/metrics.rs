@@ -22,7 +22,7 @@ pub const SLOW_QUERIES_KEPT: usize = 32;
 
 /// Whether a statement read or wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Through the reader pool.
     Read,
     /// Through the writer connection.
@@ -65,7 +65,7 @@ impl Lane {
 
 /// The counters of one manager.
 #[derive(Debug)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     reads: Lane,
     writes: Lane,
     pool_waits: AtomicU64,
@@ -76,6 +76,14 @@ pub struct Recorder {
 }
 
 /// A statement that took longer than the slow-query threshold.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// for slow in db.metrics().queries.slow_queries {
+///     println!("{} ms: {}", slow.duration_ms, slow.sql);
+/// }
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlowQuery {
     /// The SQL, as given.
@@ -87,6 +95,13 @@ pub struct SlowQuery {
 }
 
 /// Query figures at one moment.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let q = db.metrics().queries;
+/// println!("{} reads, {} writes, p99 {} ms", q.reads, q.writes, q.p99_ms);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueryFigures {
     /// Statements run through the reader pool.
@@ -108,6 +123,13 @@ pub struct QueryFigures {
 }
 
 /// Pool waits at one moment.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let waits = db.metrics().pool.waits;
+/// println!("{} waits, {} timeouts", waits.pool_waits, waits.pool_timeouts);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WaitFigures {
     /// Reads that found every pooled connection checked out and waited.

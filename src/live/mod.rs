@@ -127,6 +127,13 @@ impl Default for Options {
 
 /// Rows with their column names, for callers that do not know the row type
 /// (the Python package).
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let table = db.query_table("SELECT 1 AS one", [])?;
+/// assert_eq!(table.columns, ["one"]);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
     /// Column names, in order.
@@ -137,6 +144,14 @@ pub struct Table {
 
 /// A column to add when missing ([`Manager::add_columns`]): only `ADD
 /// COLUMN` is ever run.
+///
+/// ```
+/// let column = litewarden::live::NewColumn {
+///     table: "crawled_pages".into(), column: "priority".into(),
+///     sql_type: "INTEGER".into(), default: Some("0".into()), not_null: true,
+/// };
+/// assert_eq!(column.sql_type, "INTEGER");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewColumn {
     /// The table.
@@ -152,6 +167,13 @@ pub struct NewColumn {
 }
 
 /// The pool's connections at one moment.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let pool = db.metrics().pool;
+/// println!("{} of {} readers in use, {} waits", pool.in_use, pool.size, pool.waits.pool_waits);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PoolFigures {
     /// Reader connections the pool may hold.
@@ -166,6 +188,13 @@ pub struct PoolFigures {
 }
 
 /// What [`Manager::metrics`] reports: the seed's `get_performance_metrics()`.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let metrics = db.metrics();
+/// println!("{} MiB, WAL {} MiB", metrics.db_size_mb, metrics.wal_size_mb);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metrics {
     /// The database's name.
@@ -181,6 +210,13 @@ pub struct Metrics {
 }
 
 /// What [`Manager::backup_now`] did.
+///
+/// ```no_run
+/// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+/// let done = db.backup_now()?;
+/// println!("{} bytes, {} older backups pruned", done.backup.record.size, done.pruned);
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupDone {
     /// The new backup.
@@ -190,6 +226,14 @@ pub struct BackupDone {
 }
 
 /// Pooled access to one database. Cheap to share: wrap it in an `Arc`.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// let db = Arc::new(litewarden::live::Manager::open("a.db", Default::default())?);
+/// let worker = { let db = Arc::clone(&db); std::thread::spawn(move || db.execute("INSERT INTO t VALUES (1)", [])) };
+/// worker.join().expect("worker")?;
+/// # Ok::<(), litewarden::live::LiveError>(())
+/// ```
 pub struct Manager {
     database: Database,
     backup_dir: PathBuf,
@@ -270,11 +314,23 @@ impl Manager {
     }
 
     /// The database's name (from `jobs.yaml`, or the file's stem).
+    ///
+    /// ```no_run
+    /// let db = litewarden::live::Manager::open("website_crawler.db", Default::default())?;
+    /// assert_eq!(db.name(), "website_crawler");
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
     pub fn name(&self) -> &str {
         self.database.name.as_str()
     }
 
-    /// The database file.
+    /// The database file (absolute).
+    ///
+    /// ```no_run
+    /// let db = litewarden::live::Manager::open("website_crawler.db", Default::default())?;
+    /// assert!(db.path().is_absolute());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.database.path
     }
@@ -541,6 +597,12 @@ impl Manager {
     /// Whether `sql` only reads (SQLite's own verdict), so a caller that
     /// does not know can route it ([`Manager::query_table`] or
     /// [`Manager::execute`]).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// assert!(db.is_read_only("SELECT 1")?);
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
     pub fn is_read_only(&self, sql: &str) -> Result<bool, LiveError> {
         let reader = self.readers.get(&self.recorder, self.name())?;
         let statement = reader.prepare_cached(sql).map_err(self.sql_error(sql))?;
