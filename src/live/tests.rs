@@ -1,3 +1,7 @@
+//! Unit tests of the live manager on real files in temp directories: reads
+//! and writes, SQL errors, transactions rolled back on error and panic, pool
+//! exhaustion, a file that is not a database, and the engines it calls.
+
 use std::sync::Arc;
 use std::time::Duration;
 
