@@ -5,7 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test
+mkdir -p target
+cargo test 2>&1 | tee target/test-output.log
+# The secret the tests give SMTP_PASSWORD (tests/hostile.rs) must appear in
+# no output of the whole suite (issue #14).
+if grep -qF 'Sup3r$ecret!pw#42' target/test-output.log; then
+  echo "a test's SMTP password appears in the test output (target/test-output.log)" >&2
+  exit 1
+fi
 
 venv="$PWD/target/py-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
