@@ -191,3 +191,18 @@ def test_the_live_crawler_example_runs_with_a_backup_and_a_migration_midway(tmp_
     assert "migrations applied: 1" in run.stdout
     assert "pages in the database" in run.stdout
     assert '"errors": 0' in run.stdout
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    section = readme.index("### Quick Start (Python")
+    start = readme.index("```python", section) + len("```python")
+    code = readme[start:readme.index("```", start)]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE1_PATH", "BACKUP_DIR", "LITEWARDEN_CONFIG")}
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("healthy "), run.stdout
+    assert len(os.listdir(tmp_path / "backups" / "website_crawler")) == 2, "a backup and its manifest"
