@@ -205,4 +205,5 @@ def test_the_readme_quick_start_runs_as_written(tmp_path, monkeypatch):
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("healthy "), run.stdout
-    assert len(os.listdir(tmp_path / "backups" / "website_crawler")) == 2, "a backup and its manifest"
+    stored = [n for n in os.listdir(tmp_path / "backups" / "website_crawler") if not n.startswith(".")]
+    assert len(stored) == 2, f"a backup and its manifest: {stored}"
