@@ -156,10 +156,20 @@ impl StateDb {
         let path = state_dir.join(STATE_FILE);
         match Self::open_file(&path) {
             Err(error) if recover::is_damage(&error) => {
-                let kept = recover::move_aside(&path).map_err(|source| StateError::CreateDir {
-                    path: path.clone(),
-                    source,
-                })?;
+                let kept = match recover::move_aside(&path) {
+                    Ok(kept) => kept,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        // Another process found it damaged at the same moment
+                        // and moved it aside first.
+                        return Self::open_file(&path);
+                    }
+                    Err(source) => {
+                        return Err(StateError::CreateDir {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                };
                 tracing::error!(
                     path = %path.display(),
                     kept = %kept.display(),
