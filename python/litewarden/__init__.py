@@ -45,28 +45,6 @@ __all__ = [
 ]
 
 
-class _Transaction:
-    """The statements of one `with manager.transaction()` block, run in one
-    IMMEDIATE transaction when the block ends without an exception (and not
-    at all when it raises)."""
-
-    def __init__(self, manager):
-        self._manager = manager
-        self._statements = []
-        self.rowcounts = []
-
-    def execute(self, sql, params=None):
-        self._statements.append((sql, params))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        if kind is None and self._statements:
-            self.rowcounts = self._manager._native.run_transaction(self._statements)
-        return False
-
-
 class Manager:
     """Pooled access to one database.
 
@@ -115,8 +93,11 @@ class Manager:
         return self._native.insert_many(sql, rows)
 
     def transaction(self):
-        """`with db.transaction() as tx: tx.execute(...)`: all or nothing."""
-        return _Transaction(self)
+        """`with db.transaction() as tx:` an IMMEDIATE transaction that holds the
+        writer: tx.execute(...) and tx.query(...) (which sees its writes);
+        committed when the block ends, rolled back when it raises. Other
+        writes of the process wait for it (up to busy_timeout)."""
+        return self._native.begin()
 
     def health(self):
         """The health checks: {'status': 'healthy', 'db_size_mb': ..., 'checks': [...]}."""

@@ -342,38 +342,16 @@ impl Manager {
         .map_err(to_py_error)
     }
 
-    /// Runs `(sql, params)` pairs in one IMMEDIATE transaction: all or
-    /// nothing. Returns the rows each one changed.
-    fn run_transaction(
-        &self,
-        py: Python<'_>,
-        statements: &Bound<'_, PyAny>,
-    ) -> PyResult<Vec<usize>> {
-        let mut batch = Vec::new();
-        for item in statements.try_iter()? {
-            let item = item?;
-            let (sql, params): (String, Option<Bound<'_, PyAny>>) = item.extract()?;
-            batch.push((sql, Parameters::from_python(params.as_ref())?));
-        }
+    /// Begins an IMMEDIATE transaction that holds the writer until it
+    /// commits or rolls back (a context manager).
+    fn begin(&self, py: Python<'_>) -> PyResult<Transaction> {
         let inner = Arc::clone(&self.inner);
-        py.detach(|| {
-            inner.transaction(|tx| {
-                batch
-                    .iter()
-                    .map(|(sql, params)| {
-                        with_params!(params, |p| tx
-                            .prepare_cached(sql)
-                            .and_then(|mut s| s.execute(p)))
-                        .map_err(|source| LiveError::Sql {
-                            database: inner.name().to_string(),
-                            sql: sql.clone(),
-                            source,
-                        })
-                    })
-                    .collect()
-            })
+        let tx = py
+            .detach(move || litewarden::live::Manager::begin(&inner))
+            .map_err(to_py_error)?;
+        Ok(Transaction {
+            tx: std::sync::Mutex::new(Some(tx)),
         })
-        .map_err(to_py_error)
     }
 
     /// The health checks as JSON.
@@ -439,10 +417,115 @@ impl Manager {
     }
 }
 
+/// An open transaction: `with db.transaction() as tx:` commits when the
+/// block ends and rolls back when it raises. Its reads see its writes;
+/// other writes of the process wait for it.
+#[pyclass(frozen, module = "litewarden._native")]
+struct Transaction {
+    tx: std::sync::Mutex<Option<litewarden::live::OwnedTransaction>>,
+}
+
+impl Transaction {
+    /// Runs `work` on the transaction with the GIL released (the
+    /// transaction moves to the worker and back: a connection is not
+    /// shared between threads).
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&litewarden::live::OwnedTransaction) -> Result<T, LiveError> + Send,
+    ) -> PyResult<T> {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                LitewardenError::new_err("the transaction is over (committed or rolled back)")
+            })?;
+        let (tx, result) = py.detach(move || {
+            let result = work(&tx);
+            (tx, result)
+        });
+        *self.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        result.map_err(to_py_error)
+    }
+
+    fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(());
+        };
+        py.detach(move || {
+            if commit {
+                tx.commit()
+            } else {
+                tx.rollback();
+                Ok(())
+            }
+        })
+        .map_err(to_py_error)
+    }
+}
+
+#[pymethods]
+impl Transaction {
+    /// Runs one statement in the transaction; returns the rows it changed.
+    #[pyo3(signature = (sql, params=None))]
+    fn execute(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
+        let params = Parameters::from_python(params)?;
+        self.with(py, |tx| with_params!(&params, |p| tx.execute(sql, p)))
+    }
+
+    /// Rows of a query in the transaction (it sees the transaction's writes).
+    #[pyo3(signature = (sql, params=None, *, as_dict=false))]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        sql: &str,
+        params: Option<&Bound<'py, PyAny>>,
+        as_dict: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let params = Parameters::from_python(params)?;
+        let table = self.with(py, |tx| with_params!(&params, |p| tx.query_table(sql, p)))?;
+        rows_to_python(py, table, as_dict)
+    }
+
+    /// Commits (the transaction is over).
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, true)
+    }
+
+    /// Rolls back (the transaction is over).
+    fn rollback(&self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, false)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (kind, _value, _traceback))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        kind: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.end(py, kind.is_none_or(|k| k.is_none()))?;
+        Ok(false)
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Manager>()?;
+    m.add_class::<Transaction>()?;
     m.add("LitewardenError", py.get_type::<LitewardenError>())?;
     m.add("SqlError", py.get_type::<SqlError>())?;
     m.add("PoolExhaustedError", py.get_type::<PoolExhaustedError>())?;

@@ -68,7 +68,9 @@ def test_an_sql_error_carries_the_sql_and_sqlites_message_and_the_pool_stays_hea
 def test_an_exception_inside_a_transaction_rolls_it_back_and_the_manager_goes_on(crawler):
     with pytest.raises(RuntimeError):
         with crawler.transaction() as tx:
-            tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://lost",))
+            assert tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://lost",)) == 1
+            assert tx.query("SELECT url FROM crawled_pages") == [("https://lost",)], "it sees its writes"
+            assert crawler.query("SELECT count(*) FROM crawled_pages") == [(0,)], "readers do not"
             raise RuntimeError("the crawler failed")
     with pytest.raises(lw.SqlError):
         with crawler.transaction() as tx:
@@ -76,9 +78,29 @@ def test_an_exception_inside_a_transaction_rolls_it_back_and_the_manager_goes_on
             tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://first",))
     assert crawler.query("SELECT count(*) FROM crawled_pages") == [(0,)]
     with crawler.transaction() as tx:
-        tx.execute("INSERT INTO crawled_pages (url) VALUES (?)", ("https://kept",))
-    assert tx.rowcounts == [1]
+        tx.execute("INSERT INTO crawled_pages (url) VALUES (:url)", {"url": "https://kept"})
+    with pytest.raises(lw.LitewardenError, match="the transaction is over"):
+        tx.execute("INSERT INTO crawled_pages (url) VALUES ('late')")
     assert crawler.query("SELECT url FROM crawled_pages") == [("https://kept",)]
+
+
+def test_other_threads_writes_wait_for_an_open_transaction(crawler):
+    done = []
+    waits = crawler.metrics()["pool"]["writer_waits"]
+    with crawler.transaction() as tx:
+        tx.execute("INSERT INTO crawled_pages (url) VALUES ('first')")
+        writer = threading.Thread(
+            target=lambda: done.append(crawler.execute("INSERT INTO crawled_pages (url) VALUES ('second')"))
+        )
+        writer.start()
+        deadline = time.time() + 10
+        while crawler.metrics()["pool"]["writer_waits"] == waits and time.time() < deadline:
+            time.sleep(0.01)
+        assert crawler.metrics()["pool"]["writer_waits"] == waits + 1, "the other write is waiting"
+        assert done == [], "and cannot have run: the transaction has the writer"
+    writer.join()
+    assert done == [1]
+    assert crawler.query("SELECT url FROM crawled_pages ORDER BY id") == [("first",), ("second",)]
 
 
 def test_a_path_that_is_not_a_database_is_a_clear_error(tmp_path):

@@ -55,6 +55,17 @@ pub enum LiveError {
         /// How long the read waited.
         waited_ms: u64,
     },
+    /// An open [`super::OwnedTransaction`] kept the writer past
+    /// `busy_timeout`.
+    #[error(
+        "{database}: the writer is held by an open transaction and was not given back within {waited_ms} ms; commit or roll it back first (writing outside it from the same thread waits for itself)"
+    )]
+    WriterHeld {
+        /// The database.
+        database: String,
+        /// How long the write waited.
+        waited_ms: u64,
+    },
     /// The file cannot be used as a database.
     #[error("{}: {detail}", crate::paths::display(.path))]
     Open {

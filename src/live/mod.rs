@@ -28,11 +28,13 @@
 mod error;
 pub mod metrics;
 mod open;
+mod options;
 mod pool;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, Params, Row, Transaction, TransactionBehavior};
 use serde::Serialize;
@@ -40,90 +42,12 @@ use serde::de::DeserializeOwned;
 
 pub use self::error::LiveError;
 use self::metrics::{Kind, QueryFigures, Recorder, WaitFigures};
+pub use self::options::*;
 use self::pool::ReaderPool;
-use crate::clock::{Clock, SystemClock};
+pub use self::writer::OwnedTransaction;
+use self::writer::{Writer, WriterGuard};
+use crate::clock::Clock;
 use crate::config::{Config, Database};
-
-/// Default number of reader connections.
-pub const DEFAULT_POOL_SIZE: u32 = 8;
-
-/// Default time a read waits for a free reader before it fails.
-pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Default threshold over which a statement is listed as slow.
-pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(100);
-
-/// Default age, in days, past which [`Manager::backup_now`] prunes backups
-/// (the shipped `jobs.yaml`'s `${BACKUP_RETENTION_DAYS:-7}d`).
-pub const DEFAULT_RETENTION_DAYS: u32 = 7;
-
-/// Default number of prepared statements cached per connection.
-pub const DEFAULT_STATEMENT_CACHE: usize = 64;
-
-/// How a [`Manager`] is set up. Fields left `None` take the same defaults
-/// as `jobs.yaml` (`settings.backup_dir: backups` and `state_dir:
-/// .litewarden`, both beside the database for [`Manager::open`]).
-///
-/// ```
-/// use litewarden::live::Options;
-/// let options = Options { pool_size: 16, ..Options::default() };
-/// assert_eq!(options.pool_size, 16);
-/// ```
-#[derive(Clone)]
-pub struct Options {
-    /// Reader connections in the pool.
-    pub pool_size: u32,
-    /// How long a read waits for a free reader.
-    pub connection_timeout: Duration,
-    /// Statements slower than this are listed in [`Metrics::queries`].
-    pub slow_query: Duration,
-    /// Prepared statements cached per connection.
-    pub statement_cache: usize,
-    /// Where [`Manager::backup_now`] writes (`<dir>/<name>/...`).
-    pub backup_dir: Option<PathBuf>,
-    /// Where the backup catalog and run history live (`state.db`).
-    pub state_dir: Option<PathBuf>,
-    /// The migrations directory [`Manager::run_pending_migrations`] applies.
-    pub migrations_dir: Option<PathBuf>,
-    /// [`Manager::open`] only: backups older than this many days are pruned
-    /// after each [`Manager::backup_now`] (the seed's
-    /// `BACKUP_RETENTION_DAYS`), with the rest of the shipped `jobs.yaml`'s
-    /// retention (`keep_last: 3, keep_hourly: 24, keep_daily: 7`).
-    pub retention_days: u32,
-    /// The clock backups are named by.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.debug_struct("Options")
-            .field("pool_size", &self.pool_size)
-            .field("connection_timeout", &self.connection_timeout)
-            .field("slow_query", &self.slow_query)
-            .field("statement_cache", &self.statement_cache)
-            .field("backup_dir", &self.backup_dir)
-            .field("state_dir", &self.state_dir)
-            .field("migrations_dir", &self.migrations_dir)
-            .field("retention_days", &self.retention_days)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            pool_size: DEFAULT_POOL_SIZE,
-            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
-            slow_query: DEFAULT_SLOW_QUERY,
-            statement_cache: DEFAULT_STATEMENT_CACHE,
-            backup_dir: None,
-            state_dir: None,
-            migrations_dir: None,
-            retention_days: DEFAULT_RETENTION_DAYS,
-            clock: Arc::new(SystemClock),
-        }
-    }
-}
 
 /// Rows with their column names, for callers that do not know the row type
 /// (the Python package).
@@ -239,7 +163,7 @@ pub struct Manager {
     backup_dir: PathBuf,
     state_dir: PathBuf,
     timezone: chrono_tz::Tz,
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: ReaderPool,
     recorder: Recorder,
     clock: Arc<dyn Clock>,
@@ -252,6 +176,25 @@ impl std::fmt::Debug for Manager {
             .field("path", &self.database.path)
             .finish_non_exhaustive()
     }
+}
+
+/// The rows of `sql` on `conn`, with their column names.
+fn table_of<P: Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Result<Table> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let columns: Vec<String> = statement
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let width = columns.len();
+    let rows = statement
+        .query_map(params, |row| {
+            (0..width)
+                .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                .collect()
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Table { columns, rows })
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -306,7 +249,7 @@ impl Manager {
             state_dir: config.settings.state_dir.clone(),
             timezone: config.settings.timezone,
             database,
-            writer: Mutex::new(writer),
+            writer: Writer::new(writer),
             readers,
             recorder: Recorder::new(options.slow_query),
             clock: options.clock,
@@ -357,18 +300,37 @@ impl Manager {
         result.map_err(self.sql_error(sql))
     }
 
-    /// The writer connection, waiting for this process's other writers. A
-    /// writer that panicked left no transaction open (rusqlite rolls back on
-    /// unwind), so its poisoned lock is taken over as it is.
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        match self.writer.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                self.recorder.writer_wait();
-                self.writer.lock().unwrap_or_else(|e| e.into_inner())
-            }
-        }
+    /// The writer connection, waiting for this process's other writers
+    /// (and up to `busy_timeout` for an [`OwnedTransaction`]).
+    fn writer(&self) -> Result<WriterGuard<'_>, LiveError> {
+        self.writer.lock(
+            &self.recorder,
+            self.database.pragmas.connection.busy_timeout,
+            self.name(),
+        )
+    }
+
+    fn writer_slot(&self) -> &Writer {
+        &self.writer
+    }
+
+    fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Begins an `IMMEDIATE` transaction that keeps the writer until it
+    /// commits, rolls back or is dropped; other writes wait for it.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// let db = Arc::new(litewarden::live::Manager::open("a.db", Default::default())?);
+    /// let tx = litewarden::live::Manager::begin(&db)?;
+    /// tx.execute("UPDATE pages SET status = 200", [])?;
+    /// tx.commit()?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn begin(manager: &Arc<Self>) -> Result<OwnedTransaction, LiveError> {
+        OwnedTransaction::begin(manager)
     }
 
     /// Runs `work` on the writer and records the statement.
@@ -377,10 +339,7 @@ impl Manager {
         sql: &str,
         work: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, LiveError> {
-        let mut writer = self.writer();
-        if !writer.is_autocommit() {
-            let _ = writer.execute_batch("ROLLBACK");
-        }
+        let mut writer = self.writer()?;
         let started = Instant::now();
         let result = work(&mut writer);
         self.recorder
@@ -469,23 +428,7 @@ impl Manager {
     /// # Ok::<(), litewarden::live::LiveError>(())
     /// ```
     pub fn query_table<P: Params>(&self, sql: &str, params: P) -> Result<Table, LiveError> {
-        self.read(sql, |conn| {
-            let mut statement = conn.prepare_cached(sql)?;
-            let columns: Vec<String> = statement
-                .column_names()
-                .into_iter()
-                .map(str::to_string)
-                .collect();
-            let width = columns.len();
-            let rows = statement
-                .query_map(params, |row| {
-                    (0..width)
-                        .map(|i| row.get::<_, rusqlite::types::Value>(i))
-                        .collect()
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(Table { columns, rows })
-        })
+        self.read(sql, |conn| table_of(conn, sql, params))
     }
 
     /// Runs one statement that changes the database on the writer; returns
@@ -533,7 +476,7 @@ impl Manager {
         &self,
         work: impl FnOnce(&Transaction) -> Result<T, LiveError>,
     ) -> Result<T, LiveError> {
-        let mut writer = self.writer();
+        let mut writer = self.writer()?;
         let started = Instant::now();
         let name = self.name().to_string();
         let begin_error = |source| LiveError::Sql {
@@ -771,7 +714,7 @@ impl Manager {
             .iter()
             .map(|c| open::declared_column(self.name(), c))
             .collect::<Result<Vec<_>, _>>()?;
-        let _writer = self.writer();
+        let _writer = self.writer()?;
         Ok(crate::db::columns::add_missing(
             &self.database.path,
             &declared,

@@ -260,3 +260,66 @@ fn backups_migrations_health_and_columns_go_through_the_engines() {
     assert_eq!(health.status.as_str(), "healthy", "{health:?}");
     db.optimize().unwrap();
 }
+
+#[test]
+fn an_owned_transaction_sees_its_writes_holds_the_writer_and_rolls_back_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(with_pages(dir.path()));
+    let tx = Manager::begin(&db).unwrap();
+    tx.execute("INSERT INTO pages (url) VALUES ('pending')", [])
+        .unwrap();
+    let seen = tx.query_table("SELECT count(*) FROM pages", []).unwrap();
+    assert_eq!(seen.rows, [[rusqlite::types::Value::Integer(1)]]);
+    let outside: i64 = db
+        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(outside, 0, "readers see only committed rows");
+    let waiting = {
+        let db = Arc::clone(&db);
+        std::thread::spawn(move || db.execute("INSERT INTO pages (url) VALUES ('after')", []))
+    };
+    tx.commit().unwrap();
+    assert_eq!(
+        waiting.join().unwrap().unwrap(),
+        1,
+        "the waiting write ran after the commit"
+    );
+    drop(
+        Manager::begin(&db)
+            .unwrap()
+            .execute("INSERT INTO pages (url) VALUES ('dropped')", []),
+    );
+    let tx = Manager::begin(&db).unwrap();
+    tx.execute("INSERT INTO pages (url) VALUES ('dropped')", [])
+        .unwrap();
+    drop(tx);
+    let urls: Vec<String> = db
+        .query("SELECT url FROM pages ORDER BY id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(urls, ["pending", "after"]);
+}
+
+#[test]
+fn writing_outside_an_open_transaction_from_its_thread_fails_after_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    with_pages(dir.path());
+    let config = open::config_for_path(&dir.path().join("app.db"), &Options::default()).unwrap();
+    let mut database = config.databases.values().next().unwrap().clone();
+    database.pragmas.connection.busy_timeout = Duration::from_millis(100);
+    let mut config = config.clone();
+    config.databases.insert(database.name.clone(), database);
+    let db = Arc::new(Manager::from_config(&config, "app", Options::default()).unwrap());
+    let tx = Manager::begin(&db).unwrap();
+    let error = db
+        .execute("INSERT INTO pages (url) VALUES ('x')", [])
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("app: the writer is held by an open transaction"),
+        "{error}"
+    );
+    tx.rollback();
+    db.execute("INSERT INTO pages (url) VALUES ('x')", [])
+        .unwrap();
+}
