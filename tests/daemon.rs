@@ -575,11 +575,7 @@ pub(crate) fn http_get(port: u16, path: &str) -> String {
 
 #[test]
 fn metrics_expose_whether_the_last_reload_succeeded() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let config = format!(
         "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndatabases:\n  app: {{ path: app.db, backup: {{ every: 1h, compress: none }} }}\n"
     );

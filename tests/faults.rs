@@ -149,11 +149,7 @@ fn a_database_locked_beyond_its_busy_timeout_is_one_clear_error_and_the_next_bac
 
 #[test]
 fn a_config_deleted_under_the_daemon_keeps_the_last_good_one_and_backups_go_on() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let config = format!(
         "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndatabases:\n  app: {{ path: app.db, backup: {{ every: 1s, compress: none, retention: {{ keep_last: 100 }} }} }}\n"
     );

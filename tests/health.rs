@@ -277,11 +277,7 @@ fn a_drill_whose_backup_is_too_far_behind_fails_the_freshness_check() {
 
 #[test]
 fn metrics_parse_as_prometheus_text_and_healthz_follows_the_databases_health() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let config = |min_free: &str| {
         format!(
             "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndefaults:\n  health: {{ every: 1s, min_free_disk: {min_free} }}\ndatabases:\n  app: {{ path: app.db, backup: {{ every: 1h, compress: none }} }}\n"

@@ -1,16 +1,8 @@
 //! Issue #14: hostile input, broken state and secrets. Each test reproduces
 //! one defect an adversarial pass found, through the real binary.
 
-use crate::common::Project;
+use crate::common::{Project, free_port};
 use crate::daemon::{Daemon, http_get, wait_until};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 const SECRET: &str = "Sup3r$ecret!pw#42";
 

@@ -57,6 +57,11 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(30);
 /// damaged one kept aside, so backups go on and `status` keeps working).
 const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The shortest time between two looks at the files (state database,
+/// database headers): a busy loop (many databases, many finished jobs)
+/// wakes far more often than that, and each look opens every file.
+const FILE_CHECK_SPACING: Duration = Duration::from_secs(1);
+
 /// How far back the wall clock must step between two wake-ups to count as
 /// a step (NTP slews smaller corrections).
 const CLOCK_STEP: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
@@ -167,6 +172,8 @@ struct Reconciler {
     outbox: Option<crate::alert::outbox::Outbox>,
     /// When the last heartbeat was sent.
     heartbeat_at: Option<DateTime<Utc>>,
+    /// When the files were last looked at (see [`FILE_CHECK_SPACING`]).
+    files_checked_at: Option<Instant>,
 }
 
 /// What the loop does after an event.
@@ -226,6 +233,7 @@ impl Reconciler {
             locks: BTreeMap::new(),
             outbox: None,
             heartbeat_at: None,
+            files_checked_at: None,
         }
     }
 
@@ -268,8 +276,14 @@ impl Reconciler {
     fn event_loop(&mut self, inbox: &Receiver<Event>) {
         let mut last_poll = Instant::now();
         loop {
-            self.keep_state_intact();
-            self.notice_changed_files();
+            if self
+                .files_checked_at
+                .is_none_or(|at| at.elapsed() >= FILE_CHECK_SPACING)
+            {
+                self.files_checked_at = Some(Instant::now());
+                self.keep_state_intact();
+                self.notice_changed_files();
+            }
             self.fire_due_jobs();
             self.write_status();
             self.evaluate_alerts();

@@ -124,6 +124,14 @@ impl std::fmt::Debug for Output {
     }
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for `listen:`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
 /// Opens a database in the test process (not the binary that wrote it).
 pub fn open(path: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).expect("open a database")
