@@ -119,7 +119,7 @@ def render(results, records, started, took, rounds, load_secs):
                           f"verified afterwards; {record['busy_errors']} busy errors; no committed row lost.",
                           ""]
                 for failure in record.get("failures", []):
-                    lines += [f"Failed run (an open defect, see the note on issue #14): `{failure}`", ""]
+                    lines += [f"Failed run: `{failure}`", ""]
         lines += ["| test | runs per suite | result |", "|---|---|---|"]
         for section_title, section_binary, section_prefix in SECTIONS:
             if section_title != title:

@@ -30,30 +30,53 @@ pub fn open(path: &Path) -> Result<File, OpenError> {
         .read(true)
         .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
         .open(path)?;
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        return Ok(file);
+    match not_regular(&file.metadata()?) {
+        None => Ok(file),
+        Some(what) => Err(OpenError::NotRegular(what)),
     }
-    use std::os::unix::fs::FileTypeExt;
-    let what = if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a device"
-    };
-    Err(OpenError::NotRegular(what))
 }
 
-/// [`open`] for callers that report an `io::Error`: a path that is not a
-/// regular file is an `InvalidInput` error saying so.
+/// Whether `path` is a regular file (following symbolic links), without
+/// opening it: for paths SQLite opens itself (see [`crate::db::file`]).
+pub fn check(path: &Path) -> Result<(), OpenError> {
+    match not_regular(&std::fs::metadata(path)?) {
+        None => Ok(()),
+        Some(what) => Err(OpenError::NotRegular(what)),
+    }
+}
+
+/// What a file that is not regular is, or `None` for a regular file.
+fn not_regular(metadata: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    }
+}
+
+impl OpenError {
+    /// This error as an `io::Error`: a path that is not a regular file is an
+    /// `InvalidInput` error saying so.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            OpenError::Io(e) => e,
+            not_regular => io::Error::new(io::ErrorKind::InvalidInput, not_regular.to_string()),
+        }
+    }
+}
+
+/// [`open`] for callers that report an `io::Error` (see
+/// [`OpenError::into_io`]).
 pub fn open_io(path: &Path) -> io::Result<File> {
-    open(path).map_err(|error| match error {
-        OpenError::Io(e) => e,
-        not_regular => io::Error::new(io::ErrorKind::InvalidInput, not_regular.to_string()),
-    })
+    open(path).map_err(OpenError::into_io)
 }
 
 /// The whole content of the regular file at `path`.

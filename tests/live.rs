@@ -192,3 +192,33 @@ fn a_missing_database_litewarden_managed_is_not_created_again() {
         "no database `nope` in jobs.yaml (it declares: app)"
     );
 }
+
+/// Regression: the snapshot copy read the database file through a
+/// descriptor of its own, and closing it dropped every POSIX lock the
+/// application's pooled connections held, so another process could take
+/// the file out of WAL mode (or checkpoint and delete the WAL) under them.
+#[test]
+fn a_backup_taken_by_the_application_keeps_the_locks_of_its_connections() {
+    let project = Project::new();
+    let db = Manager::open(project.join("app.db"), Options::default()).unwrap();
+    db.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let count: i64 = db
+        .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(count, 1);
+    db.backup_now().unwrap();
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=0.1)\nprint(c.execute('PRAGMA journal_mode=delete').fetchone()[0])",
+            &project.join("app.db").display().to_string(),
+        ])
+        .output()
+        .expect("python3 is on every CI machine");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("database is locked"),
+        "another process took the database out of WAL mode under open connections: {output:?}"
+    );
+}

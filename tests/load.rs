@@ -6,11 +6,13 @@
 //! and optimise. Afterwards every row each writer saw committed is in its
 //! database, each database passes `integrity_check`, every listed backup
 //! verifies in another process, and each database's last backup run
-//! succeeded. One failed run is tolerated and recorded: under this load a
-//! snapshot backup has once failed at the end of its read transaction with
-//! "database disk image is malformed" (the live database and every kept
-//! backup checked fine), an open defect noted on issue #14. The writers' commit latency (p50,
-//! p99, max stall) with and without the daemon is printed and recorded.
+//! succeeded, and no run failed. (A snapshot backup once failed here at the
+//! end of its read transaction with "database disk image is malformed":
+//! closing its own descriptor of the database file had dropped the daemon's
+//! POSIX locks, so a writer closing its last connection could checkpoint
+//! and delete the WAL under the snapshot; see `src/db/file.rs`.) The
+//! writers' commit latency (p50, p99, max stall) with and without the
+//! daemon is printed and recorded.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
@@ -196,17 +198,12 @@ fn three_writers_at_full_speed_lose_nothing_while_the_daemon_backs_up_every_five
     println!("load: {summary}");
     common::record("load", summary);
     for name in DATABASES {
-        let last_backup = finished
-            .iter()
-            .rev()
-            .find(|l| l.contains(&format!("db={name} ")) && l.contains("job=\"backup\""));
         assert!(
-            last_backup.is_some_and(|l| l.contains("outcome=\"success\"")),
-            "{name}: the daemon's backups did not recover: {last_backup:?}"
+            finished.iter().any(|l| l.contains(&format!("db={name} "))
+                && l.contains("job=\"backup\"")
+                && l.contains("outcome=\"success\"")),
+            "{name}: no backup run succeeded under load"
         );
     }
-    assert!(
-        failures.len() <= 1,
-        "more than one failed run under load: {failures:#?}"
-    );
+    assert!(failures.is_empty(), "failed runs under load: {failures:#?}");
 }

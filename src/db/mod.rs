@@ -7,6 +7,7 @@
 //! to change: that is [`crate::plan`]'s job.
 
 pub mod columns;
+pub mod file;
 pub mod lock;
 pub mod observe;
 pub mod pragmas;

@@ -6,7 +6,6 @@
 //! [`crate::observe`] puts these readings together for every database.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
@@ -69,17 +68,13 @@ pub fn observe_file(path: &Path) -> Result<ObservedFile, DbError> {
             source,
         }
     };
-    let mut file = match crate::regular::open_io(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ObservedFile::Missing),
-        Err(e) => return Err(io("cannot open")(e)),
+    let mut header = [0u8; SQLITE_HEADER.len()];
+    let size = match super::file::read_start(path, &mut header) {
+        Ok(Some(size)) => size,
+        Ok(None) => return Ok(ObservedFile::Missing),
+        Err(e) => return Err(io("cannot open")(e.into_io())),
     };
-    let mut header = Vec::with_capacity(SQLITE_HEADER.len());
-    file.by_ref()
-        .take(SQLITE_HEADER.len() as u64)
-        .read_to_end(&mut header)
-        .map_err(io("cannot read"))?;
-    if !header.is_empty() && header.as_slice() != SQLITE_HEADER {
+    if size > 0 && &header != SQLITE_HEADER {
         return Err(DbError::NotADatabase {
             path: path.to_path_buf(),
         });
@@ -121,14 +116,11 @@ impl Header {
 
 /// Reads the [`Header`] of the file at `path`.
 pub fn read_header(path: &Path) -> Header {
-    let mut file = match crate::regular::open_io(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Header::Missing,
-        Err(_) => return Header::Unknown,
-    };
     let mut header = [0u8; 100];
-    if file.read_exact(&mut header).is_err() || &header[..16] != SQLITE_HEADER {
-        return Header::Unknown;
+    match super::file::read_start(path, &mut header) {
+        Ok(None) => return Header::Missing,
+        Ok(Some(size)) if size >= 100 && &header[..16] == SQLITE_HEADER => {}
+        _ => return Header::Unknown,
     }
     let page_size = match u16::from_be_bytes([header[16], header[17]]) {
         1 => 65_536,
@@ -145,34 +137,20 @@ pub fn read_header(path: &Path) -> Header {
 /// through a read-only connection.
 pub fn read_identity(path: &Path) -> Result<Option<Identity>, DbError> {
     let mut header = [0u8; 100];
-    match crate::regular::open(path) {
-        Ok(mut file) => {
-            let read = file.read(&mut header).map_err(|source| DbError::Io {
-                path: path.to_path_buf(),
-                action: "cannot read",
-                source,
-            })?;
-            if read > 0 && (read < SQLITE_HEADER.len() || &header[..16] != SQLITE_HEADER) {
+    match super::file::read_start(path, &mut header) {
+        Ok(Some(size)) => {
+            if size > 0 && (size < SQLITE_HEADER.len() as u64 || &header[..16] != SQLITE_HEADER) {
                 return Err(DbError::NotADatabase {
                     path: path.to_path_buf(),
                 });
             }
         }
-        Err(crate::regular::OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None);
-        }
-        Err(crate::regular::OpenError::Io(source)) => {
+        Ok(None) => return Ok(None),
+        Err(e) => {
             return Err(DbError::Io {
                 path: path.to_path_buf(),
                 action: "cannot open",
-                source,
-            });
-        }
-        Err(other) => {
-            return Err(DbError::Io {
-                path: path.to_path_buf(),
-                action: "cannot open",
-                source: std::io::Error::other(other.to_string()),
+                source: e.into_io(),
             });
         }
     }

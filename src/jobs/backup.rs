@@ -538,9 +538,12 @@ pub fn raw_copy(
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
     let pending = PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
-    let mut live = crate::regular::open_io(&db.path).map_err(io(&db.path, "cannot read"))?;
-    let size =
-        io::copy(&mut live, &mut pending.file()).map_err(io(pending.path(), "cannot write"))?;
+    let size = copy::copy_raw(&db.path, pending.file(), pending.path()).map_err(|source| {
+        BackupError::Copy {
+            database: name.to_string(),
+            source: Box::new(source),
+        }
+    })?;
     let sha256 = verify::sha256_file(pending.path()).map_err(|source| BackupError::Verify {
         database: name.to_string(),
         source,

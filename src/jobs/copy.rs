@@ -13,13 +13,15 @@
 //! - `snapshot`, the fast path, for WAL databases:
 //!   1. begin a read transaction and read from it, so this connection holds
 //!      a WAL read mark (its snapshot), then read `page_count`;
-//!   2. copy the main file in the kernel (`copy_file_range` through
-//!      `std::io::copy`, with a read/write fallback);
+//!   2. copy the main file's first `page_count` pages (zeros past its end)
+//!      in 1 MiB chunks, read through the connection's own file handle
+//!      ([`crate::db::file`]: a descriptor of our own, once closed, would
+//!      drop this process's locks, this very read transaction's included);
 //!   3. read every frame header of the `-wal` file and, for each page it
 //!      names (up to `page_count`), overwrite that page in the copy with its
 //!      snapshot content read through `sqlite_dbpage` in the same
 //!      transaction;
-//!   4. cut the copy to `page_count × page_size`, end the transaction.
+//!   4. end the transaction.
 //!
 //!   Why this is consistent: while a reader holds a read mark, a checkpoint
 //!   back-fills into the main file only frames up to that mark, so every
@@ -33,7 +35,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +45,7 @@ use serde::Serialize;
 
 use super::progress::Progress;
 use crate::config::{BackupMethod, ConnectionPragmas};
+use crate::db::file::FileReader;
 
 /// The copy method actually used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,7 +146,6 @@ impl CopyStats {
     }
 }
 
-const CHUNK: u64 = 64 << 20;
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// An open source database and the copy method resolved for it.
@@ -316,7 +318,7 @@ fn stream_in_transaction(
 ) -> Result<CopyStats, CopyError> {
     let (page_size, page_count) = begin_snapshot(conn, source)?;
     let pages = wal_pages(&wal_path(source), page_count)?;
-    let main = crate::regular::open_io(source).map_err(CopyError::io(source, "cannot open"))?;
+    let main = FileReader::of(conn).map_err(CopyError::io(source, "cannot open"))?;
     let total = page_count * u64::from(page_size);
     let page = page_size as usize;
     let mut buffer = vec![0u8; page * (CHUNK_BYTES / page).max(1)];
@@ -328,9 +330,8 @@ fn stream_in_transaction(
     while offset < total {
         let len = buffer.len().min((total - offset) as usize);
         let chunk = &mut buffer[..len];
-        let read =
-            read_at_most(&main, chunk, offset).map_err(CopyError::io(source, "cannot read"))?;
-        chunk[read..].fill(0);
+        main.read_at(chunk, offset)
+            .map_err(CopyError::io(source, "cannot read"))?;
         let first = offset / u64::from(page_size) + 1;
         let last = first + (len / page) as u64 - 1;
         for number in pages.range(first..=last) {
@@ -356,20 +357,6 @@ fn stream_in_transaction(
         page_size,
         wal_pages: pages.len() as u64,
     })
-}
-
-/// Reads into `buf` from `offset` until it is full or the file ends.
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// Why the snapshot method cannot be used, if it cannot.
@@ -408,23 +395,11 @@ fn snapshot_in_transaction(
     let (page_size, page_count) = begin_snapshot(conn, source)?;
     let bytes = page_count * u64::from(page_size);
 
-    let main = crate::regular::open_io(source).map_err(CopyError::io(source, "cannot open"))?;
-    let length = main
-        .metadata()
-        .map_err(CopyError::io(source, "cannot stat"))?
-        .len();
-    let mut main = main.take(bytes);
-    progress.start("copy", Some(length.min(bytes)));
-    let mut copied = 0;
-    loop {
-        let n = io::copy(&mut (&mut main).take(CHUNK), &mut &*dest)
-            .map_err(CopyError::io(dest_path, "cannot write"))?;
-        if n == 0 {
-            break;
-        }
-        copied += n;
-        progress.advance(copied);
-    }
+    let main = FileReader::of(conn).map_err(CopyError::io(source, "cannot open"))?;
+    progress.start("copy", Some(bytes));
+    copy_bytes(&main, source, bytes, dest, dest_path, &mut |done| {
+        progress.advance(done)
+    })?;
     progress.finish();
 
     let pages = wal_pages(&wal_path(source), page_count)?;
@@ -444,14 +419,51 @@ fn snapshot_in_transaction(
         progress.advance((done as u64 + 1) * u64::from(page_size));
     }
     progress.finish();
-    dest.set_len(bytes)
-        .map_err(CopyError::io(dest_path, "cannot set the length"))?;
     Ok(CopyStats {
         method: CopyMethod::Snapshot,
         page_count,
         page_size,
         wal_pages: pages.len() as u64,
     })
+}
+
+/// Copies the first `len` bytes of `main` (zeros past its end) to the same
+/// offsets of `dest`, 1 MiB at a time, telling `advance` the bytes done.
+fn copy_bytes(
+    main: &FileReader,
+    source: &Path,
+    len: u64,
+    dest: &File,
+    dest_path: &Path,
+    advance: &mut dyn FnMut(u64),
+) -> Result<(), CopyError> {
+    let mut buffer = vec![0u8; (CHUNK_BYTES as u64).min(len) as usize];
+    let mut offset = 0;
+    while offset < len {
+        let chunk = &mut buffer[..(len - offset).min(CHUNK_BYTES as u64) as usize];
+        main.read_at(chunk, offset)
+            .map_err(CopyError::io(source, "cannot read"))?;
+        dest.write_all_at(chunk, offset)
+            .map_err(CopyError::io(dest_path, "cannot write"))?;
+        offset += chunk.len() as u64;
+        advance(offset);
+    }
+    Ok(())
+}
+
+/// Copies the file at `source` byte for byte into the empty file `dest`,
+/// whatever it holds (a damaged database SQLite cannot read is kept this
+/// way), through SQLite's handle (see [`crate::db::file`]); returns the
+/// bytes copied.
+pub fn copy_raw(source: &Path, dest: &File, dest_path: &Path) -> Result<u64, CopyError> {
+    let cannot_open = |e| CopyError::io(source, "cannot open")(e);
+    let conn = crate::db::file::open(source)
+        .map_err(|e| cannot_open(e.into_io()))?
+        .ok_or_else(|| cannot_open(io::ErrorKind::NotFound.into()))?;
+    let main = FileReader::of(&conn).map_err(cannot_open)?;
+    let len = main.size().map_err(CopyError::io(source, "cannot stat"))?;
+    copy_bytes(&main, source, len, dest, dest_path, &mut |_| {})?;
+    Ok(len)
 }
 
 fn wal_path(source: &Path) -> PathBuf {

@@ -184,16 +184,10 @@ impl StateDb {
 
     /// Opens, upgrades and checks the state database at `path`.
     fn open_file(path: &Path) -> Result<Self, StateError> {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(|source| StateError::CreateDir {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        create_file(path).map_err(|source| StateError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
         recover::check_header(path)?;
         let conn = Connection::open(path).map_err(sqlite(path, "cannot open"))?;
         let mut state = Self {
@@ -548,6 +542,27 @@ pub struct RecordedRun {
     pub outcome: Outcome,
     /// Its summary.
     pub detail: Option<String>,
+}
+
+/// Creates the state database file (mode 0600) when there is none, and
+/// refuses a symbolic link in its place. An existing file is not opened
+/// here: closing a descriptor of it would drop the locks this process's
+/// other connections to it hold (see [`crate::db::file`]).
+fn create_file(path: &Path) -> std::io::Result<()> {
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+                return Err(rustix::io::Errno::LOOP.into());
+            }
+            Ok(())
+        }
+        other => other.map(drop),
+    }
 }
 
 fn enum_text<T: Serialize>(value: &T) -> String {

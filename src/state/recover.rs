@@ -9,7 +9,6 @@
 //! [`StateDb::is_intact`] before it relies on its connection, so a file
 //! deleted, replaced or overwritten under it is recreated at once.
 
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -40,24 +39,23 @@ pub(super) fn is_busy(error: &rusqlite::Error) -> bool {
 }
 
 /// Refuses a file that is neither empty (a new database, or one whose
-/// pages are all still in its WAL) nor starts with SQLite's header.
+/// pages are all still in its WAL) nor starts with SQLite's header. Read
+/// through SQLite's handle ([`crate::db::file`]): this runs every second
+/// beside the daemon's own open connections, whose locks a descriptor of
+/// our own would drop when closed. A file that cannot be opened is left to
+/// SQLite to report.
 pub(super) fn check_header(path: &Path) -> Result<(), StateError> {
     let damaged = |detail: &str| StateError::Damaged {
         path: path.to_path_buf(),
         detail: detail.to_string(),
     };
-    let Ok(mut file) = crate::regular::open(path) else {
-        return Ok(());
-    };
-    let mut header = Vec::with_capacity(16);
-    if (&mut file).take(16).read_to_end(&mut header).is_err() {
-        return Err(damaged("cannot be read"));
-    }
-    match header.len() {
-        0 => Ok(()),
-        16 if header == MAGIC => Ok(()),
-        16 => Err(damaged("not a SQLite database")),
-        _ => Err(damaged("truncated")),
+    let mut header = [0u8; 16];
+    match crate::db::file::read_start(path, &mut header) {
+        Ok(None | Some(0)) => Ok(()),
+        Ok(Some(size)) if size < 16 => Err(damaged("truncated")),
+        Ok(Some(_)) if &header == MAGIC => Ok(()),
+        Ok(Some(_)) => Err(damaged("not a SQLite database")),
+        Err(_) => Ok(()),
     }
 }
 
