@@ -120,13 +120,6 @@ impl JobTable {
             .count()
     }
 
-    /// Whether a job of `database` is running.
-    pub fn running_on(&self, database: &DbName) -> bool {
-        self.jobs
-            .iter()
-            .any(|(key, job)| &key.database == database && job.running.is_some())
-    }
-
     /// The wall clock stepped back by `by`: `every:` jobs keep their real
     /// distance to the next run (they are anchored to elapsed time), so the
     /// step never pushes a backup out. Cron jobs follow the clock.

@@ -657,10 +657,8 @@ impl Reconciler {
     /// page size changed: e.g. an `apply --allow-vacuum` killed half-way
     /// left it out of WAL), unless a schema change holds it now. A 100-byte
     /// read per database per wake-up; the full observation runs only for
-    /// those that changed. A database with a job running is not read: its
-    /// worker may hold a read transaction, and closing any other descriptor
-    /// of the file in this process would drop that transaction's POSIX
-    /// locks (SQLite's "how to corrupt", section 2.2).
+    /// those that changed, read through SQLite's own file handle
+    /// ([`crate::db::file`]) so a running job's locks on the file stay.
     fn notice_changed_files(&mut self) {
         if self.draining {
             return;
@@ -670,7 +668,6 @@ impl Reconciler {
             .databases
             .values()
             .filter(|db| !self.converging.contains(db.name.as_str()))
-            .filter(|db| !self.jobs.running_on(&db.name))
             .filter(|db| {
                 self.observed.files.get(&db.path).is_some_and(|observed| {
                     crate::db::observe::read_header(&db.path).contradicts(observed)
