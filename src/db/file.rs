@@ -180,6 +180,20 @@ mod tests {
         );
     }
 
+    /// Regression: each of these opened the file with a descriptor of its
+    /// own (the health job's and restore's `check_database`, the
+    /// observations, the daemon's header check).
+    #[test]
+    fn every_reader_of_a_live_file_keeps_the_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _holder) = wal_database(dir.path());
+        crate::db::observe::observe_file(&path).unwrap();
+        crate::db::observe::read_identity(&path).unwrap().unwrap();
+        crate::db::observe::read_header(&path);
+        crate::jobs::verify::check_database(&path, crate::config::VerifyLevel::Quick).unwrap();
+        assert!(!another_process_can_leave_wal(&path));
+    }
+
     #[test]
     fn a_descriptor_of_our_own_would_have_dropped_them() {
         let dir = tempfile::tempdir().unwrap();

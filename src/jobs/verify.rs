@@ -149,14 +149,17 @@ pub fn is_compressed(path: &Path) -> bool {
 }
 
 /// Runs `level`'s check on the plain SQLite file at `path`, opened
-/// read-only.
+/// read-only. The file may be a live database (health checks, restore):
+/// its header is read through SQLite's handle ([`crate::db::file`]).
 pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError> {
     if level == VerifyLevel::None {
         return Ok(());
     }
     let mut header = [0u8; 16];
-    let mut file = open_regular(path)?;
-    if file.read_exact(&mut header).is_err() || &header != b"SQLite format 3\0" {
+    let size = crate::db::file::read_start(path, &mut header)
+        .map_err(|error| open_error(path, error))?
+        .ok_or_else(|| VerifyError::io(path, "cannot open")(io::ErrorKind::NotFound.into()))?;
+    if size < 16 || &header != b"SQLite format 3\0" {
         return Err(VerifyError::damaged(
             path,
             "not a SQLite database (truncated or damaged)",
@@ -427,7 +430,11 @@ fn copy_decoded(
 /// Opens `path` for reading, refusing what is not a regular file (a FIFO or
 /// a device would block or never end).
 fn open_regular(path: &Path) -> Result<File, VerifyError> {
-    crate::regular::open(path).map_err(|error| match error {
+    crate::regular::open(path).map_err(|error| open_error(path, error))
+}
+
+fn open_error(path: &Path, error: crate::regular::OpenError) -> VerifyError {
+    match error {
         crate::regular::OpenError::NotRegular(what) => VerifyError::damaged(
             path,
             if what == "a directory" {
@@ -437,7 +444,7 @@ fn open_regular(path: &Path) -> Result<File, VerifyError> {
             },
         ),
         crate::regular::OpenError::Io(e) => VerifyError::io(path, "cannot open")(e),
-    })
+    }
 }
 
 /// A writer that passes on at most the size the SQLite header of what it
