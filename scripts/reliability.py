@@ -24,7 +24,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SECTIONS = [
     ("Defects found by the adversarial pass (regression tests)", "integration", "hostile::"),
+    ("Defects found by the adversarial pass (regression tests)", "lib",
+     "db::file::tests::every_reader_of_a_live_file"),
+    ("Defects found by the adversarial pass (regression tests)", "lib",
+     "db::file::tests::reading_the_file_keeps"),
+    ("Defects found by the adversarial pass (regression tests)", "integration",
+     "live::a_backup_taken_by_the_application"),
     ("Faults", "integration", "faults::"),
+    ("Faults", "integration", "safety::a_backup_written_under_a_clock"),
+    ("Faults", "lib", "reconcile::tests::a_clock_stepping_back"),
+    ("Faults", "lib", "scheduler::tests::a_fixed_time_job_in_the_skipped"),
     ("Crash: SIGKILL at random points", "integration", "crash::"),
     ("Crash: SIGKILL at random points", "integration", "crash_ops::"),
     ("Hostile input (property tests)", "lib", "config::hostile_tests::"),
