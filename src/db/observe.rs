@@ -35,7 +35,7 @@ fn open_read_only(path: &Path) -> Result<Connection, DbError> {
 }
 
 /// Lets SQLite roll back a hot `-journal` beside `path`, if there is one,
-/// so read-only connections can read the database (see [`open_read_only`]).
+/// so read-only connections can read the database (see `open_read_only`).
 pub fn roll_back_hot_journal(path: &Path) {
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");

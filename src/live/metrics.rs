@@ -1,7 +1,7 @@
 //! What the application's database access costs: query counts, a latency
 //! histogram, pool waits and the slowest queries.
 //!
-//! Owns [`Recorder`], one per [`super::Manager`]: lock-free counters and a
+//! Owns `Recorder`, one per [`super::Manager`]: lock-free counters and a
 //! log₂ histogram of microseconds (one atomic per bucket), so recording a
 //! query costs a few relaxed atomic adds and never a lock; only a query
 //! over the slow threshold takes the small lock of the slow-query list.

@@ -15,16 +15,16 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default threshold over which a statement is listed as slow.
 pub const DEFAULT_SLOW_QUERY: Duration = Duration::from_millis(100);
 
-/// Default age, in days, past which [`Manager::backup_now`] prunes backups
+/// Default age, in days, past which [`Manager::backup_now`](crate::live::Manager::backup_now) prunes backups
 /// (the shipped `jobs.yaml`'s `${BACKUP_RETENTION_DAYS:-7}d`).
 pub const DEFAULT_RETENTION_DAYS: u32 = 7;
 
 /// Default number of prepared statements cached per connection.
 pub const DEFAULT_STATEMENT_CACHE: usize = 64;
 
-/// How a [`Manager`] is set up. Fields left `None` take the same defaults
+/// How a [`Manager`](crate::live::Manager) is set up. Fields left `None` take the same defaults
 /// as `jobs.yaml` (`settings.backup_dir: backups` and `state_dir:
-/// .litewarden`, both beside the database for [`Manager::open`]).
+/// .litewarden`, both beside the database for [`Manager::open`](crate::live::Manager::open)).
 ///
 /// ```
 /// use litewarden::live::Options;
@@ -37,18 +37,18 @@ pub struct Options {
     pub pool_size: u32,
     /// How long a read waits for a free reader.
     pub connection_timeout: Duration,
-    /// Statements slower than this are listed in [`Metrics::queries`].
+    /// Statements slower than this are listed in [`Metrics::queries`](crate::live::Metrics::queries).
     pub slow_query: Duration,
     /// Prepared statements cached per connection.
     pub statement_cache: usize,
-    /// Where [`Manager::backup_now`] writes (`<dir>/<name>/...`).
+    /// Where [`Manager::backup_now`](crate::live::Manager::backup_now) writes (`<dir>/<name>/...`).
     pub backup_dir: Option<PathBuf>,
     /// Where the backup catalog and run history live (`state.db`).
     pub state_dir: Option<PathBuf>,
-    /// The migrations directory [`Manager::run_pending_migrations`] applies.
+    /// The migrations directory [`Manager::run_pending_migrations`](crate::live::Manager::run_pending_migrations) applies.
     pub migrations_dir: Option<PathBuf>,
-    /// [`Manager::open`] only: backups older than this many days are pruned
-    /// after each [`Manager::backup_now`] (the seed's
+    /// [`Manager::open`](crate::live::Manager::open) only: backups older than this many days are pruned
+    /// after each [`Manager::backup_now`](crate::live::Manager::backup_now) (the seed's
     /// `BACKUP_RETENTION_DAYS`), with the rest of the shipped `jobs.yaml`'s
     /// retention (`keep_last: 3, keep_hourly: 24, keep_daily: 7`).
     pub retention_days: u32,

@@ -2,9 +2,9 @@
 //!
 //! Owns every write to state.db: which databases litewarden manages, the
 //! record of every job run, and the backup catalog ([`catalog`]). Later
-//! capabilities add their tables here (alert state) through [`SCHEMA`], never
+//! capabilities add their tables here (alert state) through `schema::SCHEMA`, never
 //! by writing the file from elsewhere. The schema version lives in `PRAGMA user_version`; each entry
-//! of [`SCHEMA`] upgrades by one version inside a transaction.
+//! of `SCHEMA` upgrades by one version inside a transaction.
 
 pub mod alerts;
 pub mod catalog;
