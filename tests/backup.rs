@@ -328,7 +328,6 @@ fn prune_applies_retention_with_reasons_and_respects_pins() {
     let project = project("");
     let pinned = backup_path(&project, &["app", "--pin"]);
     for _ in 0..3 {
-        std::thread::sleep(std::time::Duration::from_millis(1100));
         backup_path(&project, &["app"]);
     }
     let (kept, removed, text) = kept_and_removed(&project, &["prune", "app", "--dry-run"]);
