@@ -455,20 +455,14 @@ fn every_is_anchored_to_the_last_run_and_downtime_is_caught_up_once() {
     let stale = Project::with_config(config);
     record_backup_run(&stale, chrono::Utc::now() - chrono::TimeDelta::hours(5));
     let daemon = Daemon::start(&stale);
-    wait_until("the missed backup is caught up", || {
-        backups(&stale.join("backups/app")) == 1
-    });
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        backups(&stale.join("backups/app")),
-        1,
-        "one catch-up, not five"
-    );
-    let next =
-        chrono::DateTime::parse_from_rfc3339(&next_run(&stale, "app/backup").unwrap()).unwrap();
-    assert!(
-        next > chrono::Utc::now() + chrono::TimeDelta::minutes(55),
-        "then the interval resumes: {next}"
+    let resumed = || {
+        next_run(&stale, "app/backup")
+            .and_then(|next| chrono::DateTime::parse_from_rfc3339(&next).ok())
+            .is_some_and(|next| next > chrono::Utc::now() + chrono::TimeDelta::minutes(55))
+    };
+    wait_until(
+        "one catch-up (not five) has landed and the interval resumes",
+        || backups(&stale.join("backups/app")) == 1 && resumed(),
     );
     assert_eq!(daemon.stop(), 0);
 }
