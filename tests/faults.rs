@@ -131,10 +131,7 @@ fn a_database_locked_beyond_its_busy_timeout_is_one_clear_error_and_the_next_bac
         "version: 1\ndatabases:\n  app: { path: app.db, pragmas: { journal_mode: delete, busy_timeout: 200ms }, backup: { compress: none } }\n",
     );
     let db = project.join("app.db");
-    crate::common::open(&db)
-        .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
-        .unwrap();
-    let holder = crate::common::Holder::start(crate::common::EXCLUSIVE_WRITER, &db);
+    let holder = crate::common::Holder::exclusive(&db);
     let output = project.run(&["backup", "app"]);
     assert_one_clear_error(&output, &["app", "locked"]);
     assert_eq!(

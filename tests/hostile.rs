@@ -203,12 +203,7 @@ fn a_second_sigterm_stops_the_daemon_at_once() {
     let project = Project::with_config(
         "version: 1\nsettings: { shutdown_grace: 10m }\ndatabases:\n  app: { path: app.db, pragmas: { journal_mode: delete, busy_timeout: 10m }, backup: { every: 1h, compress: none } }\n",
     );
-    let db = project.join("app.db");
-    let conn = crate::common::open(&db);
-    conn.execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x);")
-        .unwrap();
-    drop(conn);
-    let writer = crate::common::Holder::start(crate::common::EXCLUSIVE_WRITER, &db);
+    let writer = crate::common::Holder::exclusive(&project.join("app.db"));
     let daemon = Daemon::start(&project);
     wait_until("the daemon has its signal handler", || {
         std::fs::read_to_string(project.join("daemon.log"))
@@ -410,11 +405,7 @@ fn a_database_locked_by_its_writer_at_startup_counts_as_managed() {
     let project = Project::with_config(&format!(
         "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndatabases:\n  app: {{ path: app.db, pragmas: {{ journal_mode: delete }}, backup: {{ every: 1h, compress: none }} }}\n"
     ));
-    let db = project.join("app.db");
-    let conn = crate::common::open(&db);
-    conn.execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x);")
-        .unwrap();
-    let writer = crate::common::Holder::start(crate::common::EXCLUSIVE_WRITER, &db);
+    let writer = crate::common::Holder::exclusive(&project.join("app.db"));
     let daemon = Daemon::start(&project);
     wait_until("the locked database counts as managed", || {
         http_get(port, "/metrics").contains("litewarden_managed_databases 1")

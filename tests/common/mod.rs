@@ -277,7 +277,7 @@ pub fn record(kind: &str, figures: serde_json::Value) {
 
 /// A Python script that holds an EXCLUSIVE transaction on the database in
 /// `sys.argv[1]` (inserting into its table `t`) until its stdin closes.
-pub const EXCLUSIVE_WRITER: &str = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (2)')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')";
+const EXCLUSIVE_WRITER: &str = "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nc.execute('INSERT INTO t VALUES (2)')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')";
 
 /// A second process (Python) holding something on a database until
 /// [`Holder::release`].
@@ -301,6 +301,18 @@ impl Holder {
             .expect("read the holder's line");
         assert_eq!(line.trim(), "ready", "the holder did not start");
         Self { child }
+    }
+
+    /// Makes `db` a rollback-journal database with a table `t` holding one
+    /// row, then holds it EXCLUSIVE from another process: every read of it
+    /// waits (up to its busy_timeout) until [`Holder::release`].
+    pub fn exclusive(db: &Path) -> Self {
+        open(db)
+            .execute_batch(
+                "PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        Self::start(EXCLUSIVE_WRITER, db)
     }
 
     /// Lets the holder finish what it holds and waits for it.
