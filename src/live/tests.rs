@@ -11,6 +11,12 @@ fn manager(dir: &Path, options: Options) -> Manager {
     Manager::open(dir.join("app.db"), options).unwrap()
 }
 
+/// Rows in `pages`, read through the pool.
+fn pages(db: &Manager) -> i64 {
+    db.query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
+        .unwrap()
+}
+
 fn with_pages(dir: &Path) -> Manager {
     let db = manager(dir, Options::default());
     db.execute_batch(
@@ -106,9 +112,7 @@ fn an_sql_error_names_the_statement_and_the_pool_stays_healthy() {
     assert_eq!(db.metrics().queries.errors, 3);
     db.execute("INSERT INTO pages (url) VALUES ('ok')", [])
         .unwrap();
-    let count: i64 = db
-        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
-        .unwrap();
+    let count = pages(&db);
     assert_eq!(count, 1);
 }
 
@@ -129,18 +133,14 @@ fn a_transaction_rolls_back_on_error_and_on_panic_and_the_writer_goes_on() {
         });
     }));
     assert!(panicked.is_err());
-    let count: i64 = db
-        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
-        .unwrap();
+    let count = pages(&db);
     assert_eq!(count, 0, "both transactions rolled back");
     db.transaction(|tx| {
         tx.execute("INSERT INTO pages (url) VALUES ('c')", [])?;
         Ok(())
     })
     .unwrap();
-    let count: i64 = db
-        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
-        .unwrap();
+    let count = pages(&db);
     assert_eq!(count, 1);
 }
 
@@ -270,9 +270,7 @@ fn an_owned_transaction_sees_its_writes_holds_the_writer_and_rolls_back_when_dro
         .unwrap();
     let seen = tx.query_table("SELECT count(*) FROM pages", []).unwrap();
     assert_eq!(seen.rows, [[rusqlite::types::Value::Integer(1)]]);
-    let outside: i64 = db
-        .query_row("SELECT count(*) FROM pages", [], |r| r.get(0))
-        .unwrap();
+    let outside = pages(&db);
     assert_eq!(outside, 0, "readers see only committed rows");
     let waiting = {
         let db = Arc::clone(&db);
