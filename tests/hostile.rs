@@ -152,13 +152,7 @@ fn restore_and_verify_refuse_a_fifo_a_device_and_a_directory_at_once() {
         );
     }
     let output = project.run(&["verify", "."]);
-    assert_eq!(output.code, 1, "{output:?}");
-    assert!(
-        output
-            .stderr
-            .contains("a directory, not a backup or database file"),
-        "{output:?}"
-    );
+    assert_fails_saying(&output, "a directory, not a backup or database file");
     assert!(!project.join("out.db").exists());
 }
 
@@ -172,11 +166,7 @@ fn a_config_that_is_a_fifo_fails_at_startup_and_is_a_failed_reload_while_running
     let fifo_project = Project::new();
     mkfifo(&fifo_project.join("jobs.yaml"));
     let output = fifo_project.run(&["check"]);
-    assert_eq!(output.code, 1, "{output:?}");
-    assert!(
-        output.stderr.contains("not a regular file (a FIFO)"),
-        "{output:?}"
-    );
+    assert_fails_saying(&output, "not a regular file (a FIFO)");
 
     let project = Project::with_config(&config);
     let daemon = Daemon::start(&project);
@@ -376,13 +366,7 @@ fn a_default_that_rust_reads_as_infinity_is_stored_as_text_not_an_sql_error() {
 fn a_nul_in_a_path_is_a_positioned_check_error() {
     let project = Project::with_config("version: 1\ndatabases:\n  app: { path: \"a\\0b.db\" }\n");
     let output = project.run(&["check"]);
-    assert_eq!(output.code, 1, "{output:?}");
-    assert!(
-        output
-            .stderr
-            .contains("jobs.yaml:3:16: databases.app.path: a NUL byte"),
-        "{output:?}"
-    );
+    assert_fails_saying(&output, "jobs.yaml:3:16: databases.app.path: a NUL byte");
 }
 
 #[test]
@@ -419,11 +403,13 @@ fn a_database_path_that_is_a_fifo_is_reported_not_waited_on() {
     let project = Project::with_config(APP);
     mkfifo(&project.join("app.db"));
     let output = project.run(&["plan"]);
+    assert_fails_saying(&output, "not a regular file (a FIFO)");
+}
+
+/// The command exited 1 and its stderr says `text`.
+fn assert_fails_saying(output: &crate::common::Output, text: &str) {
     assert_eq!(output.code, 1, "{output:?}");
-    assert!(
-        output.stderr.contains("not a regular file (a FIFO)"),
-        "{output:?}"
-    );
+    assert!(output.stderr.contains(text), "{output:?}");
 }
 
 /// Polls `condition` for up to 10 s: well under the daemon's 30 s periodic
@@ -544,12 +530,9 @@ fn a_huge_or_deeply_nested_config_is_one_error_not_a_crash() {
         .set_len(1 << 30)
         .unwrap();
     let output = project.run(&["check"]);
-    assert_eq!(output.code, 1, "{output:?}");
-    assert!(
-        output
-            .stderr
-            .contains("jobs.yaml: cannot read the config file: 1073741824 bytes, more than the 67108864 accepted"),
-        "{output:?}"
+    assert_fails_saying(
+        &output,
+        "jobs.yaml: cannot read the config file: 1073741824 bytes, more than the 67108864 accepted",
     );
     let mut nested = String::from("version: 1\ndatabases:\n");
     for depth in 0..3000 {
