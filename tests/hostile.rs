@@ -250,10 +250,22 @@ fn the_daemon_survives_its_state_database_being_overwritten_or_deleted() {
     wait_until("two more backups after the deletion", || {
         count() >= before + 2
     });
-    wait_until("status says the daemon runs", || {
-        let output = project.run(&["status"]);
-        output.code == 0 && output.stdout.contains("daemon: running (pid")
-    });
+    let mut last_status = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !last_status
+        .as_ref()
+        .is_some_and(|output: &crate::common::Output| {
+            output.code == 0 && output.stdout.contains("daemon: running (pid")
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never said the daemon runs; last: {last_status:?}\ndaemon log:\n{}",
+            std::fs::read_to_string(project.join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        last_status = Some(project.run(&["status"]));
+    }
     assert_eq!(daemon.stop(), 0);
     let status = project.run(&["status"]);
     assert!(!status.stdout.contains("daemon: running"), "{status:?}");
