@@ -14,11 +14,40 @@ functions keep the names and return shapes of the application's original
 database module.
 """
 
+import ctypes
 import json
 import os
 import threading
 
 from . import _native
+
+
+def _check_one_sqlite():
+    """Refuses to load beside a second SQLite library: POSIX locks belong to
+    the process, so two SQLite copies on one file delete each other's WAL
+    and lose acknowledged writes. The package links the SQLite that
+    Python's sqlite3 module uses; this proves it at import."""
+    import _sqlite3
+
+    ours = _native.sqlite_library_address()
+    theirs = ctypes.cast(
+        ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion, ctypes.c_void_p
+    ).value
+    if ours == theirs or os.environ.get("LITEWARDEN_ALLOW_SECOND_SQLITE") == "1":
+        return
+    raise ImportError(
+        "litewarden's native module calls another SQLite library (%s) than "
+        "Python's sqlite3 module (%s, in %s): both in one process on one file "
+        "lose acknowledged writes. Rebuild the package against the shared "
+        "libsqlite3 that this Python's sqlite3 links (pip install --no-binary "
+        "litewarden litewarden, or maturin develop), or, if this process never "
+        "opens a litewarden database with sqlite3, set "
+        "LITEWARDEN_ALLOW_SECOND_SQLITE=1"
+        % (_native.sqlite_version(), _sqlite3.sqlite_version, _sqlite3.__file__)
+    )
+
+
+_check_one_sqlite()
 from ._native import (
     DatabaseOpenError,
     LitewardenError,
@@ -45,18 +74,44 @@ __all__ = [
 ]
 
 
+def _first_keyword(sql):
+    """The statement's first keyword, upper-case, after comments."""
+    text = sql.lstrip()
+    while True:
+        if text.startswith("--"):
+            end = text.find("\n")
+            text = "" if end < 0 else text[end + 1:].lstrip()
+        elif text.startswith("/*"):
+            end = text.find("*/")
+            text = "" if end < 0 else text[end + 2:].lstrip()
+        else:
+            break
+    word = ""
+    for char in text:
+        if not char.isalpha():
+            break
+        word += char
+    return word.upper(), text[len(word):].lstrip()
+
+
 class Manager:
     """Pooled access to one database.
 
     Manager(path, pool_size=8, connection_timeout=30.0, slow_query=0.1,
             backup_dir=None, state_dir=None, migrations_dir=None, retention_days=7)
     Manager(config="jobs.yaml", database="website_crawler")
+
+    As with Python's sqlite3, `execute("BEGIN")` starts a transaction that
+    the calling thread's next statements run in (and see), until
+    `execute("COMMIT")` or `execute("ROLLBACK")`; meanwhile other threads'
+    writes wait for it, up to busy_timeout.
     """
 
     def __init__(self, path=None, **options):
         if path is not None:
             path = os.fspath(path)
         self._native = _native.Manager(path, **options)
+        self._local = threading.local()
 
     @property
     def name(self):
@@ -66,23 +121,59 @@ class Manager:
     def path(self):
         return self._native.path
 
+    def _open_transaction(self):
+        return getattr(self._local, "transaction", None)
+
+    def _transaction_control(self, sql):
+        """Runs BEGIN / COMMIT / END / ROLLBACK as the calling thread's
+        transaction; returns False for any other statement."""
+        keyword, rest = _first_keyword(sql)
+        tx = self._open_transaction()
+        if keyword == "BEGIN":
+            if tx is not None:
+                raise SqlError("%s: cannot start a transaction within a transaction" % self.name)
+            self._local.transaction = self._native.begin()
+            return True
+        if keyword in ("COMMIT", "END") and tx is not None:
+            self._local.transaction = None
+            tx.commit()
+            return True
+        if keyword == "ROLLBACK" and tx is not None and not rest.upper().startswith("TO"):
+            self._local.transaction = None
+            tx.rollback()
+            return True
+        return False
+
     def query(self, sql, params=None, *, as_dict=False):
         """Rows of a query: tuples, or dicts with as_dict=True."""
+        tx = self._open_transaction()
+        if tx is not None:
+            return tx.query(sql, params, as_dict=as_dict)
         return self._native.query(sql, params, as_dict=as_dict)
 
     def query_row(self, sql, params=None, *, as_dict=False):
         """The first row, or None."""
-        return self._native.query_row(sql, params, as_dict=as_dict)
+        rows = self.query(sql, params, as_dict=as_dict)
+        return rows[0] if rows else None
 
     def execute(self, sql, params=None):
         """Runs a statement that changes the database; returns rows changed."""
+        if self._transaction_control(sql):
+            return 0
+        tx = self._open_transaction()
+        if tx is not None:
+            return tx.execute(sql, params)
         return self._native.execute(sql, params)
 
     def execute_query(self, sql, params=None, *, as_dict=True):
         """Rows for a statement that only reads, else the rows it changed."""
-        if self._native.is_read_only(sql):
-            return self._native.query(sql, params, as_dict=as_dict)
-        return self._native.execute(sql, params)
+        if self._open_transaction() is None:
+            reads = self._native.is_read_only(sql)
+        else:
+            reads = _first_keyword(sql)[0] in ("SELECT", "WITH", "VALUES", "EXPLAIN")
+        if reads:
+            return self.query(sql, params, as_dict=as_dict)
+        return self.execute(sql, params)
 
     def execute_batch(self, sql):
         """Runs ;-separated statements in one transaction."""

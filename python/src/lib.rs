@@ -118,6 +118,39 @@ impl Parameters {
     }
 }
 
+impl Parameters {
+    /// Named values put in the statement's order (`names`, SQLite's
+    /// numbering); a name the statement uses that the mapping lacks is an
+    /// error, as in Python's `sqlite3`, never a silent NULL.
+    fn ordered(self, names: &[Option<String>]) -> PyResult<Self> {
+        let Parameters::Named(pairs) = self else {
+            return Ok(self);
+        };
+        let bare = |name: &str| name.trim_start_matches([':', '@', '$']).to_string();
+        let mut values = Vec::with_capacity(names.len());
+        for (index, name) in names.iter().enumerate() {
+            let Some(name) = name else {
+                return Err(SqlError::new_err(format!(
+                    "binding {} has no name, but you supplied a dictionary (which has only names)",
+                    index + 1
+                )));
+            };
+            let wanted = bare(name);
+            let value = pairs
+                .iter()
+                .find(|(key, _)| bare(key) == wanted)
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| {
+                    SqlError::new_err(format!(
+                        "You did not supply a value for binding parameter {name}."
+                    ))
+                })?;
+            values.push(value);
+        }
+        Ok(Parameters::Positional(values))
+    }
+}
+
 /// Evaluates `$body` with `$p` bound to `$params` as rusqlite takes them
 /// (rusqlite's `Params` is not object-safe, so each form is its own type).
 macro_rules! with_params {
@@ -183,6 +216,27 @@ fn json<T: serde::Serialize>(value: &T) -> PyResult<String> {
 #[pyclass(frozen, module = "litewarden._native")]
 struct Manager {
     inner: Arc<litewarden::live::Manager>,
+}
+
+impl Manager {
+    /// `params` as `sqlite3` binds them: named values checked against the
+    /// statement's parameter names.
+    fn parameters(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Parameters> {
+        let params = Parameters::from_python(params)?;
+        if !matches!(params, Parameters::Named(_)) {
+            return Ok(params);
+        }
+        let inner = Arc::clone(&self.inner);
+        let names = py
+            .detach(|| inner.parameter_names(sql))
+            .map_err(to_py_error)?;
+        params.ordered(&names)
+    }
 }
 
 #[pymethods]
@@ -265,7 +319,7 @@ impl Manager {
         params: Option<&Bound<'py, PyAny>>,
         as_dict: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let params = Parameters::from_python(params)?;
+        let params = self.parameters(py, sql, params)?;
         let inner = Arc::clone(&self.inner);
         let table = py
             .detach(|| with_params!(&params, |p| inner.query_table(sql, p)))
@@ -294,7 +348,7 @@ impl Manager {
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
-        let params = Parameters::from_python(params)?;
+        let params = self.parameters(py, sql, params)?;
         let inner = Arc::clone(&self.inner);
         py.detach(|| with_params!(&params, |p| inner.execute(sql, p)))
             .map_err(to_py_error)
@@ -316,7 +370,7 @@ impl Manager {
     fn insert_many(&self, py: Python<'_>, sql: &str, rows: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut sets = Vec::new();
         for row in rows.try_iter()? {
-            sets.push(Parameters::from_python(Some(&row?))?);
+            sets.push(self.parameters(py, sql, Some(&row?))?);
         }
         let inner = Arc::clone(&self.inner);
         py.detach(|| {
@@ -426,35 +480,28 @@ struct Transaction {
 }
 
 impl Transaction {
-    /// Runs `work` on the transaction with the GIL released (the
-    /// transaction moves to the worker and back: a connection is not
-    /// shared between threads).
+    /// Runs `work` on the transaction with the GIL released, holding the
+    /// transaction's lock for the whole statement: another thread's
+    /// statement, commit or rollback waits for it (taken with the GIL
+    /// released too, so the two never wait for each other).
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         work: impl FnOnce(&litewarden::live::OwnedTransaction) -> Result<T, LiveError> + Send,
     ) -> PyResult<T> {
-        let tx = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .ok_or_else(|| {
-                LitewardenError::new_err("the transaction is over (committed or rolled back)")
-            })?;
-        let (tx, result) = py.detach(move || {
-            let result = work(&tx);
-            (tx, result)
-        });
-        *self.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
-        result.map_err(to_py_error)
+        py.detach(|| {
+            let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = guard.as_ref().ok_or(Failed::Ended)?;
+            work(tx).map_err(Failed::Live)
+        })
+        .map_err(PyErr::from)
     }
 
     fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
-        let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Ok(());
-        };
-        py.detach(move || {
+        py.detach(|| {
+            let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                return Ok(());
+            };
             if commit {
                 tx.commit()
             } else {
@@ -463,6 +510,40 @@ impl Transaction {
             }
         })
         .map_err(to_py_error)
+    }
+
+    /// `params` checked against the statement's parameter names.
+    fn parameters(
+        &self,
+        py: Python<'_>,
+        sql: &str,
+        params: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Parameters> {
+        let params = Parameters::from_python(params)?;
+        if !matches!(params, Parameters::Named(_)) {
+            return Ok(params);
+        }
+        let names = self.with(py, |tx| tx.parameter_names(sql))?;
+        params.ordered(&names)
+    }
+}
+
+/// Why a statement in a transaction failed, decided without the GIL.
+enum Failed {
+    /// Committed or rolled back already.
+    Ended,
+    /// The statement failed.
+    Live(LiveError),
+}
+
+impl From<Failed> for PyErr {
+    fn from(failed: Failed) -> Self {
+        match failed {
+            Failed::Ended => {
+                LitewardenError::new_err("the transaction is over (committed or rolled back)")
+            }
+            Failed::Live(error) => to_py_error(error),
+        }
     }
 }
 
@@ -476,7 +557,7 @@ impl Transaction {
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
-        let params = Parameters::from_python(params)?;
+        let params = self.parameters(py, sql, params)?;
         self.with(py, |tx| with_params!(&params, |p| tx.execute(sql, p)))
     }
 
@@ -489,7 +570,7 @@ impl Transaction {
         params: Option<&Bound<'py, PyAny>>,
         as_dict: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let params = Parameters::from_python(params)?;
+        let params = self.parameters(py, sql, params)?;
         let table = self.with(py, |tx| with_params!(&params, |p| tx.query_table(sql, p)))?;
         rows_to_python(py, table, as_dict)
     }
@@ -521,9 +602,26 @@ impl Transaction {
     }
 }
 
+/// The address of `sqlite3_libversion` in the SQLite this module calls:
+/// the package compares it with the one Python's `sqlite3` calls, so one
+/// process never runs two SQLite libraries (whose POSIX locks would not see
+/// each other) on one file.
+#[pyfunction]
+fn sqlite_library_address() -> usize {
+    rusqlite::ffi::sqlite3_libversion as *const () as usize
+}
+
+/// The version of the SQLite this module calls.
+#[pyfunction]
+fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    m.add_function(wrap_pyfunction!(sqlite_library_address, m)?)?;
+    m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
     m.add_class::<Manager>()?;
     m.add_class::<Transaction>()?;
     m.add("LitewardenError", py.get_type::<LitewardenError>())?;

@@ -319,7 +319,7 @@ pub struct Retention {
     pub keep_yearly: u32,
     /// Everything younger than this, measured from the newest backup.
     pub keep_within: Option<Duration>,
-    /// Older than this (from now) is removed unless protected; not a keep
+    /// Older than this before the newest backup (or now, if earlier) is removed unless protected; not a keep
     /// rule, so it alone is not a policy.
     pub max_age: Option<Duration>,
 }

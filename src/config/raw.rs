@@ -192,7 +192,7 @@ pub struct RawRetention {
     pub keep_yearly: Option<Expanded<u32>>,
     /// Keep every backup younger than this, measured from the newest backup, e.g. `7d`.
     pub keep_within: Option<Expanded<HumanDuration>>,
-    /// Remove every backup older than this, measured from now, e.g. `7d`, whatever the other rules keep; the newest verified, pinned, pre-migration and pre-discontinuity backups are never removed.
+    /// Remove every backup older than this, measured from the newest backup (or now, if earlier), e.g. `7d`, whatever the other rules keep; the newest verified, pinned, pre-migration and pre-discontinuity backups are never removed.
     pub max_age: Option<Expanded<HumanDuration>>,
 }
 

@@ -655,6 +655,33 @@ pub fn remove(state: &StateDb, database: &str, backup: &BackupRecord) -> Result<
     Ok(())
 }
 
+/// Records a catalogued plain backup again after its content changed in
+/// place (a restore's safety copy brought up to date): `quick_check`, then
+/// its new size and SHA-256 in the catalog and the manifest.
+pub fn reprove(
+    state: &StateDb,
+    database: &str,
+    path: &Path,
+    clock: &dyn Clock,
+) -> Result<(), BackupError> {
+    let verify_error = |source| BackupError::Verify {
+        database: database.to_string(),
+        source,
+    };
+    let Some(record) = state.backup_by_path(path)? else {
+        return Ok(());
+    };
+    let verified = verify::check_database(path, VerifyLevel::Quick).map_err(verify_error);
+    let sha256 = verify::sha256_file(path).map_err(verify_error)?;
+    let size = std::fs::metadata(path)
+        .map_err(BackupError::io(database, path, "cannot stat"))?
+        .len();
+    let verified_at = verified.is_ok().then(|| clock.now());
+    state.set_backup_content(record.id, size, &sha256, verified_at)?;
+    manifest::refresh_from_catalog(state, path)?;
+    verified
+}
+
 /// Removes the safety copy of a restore that then did not happen (its
 /// source turned out damaged or foreign): nothing was replaced, so the copy
 /// is only a duplicate. A failure is logged; the copy then stays.

@@ -20,6 +20,13 @@
 //! schema. A new file whose page size, reserved bytes or text encoding
 //! differ from the live one is refused here (the caller converts the page
 //! size first).
+//!
+//! The safety copy of a restore is taken before this transaction, so
+//! commits can land between the two. Inside the transaction every live page
+//! is read anyway; each one that differs from the safety copy is written
+//! into the copy, which is cut to the live size and fsynced before the
+//! commit ([`SafetyCopy`]). So the copy holds every write that was committed
+//! before the pages were replaced, whatever the application did meanwhile.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -38,17 +45,82 @@ pub struct Replaced {
     pub pages: u64,
     /// Pages written because they differed (page 1 included).
     pub written: u64,
+    /// Pages of the safety copy brought up to the live content: writes
+    /// committed after the copy was taken.
+    pub topped_up: u64,
+}
+
+/// The plain-file safety copy of the live content, brought up to date
+/// inside the replacing transaction.
+struct SafetyCopy<'a> {
+    file: File,
+    path: &'a Path,
+    topped_up: u64,
+}
+
+impl<'a> SafetyCopy<'a> {
+    fn open(path: &'a Path) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("safety copy {}: {e}", display(path)))?;
+        Ok(Self {
+            file,
+            path,
+            topped_up: 0,
+        })
+    }
+
+    fn error(&self, e: std::io::Error) -> String {
+        format!("safety copy {}: {e}", display(self.path))
+    }
+
+    /// Makes page `number` of the copy the live page (page 1 keeps the
+    /// copy's own file-format bytes).
+    fn keep(&mut self, number: u64, live: &[u8]) -> Result<(), String> {
+        let offset = (number - 1) * live.len() as u64;
+        let mut page = vec![0u8; live.len()];
+        let have = self.file.read_exact_at(&mut page, offset).is_ok();
+        let mut wanted = live.to_vec();
+        if number == 1 && have && page.len() >= 20 {
+            wanted[18..20].copy_from_slice(&page[18..20]);
+        }
+        if !have || page != wanted {
+            self.file
+                .write_all_at(&wanted, offset)
+                .map_err(|e| self.error(e))?;
+            self.topped_up += 1;
+        }
+        Ok(())
+    }
+
+    /// Cuts the copy to `pages` and makes it durable.
+    fn finish(&mut self, pages: u64, page_size: u64) -> Result<u64, String> {
+        let length = pages * page_size;
+        let current = self.file.metadata().map_err(|e| self.error(e))?.len();
+        if current != length {
+            self.file.set_len(length).map_err(|e| self.error(e))?;
+            self.topped_up = self.topped_up.max(1);
+        }
+        self.file.sync_all().map_err(|e| self.error(e))?;
+        Ok(self.topped_up)
+    }
 }
 
 /// Replaces the content of the database at `live` with the plain database
-/// file `plain` (same page size), in one write transaction.
+/// file `plain` (same page size), in one write transaction. `safety_copy`,
+/// a plain copy of the live content taken before, is brought up to the
+/// content being replaced before the transaction commits.
 pub fn replace_live(
     plain: &Path,
     live: &Path,
+    safety_copy: Option<&Path>,
     busy_timeout: Duration,
     progress: &mut dyn Progress,
 ) -> Result<Replaced, String> {
     let source = File::open(plain).map_err(|e| format!("{}: {e}", display(plain)))?;
+    let mut safety = safety_copy.map(SafetyCopy::open).transpose()?;
     let conn = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| e.to_string())?;
     conn.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
@@ -59,7 +131,7 @@ pub fn replace_live(
         ),
         _ => e.to_string(),
     })?;
-    let result = write_differing_pages(&conn, &source, plain, progress);
+    let result = write_differing_pages(&conn, &source, plain, safety.as_mut(), progress);
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute_batch(end).map_err(|e| e.to_string());
     let replaced = result?;
@@ -71,6 +143,7 @@ fn write_differing_pages(
     conn: &Connection,
     source: &File,
     plain: &Path,
+    mut safety: Option<&mut SafetyCopy>,
     progress: &mut dyn Progress,
 ) -> Result<Replaced, String> {
     let sql = |e: rusqlite::Error| e.to_string();
@@ -111,6 +184,9 @@ fn write_differing_pages(
         .map_err(|e| format!("{}: {e}", display(plain)))?;
     let live_first = live_page(1, &mut read_live)?;
     patch_first_page(&mut first, &live_first)?;
+    if let Some(safety) = safety.as_deref_mut() {
+        safety.keep(1, &live_first)?;
+    }
 
     progress.start("restore pages", Some(bytes));
     let mut written = 0;
@@ -127,13 +203,29 @@ fn write_differing_pages(
             if at == 1 {
                 continue;
             }
-            if at > live_pages || live_page(at, &mut read_live)? != page {
+            let differs = if at > live_pages {
+                true
+            } else {
+                let live = live_page(at, &mut read_live)?;
+                if let Some(safety) = safety.as_deref_mut() {
+                    safety.keep(at, &live)?;
+                }
+                live != page
+            };
+            if differs {
                 write.execute(params![at as i64, page]).map_err(sql)?;
                 written += 1;
             }
         }
         number += count;
         progress.advance((number - 1) * page_size);
+    }
+    let mut topped_up = 0;
+    if let Some(safety) = safety {
+        for at in pages + 1..=live_pages {
+            safety.keep(at, &live_page(at, &mut read_live)?)?;
+        }
+        topped_up = safety.finish(live_pages, page_size)?;
     }
     if live_pages > pages {
         conn.execute(
@@ -145,7 +237,11 @@ fn write_differing_pages(
     write.execute(params![1, first]).map_err(sql)?;
     written += 1;
     progress.finish();
-    Ok(Replaced { pages, written })
+    Ok(Replaced {
+        pages,
+        written,
+        topped_up,
+    })
 }
 
 /// Makes page 1 of the new content right for the live file: its format
@@ -205,7 +301,7 @@ mod tests {
             .execute("VACUUM INTO ?1", [plain.to_str().unwrap()])
             .unwrap();
 
-        let replaced = replace_live(&plain, &live, Duration::from_secs(1), &mut Quiet).unwrap();
+        let replaced = replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
         assert!(replaced.written >= 1 && replaced.written <= replaced.pages);
 
         let count: i64 = reader
@@ -232,8 +328,43 @@ mod tests {
             .unwrap();
         let plain = dir.path().join("plain.db");
         std::fs::copy(&live, &plain).unwrap();
-        let replaced = replace_live(&plain, &live, Duration::from_secs(1), &mut Quiet).unwrap();
+        let replaced = replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
         assert_eq!(replaced.written, 1, "{replaced:?}");
+    }
+
+    #[test]
+    fn writes_committed_after_the_safety_copy_land_in_it_before_the_pages_are_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        let conn = database(&live, 300);
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let safety = dir.path().join("safety.db");
+        std::fs::copy(&live, &safety).unwrap();
+        database(&live, 700);
+        conn.execute("DELETE FROM t WHERE id <= 5", []).unwrap();
+        let plain = dir.path().join("plain.db");
+        database(&dir.path().join("source.db"), 3)
+            .execute("VACUUM INTO ?1", [plain.to_str().unwrap()])
+            .unwrap();
+
+        let replaced =
+            replace_live(&plain, &live, Some(&safety), Duration::from_secs(1), &mut Quiet).unwrap();
+        assert!(replaced.topped_up > 0, "{replaced:?}");
+
+        let copy = Connection::open_with_flags(&safety, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let (count, check): (i64, String) = copy
+            .query_row(
+                "SELECT (SELECT count(*) FROM t), (SELECT integrity_check FROM pragma_integrity_check)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((count, check.as_str()), (995, "ok"));
+        let restored: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(restored, 3);
     }
 
     #[test]
@@ -245,7 +376,7 @@ mod tests {
         conn.execute("VACUUM INTO ?1", [plain.to_str().unwrap()])
             .unwrap();
         database(&live, 2000);
-        replace_live(&plain, &live, Duration::from_secs(1), &mut Quiet).unwrap();
+        replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
         let (count, pages): (i64, i64) = conn
             .query_row(
                 "SELECT (SELECT count(*) FROM t), (SELECT page_count FROM pragma_page_count)",

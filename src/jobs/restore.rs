@@ -12,7 +12,10 @@
 //! (an uncompressed, quick-checked `pre-restore` backup, the cost of one
 //! plain snapshot), replaces the live content in one write transaction that
 //! writes only the pages that differ ([`super::replace`]), so open readers
-//! switch atomically and the WAL stays consistent. Nothing is ever
+//! switch atomically and the WAL stays consistent. That same transaction
+//! first brings the safety copy up to the content it replaces, so a write
+//! committed after the copy was taken is kept there too; the copy's hash
+//! and verification are then recorded again. Nothing is ever
 //! written beside the backup (its directory may be read-only), and nothing
 //! here ever runs unasked onto an existing file.
 
@@ -299,6 +302,7 @@ pub fn restore(
             let replaced = super::replace::replace_live(
                 from,
                 &database.path,
+                safety_copy.as_deref(),
                 database.pragmas.connection.busy_timeout,
                 progress,
             )
@@ -307,8 +311,14 @@ pub fn restore(
                 db = name,
                 pages = replaced.pages,
                 written = replaced.written,
+                safety_copy_topped_up = replaced.topped_up,
                 "live content replaced"
             );
+            if replaced.topped_up > 0
+                && let Some(copy) = &safety_copy
+            {
+                backup::reprove(state, name, copy, clock)?;
+            }
             verify::check_database(&database.path, VerifyLevel::Quick).map_err(verify_error)?;
         } else {
             move_aside_journals(&database.path)

@@ -5,8 +5,10 @@
 //! the newest backup of each of the last N calendar buckets that have one,
 //! in the configured time zone; weeks are ISO weeks. `keep_within` is
 //! measured from the newest backup, not from now, so a stopped backup job
-//! never ages everything out. `max_age` is the one bound measured from now:
-//! it takes away the rule reasons of anything older. With no rule at all
+//! never ages everything out. `max_age` takes away the rule reasons of
+//! anything older than that before the newest backup, or before now when
+//! the clock is behind it: a clock that jumped ahead, or a backup job that
+//! stopped, never ages the history out. With no rule at all
 //! nothing is removed (but `max_age`), as restic refuses to forget without
 //! a policy.
 //!
@@ -158,10 +160,11 @@ pub fn select<Tz: TimeZone>(
         .iter()
         .find(|c| c.verified && c.counted)
         .map(|c| c.id);
+    let reference = newest.map_or(now, |newest| newest.min(now));
     let too_old = policy
         .max_age
         .and_then(|age| chrono::TimeDelta::from_std(age).ok())
-        .map(|age| now - age);
+        .map(|age| reference - age);
 
     type Bucket = fn(&DateTime<chrono::FixedOffset>) -> i64;
     let buckets: [(u32, KeepReason, Bucket); 5] = [
@@ -434,15 +437,38 @@ mod tests {
             max_age: Some(std::time::Duration::from_secs(7 * 86400)),
             ..Default::default()
         };
-        let forty_days_later = start() + TimeDelta::days(40);
-        let decisions = select(&candidates, &policy, &Utc, forty_days_later);
-        assert_eq!(kept(&decisions), BTreeSet::from([1]), "{decisions:?}");
-        assert_eq!(
-            decisions.iter().find(|d| d.id == 1).unwrap().reasons,
-            [KeepReason::NewestVerified]
-        );
-        let young = select(&candidates, &policy, &Utc, start() + TimeDelta::days(1));
+        let mut old = hourly(1);
+        old[0].id = 7;
+        old[0].seq = -1;
+        old[0].created_at = start() - TimeDelta::days(40);
+        candidates.extend(old);
+        let decisions = select(&candidates, &policy, &Utc, start() + TimeDelta::days(1));
+        assert_eq!(kept(&decisions), BTreeSet::from([0, 1, 2]), "{decisions:?}");
+        let young = select(&candidates, &policy, &Utc, start() + TimeDelta::hours(3));
         assert_eq!(kept(&young).len(), 3);
+    }
+
+    #[test]
+    fn a_clock_jumped_forward_does_not_age_out_the_history() {
+        let candidates: Vec<Candidate> = (0..10)
+            .map(|i| {
+                let mut c = hourly(1).remove(0);
+                c.id = i;
+                c.seq = i;
+                c.created_at = start() + TimeDelta::hours(15 * i);
+                c
+            })
+            .collect();
+        let policy = Retention {
+            keep_last: 3,
+            keep_hourly: 24,
+            keep_daily: 7,
+            max_age: Some(std::time::Duration::from_secs(7 * 86400)),
+            ..Default::default()
+        };
+        let thirty_days_ahead = start() + TimeDelta::days(36);
+        let decisions = select(&candidates, &policy, &Utc, thirty_days_ahead);
+        assert_eq!(kept(&decisions).len(), 10, "{decisions:?}");
     }
 
     #[test]
@@ -454,7 +480,7 @@ mod tests {
         let now = start() + TimeDelta::hours(10);
         assert_eq!(
             kept(&select(&hourly(10), &policy, &Utc, now)),
-            BTreeSet::from([7, 8, 9])
+            BTreeSet::from([6, 7, 8, 9])
         );
     }
 

@@ -66,6 +66,18 @@ pub enum LiveError {
         /// How long the write waited.
         waited_ms: u64,
     },
+    /// A statement run through [`super::Manager::execute`] opened a
+    /// transaction (`BEGIN`, `SAVEPOINT`) that would outlive it on the shared
+    /// writer; it was rolled back.
+    #[error(
+        "{database}: `{sql}` opened a transaction on the shared writer and was rolled back; use Manager::begin or Manager::transaction (Python: with db.transaction() as tx:, or db.execute(\"BEGIN\") ... db.execute(\"COMMIT\") from one thread)"
+    )]
+    TransactionLeftOpen {
+        /// The database.
+        database: String,
+        /// The statement (shortened).
+        sql: String,
+    },
     /// The file cannot be used as a database.
     #[error("{}: {detail}", crate::paths::display(.path))]
     Open {

@@ -197,6 +197,13 @@ fn table_of<P: Params>(conn: &Connection, sql: &str, params: P) -> rusqlite::Res
     Ok(Table { columns, rows })
 }
 
+/// The parameter names of a prepared statement, in SQLite's numbering.
+fn parameter_names_of(statement: &rusqlite::Statement) -> Vec<Option<String>> {
+    (1..=statement.parameter_count())
+        .map(|i| statement.parameter_name(i).map(str::to_string))
+        .collect()
+}
+
 fn mib(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
@@ -440,7 +447,38 @@ impl Manager {
     /// # Ok::<(), litewarden::live::LiveError>(())
     /// ```
     pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, LiveError> {
-        self.write(sql, |conn| conn.prepare_cached(sql)?.execute(params))
+        let mut left_open = false;
+        let changed = self.write(sql, |conn| {
+            let changed = conn.prepare_cached(sql)?.execute(params)?;
+            if !conn.is_autocommit() {
+                left_open = true;
+                conn.execute_batch("ROLLBACK")?;
+            }
+            Ok(changed)
+        })?;
+        if left_open {
+            return Err(LiveError::TransactionLeftOpen {
+                database: self.name().to_string(),
+                sql: error::quote(sql),
+            });
+        }
+        Ok(changed)
+    }
+
+    /// The names of `sql`'s parameters in SQLite's numbering (`None` for a
+    /// bare `?`), so a caller holding named values can check that each one
+    /// is given (Python's `sqlite3` raises for a missing one).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let names = db.parameter_names("SELECT * FROM pages WHERE url = :url AND status = ?")?;
+    /// assert_eq!(names, [Some(":url".to_string()), None]);
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn parameter_names(&self, sql: &str) -> Result<Vec<Option<String>>, LiveError> {
+        let reader = self.readers.get(&self.recorder, self.name())?;
+        let statement = reader.prepare_cached(sql).map_err(self.sql_error(sql))?;
+        Ok(parameter_names_of(&statement))
     }
 
     /// Runs statements separated by `;` on the writer, in one `IMMEDIATE`

@@ -7,9 +7,10 @@
 //! mutex; a thread starts at the slot it took last (a thread-local hint),
 //! so threads no more numerous than the slots settle on one each and never
 //! meet, and only a read that finds every slot taken touches the shared
-//! wait lock. Readers are opened on first use,
-//! `query_only` (a write sent to `query` fails at once instead of
-//! bypassing the writer's queue), with the database's per-connection
+//! wait lock. Readers are opened on first use, read-only
+//! (`SQLITE_OPEN_READONLY`, so a write sent to `query` fails at once instead
+//! of bypassing the writer's queue, and no `PRAGMA query_only=0` makes a
+//! reader writable) and `query_only`, with the database's per-connection
 //! pragmas and a prepared-statement cache.
 
 use std::cell::Cell;
@@ -102,7 +103,7 @@ impl ReaderPool {
     fn connect(&self) -> Result<Connection, rusqlite::Error> {
         let conn = Connection::open_with_flags(
             &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         crate::db::apply_connection_pragmas(&conn, &self.path, &self.pragmas).map_err(|e| {
             rusqlite::Error::SqliteFailure(

@@ -192,6 +192,26 @@ impl OwnedTransaction {
         self.recorded(sql, result)
     }
 
+    /// The names of `sql`'s parameters, as [`Manager::parameter_names`]
+    /// (prepared in the transaction, so it sees the tables it created).
+    ///
+    /// ```no_run
+    /// # let db = std::sync::Arc::new(litewarden::live::Manager::open("a.db", Default::default())?);
+    /// let tx = litewarden::live::Manager::begin(&db)?;
+    /// assert_eq!(tx.parameter_names("SELECT :a")?, [Some(":a".to_string())]);
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn parameter_names(&self, sql: &str) -> Result<Vec<Option<String>>, LiveError> {
+        self.conn()
+            .prepare_cached(sql)
+            .map(|statement| super::parameter_names_of(&statement))
+            .map_err(|source| LiveError::Sql {
+                database: self.manager.name().to_string(),
+                sql: super::error::quote(sql),
+                source,
+            })
+    }
+
     /// Runs a query in the transaction (it sees the transaction's writes).
     ///
     /// ```no_run

@@ -246,6 +246,24 @@ impl StateDb {
         Ok(())
     }
 
+    /// Records a backup's content again after it changed in place: its
+    /// size, checksum and verification (`None`: unverified now).
+    pub fn set_backup_content(
+        &self,
+        id: i64,
+        size: u64,
+        sha256: &str,
+        verified_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET size = ?2, sha256 = ?3, verified_at = ?4 WHERE id = ?1",
+                params![id, size as i64, sha256, verified_at.map(|t| t.to_rfc3339())],
+            )
+            .map_err(sqlite(&self.path, "cannot update the backup catalog"))?;
+        Ok(())
+    }
+
     /// Pins or unpins a backup.
     pub fn set_pinned(&self, id: i64, pinned: bool) -> Result<(), StateError> {
         self.conn

@@ -1,0 +1,143 @@
+"""Issue #20 in the Python package: one SQLite library per process, and
+transactions and parameters that behave as Python's sqlite3 does."""
+
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+
+import litewarden as lw
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("LITEWARDEN_CONFIG", "BACKUP_DIR", "BACKUP_RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "website_crawler.db"
+    monkeypatch.setenv("DATABASE1_PATH", str(path))
+    lw._managers.clear()
+    manager = lw.get_database_manager()
+    manager.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT NOT NULL, n INTEGER)")
+    yield manager
+    lw._managers.clear()
+
+
+def test_the_package_and_pythons_sqlite3_call_the_same_sqlite_library():
+    import _sqlite3
+    import ctypes
+
+    theirs = ctypes.cast(ctypes.CDLL(_sqlite3.__file__).sqlite3_libversion, ctypes.c_void_p).value
+    assert lw._native.sqlite_library_address() == theirs
+    assert lw._native.sqlite_version() == sqlite3.sqlite_version
+
+
+def test_a_second_sqlite_library_is_refused_at_import_with_what_to_do(monkeypatch):
+    monkeypatch.delenv("LITEWARDEN_ALLOW_SECOND_SQLITE", raising=False)
+    monkeypatch.setattr(lw._native, "sqlite_library_address", lambda: 1)
+    with pytest.raises(ImportError, match="lose acknowledged writes.*LITEWARDEN_ALLOW_SECOND_SQLITE=1"):
+        lw._check_one_sqlite()
+
+
+def test_stdlib_sqlite3_and_the_package_writing_one_file_lose_no_acknowledged_row(db):
+    seconds = float(os.environ.get("LITEWARDEN_MIXED_SECS", "10"))
+    path = str(db.path)
+    acknowledged = {"package": [], "stdlib": []}
+    errors = []
+    stop = time.monotonic() + seconds
+
+    def package_writer():
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            try:
+                db.execute("INSERT INTO t (who, n) VALUES ('package', ?)", (n,))
+                acknowledged["package"].append(n)
+            except lw.LitewardenError as error:
+                errors.append(repr(error))
+
+    def stdlib_writer():
+        n = 0
+        while time.monotonic() < stop:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            for _ in range(20):
+                n += 1
+                try:
+                    conn.execute("INSERT INTO t (who, n) VALUES ('stdlib', ?)", (n,))
+                    acknowledged["stdlib"].append(n)
+                except sqlite3.OperationalError as error:
+                    errors.append(repr(error))
+            conn.close()
+
+    threads = [threading.Thread(target=package_writer), threading.Thread(target=stdlib_writer)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors, errors[:5]
+    assert len(acknowledged["package"]) > 100 and len(acknowledged["stdlib"]) > 100
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    for who, rows in acknowledged.items():
+        present = {n for (n,) in check.execute("SELECT n FROM t WHERE who = ?", (who,))}
+        assert set(rows) <= present, f"{len(set(rows) - present)} acknowledged {who} rows lost"
+    assert db.query("SELECT count(*) FROM t") == [(sum(len(r) for r in acknowledged.values()),)]
+
+
+def test_commit_waits_for_a_statement_another_thread_runs_in_the_transaction(db):
+    tx = db.transaction()
+    started = threading.Event()
+
+    def long_statement():
+        started.set()
+        tx.execute(
+            "INSERT INTO t (who, n) SELECT 'slow', value FROM "
+            "(WITH RECURSIVE c(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM c LIMIT 200000) SELECT value FROM c)"
+        )
+
+    worker = threading.Thread(target=long_statement)
+    worker.start()
+    started.wait()
+    tx.execute("INSERT INTO t (who, n) VALUES ('main', 1)")
+    tx.commit()
+    worker.join()
+    assert db.query("SELECT count(*) FROM t WHERE who = 'main'") == [(1,)]
+    assert db.execute("INSERT INTO t (who, n) VALUES ('after', 1)") == 1, "the writer was given back"
+
+
+def test_begin_and_rollback_through_execute_mean_what_they_say(db):
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t (who, n) VALUES ('rolled back', 1)")
+    assert db.query("SELECT count(*) FROM t") == [(1,)], "the transaction's own reads see it"
+    db.execute("ROLLBACK")
+    assert db.query("SELECT count(*) FROM t") == [(0,)]
+
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO t (who, n) VALUES ('kept', 1)")
+    db.execute("COMMIT")
+    assert db.query("SELECT who FROM t") == [("kept",)]
+
+    with pytest.raises(lw.SqlError, match="no transaction is active"):
+        db.execute("COMMIT")
+
+
+def test_a_missing_named_parameter_raises_as_sqlite3_does(db):
+    with pytest.raises(lw.SqlError, match="did not supply a value for binding parameter :n"):
+        db.execute("INSERT INTO t (who, n) VALUES (:who, :n)", {"who": "x"})
+    with pytest.raises(lw.SqlError, match=":n"):
+        db.query("SELECT * FROM t WHERE n = :n", {})
+    with db.transaction() as tx:
+        with pytest.raises(lw.SqlError, match=":n"):
+            tx.execute("INSERT INTO t (who, n) VALUES (:who, :n)", {"who": "x"})
+    assert db.query("SELECT count(*) FROM t") == [(0,)]
+    assert db.execute("INSERT INTO t (who, n) VALUES (:who, :n)", {"who": "x", "n": None}) == 1
+
+
+def test_a_reader_cannot_be_made_writable(db):
+    db.query("PRAGMA query_only=0")
+    with pytest.raises(lw.SqlError, match="readonly"):
+        db.query("INSERT INTO t (who, n) VALUES ('reader', 1)")
+    assert db.query("SELECT count(*) FROM t") == [(0,)]
