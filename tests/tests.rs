@@ -3,6 +3,7 @@
 
 mod common;
 
+mod acknowledged;
 mod alerts;
 mod backup;
 mod bad_input;

