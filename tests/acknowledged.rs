@@ -138,3 +138,109 @@ databases:
     assert_eq!(prune.code, 0, "{prune:?}");
     assert_eq!(file_names(&dir).len(), 10, "{prune:?}");
 }
+
+/// A WAL database whose 500 rows are all still in its `-wal`, kept open by
+/// the returned connection.
+fn live_with_rows_in_its_wal(path: &Path) -> rusqlite::Connection {
+    let conn = open(path);
+    conn.execute_batch(
+        "PRAGMA journal_mode=wal; PRAGMA wal_autocheckpoint=0; CREATE TABLE t (id INTEGER PRIMARY KEY);
+         PRAGMA wal_checkpoint(TRUNCATE);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) INSERT INTO t SELECT i FROM n;",
+    )
+    .unwrap();
+    conn
+}
+
+#[test]
+fn a_restore_source_or_verified_file_with_a_wal_beside_it_is_refused_naming_the_wal() {
+    let project = Project::with_config(CONFIG);
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+        .unwrap();
+    let source = project.join("other.db");
+    let _writer = live_with_rows_in_its_wal(&source);
+
+    let restore = project.run(&["restore", "app", "--from", "other.db", "--yes", "--force"]);
+    assert_eq!(restore.code, 1, "{restore:?}");
+    assert!(
+        restore.stderr.contains("other.db-wal beside it holds")
+            && restore.stderr.contains(".backup copy.db"),
+        "{restore:?}"
+    );
+    assert_eq!(
+        ids(&project.join("app.db")).len(),
+        0,
+        "nothing was restored"
+    );
+
+    let verify = project.run(&["verify", "other.db"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(
+        verify.stderr.contains("other.db-wal beside it holds"),
+        "{verify:?}"
+    );
+}
+
+#[test]
+fn verifying_a_closed_wal_database_writes_nothing_beside_it() {
+    let project = Project::with_config(CONFIG);
+    let copy = project.join("copy.db");
+    drop(live_with_rows_in_its_wal(&copy));
+    std::fs::create_dir(project.join("stored")).unwrap();
+    std::fs::rename(&copy, project.join("stored/copy.db")).unwrap();
+    let before = file_names(&project.join("stored"));
+    let verify = project.run(&["verify", "stored/copy.db"]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert_eq!(file_names(&project.join("stored")), before);
+}
+
+/// Gives table `t` of `path` a CHECK that calls `load_extension()`, through
+/// `writable_schema`, as a hostile file would carry it.
+fn make_hostile(path: &Path) {
+    let conn = open(path);
+    conn.execute_batch(
+        "PRAGMA writable_schema=ON;
+         UPDATE sqlite_schema SET sql = 'CREATE TABLE t (id INTEGER PRIMARY KEY CHECK (load_extension(''x'') IS NULL))' WHERE name = 't';
+         PRAGMA writable_schema=OFF;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_schema_no_writer_can_load_fails_verification_and_never_locks_out_a_restore() {
+    let project = Project::with_config(CONFIG);
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
+        .unwrap();
+    let backup = project.run(&["backup", "app"]);
+    assert_eq!(backup.code, 0, "{backup:?}");
+
+    let hostile = project.join("hostile.db");
+    open(&project.join("app.db"))
+        .execute("VACUUM INTO ?1", [hostile.to_str().unwrap()])
+        .unwrap();
+    make_hostile(&hostile);
+    let verify = project.run(&["verify", "hostile.db"]);
+    assert_eq!(verify.code, 1, "{verify:?}");
+    assert!(
+        verify.stderr.contains("cannot be loaded by a writer"),
+        "{verify:?}"
+    );
+    let restore = project.run(&["restore", "app", "--from", "hostile.db", "--yes"]);
+    assert_eq!(restore.code, 1, "{restore:?}");
+    assert!(
+        restore.stderr.contains("cannot be loaded by a writer"),
+        "{restore:?}"
+    );
+
+    make_hostile(&project.join("app.db"));
+    let restore = project.run(&["restore", "app", "--from", "latest", "--yes"]);
+    assert_eq!(restore.code, 0, "{restore:?}");
+    assert_eq!(ids(&project.join("app.db")), BTreeSet::from([1, 2]));
+    let backup = project.run(&["backup", "app"]);
+    assert_eq!(
+        backup.code, 0,
+        "a backup works again after the restore: {backup:?}"
+    );
+}

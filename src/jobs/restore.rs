@@ -225,6 +225,7 @@ pub fn restore(
         database: name.to_string(),
         source,
     };
+    verify::no_wal_beside(source).map_err(verify_error)?;
     let record = state.backup_by_path(source)?;
     if let Some(record) = &record
         && record.database != name

@@ -170,7 +170,128 @@ pub fn check_database(path: &Path, level: VerifyLevel) -> Result<(), VerifyError
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| VerifyError::damaged(path, format!("cannot open: {e}")))?;
-    check_connection(&conn, path, level)
+    check_connection(&conn, path, level)?;
+    check_schema_loads(&conn, path)
+}
+
+/// [`check_database`] for a stored file (a backup, a file to restore from)
+/// that nothing writes: refused when a `-wal` beside it holds commits the
+/// file lacks, else opened immutable, so SQLite writes no `-shm` or `-wal`
+/// beside it.
+pub fn check_stored(path: &Path, level: VerifyLevel) -> Result<(), VerifyError> {
+    no_wal_beside(path)?;
+    if level == VerifyLevel::None {
+        return Ok(());
+    }
+    if !is_closed_wal_file(path) {
+        return check_database(path, level);
+    }
+    let conn = Connection::open_with_flags(
+        immutable_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| VerifyError::damaged(path, format!("cannot open: {e}")))?;
+    check_connection(&conn, path, level)?;
+    check_schema_loads(&conn, path)
+}
+
+/// A WAL-format file that no process has open (no `-shm` beside it):
+/// SQLite would create `-shm` and `-wal` to read it, so it is read
+/// immutable. Anything else is read with SQLite's locks.
+fn is_closed_wal_file(path: &Path) -> bool {
+    let mut header = [0u8; 19];
+    let wal_format = matches!(crate::db::file::read_start(path, &mut header), Ok(Some(size)) if size >= 19)
+        && header[18] == 2;
+    wal_format && !beside(path, "-shm").exists()
+}
+
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Refuses a file with a non-empty `-wal` beside it: its content is the
+/// file plus that log (a live or uncleanly closed database), so reading the
+/// file alone would check, or restore, less than it holds.
+pub fn no_wal_beside(path: &Path) -> Result<(), VerifyError> {
+    let wal = beside(path, "-wal");
+    match std::fs::metadata(&wal) {
+        Ok(meta) if meta.len() > 0 => Err(VerifyError::damaged(
+            path,
+            format!(
+                "{} beside it holds {} bytes of commits that are not in the file (a live or uncleanly closed database, not a backup); copy it consistently first, e.g. sqlite3 {} \".backup copy.db\", and use copy.db",
+                crate::paths::display(&wal),
+                meta.len(),
+                crate::paths::display(path),
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `file:` URI opening `path` immutable: no locks, and nothing written beside it.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &byte in absolute.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// Replays the schema into an in-memory database the way a read-write
+/// connection loads it. A read-only connection skips CHECK constraints, so
+/// a schema no writer can load (a CHECK calling `load_extension()`, written
+/// through `writable_schema`) would pass its checks, and then every backup
+/// and in-place restore of the database would fail.
+fn check_schema_loads(conn: &Connection, path: &Path) -> Result<(), VerifyError> {
+    let failed =
+        |e: rusqlite::Error| VerifyError::damaged(path, format!("cannot read the schema: {e}"));
+    let mut statement = conn
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_schema
+             WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite!_%' ESCAPE '!'
+             ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 WHEN 'view' THEN 2 ELSE 3 END, rowid",
+        )
+        .map_err(failed)?;
+    let objects: Vec<(String, String, String)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(failed)?;
+    let memory = Connection::open_in_memory().map_err(failed)?;
+    for (kind, name, sql) in objects {
+        let exists: bool = memory
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .map_err(failed)?;
+        if exists {
+            continue;
+        }
+        if let Err(e) = memory.execute_batch(&sql) {
+            if e.to_string().starts_with("no such module") {
+                continue;
+            }
+            return Err(VerifyError::damaged(
+                path,
+                format!(
+                    "the schema of {kind} {name} cannot be loaded by a writer ({e}); litewarden could not back up or restore into it"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `level`'s check on the database behind `conn` (inside the caller's
@@ -627,7 +748,7 @@ pub fn verify_file(
     {
         return Err(changed(path, &sha256, expected));
     }
-    check_database(plain.path(), level)?;
+    check_stored(plain.path(), level)?;
     Ok(Verified {
         matches_catalog: expected.map(|_| true),
         sha256,
