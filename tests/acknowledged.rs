@@ -244,3 +244,37 @@ fn a_schema_no_writer_can_load_fails_verification_and_never_locks_out_a_restore(
         "a backup works again after the restore: {backup:?}"
     );
 }
+
+#[test]
+fn a_restore_that_could_not_take_the_write_lock_removes_its_safety_copy() {
+    let project = Project::with_config(
+        "version: 1
+settings: { state_dir: st, backup_dir: bk }
+databases:
+  app: { path: app.db, pragmas: { busy_timeout: 200ms }, backup: { compress: none } }
+",
+    );
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let backup = project.run(&["backup", "app"]);
+    assert_eq!(backup.code, 0, "{backup:?}");
+    let holder = crate::common::Holder::start(
+        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('ROLLBACK')",
+        &project.join("app.db"),
+    );
+    let restore = project.run(&["restore", "app", "--from", "latest", "--yes"]);
+    holder.release();
+    assert_eq!(restore.code, 1, "{restore:?}");
+    assert!(
+        restore
+            .stderr
+            .contains("held the write lock longer than busy_timeout"),
+        "{restore:?}"
+    );
+    assert_eq!(
+        file_names(&project.join("bk/app")).len(),
+        1,
+        "only the backup is left"
+    );
+}

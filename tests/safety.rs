@@ -265,7 +265,11 @@ fn pinned_and_safety_copies_are_protected_and_say_why() {
     assert_eq!(restore.code, 0, "{restore:?}");
     let entries = dry_run(&project);
     assert_eq!(reasons_of(&entries, &pinned), ["pinned"]);
-    assert_eq!(reasons_of(&entries, &newest), ["newest_verified"]);
+    assert_eq!(
+        reasons_of(&entries, &newest),
+        ["last", "newest_verified"],
+        "max_age is measured from the newest backup, so it keeps its rules"
+    );
     let safety: Vec<_> = entries
         .iter()
         .filter(|(_, r, _)| r.iter().any(|r| r.starts_with("safety copy")))

@@ -219,36 +219,46 @@ class Manager:
         return self._native.add_columns(list(columns))
 
 
-def _parse_column(declaration):
-    """'INTEGER DEFAULT 0 NOT NULL' -> ('INTEGER', '0', True)."""
-    text = declaration.strip()
-    upper = text.upper()
-    not_null = upper.endswith("NOT NULL")
-    if not_null:
-        text = text[: -len("NOT NULL")].rstrip()
-        upper = text.upper()
-    default = None
-    at = upper.find(" DEFAULT ")
-    if at >= 0:
-        default = text[at + len(" DEFAULT "):].strip()
-        if len(default) >= 2 and default[0] == default[-1] and default[0] in "'\"":
-            default = default[1:-1]
-        text = text[:at].strip()
-    return text, default, not_null
+def _split_definitions(text):
+    """'a INTEGER DEFAULT 1, b DECIMAL(10,2)' -> ['a INTEGER DEFAULT 1', 'b DECIMAL(10,2)']:
+    commas inside parentheses or quotes do not split."""
+    parts, current, depth, quote = [], "", 0, None
+    closing = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in closing:
+            quote = closing[char]
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += char
+    parts.append(current.strip())
+    return [part for part in parts if part]
 
 
 class LiveDatabaseManager(Manager):
     """The seed's LiveDatabaseManager(path): a Manager with its schema helper."""
 
     def update_schema_safely(self, schema):
-        """Adds each missing column of {table: {column: 'TYPE [DEFAULT x] [NOT NULL]'}}
-        with ALTER TABLE ... ADD COLUMN only; returns ['table.column', ...] added."""
-        columns = []
+        """Adds each missing column with ALTER TABLE ... ADD COLUMN only, SQLite
+        parsing each definition. schema is {table: "col TYPE [DEFAULT x], col2 TYPE"}
+        (the seed's shape) or {table: {column: "TYPE [DEFAULT x] [NOT NULL]"}};
+        returns ['table.column', ...] added. A missing table raises."""
+        added = []
         for table, wanted in schema.items():
-            for column, declaration in wanted.items():
-                sql_type, default, not_null = _parse_column(declaration)
-                columns.append((table, column, sql_type, default, not_null))
-        return self.add_columns(columns)
+            if isinstance(wanted, str):
+                definitions = _split_definitions(wanted)
+            else:
+                definitions = ["%s %s" % (column, declaration) for column, declaration in wanted.items()]
+            added += self._native.add_column_definitions(table, definitions)
+        return added
 
     def optimize_for_live_updates(self):
         return self.optimize()

@@ -51,6 +51,7 @@ fn to_py_error(error: LiveError) -> PyErr {
             SqlError::new_err(text)
         }
         LiveError::PoolExhausted { .. } => PoolExhaustedError::new_err(text),
+        LiveError::Db(litewarden::db::DbError::BadColumn { .. }) => SqlError::new_err(text),
         LiveError::Open { .. } | LiveError::UnknownDatabase { .. } => {
             DatabaseOpenError::new_err(text)
         }
@@ -447,6 +448,19 @@ impl Manager {
         let inner = Arc::clone(&self.inner);
         let report = py.detach(|| inner.optimize()).map_err(to_py_error)?;
         json(&report)
+    }
+
+    /// Adds each column definition (`"name TYPE [DEFAULT x] [NOT NULL]"`)
+    /// missing from `table`, parsed by SQLite; the `table.column`s added.
+    fn add_column_definitions(
+        &self,
+        py: Python<'_>,
+        table: &str,
+        definitions: Vec<String>,
+    ) -> PyResult<Vec<String>> {
+        let inner = Arc::clone(&self.inner);
+        py.detach(|| inner.add_column_definitions(table, &definitions))
+            .map_err(to_py_error)
     }
 
     /// Adds missing columns: `(table, column, type, default, not_null)`.

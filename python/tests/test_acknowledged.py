@@ -141,3 +141,42 @@ def test_a_reader_cannot_be_made_writable(db):
     with pytest.raises(lw.SqlError, match="readonly"):
         db.query("INSERT INTO t (who, n) VALUES ('reader', 1)")
     assert db.query("SELECT count(*) FROM t") == [(0,)]
+
+
+def test_update_schema_safely_lets_sqlite_parse_each_definition(db, tmp_path):
+    db.execute("INSERT INTO t (who, n) VALUES ('old', 1)")
+    manager = lw.LiveDatabaseManager(db.path)
+    added = manager.update_schema_safely(
+        {
+            "t": {
+                "a": "TEXT DEFAULT NULL",
+                "b": "BOOLEAN DEFAULT TRUE",
+                "c": "TEXT DEFAULT 'it''s'",
+                "d": "INTEGER DEFAULT 0x10",
+                "e": "INTEGER NOT NULL DEFAULT 0",
+                "f": "REAL DEFAULT -1.5",
+            }
+        }
+    )
+    assert added == ["t.a", "t.b", "t.c", "t.d", "t.e", "t.f"]
+    assert db.query("SELECT a, b, c, d, e, f FROM t") == [(None, 1, "it's", 16, 0, -1.5)]
+    with pytest.raises(lw.SqlError, match="non-constant default"):
+        manager.update_schema_safely({"t": {"g": "TIMESTAMP DEFAULT CURRENT_TIMESTAMP"}})
+    assert manager.update_schema_safely({"t": {"a": "TEXT"}}) == [], "an existing column is left alone"
+
+
+def test_update_schema_safely_takes_the_seeds_string_of_definitions(db):
+    manager = lw.LiveDatabaseManager(db.path)
+    added = manager.update_schema_safely(
+        {"t": "crawl_priority INTEGER DEFAULT 1, last_modified TIMESTAMP, price DECIMAL(10,2) DEFAULT 0"}
+    )
+    assert added == ["t.crawl_priority", "t.last_modified", "t.price"]
+    with pytest.raises(lw.SqlError, match="there is no table `missing`"):
+        manager.update_schema_safely({"missing": "x INTEGER"})
+    db.execute("INSERT INTO t (who, n) VALUES ('old', 1)")
+    with pytest.raises(lw.SqlError, match="Cannot add a NOT NULL column with default value NULL"):
+        manager.update_schema_safely({"t": "y INTEGER NOT NULL"})
+    with pytest.raises(lw.SqlError, match="Multiple statements|syntax error"):
+        manager.update_schema_safely({"t": {"z": "INTEGER; DELETE FROM t"}})
+    assert db.query("SELECT count(*) FROM t") == [(1,)]
+    assert [row[0] for row in db.query("SELECT name FROM pragma_table_info('t')")][-1] == "price"

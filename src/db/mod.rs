@@ -51,6 +51,18 @@ pub enum DbError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A column definition that SQLite refused, or that is not one column.
+    #[error("{}: cannot add column `{definition}` to {table}: {detail}", paths::display(.path))]
+    BadColumn {
+        /// The database file.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// The definition as given.
+        definition: String,
+        /// SQLite's message, or what is wrong.
+        detail: String,
+    },
     /// A pragma did not take the value it was set to.
     #[error("{}: {pragma} is still {actual} after setting it to {wanted} (another connection may hold the database)", paths::display(.path))]
     NotApplied {

@@ -298,7 +298,14 @@ pub fn restore(
     if let Some((copy, readable)) = safety {
         safety_copy = Some(copy);
         if readable {
-            let resized = matching_page_size(plain.path(), &database.path).map_err(write_error)?;
+            let nothing_replaced = |detail: String| {
+                if let Some(copy) = &safety_copy {
+                    backup::discard(state, name, copy);
+                }
+                write_error(detail)
+            };
+            let resized =
+                matching_page_size(plain.path(), &database.path).map_err(nothing_replaced)?;
             let from = resized.as_ref().map_or(plain.path(), PendingFile::path);
             let replaced = super::replace::replace_live(
                 from,
@@ -307,7 +314,7 @@ pub fn restore(
                 database.pragmas.connection.busy_timeout,
                 progress,
             )
-            .map_err(write_error)?;
+            .map_err(nothing_replaced)?;
             tracing::info!(
                 db = name,
                 pages = replaced.pages,

@@ -759,6 +759,32 @@ impl Manager {
             &self.database.pragmas.connection,
         )?)
     }
+
+    /// Adds each column definition (`"priority INTEGER DEFAULT 0 NOT NULL"`,
+    /// as after `ADD COLUMN`) to `table` unless a column of that name exists,
+    /// in one transaction; SQLite parses each definition on an in-memory
+    /// copy of the table first, so defaults mean what they mean in SQL.
+    /// Returns `table.column` for each column added; a missing table is an
+    /// error.
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let added = db.add_column_definitions("crawled_pages", &["crawl_priority INTEGER DEFAULT 1".into()])?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn add_column_definitions(
+        &self,
+        table: &str,
+        definitions: &[String],
+    ) -> Result<Vec<String>, LiveError> {
+        let _writer = self.writer()?;
+        Ok(crate::db::columns::add_definitions(
+            &self.database.path,
+            table,
+            definitions,
+            &self.database.pragmas.connection,
+        )?)
+    }
 }
 
 #[cfg(test)]
