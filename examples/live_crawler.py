@@ -26,7 +26,7 @@ def main():
         f.write("CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT UNIQUE NOT NULL, "
                 "status INTEGER, fetched_at TEXT, body TEXT);")
     db = litewarden.LiveDatabaseManager(os.path.join(directory, "website_crawler.db"),
-                                        migrations_dir=migrations)
+                                        create=True, migrations_dir=migrations)
     db.run_pending_migrations()
 
     stop = threading.Event()

@@ -16,6 +16,7 @@ database module.
 
 import ctypes
 import json
+import logging
 import os
 import threading
 
@@ -48,6 +49,8 @@ def _check_one_sqlite():
 
 
 _check_one_sqlite()
+
+_log = logging.getLogger("litewarden")
 from ._native import (
     DatabaseOpenError,
     LitewardenError,
@@ -71,6 +74,7 @@ __all__ = [
     "get_performance_metrics",
     "optimize_for_live_updates",
     "run_pending_migrations",
+    "update_schema_safely",
 ]
 
 
@@ -107,9 +111,19 @@ class Manager:
     writes wait for it, up to busy_timeout.
     """
 
-    def __init__(self, path=None, **options):
-        if path is not None:
+    def __init__(self, path=None, *, create=False, **options):
+        if path is not None and "config" not in options:
             path = os.fspath(path)
+            declared = _declared(_find_config(None), path)
+            if declared is not None and not _directories_given(options):
+                options["config"], options["database"] = declared
+                path = None
+            elif not create and not os.path.exists(path):
+                raise DatabaseOpenError(
+                    "%s: no such database (from %s); pass create=True to create it, or "
+                    "point LITEWARDEN_CONFIG at the jobs.yaml that declares it"
+                    % (os.path.abspath(path), os.getcwd())
+                )
         self._native = _native.Manager(path, **options)
         self._local = threading.local()
 
@@ -206,9 +220,42 @@ class Manager:
         """A checked copy at path (which must not exist)."""
         return self._native.backup_to(os.fspath(path))
 
-    def run_pending_migrations(self):
-        """Applies the pending migrations; the report."""
-        return json.loads(self._native.run_pending_migrations_json())
+    def run_pending_migrations(self, migrations_dir=None):
+        """Applies the pending migrations (of migrations_dir, else jobs.yaml's
+        migrations:, else the shipped layout's migrations/<name>/ under the
+        working directory); the report. With none of them it does nothing
+        and says so (a warning), returning {"applied": []}."""
+        if migrations_dir is None and not self._native.has_migrations:
+            shipped = os.path.join("migrations", self.name)
+            if not os.path.isdir(shipped):
+                _log.warning(
+                    "%s: no migrations directory is configured and %s does not exist; "
+                    "no migration was run", self.name, os.path.abspath(shipped)
+                )
+                return {"applied": []}
+            migrations_dir = shipped
+        if migrations_dir is not None:
+            migrations_dir = os.fspath(migrations_dir)
+        return json.loads(self._native.run_pending_migrations_json(migrations_dir))
+
+    def backup_database(self):
+        """The seed's db_manager.backup_database(): a verified backup; its path."""
+        return self.backup_now()["backup"]["record"]["path"]
+
+    def health_check(self):
+        """The seed's db_manager.health_check(): the health report with
+        'status', 'db_size_mb' and 'connection_pool' (size, in_use, idle, waits)."""
+        report = self.health()
+        report["connection_pool"] = self.metrics()["pool"]
+        return report
+
+    def get_performance_metrics(self):
+        """The seed's db_manager.get_performance_metrics(): metrics() ('db_size_mb', ...)."""
+        return self.metrics()
+
+    def optimize_for_live_updates(self):
+        """The seed's db_manager.optimize_for_live_updates(): optimize()."""
+        return self.optimize()
 
     def optimize(self):
         """PRAGMA optimize and a passive checkpoint; the report."""
@@ -260,39 +307,78 @@ class LiveDatabaseManager(Manager):
             added += self._native.add_column_definitions(table, definitions)
         return added
 
-    def optimize_for_live_updates(self):
-        return self.optimize()
-
 
 _managers = {}
 _managers_lock = threading.Lock()
 
 
-def _key(path, config, database):
-    config = config or os.environ.get("LITEWARDEN_CONFIG")
-    if config:
-        return ("config", os.path.abspath(config), database)
-    path = path or os.environ.get("DATABASE1_PATH", "website_crawler.db")
-    return ("path", os.path.abspath(path), None)
+def _directories_given(options):
+    return any(options.get(key) is not None for key in ("backup_dir", "state_dir", "migrations_dir"))
 
 
-def get_database_manager(path=None, *, config=None, database=None):
+def _find_config(config):
+    """The jobs.yaml the CLI reads: config=, LITEWARDEN_CONFIG, then ./jobs.yaml."""
+    for candidate in (config, os.environ.get("LITEWARDEN_CONFIG")):
+        if candidate:
+            return os.path.abspath(os.fspath(candidate))
+    return os.path.abspath("jobs.yaml") if os.path.isfile("jobs.yaml") else None
+
+
+def _declared(config, path):
+    """(config, name) of the database config declares at path, else None."""
+    if config is None or path is None:
+        return None
+    wanted = os.path.realpath(path)
+    for name, declared in _native.config_databases(config):
+        if os.path.realpath(declared) == wanted:
+            return config, name
+    return None
+
+
+def _resolve(db_path, config, database):
+    """What a module-level call means: ("config", jobs.yaml, name) for a
+    database the daemon's jobs.yaml declares, else ("path", file)."""
+    found = _find_config(config)
+    if found is not None:
+        if database is not None:
+            return ("config", found, database)
+        declared = _declared(found, db_path or os.environ.get("DATABASE1_PATH"))
+        if declared is not None:
+            return ("config",) + declared
+        if db_path is None:
+            databases = _native.config_databases(found)
+            if databases:
+                return ("config", found, databases[0][0])
+    elif database is not None:
+        raise DatabaseOpenError(
+            "database=%r needs a jobs.yaml: pass config=, set LITEWARDEN_CONFIG, or run "
+            "from the directory that holds jobs.yaml" % database
+        )
+    return ("path", os.path.abspath(db_path or os.environ.get("DATABASE1_PATH", "website_crawler.db")))
+
+
+def get_database_manager(db_path=None, *, config=None, database=None, create=False):
     """The process's shared manager for a database.
 
-    With config= (or LITEWARDEN_CONFIG) it reads that jobs.yaml (database=
-    picks one, default the first). Without, it follows the seed's
-    environment with the shipped jobs.yaml's defaults: DATABASE1_PATH
-    (website_crawler.db), BACKUP_DIR (backups) and BACKUP_RETENTION_DAYS (7).
+    It finds the daemon's jobs.yaml as the CLI does (config=, then
+    LITEWARDEN_CONFIG, then ./jobs.yaml) and shares its state directory, so
+    backups and health agree with the daemon's. The database is database=,
+    else the one at db_path, else the one at DATABASE1_PATH, else the first
+    the file lists. Without a jobs.yaml it opens db_path (or DATABASE1_PATH,
+    or website_crawler.db) with the shipped defaults, BACKUP_DIR and
+    BACKUP_RETENTION_DAYS; a file that does not exist is an error unless
+    create=True.
     """
-    key = _key(path, config, database)
+    key = _resolve(db_path, config, database)
     with _managers_lock:
         manager = _managers.get(key)
         if manager is None:
             if key[0] == "config":
-                manager = LiveDatabaseManager(config=key[1], database=database)
+                manager = LiveDatabaseManager(config=key[1], database=key[2])
             else:
                 manager = LiveDatabaseManager(
                     key[1],
+                    create=create,
                     backup_dir=os.environ.get("BACKUP_DIR") or None,
                     retention_days=int(os.environ.get("BACKUP_RETENTION_DAYS", "7")),
                 )
@@ -300,44 +386,53 @@ def get_database_manager(path=None, *, config=None, database=None):
         return manager
 
 
-def db_query(query, params=None, db_path=None):
+def db_query(query, params=None, db_path=None, *, database=None):
     """Rows of a read query, as dicts."""
-    return get_database_manager(db_path).query(query, params, as_dict=True)
+    return get_database_manager(db_path, database=database).query(query, params, as_dict=True)
 
 
-def db_update(query, params=None, db_path=None):
+def db_update(query, params=None, db_path=None, *, database=None):
     """Runs a write; returns the number of rows changed."""
-    return get_database_manager(db_path).execute(query, params)
+    return get_database_manager(db_path, database=database).execute(query, params)
 
 
-def execute_query(query, params=None, db_path=None):
+def execute_query(query, params=None, db_path=None, *, database=None):
     """Rows (dicts) for a read, the number of rows changed for a write."""
-    return get_database_manager(db_path).execute_query(query, params)
+    return get_database_manager(db_path, database=database).execute_query(query, params)
 
 
-def backup_database(db_path=None):
+def backup_database(db_path=None, *, database=None):
     """Takes a verified backup; returns its path."""
-    report = get_database_manager(db_path).backup_now()
-    return report["backup"]["record"]["path"]
+    return get_database_manager(db_path, database=database).backup_database()
 
 
-def health_check(db_path=None):
-    """{'status': 'healthy' | 'degraded' | 'unhealthy', 'db_size_mb': ..., 'checks': [...]}."""
-    return get_database_manager(db_path).health()
+def health_check(db_path=None, *, database=None):
+    """{'status': 'healthy' | 'degraded' | 'unhealthy', 'db_size_mb': ...,
+    'connection_pool': {...}, 'checks': [...]}."""
+    return get_database_manager(db_path, database=database).health_check()
 
 
-def get_performance_metrics(db_path=None):
+def get_performance_metrics(db_path=None, *, database=None):
     """{'db_size_mb', 'wal_size_mb', 'pool': {...}, 'queries': {...}}."""
-    return get_database_manager(db_path).metrics()
+    return get_database_manager(db_path, database=database).metrics()
 
 
-def optimize_for_live_updates(db_path=None):
+def optimize_for_live_updates(db_path=None, *, database=None):
     """PRAGMA optimize and a passive checkpoint."""
-    return get_database_manager(db_path).optimize()
+    return get_database_manager(db_path, database=database).optimize()
 
 
-def run_pending_migrations(db_path=None):
-    """Applies pending migrations (migrations_dir, or jobs.yaml's migrations:);
-    returns the applied versions' names."""
-    report = get_database_manager(db_path).run_pending_migrations()
+def update_schema_safely(schema, db_path=None, *, database=None):
+    """Adds the missing columns of schema ({table: "col TYPE [DEFAULT x], ..."}
+    or {table: {column: "TYPE ..."}}) with ADD COLUMN only."""
+    return get_database_manager(db_path, database=database).update_schema_safely(schema)
+
+
+def run_pending_migrations(db_path=None, *, database=None, migrations_dir=None):
+    """Applies pending migrations (migrations_dir, else jobs.yaml's
+    migrations:, else migrations/<name>/ under the working directory);
+    returns the applied migrations' names. With no migrations directory it
+    does nothing and says so."""
+    manager = get_database_manager(db_path, database=database)
+    report = manager.run_pending_migrations(migrations_dir)
     return [applied["migration"] for applied in report.get("applied", [])]

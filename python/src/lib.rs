@@ -280,10 +280,8 @@ impl Manager {
                 let name = match database {
                     Some(name) => name,
                     None => loaded
-                        .config
-                        .databases
-                        .keys()
-                        .next()
+                        .database_order
+                        .first()
                         .map(|n| n.to_string())
                         .unwrap_or_default(),
                 };
@@ -434,13 +432,28 @@ impl Manager {
         py.detach(|| inner.backup_to(path)).map_err(to_py_error)
     }
 
-    /// Applies pending migrations; the report as JSON.
-    fn run_pending_migrations_json(&self, py: Python<'_>) -> PyResult<String> {
+    /// Applies pending migrations (of `dir`, else the configured ones);
+    /// the report as JSON.
+    #[pyo3(signature = (dir=None))]
+    fn run_pending_migrations_json(
+        &self,
+        py: Python<'_>,
+        dir: Option<PathBuf>,
+    ) -> PyResult<String> {
         let inner = Arc::clone(&self.inner);
         let report = py
-            .detach(|| inner.run_pending_migrations())
+            .detach(|| match dir {
+                Some(dir) => inner.run_migrations_in(dir),
+                None => inner.run_pending_migrations(),
+            })
             .map_err(to_py_error)?;
         json(&report)
+    }
+
+    /// Whether the configuration names a migrations directory.
+    #[getter]
+    fn has_migrations(&self) -> bool {
+        self.inner.has_migrations()
     }
 
     /// PRAGMA optimize and a checkpoint; the report as JSON.
@@ -625,6 +638,23 @@ fn sqlite_library_address() -> usize {
     rusqlite::ffi::sqlite3_libversion as *const () as usize
 }
 
+/// The databases the `jobs.yaml` at `config` declares, as `(name, path)`
+/// in file order.
+#[pyfunction]
+fn config_databases(py: Python<'_>, config: PathBuf) -> PyResult<Vec<(String, PathBuf)>> {
+    let loaded = py
+        .detach(|| {
+            litewarden::config::load(&config, &litewarden::config::Environment::from_process())
+        })
+        .map_err(|e| LitewardenError::new_err(e.to_string()))?;
+    Ok(loaded
+        .database_order
+        .iter()
+        .filter_map(|name| loaded.config.databases.get(name))
+        .map(|db| (db.name.to_string(), db.path.clone()))
+        .collect())
+}
+
 /// The version of the SQLite this module calls.
 #[pyfunction]
 fn sqlite_version() -> &'static str {
@@ -636,6 +666,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(sqlite_library_address, m)?)?;
     m.add_function(wrap_pyfunction!(sqlite_version, m)?)?;
+    m.add_function(wrap_pyfunction!(config_databases, m)?)?;
     m.add_class::<Manager>()?;
     m.add_class::<Transaction>()?;
     m.add("LitewardenError", py.get_type::<LitewardenError>())?;

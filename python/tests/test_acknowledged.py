@@ -19,7 +19,7 @@ def db(tmp_path, monkeypatch):
     path = tmp_path / "website_crawler.db"
     monkeypatch.setenv("DATABASE1_PATH", str(path))
     lw._managers.clear()
-    manager = lw.get_database_manager()
+    manager = lw.get_database_manager(create=True)
     manager.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, who TEXT NOT NULL, n INTEGER)")
     yield manager
     lw._managers.clear()
@@ -180,3 +180,14 @@ def test_update_schema_safely_takes_the_seeds_string_of_definitions(db):
         manager.update_schema_safely({"t": {"z": "INTEGER; DELETE FROM t"}})
     assert db.query("SELECT count(*) FROM t") == [(1,)]
     assert [row[0] for row in db.query("SELECT name FROM pragma_table_info('t')")][-1] == "price"
+
+
+def test_a_rollback_journal_database_the_application_made_is_converged_to_wal(tmp_path):
+    path = tmp_path / "made_by_the_app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    db = lw.Manager(path)
+    assert db.query("PRAGMA journal_mode") == [("wal",)]
+    assert db.optimize()["checkpoint"] != "not_wal"

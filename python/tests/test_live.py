@@ -18,7 +18,7 @@ def crawler(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE1_PATH", str(tmp_path / "website_crawler.db"))
     lw._managers.clear()
-    db = lw.get_database_manager()
+    db = lw.get_database_manager(create=True)
     db.execute_batch(
         "CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT UNIQUE NOT NULL, status INTEGER, body BLOB)"
     )
@@ -114,7 +114,7 @@ def test_a_path_that_is_not_a_database_is_a_clear_error(tmp_path):
 
 
 def test_an_exhausted_pool_names_its_size_and_how_many_are_checked_out(tmp_path):
-    db = lw.Manager(tmp_path / "small.db", pool_size=1, connection_timeout=0.2)
+    db = lw.Manager(tmp_path / "small.db", create=True, pool_size=1, connection_timeout=0.2)
     slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) SELECT count(*) FROM c"
     started = threading.Event()
     worker = threading.Thread(target=lambda: (started.set(), db.query(slow)))

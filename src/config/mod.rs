@@ -97,6 +97,9 @@ pub struct Loaded {
     pub config: Config,
     /// Warnings, in file order.
     pub warnings: Vec<Diagnostic>,
+    /// The databases' names in the order the file lists them (the
+    /// application's default database is the first).
+    pub database_order: Vec<DbName>,
 }
 
 /// The largest config file read (bytes): far above any real one (200,000
@@ -127,7 +130,14 @@ pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
     }
     let mut warnings: Vec<_> = warnings.into_iter().chain(preflight_warnings).collect();
     warnings.sort_by_key(|d| d.position);
-    Ok(Loaded { config, warnings })
+    let mut database_order: Vec<DbName> = config.databases.keys().cloned().collect();
+    database_order
+        .sort_by_key(|name| document.locate_key(&FieldPath::root("databases").key(name.as_str())));
+    Ok(Loaded {
+        config,
+        warnings,
+        database_order,
+    })
 }
 
 /// Parses and validates `bytes` without touching the file system.

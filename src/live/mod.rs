@@ -285,6 +285,17 @@ impl Manager {
         &self.database.path
     }
 
+    /// Whether the configuration names a migrations directory.
+    ///
+    /// ```no_run
+    /// let db = litewarden::live::Manager::open("website_crawler.db", Default::default())?;
+    /// assert!(!db.has_migrations());
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn has_migrations(&self) -> bool {
+        self.database.migrations.is_some()
+    }
+
     fn sql_error<'a>(&'a self, sql: &'a str) -> impl FnOnce(rusqlite::Error) -> LiveError + 'a {
         move |source| LiveError::Sql {
             database: self.name().to_string(),
@@ -702,10 +713,37 @@ impl Manager {
         let migrations =
             self.database
                 .migrations
-                .as_ref()
+                .clone()
                 .ok_or_else(|| LiveError::NoMigrations {
                     database: self.name().to_string(),
                 })?;
+        self.run_migrations(&migrations)
+    }
+
+    /// Applies the pending migrations of the directory `dir` (for a
+    /// database whose configuration names none: the shipped layout's
+    /// `migrations/<name>/`).
+    ///
+    /// ```no_run
+    /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
+    /// let report = db.run_migrations_in("migrations/a")?;
+    /// # Ok::<(), litewarden::live::LiveError>(())
+    /// ```
+    pub fn run_migrations_in(
+        &self,
+        dir: impl AsRef<Path>,
+    ) -> Result<crate::jobs::migrations::UpReport, LiveError> {
+        self.run_migrations(&crate::config::Migrations {
+            dir: crate::paths::from_cwd(dir.as_ref()),
+            apply: crate::config::MigrationApply::Manual,
+            allow_out_of_order: false,
+        })
+    }
+
+    fn run_migrations(
+        &self,
+        migrations: &crate::config::Migrations,
+    ) -> Result<crate::jobs::migrations::UpReport, LiveError> {
         let state = crate::state::StateDb::open(&self.state_dir)?;
         let request = crate::jobs::migrations::UpRequest {
             database: &self.database,

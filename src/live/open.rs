@@ -81,7 +81,12 @@ pub(super) fn config_for_path(path: &Path, options: &Options) -> Result<Config, 
 
 /// Checks the database file, or creates it when the daemon would: a
 /// database never seen is created (in WAL mode, with its pragmas); one that
-/// litewarden managed and is now missing is refused with what to run.
+/// litewarden managed and is now missing is refused with what to run. An
+/// existing file whose stored pragmas differ from the declared ones (a
+/// rollback-journal database the application made itself) is converged as
+/// `apply` would, without a VACUUM; when that cannot happen now (the daemon
+/// or another writer holds it) the file is used as it is and a warning says
+/// why.
 pub(super) fn ensure_file(
     config: &Config,
     database: &Database,
@@ -91,9 +96,9 @@ pub(super) fn ensure_file(
         path: database.path.clone(),
         detail,
     };
-    match crate::db::observe::observe_file(&database.path) {
-        Ok(crate::plan::ObservedFile::Present(_)) => return Ok(()),
-        Ok(crate::plan::ObservedFile::Missing) => {}
+    let present = match crate::db::observe::observe_file(&database.path) {
+        Ok(crate::plan::ObservedFile::Present(_)) => true,
+        Ok(crate::plan::ObservedFile::Missing) => false,
         Err(error) => {
             return Err(open_error(
                 error
@@ -102,38 +107,51 @@ pub(super) fn ensure_file(
                     .map_or(error.to_string(), |(_, rest)| rest.to_string()),
             ));
         }
-    }
+    };
     let observed = crate::observe::observe(config, clock.now())
         .map_err(|e| LiveError::Config(e.to_string()))?;
     let mut plan = crate::plan::diff(&observed, &crate::plan::Desired::from_config(config));
-    if let Some(problem) = plan
-        .problems
-        .iter()
-        .find(|p| p.database() == &database.name)
+    if !present
+        && let Some(problem) = plan
+            .problems
+            .iter()
+            .find(|p| p.database() == &database.name)
     {
         return Err(open_error(problem.to_string()));
     }
+    plan.problems.clear();
     plan.changes.retain(|change| {
         change.database() == database.name.as_str()
-            && matches!(change, crate::plan::Change::CreateDatabase { .. })
+            && match change {
+                crate::plan::Change::CreateDatabase { .. } => !present,
+                crate::plan::Change::SetPragma { needs_vacuum, .. } => present && !needs_vacuum,
+                _ => false,
+            }
     });
+    if plan.changes.is_empty() {
+        return Ok(());
+    }
     let options = crate::apply::ApplyOptions {
         allow_vacuum: false,
         scheduled: false,
     };
-    let report = crate::apply::apply(config, &plan, options, clock)
-        .map_err(|e| open_error(format!("cannot create it: {e}")))?;
-    let failed = report
-        .results
-        .iter()
-        .find_map(|result| match &result.status {
-            crate::apply::ChangeStatus::Failed(why) | crate::apply::ChangeStatus::Skipped(why) => {
-                Some(why.clone())
-            }
-            crate::apply::ChangeStatus::Done => None,
-        });
+    let failed = match crate::apply::apply(config, &plan, options, clock) {
+        Err(e) => Some(e.to_string()),
+        Ok(report) => report
+            .results
+            .iter()
+            .find_map(|result| match &result.status {
+                crate::apply::ChangeStatus::Failed(why)
+                | crate::apply::ChangeStatus::Skipped(why) => Some(why.clone()),
+                crate::apply::ChangeStatus::Done => None,
+            }),
+    };
     match failed {
-        Some(why) => Err(open_error(format!("cannot create it: {why}"))),
+        Some(why) if !present => Err(open_error(format!("cannot create it: {why}"))),
+        Some(why) => {
+            tracing::warn!(db = database.name.as_str(), reason = %why, "the stored pragmas differ from the declared ones and cannot be changed now; using the file as it is");
+            Ok(())
+        }
         None => Ok(()),
     }
 }

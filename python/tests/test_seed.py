@@ -1,0 +1,122 @@
+"""The seed application's own calls (issue #20), import lines changed only,
+and the package beside a running daemon sharing its jobs.yaml."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import litewarden as lw
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+SEED = """
+from litewarden.production_db_manager import get_database_manager, db_query, db_update
+from litewarden.database_migration import run_pending_migrations, update_schema_safely
+
+run_pending_migrations("website_crawler.db")
+db_manager = get_database_manager()
+db_update("INSERT INTO crawled_pages (url, domain, title) VALUES (?, ?, ?)", ("https://example.com", "example.com", "Example"))
+print("backup", db_manager.backup_database())
+health = db_manager.health_check()
+print("health", health["status"], health["connection_pool"]["size"])
+print("size", db_manager.get_performance_metrics()["db_size_mb"] >= 0)
+db_manager.optimize_for_live_updates()
+print("rows", db_manager.execute_query("SELECT url FROM crawled_pages"))
+print("added", update_schema_safely({"crawled_pages": "crawl_priority INTEGER DEFAULT 1, last_modified TIMESTAMP"}))
+print("columns", [c["name"] for c in db_query("SELECT name FROM pragma_table_info('crawled_pages')")])
+"""
+
+
+def shipped_layout(tmp_path):
+    shutil.copy(os.path.join(ROOT, "jobs.yaml"), tmp_path / "jobs.yaml")
+    shutil.copytree(os.path.join(ROOT, "migrations"), tmp_path / "migrations")
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "BACKUP_", "LITEWARDEN_CONFIG"))}
+    env.update(extra)
+    return env
+
+
+def test_the_seeds_snippets_run_with_only_their_imports_changed(tmp_path):
+    shipped_layout(tmp_path)
+    run = subprocess.run([sys.executable, "-c", SEED], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = dict(line.split(" ", 1) for line in run.stdout.splitlines())
+    assert lines["backup"].startswith(str(tmp_path / "backups" / "website_crawler"))
+    assert lines["health"].split()[0] in ("healthy", "degraded")
+    assert lines["size"] == "True"
+    assert lines["rows"] == "[{'url': 'https://example.com'}]"
+    assert lines["added"] == "[]", "migration 0002 added both columns already"
+    assert "last_modified" in lines["columns"]
+    assert not (tmp_path / "analytics.db").exists(), "the seed's default database is the first jobs.yaml lists"
+
+
+def test_run_pending_migrations_without_a_config_uses_the_shipped_layout_or_says_there_is_none(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    for name in ("LITEWARDEN_CONFIG", "DATABASE1_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    lw._managers.clear()
+    lw.get_database_manager("website_crawler.db", create=True)
+    with caplog.at_level("WARNING", logger="litewarden"):
+        assert lw.run_pending_migrations("website_crawler.db") == []
+    assert "no migrations directory is configured" in caplog.text and "no migration was run" in caplog.text
+    shutil.copytree(os.path.join(ROOT, "migrations", "website_crawler"), tmp_path / "migrations" / "website_crawler")
+    assert lw.run_pending_migrations("website_crawler.db") == ["0001_create_crawled_pages", "0002_add_crawl_priority"]
+    lw._managers.clear()
+
+
+def test_a_path_that_is_no_database_is_an_error_unless_asked_to_create_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LITEWARDEN_CONFIG", raising=False)
+    with pytest.raises(lw.DatabaseOpenError, match="no such database .*pass create=True"):
+        lw.LiveDatabaseManager("website_crawler.db")
+    assert os.listdir(tmp_path) == [], "nothing was created"
+
+
+def binary():
+    path = os.path.join(ROOT, "target", "debug", "litewarden")
+    if not os.path.exists(path):
+        if os.environ.get("CI") == "true":
+            pytest.fail("target/debug/litewarden is missing: scripts/test.sh runs cargo test first")
+        pytest.skip("build the binary first (cargo build)")
+    return os.path.abspath(path)
+
+
+def test_beside_a_running_daemon_the_package_shares_its_jobs_yaml_and_state(tmp_path, monkeypatch):
+    shipped_layout(tmp_path)
+    config = (tmp_path / "jobs.yaml").read_text().replace("  listen: 127.0.0.1:9187", "")
+    (tmp_path / "jobs.yaml").write_text(config)
+    daemon = subprocess.Popen([binary(), "run"], cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "analytics.db").exists() or not list((tmp_path / "backups").glob("*/*.json")):
+            assert daemon.poll() is None, daemon.stderr.read().decode()
+            assert time.time() < deadline, "the daemon did not create the databases and back them up"
+            time.sleep(0.05)
+        monkeypatch.chdir(tmp_path)
+        for name in ("LITEWARDEN_CONFIG", "DATABASE1_PATH", "BACKUP_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        lw._managers.clear()
+        db = lw.get_database_manager()
+        assert db.name == "website_crawler", "the first database jobs.yaml lists"
+        assert db.backup_database().startswith(str(tmp_path / "backups" / "website_crawler"))
+        assert lw.db_query("SELECT name FROM sqlite_schema WHERE name = 'crawl_stats'", db_path="analytics.db") == [
+            {"name": "crawl_stats"}
+        ], "db_path= is honoured"
+        assert lw.health_check(database="analytics")["status"] != "unhealthy"
+        ours = db.health_check()["status"]
+        cli = subprocess.run([binary(), "health", "website_crawler", "--json"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True)
+        assert ours in cli.stdout, cli.stdout
+        assert not (tmp_path / "website_crawler.db").with_name(".litewarden-live").exists()
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".litewarden"], "one state dir"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+        lw._managers.clear()
