@@ -269,6 +269,8 @@ fn without_history(
             return Ok(None);
         }
     };
-    let overlaps = detection.matched.is_some() || detection.closest.is_some();
+    let overlaps = detection.matched.is_some()
+        || detection.closest.is_some()
+        || !detection.conflicts.is_empty();
     Ok(overlaps.then_some(crate::plan::Unadopted { tables, detection }))
 }

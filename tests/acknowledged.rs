@@ -278,3 +278,46 @@ databases:
         "only the backup is left"
     );
 }
+
+#[test]
+fn the_seeds_own_crawled_pages_table_makes_the_database_unadopted_with_its_column_differences() {
+    let project = crate::common::shipped();
+    open(&project.join("website_crawler.db"))
+        .execute_batch(
+            "CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT, title TEXT, content TEXT, status INTEGER, fetched_at TEXT);
+             INSERT INTO crawled_pages (url) VALUES ('https://example.com');",
+        )
+        .unwrap();
+    let expected = "migration 1 creates table crawled_pages, which the database already has; only the database has column content; only the migrations give columns domain, http_status, content_hash, content_type, content_length, depth, error, created_at, crawl_priority, last_modified";
+
+    let plan = project.run(&["plan"]);
+    assert!(plan.stdout.contains(expected), "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("`litewarden migrate baseline website_crawler --version V`"),
+        "{plan:?}"
+    );
+    assert!(
+        !plan.stdout.contains("> website_crawler"),
+        "no migration is planned: {plan:?}"
+    );
+
+    let apply = project.run(&["apply"]);
+    assert!(
+        !apply.stderr.contains("already exists") && !apply.stdout.contains("already exists"),
+        "{apply:?}"
+    );
+    assert_eq!(
+        crate::common::count(&project.join("website_crawler.db"), "crawled_pages"),
+        1
+    );
+
+    let detect = project.run(&["migrate", "baseline", "website_crawler", "--detect"]);
+    assert!(
+        detect
+            .stdout
+            .contains("the migrations create objects it already has:"),
+        "{detect:?}"
+    );
+    assert!(detect.stdout.contains(expected), "{detect:?}");
+}

@@ -255,12 +255,21 @@ pub(super) fn run(
                                             "{database}: its schema matches no migration version; the closest is {closest}:"
                                         ),
                                     )?,
-                                    None => print(
+                                    None if found.conflicts.is_empty() => print(
                                         out,
                                         format_args!(
                                             "{database}: its schema matches no migration version, and no migration creates any of its tables"
                                         ),
                                     )?,
+                                    None => print(
+                                        out,
+                                        format_args!(
+                                            "{database}: its schema matches no migration version, and the migrations create objects it already has:"
+                                        ),
+                                    )?,
+                                }
+                                for conflict in &found.conflicts {
+                                    print(out, format_args!("  {conflict}"))?;
                                 }
                                 for difference in &found.differences {
                                     print(out, format_args!("  {difference}"))?;

@@ -211,10 +211,22 @@ impl fmt::Display for Problem {
                             "s"
                         }
                     ),
-                    (None, None) => write!(
+                    (None, None) if detection.conflicts.is_empty() => write!(
                         f,
                         "! {database}: {tables} and no migration history, and no migration creates any of them — adopt it with `litewarden migrate baseline {database} --version V` once you know which version it is; no migration runs on it until then"
                     ),
+                    (None, None) => {
+                        let conflicts: Vec<String> = detection
+                            .conflicts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
+                        write!(
+                            f,
+                            "! {database}: {tables} and no migration history; {} — running it would fail on that object. Choose: make the database what the migrations give and adopt it (`litewarden migrate baseline {database} --version V`), or change the migration to fit the existing objects (e.g. `CREATE TABLE IF NOT EXISTS` and `ALTER TABLE ... ADD COLUMN`); no migration runs on it until then",
+                            conflicts.join("; ")
+                        )
+                    }
                 }
             }
         }

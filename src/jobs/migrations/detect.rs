@@ -6,7 +6,10 @@
 //! `sqlite_schema` with its SQL, whitespace and case normalised) is compared
 //! with the live one. The version whose schema equals it is the match; when
 //! none does, the closest (fewest differing objects) is reported with its
-//! differences. Read-only on the live file.
+//! differences. Objects are also compared by name: a migration that
+//! creates a table, index, view or trigger the database already has is a
+//! [`Conflict`] (running it would fail "already exists"), reported with the
+//! column differences of a table. Read-only on the live file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +32,56 @@ pub struct Detection {
     pub closest: Option<i64>,
     /// How the closest version differs from the live database.
     pub differences: Vec<String>,
+    /// Objects the migrations create that the database already has.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// An object a migration creates that the database already has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// `table crawled_pages`.
+    pub object: String,
+    /// The first migration version that creates it.
+    pub version: i64,
+    /// Columns only the database's table has.
+    pub only_in_database: Vec<String>,
+    /// Columns only the migrations' table has.
+    pub only_in_migrations: Vec<String>,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "migration {} creates {}, which the database already has",
+            self.version, self.object
+        )?;
+        if !self.only_in_database.is_empty() {
+            write!(
+                f,
+                "; only the database has column{} {}",
+                if self.only_in_database.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                self.only_in_database.join(", ")
+            )?;
+        }
+        if !self.only_in_migrations.is_empty() {
+            write!(
+                f,
+                "; only the migrations give column{} {}",
+                if self.only_in_migrations.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                self.only_in_migrations.join(", ")
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Replays `files` on an empty scratch database and compares each version's
@@ -40,16 +93,22 @@ pub fn detect(live: &Path, files: &[MigrationFile]) -> Result<Detection, String>
     let wanted = schema(&live_conn)?;
     let scratch = Connection::open_in_memory().map_err(|e| e.to_string())?;
     let mut best: Option<(usize, i64, Vec<String>)> = None;
+    let mut created: BTreeMap<String, i64> = BTreeMap::new();
     for file in files {
         scratch
             .execute_batch(&file.sql)
             .map_err(|e| format!("{file}: {e} (replaying it on an empty database)"))?;
-        let differences = compare(&wanted, &schema(&scratch)?);
+        let replayed = schema(&scratch)?;
+        for object in replayed.keys().filter(|o| wanted.contains_key(*o)) {
+            created.entry(object.clone()).or_insert(file.version);
+        }
+        let differences = compare(&wanted, &replayed);
         if differences.is_empty() {
             return Ok(Detection {
                 matched: Some(file.version),
                 closest: None,
                 differences,
+                conflicts: Vec::new(),
             });
         }
         let score = distance(&differences);
@@ -57,19 +116,66 @@ pub fn detect(live: &Path, files: &[MigrationFile]) -> Result<Detection, String>
             best = Some((score, file.version, differences));
         }
     }
+    let conflicts = created
+        .into_iter()
+        .map(|(object, version)| conflict(&live_conn, &scratch, object, version))
+        .collect::<Result<Vec<_>, _>>()?;
     let empty = distance(&compare(&wanted, &Schema::new()));
     Ok(match best {
         Some((count, version, differences)) if count < empty => Detection {
             matched: None,
             closest: Some(version),
             differences,
+            conflicts,
         },
         _ => Detection {
             matched: None,
             closest: None,
             differences: Vec::new(),
+            conflicts,
         },
     })
+}
+
+/// The conflict of `object` (`type name`), with a table's column differences.
+fn conflict(
+    live: &Connection,
+    replayed: &Connection,
+    object: String,
+    version: i64,
+) -> Result<Conflict, String> {
+    let mut conflict = Conflict {
+        object,
+        version,
+        only_in_database: Vec::new(),
+        only_in_migrations: Vec::new(),
+    };
+    if let Some(table) = conflict.object.strip_prefix("table ") {
+        let ours = columns(live, table)?;
+        let theirs = columns(replayed, table)?;
+        conflict.only_in_database = ours
+            .iter()
+            .filter(|c| !theirs.contains(c))
+            .cloned()
+            .collect();
+        conflict.only_in_migrations = theirs
+            .iter()
+            .filter(|c| !ours.contains(c))
+            .cloned()
+            .collect();
+    }
+    Ok(conflict)
+}
+
+/// The column names of `table`, lowercased.
+fn columns(conn: &Connection, table: &str) -> Result<Vec<String>, String> {
+    let mut statement = conn
+        .prepare("SELECT lower(name) FROM pragma_table_info(?1)")
+        .map_err(|e| e.to_string())?;
+    statement
+        .query_map([table], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| e.to_string())
 }
 
 /// The user schema of `conn`, without SQLite's and litewarden's own tables.
@@ -167,6 +273,36 @@ mod tests {
         ];
         let found = detect(&live, &files).unwrap();
         assert_eq!(found.matched, Some(2), "{found:?}");
+    }
+
+    #[test]
+    fn a_migration_that_creates_a_table_the_database_has_is_a_conflict_with_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        Connection::open(&live)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT, content TEXT);",
+            )
+            .unwrap();
+        let files = [file(
+            1,
+            "CREATE TABLE crawled_pages (id INTEGER PRIMARY KEY, url TEXT, domain TEXT NOT NULL);
+             CREATE INDEX crawled_pages_domain ON crawled_pages (domain);
+             CREATE INDEX crawled_pages_url ON crawled_pages (url);",
+        )];
+        let found = detect(&live, &files).unwrap();
+        assert_eq!((found.matched, found.closest), (None, None), "{found:?}");
+        assert_eq!(
+            found
+                .conflicts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [
+                "migration 1 creates table crawled_pages, which the database already has; only the database has column content; only the migrations give column domain"
+            ]
+        );
     }
 
     #[test]
