@@ -38,6 +38,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Error::Config(errors)) => {
+            if cli.json() {
+                print_json_error(serde_json::json!({ "ok": false, "errors": errors }));
+            }
             for error in &errors {
                 eprintln!("{error}");
             }
@@ -50,10 +53,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Err(error) => {
-            eprintln!("error: {}", one_line(anyhow::Error::from(error)));
+            let line = one_line(anyhow::Error::from(error));
+            if cli.json() {
+                print_json_error(serde_json::json!({ "ok": false, "error": line }));
+            }
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The failure of a `--json` command, as a JSON document on stdout.
+fn print_json_error(document: serde_json::Value) {
+    println!("{document}");
 }
 
 /// Makes a file-size limit (`ulimit -f`) fail the write with EFBIG, named

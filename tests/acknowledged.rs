@@ -321,3 +321,73 @@ fn the_seeds_own_crawled_pages_table_makes_the_database_unadopted_with_its_colum
     );
     assert!(detect.stdout.contains(expected), "{detect:?}");
 }
+
+#[test]
+fn with_the_backup_directory_replaced_by_a_file_read_only_commands_run_and_report_it() {
+    let project = Project::with_config(CONFIG);
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(project.run(&["backup", "app"]).code, 0);
+    }
+    std::fs::rename(project.join("bk"), project.join("bk-aside")).unwrap();
+    std::fs::write(project.join("bk"), b"the backup disk is gone").unwrap();
+
+    let health = project.run(&["health", "app"]);
+    assert_eq!(health.code, 1, "{health:?}");
+    assert!(health.stdout.contains("FAIL backup_dir"), "{health:?}");
+
+    let status = project.run(&["status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert!(!status.stdout.contains("nothing has run yet"), "{status:?}");
+    assert!(status.stdout.contains("backup"), "{status:?}");
+
+    let backups = project.run(&["backups", "app"]);
+    assert!(
+        backups
+            .stderr
+            .contains("bk/app: cannot list: Not a directory"),
+        "{backups:?}"
+    );
+    assert!(
+        !backups.stderr.contains("removed from the catalog"),
+        "{backups:?}"
+    );
+    for args in [&["alerts"][..], &["plan"]] {
+        let output = project.run(args);
+        assert!(
+            !output.stderr.contains("error:"),
+            "{args:?} ran: {output:?}"
+        );
+        assert!(
+            output.stderr.contains("settings.backup_dir: directory `bk` cannot be created: `bk` is not a directory (a fault of the environment"),
+            "{args:?} reports the fault: {output:?}"
+        );
+    }
+
+    std::fs::remove_file(project.join("bk")).unwrap();
+    std::fs::rename(project.join("bk-aside"), project.join("bk")).unwrap();
+    let status = project.run(&["backups", "app"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(
+        status.stdout.matches(".db").count(),
+        2,
+        "the catalog kept both: {status:?}"
+    );
+    std::fs::rename(project.join("bk"), project.join("bk-aside")).unwrap();
+    std::fs::write(project.join("bk"), b"the backup disk is gone").unwrap();
+
+    let backup = project.run(&["backup", "app", "--json"]);
+    assert_eq!(backup.code, 1, "{backup:?}");
+    let document: serde_json::Value =
+        serde_json::from_str(backup.stdout.trim()).expect("a JSON error document");
+    assert_eq!(document["ok"], false);
+    assert!(
+        document["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be created"),
+        "{document}"
+    );
+}

@@ -47,7 +47,7 @@ pub(super) fn list(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let loaded = config::load(&cli.config, environment)?;
+    let loaded = super::load_reading(cli, environment)?;
     let Some(state) = StateDb::open_read_only(&loaded.config.settings.state_dir)? else {
         if json {
             print(out, json!({ "alerts": [], "notifications": [] }))?;

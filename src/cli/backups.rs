@@ -166,7 +166,7 @@ pub(super) fn list(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = super::load_config(cli, environment)?;
+    let config = super::load_reading(cli, environment)?.config;
     let databases = chosen(cli, &config, name, all, "backups")?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut listed = Vec::new();

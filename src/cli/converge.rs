@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Cli, ExitStatus, load, plural, print, print_warnings};
+use super::{Cli, ExitStatus, Faults, load, plural, print, print_warnings};
 use crate::apply::{ApplyOptions, ChangeStatus};
 use crate::clock::Clock;
 use crate::config::Environment;
@@ -22,7 +22,7 @@ pub(super) fn check(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let Some(loaded) = load(cli, environment, json, out)? else {
+    let Some(loaded) = load(cli, environment, json, Faults::Refuse, out)? else {
         return Ok(ExitStatus::Failure);
     };
     let databases = loaded.config.databases.len();
@@ -57,7 +57,7 @@ pub(super) fn plan(
     rehearse: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let Some(loaded) = load(cli, environment, json, out)? else {
+    let Some(loaded) = load(cli, environment, json, Faults::Report, out)? else {
         return Ok(ExitStatus::Failure);
     };
     let plan = observe_and_plan(&loaded.config, clock)?;
@@ -70,7 +70,7 @@ pub(super) fn plan(
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "rehearsals": rehearsals, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "faults": loaded.faults, "rehearsals": rehearsals, "warnings": loaded.warnings }),
         )?;
     } else {
         print_warnings(cli, &loaded.warnings);
@@ -132,7 +132,11 @@ pub(super) fn plan(
         }
     }
     Ok(
-        if rehearsal_failed || !plan.unreadable.is_empty() || !plan.problems.is_empty() {
+        if rehearsal_failed
+            || !plan.unreadable.is_empty()
+            || !plan.problems.is_empty()
+            || !loaded.faults.is_empty()
+        {
             ExitStatus::Failure
         } else if plan.is_empty() {
             ExitStatus::Success
@@ -150,7 +154,7 @@ pub(super) fn apply(
     options: ApplyOptions,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let Some(loaded) = load(cli, environment, json, out)? else {
+    let Some(loaded) = load(cli, environment, json, Faults::Refuse, out)? else {
         return Ok(ExitStatus::Failure);
     };
     let _locks = super::claim(&loaded.config, loaded.config.databases.values())?;

@@ -31,7 +31,8 @@ pub(super) fn health(
     args: HealthArgs,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let config = super::load_config(cli, environment)?;
+    let loaded = super::load_reading(cli, environment)?;
+    let config = loaded.config;
     let state = StateDb::open(&config.settings.state_dir)?;
     let now = clock.now();
     let mut reports = Vec::new();

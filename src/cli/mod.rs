@@ -349,6 +349,33 @@ pub enum MigrateCommand {
     },
 }
 
+impl Cli {
+    /// Whether the command was asked for JSON (`--json`): then a failure is
+    /// a JSON document on stdout too.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Check { json }
+            | Command::Status { json }
+            | Command::Alerts { json }
+            | Command::Plan { json, .. }
+            | Command::Apply { json, .. }
+            | Command::Backup { json, .. }
+            | Command::Backups { json, .. }
+            | Command::Verify { json, .. }
+            | Command::Restore { json, .. }
+            | Command::Prune { json, .. }
+            | Command::Health { json, .. }
+            | Command::Optimize { json, .. }
+            | Command::Drill { json, .. } => *json,
+            Command::Migrate { action } => matches!(
+                action,
+                MigrateCommand::Status { json: true, .. } | MigrateCommand::Up { json: true, .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// How a command that ran ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -585,14 +612,28 @@ fn print(out: &mut dyn Write, text: impl std::fmt::Display) -> Result<(), Error>
     writeln!(out, "{text}").map_err(Error::Output)
 }
 
+/// What a command does with a fault of the environment (a directory that
+/// cannot be created): a command that writes refuses to run, a read-only
+/// one reports it and runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    Refuse,
+    Report,
+}
+
 /// Loads the config, printing JSON errors itself in JSON mode.
 fn load(
     cli: &Cli,
     environment: &Environment,
     json: bool,
+    faults: Faults,
     out: &mut dyn Write,
 ) -> Result<Option<Loaded>, Error> {
-    match config::load(&cli.config, environment) {
+    let loaded = match faults {
+        Faults::Refuse => config::load(&cli.config, environment),
+        Faults::Report => load_reading(cli, environment),
+    };
+    match loaded {
         Ok(loaded) => Ok(Some(loaded)),
         Err(Error::Config(errors)) if json => {
             print(
@@ -611,6 +652,23 @@ fn load(
 /// by every command.
 fn load_config(cli: &Cli, environment: &Environment) -> Result<config::Config, Error> {
     Ok(config::load(&cli.config, environment)?.config)
+}
+
+/// Loads `jobs.yaml` for a read-only command: a fault of the environment
+/// is printed on stderr and kept in [`Loaded::faults`] for the command to
+/// report, never a reason not to run.
+fn load_reading(cli: &Cli, environment: &Environment) -> Result<Loaded, Error> {
+    let loaded = config::load_reporting_faults(&cli.config, environment)?;
+    for fault in &loaded.faults {
+        warn_line(
+            cli,
+            "environment fault",
+            format_args!(
+                "{fault} (a fault of the environment, not of the file: commands that write refuse to run until it is fixed)"
+            ),
+        );
+    }
+    Ok(loaded)
 }
 
 /// Prints configuration warnings on stderr in the chosen log format.

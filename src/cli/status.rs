@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Cli, ExitStatus, print, show_stored_time};
 use crate::clock::Clock;
-use crate::config::{self, Environment};
+use crate::config::Environment;
 use crate::error::Error;
 use crate::state::StateDb;
 use crate::state::expect::HoldKind;
@@ -22,7 +22,7 @@ pub(super) fn status(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let mut databases = Vec::new();
-    let state_dir = match config::load(&cli.config, environment) {
+    let state_dir = match super::load_reading(cli, environment) {
         Ok(loaded) => {
             databases = loaded
                 .config

@@ -100,6 +100,10 @@ pub struct Loaded {
     /// The databases' names in the order the file lists them (the
     /// application's default database is the first).
     pub database_order: Vec<DbName>,
+    /// Faults of the environment (a directory that cannot be created):
+    /// empty from [`load`], which refuses them; read-only commands load
+    /// with [`load_reporting_faults`] and report them.
+    pub faults: Vec<Diagnostic>,
 }
 
 /// The largest config file read (bytes): far above any real one (200,000
@@ -112,6 +116,18 @@ pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// `file` is shown in messages as given; relative paths inside the file are
 /// resolved against its directory.
 pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
+    let loaded = load_reporting_faults(file, environment)?;
+    if !loaded.faults.is_empty() {
+        return Err(Error::Config(loaded.faults));
+    }
+    Ok(loaded)
+}
+
+/// [`load`] for a command that only reads: a fault of the environment (the
+/// backup disk gone, a directory replaced by a file) does not make the
+/// configuration invalid; it is returned in [`Loaded::faults`] for the
+/// command to report.
+pub fn load_reporting_faults(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
     let bytes = crate::regular::read_at_most(file, MAX_CONFIG_BYTES).map_err(|source| {
         Error::ConfigRead {
             path: file.to_path_buf(),
@@ -121,10 +137,11 @@ pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
     let label = file.display().to_string();
     let (config, warnings, document) =
         parse(&bytes, &label, file, environment).map_err(Error::Config)?;
-    let (errors, preflight_warnings): (Vec<_>, Vec<_>) =
-        preflight::check(&config, &document, &label)
-            .into_iter()
-            .partition(|d| d.severity == Severity::Error);
+    let preflight = preflight::check(&config, &document, &label);
+    let (errors, preflight_warnings): (Vec<_>, Vec<_>) = preflight
+        .diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
         return Err(Error::Config(errors));
     }
@@ -137,6 +154,7 @@ pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
         config,
         warnings,
         database_order,
+        faults: preflight.faults,
     })
 }
 

@@ -6,6 +6,11 @@
 //! the warning that backups share the database's file system (one disk
 //! failure would take both). Nothing here creates, opens for writing or
 //! deletes anything.
+//!
+//! A directory that cannot be created (the backup disk unmounted, a
+//! directory replaced by a file) is a fault of the environment, not of the
+//! file: [`Preflight::faults`], which commands that write refuse and
+//! read-only commands report.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -14,17 +19,29 @@ use super::locate::{Document, FieldPath};
 use super::{Config, Diagnostic, Severity};
 use crate::paths;
 
-/// Every preflight error and warning for `config`.
-pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnostic> {
+/// What the preflight checks found.
+#[derive(Debug, Default)]
+pub struct Preflight {
+    /// Errors and warnings of the file.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Faults of the environment: a state, backup or database directory
+    /// that cannot be created.
+    pub faults: Vec<Diagnostic>,
+}
+
+/// Every preflight error, fault and warning for `config`.
+pub fn check(config: &Config, document: &Document, label: &str) -> Preflight {
     let mut out = Vec::new();
-    let mut report = |severity, path: FieldPath, message: String| {
-        out.push(Diagnostic {
-            severity,
-            file: label.to_string(),
-            position: document.locate(&path),
-            field: path.to_string(),
-            message,
-        })
+    let mut faults = Vec::new();
+    let diagnostic = |severity, path: FieldPath, message: String| Diagnostic {
+        severity,
+        file: label.to_string(),
+        position: document.locate(&path),
+        field: path.to_string(),
+        message,
+    };
+    let mut fault = |path: FieldPath, message: String| {
+        faults.push(diagnostic(Severity::Error, path, message));
     };
     let settings = FieldPath::root("settings");
     for (key, dir) in [
@@ -32,7 +49,7 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
         ("backup_dir", &config.settings.backup_dir),
     ] {
         if let Err(message) = creatable_dir(dir) {
-            report(Severity::Error, settings.key(key), message);
+            fault(settings.key(key), message);
         }
     }
     let backup_device = nearest_existing(&config.settings.backup_dir).and_then(|p| device(&p));
@@ -40,8 +57,7 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
     for (name, database) in &config.databases {
         let at = FieldPath::root("databases").key(name.as_str());
         match std::fs::metadata(&database.path) {
-            Ok(meta) if meta.is_dir() => report(
-                Severity::Error,
+            Ok(meta) if meta.is_dir() => fault(
                 at.key("path"),
                 format!(
                     "`{}` is a directory, not a database file",
@@ -53,21 +69,21 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
                 if let Some(parent) = database.path.parent()
                     && let Err(message) = creatable_dir(parent)
                 {
-                    report(Severity::Error, at.key("path"), message);
+                    fault(at.key("path"), message);
                 }
             }
         }
         if let Some(migrations) = &database.migrations
             && !migrations.dir.is_dir()
         {
-            report(
+            out.push(diagnostic(
                 Severity::Error,
                 at.key("migrations").key("dir"),
                 format!(
                     "migrations directory `{}` does not exist",
                     paths::display(&migrations.dir)
                 ),
-            );
+            ));
         }
         let db_device = nearest_existing(&database.path).and_then(|p| device(&p));
         if database.backup.enabled && db_device.is_some() && db_device == backup_device {
@@ -75,7 +91,7 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
         }
     }
     if !sharing.is_empty() {
-        report(
+        out.push(diagnostic(
             Severity::Warning,
             settings.key("backup_dir"),
             format!(
@@ -88,9 +104,12 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Vec<Diagnosti
                 },
                 sharing.join(", ")
             ),
-        );
+        ));
     }
-    out
+    Preflight {
+        diagnostics: out,
+        faults,
+    }
 }
 
 /// Whether `dir` exists as a directory or could be created: its nearest

@@ -78,6 +78,17 @@ pub fn run(request: Request, state: Option<&StateDb>) -> Report {
             ),
         );
     }
+    if let Some(blocker) = not_a_directory(request.backup_dir) {
+        check(
+            "backup_dir",
+            Status::Unhealthy,
+            format!(
+                "{} cannot hold backups: `{}` is not a directory (the backup disk unmounted or the directory replaced); make it a directory again or fix settings.backup_dir",
+                request.backup_dir.display(),
+                blocker.display()
+            ),
+        );
+    }
     let min_free = db.health.min_free_disk.0;
     for (name, dir, slot) in [
         ("free_disk", parent(&db.path), &mut figures.free_disk_bytes),
@@ -352,4 +363,13 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
 
 fn human(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
+}
+
+/// The nearest existing ancestor of `dir` (itself included) when it is
+/// not a directory: `dir` then cannot exist or be created.
+fn not_a_directory(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|ancestor| ancestor.symlink_metadata().is_ok())
+        .filter(|existing| !existing.is_dir())
+        .map(Path::to_path_buf)
 }

@@ -283,7 +283,9 @@ pub struct CatalogSync {
 /// files not catalogued (a lost or second state directory) are added from
 /// their manifest, or from their name as unverified; pins and verifications
 /// recorded in manifests (by another state directory) are taken over; rows
-/// whose file is gone are dropped.
+/// whose file is gone are dropped, but only once the directory could be
+/// listed: a backup directory that is unreachable (an unmounted disk, a
+/// directory replaced by a file) changes nothing in the catalog.
 pub fn sync_catalog(
     state: &StateDb,
     database: &str,
@@ -292,6 +294,7 @@ pub fn sync_catalog(
     let dir = database_dir(backup_dir, database);
     let io = |action: &'static str| BackupError::io(database, &dir, action);
     let mut sync = CatalogSync::default();
+    let found = backup_files(backup_dir, database).map_err(io("cannot list"))?;
     for record in state.backups(database)? {
         if !record.path.exists() {
             state.delete_backup(record.id)?;
@@ -299,7 +302,6 @@ pub fn sync_catalog(
             sync.missing.push(record.path);
         }
     }
-    let found = backup_files(backup_dir, database).map_err(io("cannot list"))?;
     let mut unnamed = Vec::new();
     for (path, parsed) in found {
         let manifest = read(&path).filter(|m| m.database == database);
