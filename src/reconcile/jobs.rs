@@ -158,17 +158,20 @@ impl JobTable {
             .min()
     }
 
-    /// Marks every due job as started while fewer than `max_parallel` run
-    /// (the rest stay due); a job still running skips its tick; a job past
-    /// its timeout is reported stuck once.
+    /// Marks due jobs as started while fewer than `max_parallel` run, the
+    /// longest-waiting first (the earliest due time; the rest stay due, so
+    /// they are older at the next pass and no database is starved by the
+    /// ones before it in name order); a job still running skips its tick; a
+    /// job past its timeout is reported stuck once.
     pub fn fire(
         &mut self,
         now: DateTime<Utc>,
         timezone: chrono_tz::Tz,
         max_parallel: usize,
     ) -> Due {
-        let mut slots = max_parallel.saturating_sub(self.running());
+        let slots = max_parallel.saturating_sub(self.running());
         let mut due = Due::default();
+        let mut waiting: Vec<(DateTime<Utc>, JobKey)> = Vec::new();
         for (key, job) in &mut self.jobs {
             if let Some(started) = job.running
                 && !job.stuck_reported
@@ -197,18 +200,21 @@ impl JobTable {
                 job.next = scheduler::next_due(&job.schedule, timezone, next, now);
                 continue;
             }
-            if slots == 0 {
+            waiting.push((next, key.clone()));
+        }
+        waiting.sort();
+        for (_, key) in waiting.into_iter().take(slots) {
+            let Some(job) = self.jobs.get_mut(&key) else {
                 continue;
-            }
-            slots -= 1;
+            };
             job.running = Some(now);
             job.skip_logged = false;
             job.stuck_reported = false;
             job.next = scheduler::next_due(&job.schedule, timezone, now, now);
             due.start.push(Start {
-                key: key.clone(),
                 kind: job.kind,
                 database: Arc::clone(&job.database),
+                key,
             });
         }
         due

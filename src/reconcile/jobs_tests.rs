@@ -221,3 +221,32 @@ fn a_running_job_keeps_the_definition_it_started_with() {
         crate::config::Compression::Zstd
     );
 }
+
+#[test]
+fn a_job_slower_than_its_interval_does_not_starve_the_databases_after_it() {
+    let mut table = JobTable::default();
+    table.rearm(
+        &config(&[
+            ("a", "{ every: 5s }"),
+            ("b", "{ every: 5s }"),
+            ("c", "{ every: 5s }"),
+        ]),
+        at(0),
+        never_ran,
+    );
+    let mut started = Vec::new();
+    let mut now = 0;
+    for _ in 0..6 {
+        let due = table.fire(at(now), UTC, 1);
+        assert_eq!(due.start.len(), 1);
+        let key = due.start[0].key.clone();
+        started.push(key.database.to_string());
+        now += 7;
+        table.finish(&key, at(now - 7), at(now), UTC);
+    }
+    assert_eq!(
+        started,
+        ["a", "b", "c", "a", "b", "c"],
+        "the longest-waiting goes first"
+    );
+}
