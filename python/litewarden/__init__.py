@@ -51,6 +51,42 @@ def _check_one_sqlite():
 _check_one_sqlite()
 
 _log = logging.getLogger("litewarden")
+
+# fork(): the child gets copies of every SQLite connection, lock and
+# transaction of the parent, and of SQLite's record of which locks this
+# process holds, some by threads that do not exist in the child. Measured:
+# a child that opened the same file anew blocked forever, or had a write
+# acknowledged and then lost under the parent's open transaction. So a
+# child refuses the managers, and the files, its parent had open.
+_fork_generation = [0]
+_open_files = set()
+_forked_files = set()
+_FORKED = (
+    "%s: this process was forked from one that had the database open; SQLite "
+    "connections and locks cannot cross fork() (a write could be lost). Open "
+    "it only in a process that never had it open: open managers after "
+    "forking (e.g. a gunicorn post_fork hook), or use the multiprocessing "
+    "start method 'spawn' or 'forkserver'"
+)
+
+
+def _target(path, options):
+    """The real path of the file a Manager(path, **options) would open."""
+    if path is None and options.get("config"):
+        databases = _native.config_databases(os.fspath(options["config"]))
+        wanted = options.get("database") or (databases[0][0] if databases else None)
+        path = next((p for name, p in databases if name == wanted), None)
+    return os.path.realpath(path) if path is not None else None
+
+
+def _after_fork_in_child():
+    _fork_generation[0] += 1
+    _forked_files.update(_open_files)
+    _open_files.clear()
+    _managers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 from ._native import (
     DatabaseOpenError,
     LitewardenError,
@@ -124,8 +160,19 @@ class Manager:
                     "point LITEWARDEN_CONFIG at the jobs.yaml that declares it"
                     % (os.path.abspath(path), os.getcwd())
                 )
-        self._native = _native.Manager(path, **options)
+        if _forked_files and _target(path, options) in _forked_files:
+            raise LitewardenError(_FORKED % (path or options.get("database")))
+        self._opened = _native.Manager(path, **options)
+        self._generation = _fork_generation[0]
         self._local = threading.local()
+        _open_files.add(os.path.realpath(self._opened.path))
+
+    @property
+    def _native(self):
+        """The native manager, refused in a child process after fork()."""
+        if self._generation != _fork_generation[0]:
+            raise LitewardenError(_FORKED % self._opened.name)
+        return self._opened
 
     @property
     def name(self):
@@ -136,6 +183,7 @@ class Manager:
         return self._native.path
 
     def _open_transaction(self):
+        self._native  # refused after fork, with the transaction it would reach
         return getattr(self._local, "transaction", None)
 
     def _transaction_control(self, sql):

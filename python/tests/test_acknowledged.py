@@ -191,3 +191,57 @@ def test_a_rollback_journal_database_the_application_made_is_converged_to_wal(tm
     db = lw.Manager(path)
     assert db.query("PRAGMA journal_mode") == [("wal",)]
     assert db.optimize()["checkpoint"] != "not_wal"
+
+
+def _child_exit_code(pid, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+
+
+def test_a_child_forked_while_another_thread_is_inside_execute_refuses_the_database_at_once(db):
+    started = threading.Event()
+    slow = (
+        "INSERT INTO t (who, n) SELECT 'slow', value FROM "
+        "(WITH RECURSIVE c(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM c LIMIT 100000) SELECT value FROM c)"
+    )
+    worker = threading.Thread(target=lambda: (started.set(), db.execute(slow)))
+    worker.start()
+    started.wait()
+    pid = os.fork()
+    if pid == 0:
+        refused = 0
+        for attempt in (
+            lambda: db.execute("INSERT INTO t (who, n) VALUES ('child', 1)"),
+            lambda: lw.get_database_manager().query("SELECT 1"),
+            lambda: lw.Manager(db.path),
+        ):
+            try:
+                attempt()
+            except lw.LitewardenError as error:
+                refused += "cannot cross fork()" in str(error) and "'spawn'" in str(error)
+        os._exit(0 if refused == 3 else 3)
+    assert _child_exit_code(pid) == 0
+    worker.join()
+    assert db.query("SELECT count(*) FROM t WHERE who = 'slow'") == [(100000,)], "the parent goes on"
+
+
+def test_a_child_forked_during_an_open_transaction_writes_nothing_and_the_parent_commits(db):
+    db.execute("BEGIN")
+    db.execute("INSERT INTO t (who, n) VALUES ('parent', 1)")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            db.execute("INSERT INTO t (who, n) VALUES ('child', 1)")
+            os._exit(3)
+        except lw.LitewardenError as error:
+            os._exit(0 if "cannot cross fork()" in str(error) else 4)
+    db.execute("COMMIT")
+    assert _child_exit_code(pid) == 0
+    assert db.query("SELECT who FROM t") == [("parent",)]
