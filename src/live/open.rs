@@ -108,8 +108,14 @@ pub(super) fn ensure_file(
             ));
         }
     };
-    let observed = crate::observe::observe(config, clock.now())
-        .map_err(|e| LiveError::Config(e.to_string()))?;
+    let observed = match crate::observe::observe(config, clock.now()) {
+        Ok(observed) => observed,
+        Err(error) if present => {
+            tracing::debug!(db = database.name.as_str(), %error, "cannot observe the database to converge its stored pragmas; using the file as it is");
+            return Ok(());
+        }
+        Err(error) => return Err(LiveError::Config(error.to_string())),
+    };
     let mut plan = crate::plan::diff(&observed, &crate::plan::Desired::from_config(config));
     if !present
         && let Some(problem) = plan
