@@ -22,6 +22,7 @@ pub mod durable;
 pub mod error;
 pub mod http;
 pub mod jobs;
+pub mod limits;
 pub mod live;
 pub mod observe;
 pub mod paths;

@@ -391,3 +391,55 @@ fn with_the_backup_directory_replaced_by_a_file_read_only_commands_run_and_repor
         "{document}"
     );
 }
+
+#[test]
+fn check_warns_when_the_databases_need_more_open_files_than_the_hard_limit() {
+    let mut config = String::from("version: 1\ndatabases:\n");
+    for i in 0..30 {
+        config.push_str(&format!("  db{i}: {{ path: db{i}.db }}\n"));
+    }
+    let project = Project::with_config(&config);
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 100 && exec '{}' check",
+            crate::common::binary().display()
+        ))
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("30 databases need about 184 open files, more than this process may open (100, the hard limit)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_daemon_raises_its_soft_open_files_limit_to_the_hard_one() {
+    let project = Project::with_config(CONFIG);
+    let mut daemon = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && ulimit -Hn 4096 && exec '{}' run",
+            crate::common::binary().display()
+        ))
+        .current_dir(project.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let limits = format!("/proc/{}/limits", daemon.id());
+    crate::daemon::wait_until("the daemon raised its limit", || {
+        std::fs::read_to_string(&limits)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| {
+                line.starts_with("Max open files")
+                    && line.split_whitespace().filter(|w| *w == "4096").count() == 2
+            })
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

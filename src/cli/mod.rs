@@ -529,6 +529,14 @@ pub fn run(
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
         Command::Migrate { action } => migrate::run(cli, environment, clock.as_ref(), action, out),
         Command::Run => {
+            match crate::limits::raise_open_files() {
+                Ok(limits) => {
+                    tracing::debug!(soft = ?limits.soft, hard = ?limits.hard, "open-files limit")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot raise the open-files limit to the hard one")
+                }
+            }
             let options = crate::reconcile::Options {
                 config: cli.config.clone(),
                 environment: environment.clone(),

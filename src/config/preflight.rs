@@ -90,6 +90,19 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Preflight {
             sharing.push(name.as_str());
         }
     }
+    let needed = crate::limits::descriptors_needed(config.databases.len());
+    if let Some(hard) = crate::limits::open_files().hard
+        && needed > hard
+    {
+        out.push(diagnostic(
+            Severity::Warning,
+            FieldPath::root("databases"),
+            format!(
+                "{} databases need about {needed} open files, more than this process may open ({hard}, the hard limit): raise it (`ulimit -Hn`, systemd LimitNOFILE=, or the container's nofile ulimit)",
+                config.databases.len()
+            ),
+        ));
+    }
     if !sharing.is_empty() {
         out.push(diagnostic(
             Severity::Warning,
