@@ -6,12 +6,19 @@
 //! undelivered notifications that are due (same recipients; the oldest has
 //! waited `group_wait`), sends one mail per group, and marks them delivered;
 //! a failure is logged and retried with backoff (5 s doubling, at most
-//! 5 min), and nothing is lost: the queue is in the state database. It also
-//! sends the heartbeat GETs it is handed.
+//! 5 min), and nothing is lost: the queue is in the state database.
+//!
+//! Heartbeat GETs go through a thread of their own with a queue of one: an
+//! SMTP server that accepts and never answers holds the mail thread for its
+//! timeout per attempt, and a dead man's switch must not report litewarden
+//! down because of it. A heartbeat handed over while one is still being sent
+//! is dropped (the one in flight says the same). Wake-ups coalesce, so no
+//! queue grows while the mail thread waits on a server.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -36,13 +43,13 @@ enum Order {
     Wake,
     /// Use this mailer and group wait from now on.
     Configure(Option<Arc<dyn Mailer>>, Duration),
-    /// GET this URL.
-    Heartbeat(String),
 }
 
-/// The handle of the outbox thread; dropping it stops the thread.
+/// The handle of the outbox and heartbeat threads; dropping it stops them.
 pub struct Outbox {
     orders: Sender<Order>,
+    wake_pending: Arc<AtomicBool>,
+    heartbeats: SyncSender<String>,
 }
 
 impl Outbox {
@@ -55,6 +62,8 @@ impl Outbox {
         clock: Arc<dyn Clock>,
     ) -> std::io::Result<Self> {
         let (orders, inbox) = channel();
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let woken = Arc::clone(&wake_pending);
         std::thread::Builder::new()
             .name("outbox".into())
             .spawn(move || {
@@ -64,15 +73,31 @@ impl Outbox {
                     mailer,
                     group_wait,
                     clock,
+                    wake_pending: woken,
                 };
                 worker.run(&inbox);
             })?;
-        Ok(Outbox { orders })
+        let (heartbeats, urls) = std::sync::mpsc::sync_channel::<String>(1);
+        std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                for url in urls {
+                    heartbeat(&url);
+                }
+            })?;
+        Ok(Outbox {
+            orders,
+            wake_pending,
+            heartbeats,
+        })
     }
 
-    /// Delivers what is due now rather than at the next tick.
+    /// Delivers what is due now rather than at the next tick (a wake-up
+    /// already pending covers this one).
     pub fn wake(&self) {
-        let _ = self.orders.send(Order::Wake);
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.orders.send(Order::Wake);
+        }
     }
 
     /// Changes the mailer or the group wait (a reload changed `smtp:`).
@@ -80,9 +105,12 @@ impl Outbox {
         let _ = self.orders.send(Order::Configure(mailer, group_wait));
     }
 
-    /// Sends a heartbeat GET to `url`.
+    /// Sends a heartbeat GET to `url` on the heartbeat thread, never
+    /// behind mail; dropped when the previous one is still being sent.
     pub fn heartbeat(&self, url: String) {
-        let _ = self.orders.send(Order::Heartbeat(url));
+        if let Err(TrySendError::Full(_)) = self.heartbeats.try_send(url) {
+            tracing::debug!("a heartbeat is still being sent; this one is skipped");
+        }
     }
 }
 
@@ -92,6 +120,7 @@ struct Worker {
     mailer: Option<Arc<dyn Mailer>>,
     group_wait: Duration,
     clock: Arc<dyn Clock>,
+    wake_pending: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -102,8 +131,8 @@ impl Worker {
                     self.mailer = mailer;
                     self.group_wait = group_wait;
                 }
-                Ok(Order::Heartbeat(url)) => heartbeat(&url),
-                Ok(Order::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Order::Wake) => self.wake_pending.store(false, Ordering::Release),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.deliver_due();
@@ -240,6 +269,69 @@ mod tests {
             "[litewarden] 2 alerts: FIRING: app: backup failed; FIRING: other: backup failed"
         );
         assert!(two.body.contains("body 1") && two.body.contains("body 2"));
+    }
+
+    /// A mail server that accepts and never answers.
+    struct Stuck(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Mailer for Stuck {
+        fn send(&self, _: &Mail) -> Result<(), super::super::email::MailError> {
+            let _ = self.0.lock().map(|release| release.recv());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_mail_server_never_delays_a_heartbeat() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        state
+            .save_alerts(
+                &[],
+                &[crate::state::alerts::NewNotification {
+                    created_at: crate::clock::SystemClock.now() - TimeDelta::hours(1),
+                    recipients: "ops@x.org",
+                    rule: "r",
+                    database: "app",
+                    kind: "firing",
+                    subject: "s",
+                    body: "b",
+                }],
+            )
+            .unwrap();
+        let (release, stuck) = channel();
+        let mailer: Arc<dyn Mailer> = Arc::new(Stuck(std::sync::Mutex::new(stuck)));
+        let outbox = Outbox::spawn(
+            dir.path().to_path_buf(),
+            Some(mailer),
+            Duration::ZERO,
+            Arc::new(crate::clock::SystemClock),
+        )
+        .unwrap();
+        outbox.wake();
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ping", server.local_addr().unwrap());
+        outbox.heartbeat(url);
+        server.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut client = loop {
+            match server.accept() {
+                Ok((client, _)) => break client,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("no heartbeat within 5 s while the mail server is stuck: {e}"),
+            }
+        };
+        client.set_nonblocking(false).unwrap();
+        let mut request = [0u8; 64];
+        let read = client.read(&mut request).unwrap();
+        assert!(request[..read].starts_with(b"GET /ping"));
+        client
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        release.send(()).unwrap();
     }
 
     #[test]
