@@ -1,6 +1,7 @@
 //! `/metrics` (Prometheus), `/healthz` and `/status` on `settings.listen`.
 //!
-//! Owns the HTTP server thread. It is a reader: every request reads a
+//! Owns the HTTP server threads ([`serve`] says how clients are bounded).
+//! It is a reader: every request reads a
 //! snapshot from the state database (WAL mode, so it never blocks the
 //! reconciler, which stays the only writer). Metrics: the config's last
 //! reload, job runs by database/job/outcome, skipped ticks, managed
@@ -12,8 +13,12 @@
 //! database's latest health is unhealthy; `/status` includes the health
 //! reports.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -54,29 +59,163 @@ struct DiskLabels {
     dir: String,
 }
 
-/// Serves the endpoints on `listen` from a background thread, reading the
-/// state database in `state_dir`.
+/// Connections answered at once; more wait in the queue.
+pub const WORKERS: usize = 8;
+
+/// Accepted connections waiting for a worker; past this, accepting waits
+/// (new connections wait in the kernel's backlog, holding no descriptor of
+/// this process).
+pub const QUEUE: usize = 64;
+
+/// How long a client may take to send its request head, in all.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a client may take to read the answer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head read (request line and headers).
+pub const MAX_REQUEST: usize = 8 * 1024;
+
+/// How long accepting pauses after an error (out of descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves the endpoints on `listen` from background threads, reading the
+/// state database in `state_dir`: one accepting thread and [`WORKERS`]
+/// answering threads behind a queue of [`QUEUE`] connections (so at most
+/// `WORKERS + QUEUE` descriptors, whatever the clients do), each
+/// connection one request (`Connection: close`), its head at most
+/// [`MAX_REQUEST`] bytes read within [`READ_TIMEOUT`], its answer written
+/// within [`WRITE_TIMEOUT`]. Slow, idle, pipelining or oversized clients
+/// cost a bounded share and go; running out of descriptors pauses
+/// accepting, never ends it.
 pub fn serve(listen: SocketAddr, state_dir: PathBuf) -> Result<(), String> {
-    let server =
-        tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(listen = %listen, "serving /metrics, /healthz and /status");
+    let (queue, connections) = sync_channel::<TcpStream>(QUEUE);
+    let connections = Arc::new(Mutex::new(connections));
+    for worker in 0..WORKERS {
+        let connections = Arc::clone(&connections);
+        let state_dir = state_dir.clone();
+        std::thread::Builder::new()
+            .name(format!("http-{worker}"))
+            .spawn(move || {
+                loop {
+                    let next = connections.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(stream) = next else { return };
+                    answer(stream, &state_dir);
+                }
+            })
+            .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
+    }
     std::thread::Builder::new()
         .name("http".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let (status, content_type, body) = respond(request.url(), &state_dir);
-                let header = tiny_http::Header::from_bytes("Content-Type", content_type).ok();
-                let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-                if let Some(header) = header {
-                    response.add_header(header);
-                }
-                if let Err(e) = request.respond(response) {
-                    tracing::debug!(error = %e, "cannot answer an HTTP request");
-                }
-            }
-        })
+        .spawn(move || accept(&listener, &queue))
         .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
     Ok(())
+}
+
+/// Accepts connections for the workers, forever.
+fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>) {
+    let mut failing = false;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                failing = false;
+                if queue.send(stream).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "cannot accept an HTTP connection; retrying");
+                    failing = true;
+                }
+                std::thread::sleep(ACCEPT_PAUSE);
+            }
+        }
+    }
+}
+
+/// Reads one request from `stream` and answers it.
+fn answer(mut stream: TcpStream, state_dir: &std::path::Path) {
+    let (status, content_type, body) = match read_request(&mut stream) {
+        Ok(Request::Get(path)) => respond(&path, state_dir),
+        Ok(Request::OtherMethod) => (405, "text/plain", "only GET is served\n".into()),
+        Ok(Request::TooLarge) => (431, "text/plain", "request head too large\n".into()),
+        Ok(Request::Malformed) => (400, "text/plain", "malformed request\n".into()),
+        Err(error) => {
+            tracing::debug!(%error, "HTTP client gone or too slow");
+            return;
+        }
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        _ => "Service Unavailable",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let written = stream
+        .set_write_timeout(Some(WRITE_TIMEOUT))
+        .and_then(|()| stream.write_all(head.as_bytes()))
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .and_then(|()| stream.flush());
+    if let Err(error) = written {
+        tracing::debug!(%error, "cannot answer an HTTP request");
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// What a client asked.
+enum Request {
+    Get(String),
+    OtherMethod,
+    TooLarge,
+    Malformed,
+}
+
+/// Reads the request head within [`READ_TIMEOUT`] in all (not per read, so
+/// a client trickling bytes is cut off too) and at most [`MAX_REQUEST`]
+/// bytes.
+fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut buffer = vec![0u8; MAX_REQUEST];
+    let mut filled = 0;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        let read = stream.read(&mut buffer[filled..])?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += read;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buffer[..filled]) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok(match (request.method, request.path) {
+                    (Some("GET"), Some(path)) => {
+                        Request::Get(path.split('?').next().unwrap_or(path).to_string())
+                    }
+                    _ => Request::OtherMethod,
+                });
+            }
+            Ok(httparse::Status::Partial) if filled == MAX_REQUEST => return Ok(Request::TooLarge),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Ok(Request::TooLarge),
+            Err(_) => return Ok(Request::Malformed),
+        }
+    }
 }
 
 fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String) {

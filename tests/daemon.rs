@@ -32,6 +32,11 @@ impl Daemon {
         Self { child }
     }
 
+    /// The daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Takes charge of a daemon started by the test itself (killed on drop).
     pub(crate) fn from_child(child: Child) -> Self {
         Self { child }

@@ -15,6 +15,7 @@ mod faults;
 mod first_hour;
 mod health;
 mod hostile;
+mod http;
 mod live;
 mod live_backup;
 mod migrate;
