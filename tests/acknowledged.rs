@@ -443,3 +443,39 @@ fn the_daemon_raises_its_soft_open_files_limit_to_the_hard_one() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+#[test]
+fn a_database_whose_path_changed_is_reported_with_the_path_where_it_was_last_seen() {
+    let project = Project::with_config(CONFIG);
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+        .unwrap();
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    project.write(
+        "jobs.yaml",
+        CONFIG
+            .replace("path: app.db", "path: data/app.db")
+            .as_bytes(),
+    );
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("! app: data/app.db is missing (last seen at app.db "),
+        "{plan:?}"
+    );
+    assert!(
+        plan.stdout.contains("its `path:` changed since"),
+        "{plan:?}"
+    );
+
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    open(&project.join("data/app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE other (x);")
+        .unwrap();
+    let plan = project.run(&["plan"]);
+    assert!(
+        plan.stdout.contains("! app: data/app.db does not fit what litewarden last saw at app.db (its `path:` changed since): "),
+        "{plan:?}"
+    );
+}

@@ -50,9 +50,14 @@ pub fn expectation(
         Some(state) => state.identity(database)?,
         None => None,
     };
+    let last_path = match state {
+        Some(state) => state.identity_path(database)?,
+        None => None,
+    };
     let mut expectation = Expectation {
         managed,
         last_seen: remembered.as_ref().map(|(_, at)| *at),
+        last_path,
         identity: remembered.map(|(identity, _)| identity),
         discontinuity: match state {
             Some(state) => state

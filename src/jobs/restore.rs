@@ -329,9 +329,14 @@ pub fn restore(
             }
             verify::check_database(&database.path, VerifyLevel::Quick).map_err(verify_error)?;
         } else {
-            move_aside_journals(&database.path)
-                .and_then(|()| plain.commit_replacing())
-                .map_err(|e| write_error(e.to_string()))?;
+            if let Err(e) =
+                move_aside_journals(&database.path).and_then(|()| plain.commit_replacing())
+            {
+                if let Some(copy) = &safety_copy {
+                    backup::discard(state, name, copy);
+                }
+                return Err(write_error(e.to_string()));
+            }
         }
     } else {
         move_aside_journals(&target)

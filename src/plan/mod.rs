@@ -589,6 +589,10 @@ fn replaced(
         path: database.path.clone(),
         reason,
         since,
+        moved_from: expected
+            .last_path
+            .clone()
+            .filter(|last| last != &database.path),
     })
 }
 

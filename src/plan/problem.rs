@@ -34,6 +34,8 @@ pub struct Expectation {
     pub managed: bool,
     /// When its identity was last recorded (or it was last applied).
     pub last_seen: Option<DateTime<Utc>>,
+    /// Where its file was then (another path: `path:` changed since).
+    pub last_path: Option<PathBuf>,
     /// The identity recorded then (or in the newest manifest).
     pub identity: Option<Identity>,
     /// How many backups it has (catalog and backup directory).
@@ -79,6 +81,8 @@ pub enum Problem {
         reason: String,
         /// When it was first found; `None` when found by this observation.
         since: Option<DateTime<Utc>>,
+        /// Where litewarden last saw the file, when `path:` changed since.
+        moved_from: Option<PathBuf>,
     },
     /// An existing database with tables and no migration history: pending
     /// migrations would fail on it (or worse), so it waits for `migrate
@@ -124,8 +128,14 @@ impl fmt::Display for Problem {
                 expected,
             } => {
                 let mut facts = Vec::new();
-                if let Some(at) = expected.last_seen {
-                    facts.push(format!("last seen {}", time(at)));
+                match (&expected.last_path, expected.last_seen) {
+                    (Some(last), Some(at)) if last != path => facts.push(format!(
+                        "last seen at {} {}; its `path:` changed since",
+                        paths::display(last),
+                        time(at)
+                    )),
+                    (_, Some(at)) => facts.push(format!("last seen {}", time(at))),
+                    _ => {}
                 }
                 facts.push(format!(
                     "{} verified backup{}",
@@ -175,12 +185,21 @@ impl fmt::Display for Problem {
                 path,
                 reason,
                 since,
+                moved_from,
             } => {
                 write!(
                     f,
-                    "! {database}: {} does not fit what litewarden last saw: {reason}",
+                    "! {database}: {} does not fit what litewarden last saw",
                     paths::display(path)
                 )?;
+                if let Some(moved_from) = moved_from {
+                    write!(
+                        f,
+                        " at {} (its `path:` changed since)",
+                        paths::display(moved_from)
+                    )?;
+                }
+                write!(f, ": {reason}")?;
                 if let Some(since) = since {
                     write!(f, " (since {})", time(*since))?;
                 }

@@ -108,6 +108,19 @@ impl StateDb {
         Ok(Some((identity, self.time(&seen_at)?)))
     }
 
+    /// Where `database`'s file was when its identity was last recorded.
+    pub fn identity_path(&self, database: &str) -> Result<Option<PathBuf>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT path FROM database_identity WHERE name = ?1",
+                params![database],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map(|path| path.map(PathBuf::from))
+            .map_err(sqlite(&self.path, "cannot read database identities"))
+    }
+
     /// Remembers what `database` looks like now.
     pub fn remember_identity(
         &self,
