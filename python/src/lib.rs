@@ -120,6 +120,19 @@ impl Parameters {
 }
 
 impl Parameters {
+    /// `params` as `sqlite3` binds them: named values checked against the
+    /// statement's parameter names (asked of `names` only for a mapping).
+    fn checked(
+        params: Option<&Bound<'_, PyAny>>,
+        names: impl FnOnce() -> PyResult<Vec<Option<String>>>,
+    ) -> PyResult<Self> {
+        let params = Parameters::from_python(params)?;
+        if !matches!(params, Parameters::Named(_)) {
+            return Ok(params);
+        }
+        params.ordered(&names()?)
+    }
+
     /// Named values put in the statement's order (`names`, SQLite's
     /// numbering); a name the statement uses that the mapping lacks is an
     /// error, as in Python's `sqlite3`, never a silent NULL.
@@ -228,15 +241,11 @@ impl Manager {
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Parameters> {
-        let params = Parameters::from_python(params)?;
-        if !matches!(params, Parameters::Named(_)) {
-            return Ok(params);
-        }
-        let inner = Arc::clone(&self.inner);
-        let names = py
-            .detach(|| inner.parameter_names(sql))
-            .map_err(to_py_error)?;
-        params.ordered(&names)
+        Parameters::checked(params, || {
+            let inner = Arc::clone(&self.inner);
+            py.detach(|| inner.parameter_names(sql))
+                .map_err(to_py_error)
+        })
     }
 }
 
@@ -546,12 +555,7 @@ impl Transaction {
         sql: &str,
         params: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Parameters> {
-        let params = Parameters::from_python(params)?;
-        if !matches!(params, Parameters::Named(_)) {
-            return Ok(params);
-        }
-        let names = self.with(py, |tx| tx.parameter_names(sql))?;
-        params.ordered(&names)
+        Parameters::checked(params, || self.with(py, |tx| tx.parameter_names(sql)))
     }
 }
 

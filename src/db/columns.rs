@@ -46,11 +46,8 @@ pub fn add(
     column: &DeclaredColumn,
     pragmas: &ConnectionPragmas,
 ) -> Result<bool, DbError> {
-    let conn = super::open(path, pragmas)?;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(sqlite_error(path, "cannot take the write lock"))?;
-    let result = (|| {
-        if has_column(&conn, path, &column.table, &column.column)? != Some(false) {
+    in_write_transaction(path, pragmas, |conn| {
+        if has_column(conn, path, &column.table, &column.column)? != Some(false) {
             return Ok(false);
         }
         let sql = format!(
@@ -63,14 +60,27 @@ pub fn add(
             format!("cannot add column {}.{}", column.table, column.column),
         ))?;
         Ok(true)
-    })();
+    })
+}
+
+/// Runs `work` in one `BEGIN IMMEDIATE` transaction on a new connection:
+/// committed when it returns `Ok`, rolled back otherwise.
+fn in_write_transaction<T>(
+    path: &Path,
+    pragmas: &ConnectionPragmas,
+    work: impl FnOnce(&Connection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    let conn = super::open(path, pragmas)?;
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(sqlite_error(path, "cannot take the write lock"))?;
+    let result = work(&conn);
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn
         .execute_batch(end)
         .map_err(sqlite_error(path, "cannot commit"));
-    let added = result?;
+    let value = result?;
     ended?;
-    Ok(added)
+    Ok(value)
 }
 
 /// Adds every declared column that is missing from an existing table.
@@ -99,19 +109,12 @@ pub fn add_definitions(
     definitions: &[String],
     pragmas: &ConnectionPragmas,
 ) -> Result<Vec<String>, DbError> {
-    let conn = super::open(path, pragmas)?;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(sqlite_error(path, "cannot take the write lock"))?;
-    let result = definitions
-        .iter()
-        .map(|definition| add_definition(&conn, path, table, definition))
-        .collect::<Result<Vec<_>, _>>();
-    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = conn
-        .execute_batch(end)
-        .map_err(sqlite_error(path, "cannot commit"));
-    let added = result?;
-    ended?;
+    let added = in_write_transaction(path, pragmas, |conn| {
+        definitions
+            .iter()
+            .map(|definition| add_definition(conn, path, table, definition))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
     Ok(added.into_iter().flatten().collect())
 }
 
