@@ -479,3 +479,41 @@ fn a_database_whose_path_changed_is_reported_with_the_path_where_it_was_last_see
         "{plan:?}"
     );
 }
+
+#[test]
+fn the_daemon_keeps_its_config_when_the_backup_directory_is_replaced_and_backups_fail_until_it_is_back()
+ {
+    let project = Project::with_config(
+        "version: 1
+settings: { state_dir: st, backup_dir: bk }
+databases:
+  app: { path: app.db, backup: { every: 1s, compress: none, retention: { keep_last: 2 } } }
+",
+    );
+    let daemon = crate::daemon::Daemon::start(&project);
+    let runs = |outcome: &str| {
+        crate::common::count(
+            &project.join("st/state.db"),
+            &format!("job_runs WHERE job = 'backup' AND outcome = '{outcome}'"),
+        )
+    };
+    crate::daemon::wait_until("a backup succeeded", || {
+        project.join("st/state.db").exists() && runs("success") >= 1
+    });
+    std::fs::rename(project.join("bk"), project.join("bk-aside")).unwrap();
+    std::fs::write(project.join("bk"), b"the backup disk is gone").unwrap();
+    daemon.signal("HUP");
+    crate::daemon::wait_until("a backup failed", || runs("failed") >= 2);
+    let invalid = crate::common::count(
+        &project.join("st/state.db"),
+        "job_runs WHERE error LIKE 'config_invalid%'",
+    );
+    assert_eq!(
+        invalid, 0,
+        "a fault of the environment is not an invalid config"
+    );
+    std::fs::remove_file(project.join("bk")).unwrap();
+    std::fs::rename(project.join("bk-aside"), project.join("bk")).unwrap();
+    let succeeded = runs("success");
+    crate::daemon::wait_until("backups succeed again", || runs("success") > succeeded);
+}

@@ -88,12 +88,21 @@ pub struct Options {
     pub environment: Environment,
 }
 
+/// Logs the faults of the environment a load found: the config stays
+/// valid, and the jobs they break fail and alert on their own.
+fn log_faults(faults: &[config::Diagnostic]) {
+    for fault in faults {
+        tracing::error!(fault = %fault, "environment fault: jobs that need it will fail until it is fixed");
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT (or the channel closes).
 pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
-    let loaded = config::load(&options.config, &options.environment)?;
+    let loaded = config::load_reporting_faults(&options.config, &options.environment)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
     }
+    log_faults(&loaded.faults);
     let config = Arc::new(loaded.config);
     let _lock = process::lock_state_dir(&config.settings.state_dir)?;
     let state = StateDb::open(&config.settings.state_dir)?;
@@ -517,8 +526,9 @@ impl Reconciler {
         let reloaded = forced || hash != self.hash || self.config_error.is_some();
         let mut previous: Option<Arc<Config>> = None;
         if reloaded {
-            match config::load(&self.config_path, &self.environment) {
+            match config::load_reporting_faults(&self.config_path, &self.environment) {
                 Ok(loaded) => {
+                    log_faults(&loaded.faults);
                     self.hash = hash;
                     let fresh = self.keep_restart_only_settings(loaded.config);
                     let before = std::mem::replace(&mut self.config, Arc::new(fresh));
