@@ -11,6 +11,7 @@ mod check;
 mod crash;
 mod crash_ops;
 mod daemon;
+mod deploy;
 mod faults;
 mod first_hour;
 mod health;
