@@ -11,7 +11,7 @@
 //! histogram, the last drill's result and the last optimize's pages
 //! reclaimed. `/healthz` is 503 when the config is invalid or any
 //! database's latest health is unhealthy; `/status` includes the health
-//! reports.
+//! reports and the active alerts (as `status --json`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -268,13 +268,14 @@ fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String
                     state.schedule()?,
                     state.latest_runs()?,
                     state.all_health()?,
+                    crate::alert::notify::active_alerts(&state)?,
                 ))
             });
             match body {
-                Ok((daemon, jobs, runs, health)) => (
+                Ok((daemon, jobs, runs, health, alerts)) => (
                     200,
                     "application/json",
-                    serde_json::json!({ "daemon": daemon, "jobs": jobs, "runs": runs, "health": health }).to_string(),
+                    serde_json::json!({ "daemon": daemon, "jobs": jobs, "runs": runs, "health": health, "alerts": alerts }).to_string(),
                 ),
                 Err(e) => (500, "text/plain", format!("{e}\n")),
             }

@@ -13,6 +13,7 @@ mod crash_ops;
 mod daemon;
 mod deploy;
 mod faults;
+mod first_day;
 mod first_hour;
 mod health;
 mod hostile;

@@ -1,0 +1,45 @@
+//! The operator's first day (issue #21): what the status surfaces show,
+//! retries, messages that name the real place, and restores by time.
+
+use crate::common::{Project, free_port, open};
+use crate::daemon::{Daemon, http_get, wait_until};
+
+/// A database whose backups fail: a regular file stands where its backup
+/// directory goes.
+fn failing_backups(project: &Project) {
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
+        .unwrap();
+    project.write(
+        "backups/app",
+        b"a regular file where the backup directory goes",
+    );
+}
+
+#[test]
+fn the_status_page_lists_the_active_alerts_as_status_json_does() {
+    let port = free_port();
+    let project = Project::with_config(&format!(
+        "version: 1
+settings: {{ listen: \"127.0.0.1:{port}\" }}
+defaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}
+databases:
+  app: {{ path: app.db, backup: {{ every: 1s, compress: none }} }}
+alerts:
+  - {{ name: backup-failed, when: job_failed, jobs: [backup], to: [ops@example.com] }}
+"
+    ));
+    failing_backups(&project);
+    let _daemon = Daemon::start(&project);
+    wait_until("/status lists the firing alert", || {
+        let body = http_get(port, "/status");
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
+        serde_json::from_str::<serde_json::Value>(json).is_ok_and(|status| {
+            status["alerts"].as_array().is_some_and(|alerts| {
+                alerts
+                    .iter()
+                    .any(|a| a.to_string().contains("backup-failed"))
+            })
+        })
+    });
+}
