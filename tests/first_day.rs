@@ -43,3 +43,18 @@ alerts:
         })
     });
 }
+
+#[test]
+fn a_flow_mapping_never_closed_is_reported_where_it_opens_too() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h }\n  other: { path: other.db }\n\nalerts: []\n",
+    );
+    let check = project.run(&["check"]);
+    assert_eq!(check.code, 1, "{check:?}");
+    assert!(
+        check.stderr.contains(
+            "jobs.yaml:4:3: invalid YAML: invalid indentation in flow construct; the `{` at line 3 column 8 is never closed"
+        ),
+        "{check:?}"
+    );
+}

@@ -333,12 +333,73 @@ fn scan_message(text: &str, position: Position, raw: &str) -> String {
     if detail.contains("unknown anchor") {
         return format!("anchors and aliases (`&name`, `*name`) are not supported; {SHARE_HINT}");
     }
-    format!("invalid YAML: {detail}")
+    match unclosed_flow(text, position) {
+        Some((bracket, at)) => format!(
+            "invalid YAML: {detail}; the `{bracket}` at line {} column {} is never closed",
+            at.line, at.column
+        ),
+        None => format!("invalid YAML: {detail}"),
+    }
+}
+
+/// The innermost `{` or `[` opened before `position` and not closed by it
+/// (outside quotes and comments): a parser finds the missing `}` only where
+/// the text stops making sense, often lines later.
+fn unclosed_flow(text: &str, position: Position) -> Option<(char, Position)> {
+    let mut open: Vec<(char, Position)> = Vec::new();
+    for (index, line) in text.lines().enumerate().take(position.line) {
+        let end = if index + 1 == position.line {
+            position.column.saturating_sub(1)
+        } else {
+            usize::MAX
+        };
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        let mut after_space = true;
+        for (column, c) in line.chars().enumerate().take(end) {
+            match quote {
+                Some('"') if escaped => escaped = false,
+                Some('"') if c == '\\' => escaped = true,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '"' | '\'' => quote = Some(c),
+                    '#' if after_space => break,
+                    '{' | '[' => open.push((
+                        c,
+                        Position {
+                            line: index + 1,
+                            column: column + 1,
+                        },
+                    )),
+                    '}' | ']' => {
+                        open.pop();
+                    }
+                    _ => {}
+                },
+            }
+            after_space = c.is_whitespace();
+        }
+    }
+    open.pop()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flow_mapping_never_closed_is_named_with_where_it_opens() {
+        let text = "version: 1\ndatabases:\n  app: { path: \"a}.db\", note: 'x]', backup: { every: 1h } # }\n  other: { path: b.db }\n";
+        let error = Document::parse(text).err().unwrap();
+        assert!(
+            error
+                .message
+                .ends_with("; the `{` at line 3 column 8 is never closed"),
+            "{}",
+            error.message
+        );
+    }
 
     fn path(text: &str) -> FieldPath {
         let mut segments = text.split('.');
