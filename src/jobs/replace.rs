@@ -25,7 +25,7 @@
 //! commits can land between the two. Inside the transaction every live page
 //! is read anyway; each one that differs from the safety copy is written
 //! into the copy, which is cut to the live size and fsynced before the
-//! commit ([`SafetyCopy`]). So the copy holds every write that was committed
+//! commit (`SafetyCopy`). So the copy holds every write that was committed
 //! before the pages were replaced, whatever the application did meanwhile.
 
 use std::fs::File;
