@@ -58,3 +58,22 @@ fn a_flow_mapping_never_closed_is_reported_where_it_opens_too() {
         "{check:?}"
     );
 }
+
+#[test]
+fn plan_never_says_no_changes_without_naming_what_it_left_alone() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  a: { path: a.db, backup: { compress: none } }\n  b: { path: b.db }\n",
+    );
+    assert_eq!(project.run(&["apply"]).code, 0);
+    assert_eq!(project.run(&["backup", "a"]).code, 0);
+    std::fs::remove_file(project.join("a.db")).unwrap();
+    let plan = project.run(&["plan"]);
+    assert_eq!(plan.code, 1, "{plan:?}");
+    assert!(plan.stdout.contains("! a: a.db is missing"), "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains("No changes for 1 database; 1 left alone until the `!` line above is done."),
+        "{plan:?}"
+    );
+    assert!(!plan.stdout.contains("No changes:"), "{plan:?}");
+}

@@ -99,6 +99,21 @@ pub(super) fn plan(
                         .join(", ")
                 ),
             )?;
+        } else if plan.is_empty() && readable > 0 && !plan.problems.is_empty() {
+            print(
+                out,
+                format_args!(
+                    "No changes for {readable} database{}; {} left alone until the `!` line{} above {} done.",
+                    plural(readable),
+                    plan.problems.len(),
+                    plural(plan.problems.len()),
+                    if plan.problems.len() == 1 {
+                        "is"
+                    } else {
+                        "are"
+                    }
+                ),
+            )?;
         } else if plan.is_empty() && readable > 0 {
             print(
                 out,
