@@ -77,3 +77,37 @@ fn plan_never_says_no_changes_without_naming_what_it_left_alone() {
     );
     assert!(!plan.stdout.contains("No changes:"), "{plan:?}");
 }
+
+#[test]
+fn accept_right_after_plan_showed_a_discontinuity_accepts_it() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { compress: none } }\n",
+    );
+    open(&project.join("app.db"))
+        .execute_batch(
+            "PRAGMA journal_mode=wal; CREATE TABLE pages (x); INSERT INTO pages VALUES (1);",
+        )
+        .unwrap();
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    open(&project.join("app.db"))
+        .execute_batch("DROP TABLE pages; CREATE TABLE other (y);")
+        .unwrap();
+    let plan = project.run(&["plan"]);
+    assert!(
+        plan.stdout
+            .contains("! app: app.db does not fit what litewarden last saw"),
+        "{plan:?}"
+    );
+    let accept = project.run(&["accept", "app"]);
+    assert_eq!(accept.code, 0, "{accept:?}");
+    assert!(
+        accept.stdout.contains("app: accepted as it is now: "),
+        "{accept:?}"
+    );
+    assert!(
+        accept.stdout.contains("app: 1 discontinuity accepted"),
+        "{accept:?}"
+    );
+    let plan = project.run(&["plan"]);
+    assert!(!plan.stdout.contains("! app"), "{plan:?}");
+}

@@ -27,9 +27,23 @@ pub(super) fn accept_database(
     clock: &dyn Clock,
     out: &mut dyn Write,
 ) -> Result<usize, Error> {
-    let accepted = state.accept_discontinuities(db.name.as_str(), clock.now())?;
+    let recorded = state.accept_discontinuities(db.name.as_str(), clock.now())?;
+    let remembered = state
+        .identity(db.name.as_str())?
+        .map(|(identity, _)| identity);
+    let mut accepted = recorded;
     match crate::db::observe::read_identity(&db.path)? {
         Some(identity) => {
+            let unrecorded = remembered
+                .as_ref()
+                .and_then(|before| crate::plan::identity::discontinuity(before, &identity));
+            if let (0, Some(reason)) = (recorded, unrecorded) {
+                accepted = 1;
+                print(
+                    out,
+                    format_args!("{}: accepted as it is now: {reason}", db.name),
+                )?;
+            }
             state.remember_identity(db.name.as_str(), &db.path, &identity, clock.now())?
         }
         None => {
