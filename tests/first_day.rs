@@ -111,3 +111,34 @@ fn accept_right_after_plan_showed_a_discontinuity_accepts_it() {
     let plan = project.run(&["plan"]);
     assert!(!plan.stdout.contains("! app"), "{plan:?}");
 }
+
+#[test]
+fn a_failed_backup_is_retried_within_a_minute_not_an_interval_later_and_status_says_so() {
+    let project = Project::with_config(
+        "version: 1
+defaults: { health: { enabled: false }, optimize: { enabled: false } }
+databases:
+  app: { path: app.db, backup: { every: 1h, compress: none } }
+",
+    );
+    failing_backups(&project);
+    let _daemon = Daemon::start(&project);
+    let runs = |outcome: &str| {
+        crate::common::count(
+            &project.join(".litewarden/state.db"),
+            &format!("job_runs WHERE job = 'backup' AND outcome = '{outcome}'"),
+        )
+    };
+    wait_until("the first backup failed", || {
+        project.join(".litewarden/state.db").exists() && runs("failed") >= 1
+    });
+    wait_until("status shows the retry", || {
+        project.run(&["status"]).stdout.contains("(retry 1)")
+    });
+    std::fs::remove_file(project.join("backups/app")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(75);
+    while runs("success") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no retry within 75 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

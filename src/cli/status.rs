@@ -133,6 +133,9 @@ pub(super) fn status(
             .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
         let next = match (&job.running_since, &job.next_run) {
             (Some(since), _) => format!("running since {}", show_stored_time(since)),
+            (None, Some(next)) if job.retry > 0 => {
+                format!("{} (retry {})", show_stored_time(next), job.retry)
+            }
             (None, Some(next)) => show_stored_time(next),
             (None, None) => "-".into(),
         };

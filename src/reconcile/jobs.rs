@@ -89,6 +89,8 @@ struct Job {
     stuck_reported: bool,
     /// Removed from the config while running: dropped when the run ends.
     retired: bool,
+    /// Failed runs in a row (0 after a success).
+    failures: u32,
 }
 
 /// A scheduled job as the config declares it.
@@ -223,13 +225,15 @@ impl JobTable {
     /// Records that the run of `key` started at `started` ended at `now`
     /// and schedules its next run (a job removed from the config meanwhile
     /// leaves the table); returns the job's kind, or `None` when the job is
-    /// not in the table.
+    /// not in the table. A failed run is retried after [`retry_after`] its
+    /// failures in a row, unless the next scheduled run comes first.
     pub fn finish(
         &mut self,
         key: &JobKey,
         started: DateTime<Utc>,
         now: DateTime<Utc>,
         timezone: chrono_tz::Tz,
+        failed: bool,
     ) -> Option<JobKind> {
         let job = self.jobs.get_mut(key)?;
         let kind = job.kind;
@@ -239,6 +243,17 @@ impl JobTable {
         }
         job.running = None;
         job.next = scheduler::next_due(&job.schedule, timezone, started, now);
+        job.failures = if failed {
+            job.failures.saturating_add(1)
+        } else {
+            0
+        };
+        if job.failures > 0
+            && let Ok(wait) = TimeDelta::from_std(retry_after(job.failures))
+        {
+            let retry = now + wait;
+            job.next = Some(job.next.map_or(retry, |next| next.min(retry)));
+        }
         Some(kind)
     }
 
@@ -305,6 +320,7 @@ impl JobTable {
                         skip_logged: false,
                         stuck_reported: false,
                         retired: false,
+                        failures: 0,
                     };
                     self.jobs.insert(key, job);
                 }
@@ -324,9 +340,22 @@ impl JobTable {
                 next_run: job.next.map(|t| t.to_rfc3339()),
                 running_since: job.running.map(|t| t.to_rfc3339()),
                 skipped: job.skipped as i64,
+                retry: i64::from(job.failures),
             })
             .collect()
     }
+}
+
+/// The first retry of a failed job waits this long; each further failure
+/// doubles it (a scheduled run that comes first runs instead).
+pub const FIRST_RETRY: Duration = Duration::from_secs(30);
+
+/// The wait before the retry after `failures` failed runs in a row: 30 s,
+/// 1 min, 2 min ... at most a day.
+pub fn retry_after(failures: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(12)))
+        .min(Duration::from_secs(86_400))
 }
 
 /// The scheduled jobs `config` declares.

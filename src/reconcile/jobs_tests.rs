@@ -76,7 +76,7 @@ fn a_reload_re_arms_only_the_job_whose_schedule_changed() {
     );
     let due = table.fire(at(0), UTC, 4);
     for start in &due.start {
-        table.finish(&start.key, at(0), at(10), UTC);
+        table.finish(&start.key, at(0), at(10), UTC, false);
     }
     let before = next_runs(&table);
     let armed = table.rearm(
@@ -101,7 +101,7 @@ fn a_running_job_skips_its_ticks_and_the_first_skip_is_reported_once() {
     let second = table.fire(at(120), UTC, 4);
     assert!(second.first_skips.is_empty(), "logged once per stuck run");
     assert_eq!(table.snapshot()[0].skipped, 2);
-    table.finish(&key("a"), at(0), at(130), UTC);
+    table.finish(&key("a"), at(0), at(130), UTC, false);
     assert_eq!(
         table.fire(at(130), UTC, 4).start.len(),
         1,
@@ -129,7 +129,7 @@ fn max_parallel_jobs_holds_the_rest_due_until_a_slot_frees() {
         "a full table does not spin on the waiting job"
     );
     assert!(table.fire(at(1), UTC, 2).start.is_empty());
-    table.finish(&due.start[0].key, at(0), at(5), UTC);
+    table.finish(&due.start[0].key, at(0), at(5), UTC, false);
     let third = table.fire(at(5), UTC, 2);
     assert_eq!(third.start.len(), 1);
     assert_eq!(third.start[0].key, key("c"));
@@ -183,7 +183,7 @@ fn a_job_removed_while_running_finishes_and_is_then_gone() {
         "no more ticks"
     );
     assert_eq!(
-        table.finish(&key("a"), at(0), at(130), UTC),
+        table.finish(&key("a"), at(0), at(130), UTC, false),
         Some(JobKind::Backup)
     );
     assert_eq!(table.len(), 1);
@@ -214,7 +214,7 @@ fn a_running_job_keeps_the_definition_it_started_with() {
         started.database.backup.compress,
         crate::config::Compression::None
     );
-    table.finish(&key("a"), at(0), at(60), UTC);
+    table.finish(&key("a"), at(0), at(60), UTC, false);
     let next = table.fire(at(60), UTC, 4).start.remove(0);
     assert_eq!(
         next.database.backup.compress,
@@ -242,11 +242,37 @@ fn a_job_slower_than_its_interval_does_not_starve_the_databases_after_it() {
         let key = due.start[0].key.clone();
         started.push(key.database.to_string());
         now += 7;
-        table.finish(&key, at(now - 7), at(now), UTC);
+        table.finish(&key, at(now - 7), at(now), UTC, false);
     }
     assert_eq!(
         started,
         ["a", "b", "c", "a", "b", "c"],
         "the longest-waiting goes first"
     );
+}
+
+#[test]
+fn a_failed_job_is_retried_after_30_s_doubling_unless_its_next_run_comes_first() {
+    let mut table = JobTable::default();
+    table.rearm(&config(&[("a", "{ every: 5m }")]), at(0), never_ran);
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let due = table.fire(at(now), UTC, 2);
+        assert_eq!(due.start.len(), 1, "due at {now}");
+        table.finish(&key("a"), at(now), at(now + 1), UTC, true);
+        let next = table.snapshot()[0].next_run.clone().unwrap();
+        let next = DateTime::parse_from_rfc3339(&next).unwrap().timestamp() - 1_800_000_000;
+        waits.push(next - now - 1);
+        assert_eq!(table.snapshot()[0].retry, waits.len() as i64);
+        now = next;
+    }
+    assert_eq!(
+        waits,
+        [30, 60, 120, 240, 299],
+        "the 5-minute run comes before a 480 s retry"
+    );
+    table.fire(at(now), UTC, 2);
+    table.finish(&key("a"), at(now), at(now + 1), UTC, false);
+    assert_eq!(table.snapshot()[0].retry, 0, "a success ends the retries");
 }

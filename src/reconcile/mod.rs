@@ -461,7 +461,11 @@ impl Reconciler {
             return;
         }
         let timezone = self.config.settings.timezone;
-        let Some(kind) = self.jobs.finish(key, finished.started, now, timezone) else {
+        let failed = finished.result.is_err();
+        let Some(kind) = self
+            .jobs
+            .finish(key, finished.started, now, timezone, failed)
+        else {
             return;
         };
         self.record(

@@ -25,6 +25,9 @@ pub struct ScheduledJob {
     pub running_since: Option<String>,
     /// Ticks skipped because a run was still going.
     pub skipped: i64,
+    /// Failed runs in a row; when not 0, the next run is retry number
+    /// `retry` of the failed job.
+    pub retry: i64,
 }
 
 /// The daemon's own row: who runs and whether its config is good.
@@ -53,8 +56,8 @@ impl StateDb {
             .map_err(sqlite(&self.path, "cannot write the schedule"))?;
         for job in jobs {
             tx.execute(
-                "INSERT INTO daemon_jobs (database, job, schedule, next_run, running_since, skipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![job.database, job.job, job.schedule, job.next_run, job.running_since, job.skipped],
+                "INSERT INTO daemon_jobs (database, job, schedule, next_run, running_since, skipped, retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![job.database, job.job, job.schedule, job.next_run, job.running_since, job.skipped, job.retry],
             )
             .map_err(sqlite(&self.path, "cannot write the schedule"))?;
         }
@@ -66,7 +69,7 @@ impl StateDb {
     pub fn schedule(&self) -> Result<Vec<ScheduledJob>, StateError> {
         let mut statement = self
             .conn
-            .prepare("SELECT database, job, schedule, next_run, running_since, skipped FROM daemon_jobs ORDER BY database, job")
+            .prepare("SELECT database, job, schedule, next_run, running_since, skipped, retry FROM daemon_jobs ORDER BY database, job")
             .map_err(sqlite(&self.path, "cannot read the schedule"))?;
         statement
             .query_map([], |row| {
@@ -77,6 +80,7 @@ impl StateDb {
                     next_run: row.get(3)?,
                     running_since: row.get(4)?,
                     skipped: row.get(5)?,
+                    retry: row.get(6)?,
                 })
             })
             .and_then(|rows| rows.collect())

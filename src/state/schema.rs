@@ -135,4 +135,5 @@ pub(super) const SCHEMA: &[&str] = &[
         since TEXT NOT NULL,
         PRIMARY KEY (path, pid)
     );",
+    "ALTER TABLE daemon_jobs ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;",
 ];
