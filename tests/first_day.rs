@@ -142,3 +142,51 @@ databases:
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn restore_before_a_time_picks_the_newest_verified_copy_before_it_and_says_what_is_replaced() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { compress: none } }\n",
+    );
+    let db = project.join("app.db");
+    open(&db)
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (x);")
+        .unwrap();
+    for (rows, offset) in [(1, "-30m"), (2, "-20m"), (3, "-5m")] {
+        open(&db)
+            .execute("INSERT INTO t VALUES (?1)", [rows])
+            .unwrap();
+        let backup = project.run_with(&["backup", "app"], &[("LITEWARDEN_CLOCK_OFFSET", offset)]);
+        assert_eq!(backup.code, 0, "{backup:?}");
+    }
+    open(&db).execute("DELETE FROM t", []).unwrap();
+
+    let restore = project.run(&["restore", "app", "--before", "-10m", "--yes"]);
+    assert_eq!(restore.code, 0, "{restore:?}");
+    assert_eq!(
+        crate::common::count(&db, "t"),
+        2,
+        "the copy from 20 minutes ago"
+    );
+    assert!(
+        restore.stderr.contains("app: replacing app.db with the copy of ")
+            && restore.stderr.contains(" (20m")
+            && restore.stderr.contains("every change made to it since is replaced (and kept in the safety copy taken first)"),
+        "{restore:?}"
+    );
+
+    let too_early = project.run(&["restore", "app", "--before", "2h ago", "--yes"]);
+    assert_eq!(too_early.code, 1, "{too_early:?}");
+    assert!(
+        too_early
+            .stderr
+            .contains("database `app` has no verified backup from before "),
+        "{too_early:?}"
+    );
+    let bad = project.run(&["restore", "app", "--before", "yesterday-ish", "--yes"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(
+        bad.stderr.contains("--before `yesterday-ish`: give an age"),
+        "{bad:?}"
+    );
+}

@@ -324,9 +324,83 @@ pub(super) struct RestoreArgs<'a> {
     pub to: Option<&'a Path>,
     pub yes: bool,
     pub before_migration: Option<&'a str>,
+    pub before: Option<&'a str>,
     pub force: bool,
     pub full_check: bool,
     pub json: bool,
+}
+
+/// `--before`: an age (`10m`, `-10m`, `2h ago`) or a time (RFC 3339, or
+/// `YYYY-MM-DD[ HH:MM[:SS]]` in `timezone`).
+fn parse_before(
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    timezone: chrono_tz::Tz,
+) -> Result<chrono::DateTime<chrono::Utc>, Error> {
+    use chrono::TimeZone;
+    let age = text.trim().trim_start_matches('-');
+    let age = age.strip_suffix(" ago").unwrap_or(age).trim();
+    if let Ok(age) = humantime::parse_duration(age)
+        && let Ok(age) = chrono::TimeDelta::from_std(age)
+    {
+        return Ok(now - age);
+    }
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    let formats = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    let naive = formats
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text.trim(), f).ok())
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        });
+    naive
+        .and_then(|naive| timezone.from_local_datetime(&naive).earliest())
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--before `{text}`: give an age (10m, -10m, \"2h ago\") or a time (2026-12-02 14:30 in settings.timezone, 2026-12-02T14:30:00Z)"
+            ))
+        })
+}
+
+/// What replacing `db` with `source` gives up: said before every in-place
+/// restore, on a terminal or not.
+fn what_is_replaced(
+    db: &crate::config::Database,
+    source: &Path,
+    state: &StateDb,
+    clock: &dyn Clock,
+) -> Result<String, Error> {
+    let copy = match state.backup_by_path(source)? {
+        Some(record) => {
+            let age = (clock.now() - record.created_at)
+                .to_std()
+                .unwrap_or_default();
+            format!(
+                "the copy of {} ({} old)",
+                super::show_time(record.created_at),
+                humantime::format_duration(std::time::Duration::from_secs(age.as_secs()))
+            )
+        }
+        None => format!(
+            "{}, a file not in the catalog",
+            crate::paths::display(source)
+        ),
+    };
+    Ok(format!(
+        "{}: replacing {} with {copy}: every change made to it since is replaced (and kept in the safety copy taken first)",
+        db.name,
+        crate::paths::display(&db.path)
+    ))
 }
 
 pub(super) fn restore(
@@ -343,10 +417,13 @@ pub(super) fn restore(
     let request = RestoreRequest {
         database: db,
         backup_dir: &config.settings.backup_dir,
-        from: match (args.before_migration, args.from) {
-            (Some(migration), _) => RestoreSource::BeforeMigration(migration.to_string()),
-            (None, "latest") => RestoreSource::Latest,
-            (None, file) => RestoreSource::File(PathBuf::from(file)),
+        from: match (args.before, args.before_migration, args.from) {
+            (Some(time), _, _) => {
+                RestoreSource::Before(parse_before(time, clock.now(), config.settings.timezone)?)
+            }
+            (None, Some(migration), _) => RestoreSource::BeforeMigration(migration.to_string()),
+            (None, None, "latest") => RestoreSource::Latest,
+            (None, None, file) => RestoreSource::File(PathBuf::from(file)),
         },
         to: args.to.map(crate::paths::from_cwd),
         force: args.force,
@@ -354,6 +431,9 @@ pub(super) fn restore(
     };
     let source = restore::resolve_source(&request, &state)?;
     let target = request.to.clone().unwrap_or_else(|| db.path.clone());
+    if request.to.is_none() && db.path.exists() {
+        eprintln!("{}", what_is_replaced(db, &source, &state, clock)?);
+    }
     if !args.yes && std::io::stdin().is_terminal() {
         let replacing = if request.to.is_none() && db.path.exists() {
             " (a safety copy of the current file is taken first)"

@@ -144,6 +144,11 @@ pub enum Command {
         /// Restore the backup taken before a migration ran: its version (4), file name (0004_x.sql) or name (x), instead of --from.
         #[arg(long, conflicts_with = "from")]
         before_migration: Option<String>,
+        /// Restore the newest verified backup taken before this time: `10m`,
+        /// `-10m` or `"2h ago"` (that long ago), `2026-12-02 14:30` (in
+        /// settings.timezone) or `2026-12-02T14:30:00Z`; instead of --from.
+        #[arg(long, conflicts_with_all = ["from", "before_migration"], allow_hyphen_values = true)]
+        before: Option<String>,
         /// Restore even from a file that looks like another database.
         #[arg(long)]
         force: bool,
@@ -448,11 +453,12 @@ pub fn run(
             to,
             yes,
             before_migration,
+            before,
             force,
             verify,
             json,
         } => {
-            if *all && from != "latest" {
+            if *all && (from != "latest" || before.is_some()) {
                 return Err(Error::Usage(
                     "restore --all restores each database from its own newest verified backup; --from FILE names one database's backup (give the database instead of --all)".into(),
                 ));
@@ -471,6 +477,7 @@ pub fn run(
                         to: to.as_deref(),
                         yes: *yes,
                         before_migration: before_migration.as_deref(),
+                        before: before.as_deref(),
                         force: *force,
                         full_check: *verify == RestoreVerify::Full,
                         json: *json,

@@ -24,6 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
@@ -48,6 +49,8 @@ pub enum RestoreSource {
     /// migration named by its version (`4`), file name (`0004_bad.sql`,
     /// `0004_bad`) or name (`bad`).
     BeforeMigration(String),
+    /// The newest verified backup taken before this time (`--before`).
+    Before(DateTime<Utc>),
 }
 
 /// What to restore.
@@ -75,6 +78,18 @@ pub enum RestoreError {
         "database `{0}` has no verified backup; take one with `litewarden backup {0}` or pass --from FILE"
     )]
     NoBackup(String),
+    /// No verified backup is older than `--before`.
+    #[error(
+        "database `{database}` has no verified backup from before {before} (the oldest is {oldest}); see `litewarden backups {database}`"
+    )]
+    NoBackupBefore {
+        /// The database.
+        database: String,
+        /// The time asked for, as shown.
+        before: String,
+        /// The oldest verified backup's time, or `none`.
+        oldest: String,
+    },
     /// No backup is recorded for that migration.
     #[error(
         "database `{database}`: no pre-migration backup is recorded for migration {version} (see `litewarden migrate status {database}`)"
@@ -164,6 +179,31 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
         }
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
+        RestoreSource::Before(before) => {
+            sync_catalog(state, name, request.backup_dir)?;
+            let verified: Vec<_> = state
+                .backups(name)?
+                .into_iter()
+                .filter(|b| {
+                    b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()
+                })
+                .collect();
+            verified
+                .iter()
+                .filter(|b| b.created_at < *before)
+                .max_by_key(|b| b.seq)
+                .map(|b| b.path.clone())
+                .ok_or_else(|| RestoreError::NoBackupBefore {
+                    database: name.to_string(),
+                    before: before.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+                    oldest: verified
+                        .iter()
+                        .min_by_key(|b| b.seq)
+                        .map_or("none".into(), |b| {
+                            b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string()
+                        }),
+                })
+        }
         RestoreSource::BeforeMigration(reference) => {
             let applied =
                 crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
