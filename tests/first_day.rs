@@ -190,3 +190,28 @@ fn restore_before_a_time_picks_the_newest_verified_copy_before_it_and_says_what_
         "{bad:?}"
     );
 }
+
+#[test]
+fn the_readme_fits_on_a_screen_and_keeps_the_operators_sections() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 150,
+        "README.md has {lines} lines: move reference material to docs/reference.md"
+    );
+    for section in [
+        "## Set-up: the two commands",
+        "cargo run --release -- run",
+        "bash scripts/test.sh",
+        "## Your own databases",
+        "## Alerts",
+        "## Restore",
+        "### Quick Start (Python",
+        "## Kubernetes",
+        "docs/reference.md",
+    ] {
+        assert!(readme.contains(section), "README.md lost `{section}`");
+    }
+    assert!(root.join("docs/reference.md").is_file());
+}

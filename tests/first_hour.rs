@@ -190,7 +190,7 @@ fn the_readme_session_is_what_the_binary_prints() {
         session.push_str(&format!("$ litewarden {command}\n{}", output.stdout));
     }
     session.push_str("```\n");
-    let readme_path = root.join("README.md");
+    let readme_path = root.join("docs/reference.md");
     let readme = std::fs::read_to_string(&readme_path).unwrap();
     let (start, end) = ("<!-- session:start -->\n", "<!-- session:end -->");
     let from = readme.find(start).expect("the session's start marker") + start.len();
@@ -206,7 +206,7 @@ fn the_readme_session_is_what_the_binary_prints() {
     assert_eq!(
         readme[from..to],
         session,
-        "the README's session drifted; LITEWARDEN_BLESS_README=1 cargo test readme_session rewrites it"
+        "docs/reference.md's session drifted; LITEWARDEN_BLESS_README=1 cargo test readme_session rewrites it"
     );
 }
 

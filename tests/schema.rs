@@ -68,13 +68,13 @@ fn readme_reference_documents_every_schema_key() {
     let mut paths = BTreeSet::new();
     schema_paths(&schema, &schema, "", &mut paths);
     assert!(paths.contains("databases.<name>.path"), "{paths:?}");
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root().join("docs/reference.md")).unwrap();
     let missing: Vec<_> = paths
         .iter()
         .filter(|p| !readme.contains(&format!("`{p}`")))
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md's jobs.yaml reference lacks: {missing:?}"
+        "docs/reference.md's jobs.yaml reference lacks: {missing:?}"
     );
 }
