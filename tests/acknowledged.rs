@@ -478,6 +478,11 @@ fn a_database_whose_path_changed_is_reported_with_the_path_where_it_was_last_see
         plan.stdout.contains("! app: data/app.db does not fit what litewarden last saw at app.db (its `path:` changed since): "),
         "{plan:?}"
     );
+    assert!(
+        plan.stdout.contains("it is another file than app.db")
+            && !plan.stdout.contains("litewarden restore app"),
+        "never suggest restoring another file's copies over it: {plan:?}"
+    );
 }
 
 #[test]

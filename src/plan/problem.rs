@@ -203,6 +203,14 @@ impl fmt::Display for Problem {
                 if let Some(since) = since {
                     write!(f, " (since {})", time(*since))?;
                 }
+                if let Some(moved_from) = moved_from {
+                    return write!(
+                        f,
+                        " — it is another file than {}: its backups are kept apart (protected as from before a discontinuity), never restored over this one by themselves; run `litewarden accept {database}` to manage {} from now on, or point `path:` back",
+                        paths::display(moved_from),
+                        paths::display(path)
+                    );
+                }
                 write!(
                     f,
                     " — its backups from before are kept; run `litewarden accept {database}` once the new content is right, or `litewarden restore {database}` to bring the old one back"
