@@ -241,6 +241,19 @@ fn lock(file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// `path` as a person should read it in a message: an anonymous temp file
+/// (`/proc/self/fd/N`) is named by the file it stands for in its directory
+/// (`/backups/app/#1234`, without the kernel's ` (deleted)`).
+pub fn shown(path: &Path) -> PathBuf {
+    if path.starts_with("/proc/self/fd")
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        let text = target.to_string_lossy();
+        return PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text));
+    }
+    path.to_path_buf()
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 pub fn parent(path: &Path) -> &Path {
     match path.parent() {

@@ -90,9 +90,14 @@ fn a_full_backup_disk_is_one_clear_error_and_the_next_backup_succeeds_once_space
     let output = project.run(&["backup", "app"]);
     assert_one_clear_error(&output, &["backups", "app"]);
     assert!(
-        output.stderr.contains("No space left on device") || output.stderr.contains("disk is full"),
-        "{output:?}"
+        output
+            .stderr
+            .contains("backup of `app` failed: the backup disk is full: ")
+            && output.stderr.contains("backups/app has ")
+            && output.stderr.contains("free (No space left on device"),
+        "the directory and its free space, never /proc/self/fd: {output:?}"
     );
+    assert!(!output.stderr.contains("/proc/self/fd"), "{output:?}");
     assert_eq!(file_names(&backups.join("app")), Vec::<String>::new());
     assert_eq!(
         std::fs::read(&db).unwrap(),

@@ -85,11 +85,35 @@ pub fn body(notice: &Notice, now: DateTime<Utc>) -> String {
     }
     text.push_str("\nto investigate:\n  litewarden status\n");
     if !db.is_empty() {
-        text.push_str(&format!(
-            "  litewarden health {db}\n  litewarden backups {db}\n  litewarden restore {db}   (after checking the backups)\n"
-        ));
+        text.push_str(&suggestions(notice.condition, db));
     }
     text
+}
+
+/// What to run for `condition` on database `db`: a restore only where the
+/// database itself may be lost; a full disk or a failed job needs space or
+/// the job's error first, and a restore would not help.
+fn suggestions(condition: AlertCondition, db: &str) -> String {
+    match condition {
+        AlertCondition::DiskLow => format!(
+            "  litewarden health {db}   (which disk, how much is free)\n  litewarden prune {db} --dry-run   (what retention would free)\n"
+        ),
+        AlertCondition::JobFailed | AlertCondition::JobStuck | AlertCondition::BackupStale => {
+            format!(
+                "  litewarden health {db}\n  litewarden backups {db}\n  litewarden backup {db}   (once the cause is fixed; a failed job is also retried by itself)\n"
+            )
+        }
+        AlertCondition::MigrationFailed => format!(
+            "  litewarden migrate status {db}\n  litewarden restore {db} --before-migration VERSION   (if the database must go back)\n"
+        ),
+        AlertCondition::ConfigInvalid => "  litewarden check\n".to_string(),
+        AlertCondition::HealthFailed
+        | AlertCondition::DrillFailed
+        | AlertCondition::DatabaseMissing
+        | AlertCondition::DatabaseReplaced => format!(
+            "  litewarden health {db}\n  litewarden backups {db}\n  litewarden restore {db}   (after checking the backups)\n"
+        ),
+    }
 }
 
 /// The active (pending and firing) alerts stored in `state`.

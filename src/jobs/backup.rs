@@ -105,6 +105,19 @@ pub enum BackupError {
         #[source]
         source: io::Error,
     },
+    /// The backup disk is full: named by its directory and free space.
+    #[error("backup of `{database}` failed: the backup disk is full: {} has {} free ({source}); free space there or point settings.backup_dir at a larger disk (nothing partial was left, and the job is retried)", crate::paths::display(.dir), .free.map_or("no space".to_string(), |f| indicatif::HumanBytes(f).to_string()))]
+    DiskFull {
+        /// The database.
+        database: String,
+        /// The directory being written.
+        dir: PathBuf,
+        /// Free bytes there, when known.
+        free: Option<u64>,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// The backup did not pass verification and was deleted.
     #[error("backup of `{database}` failed verification and was removed: {source}")]
     Verify {
@@ -120,18 +133,49 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// Wraps a failed copy of `database`: a full disk under it becomes
+    /// [`BackupError::DiskFull`], named by the directory it was writing.
+    pub(crate) fn copy(database: &str, source: CopyError) -> Self {
+        match source {
+            CopyError::Io {
+                path,
+                action,
+                source,
+            } => BackupError::io(database, &path, action)(source),
+            other => BackupError::Copy {
+                database: database.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+
     /// Wraps an I/O error on `path` while backing up `database`.
     pub(crate) fn io(
         database: &str,
         path: &Path,
         action: &'static str,
     ) -> impl FnOnce(io::Error) -> Self + use<> {
-        let (database, path) = (database.to_string(), path.to_path_buf());
-        move |source| BackupError::Io {
-            database,
-            path,
-            action,
-            source,
+        let (database, path) = (database.to_string(), durable::shown(path));
+        move |source| {
+            if source.kind() == io::ErrorKind::StorageFull {
+                let dir = if path.is_dir() {
+                    path
+                } else {
+                    durable::parent(&path).to_path_buf()
+                };
+                return BackupError::DiskFull {
+                    database,
+                    free: crate::jobs::health::free_bytes(&dir),
+                    dir,
+                    source,
+                };
+            }
+            BackupError::Io {
+                database,
+                path,
+                action,
+                source,
+            }
         }
     }
 }
@@ -185,10 +229,7 @@ fn plain_copy(
         .map_err(BackupError::io(name, dir, "cannot create a temp file"))?;
     let copy = source
         .copy_to(plain.file(), plain.path(), progress)
-        .map_err(|source| BackupError::Copy {
-            database: name.to_string(),
-            source: Box::new(source),
-        })?;
+        .map_err(|source| BackupError::copy(name, source))?;
     Ok((plain, copy))
 }
 
@@ -277,12 +318,8 @@ pub fn take(
     let target = naming::free_path(&dir, name, created_at, compressed, |p| {
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
-    let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection).map_err(
-        |source| BackupError::Copy {
-            database: name.to_string(),
-            source: Box::new(source),
-        },
-    )?;
+    let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection)
+        .map_err(|source| BackupError::copy(name, source))?;
     let written = Written {
         name,
         source: &source,
@@ -348,10 +385,7 @@ impl Written<'_> {
     }
 
     fn copy_error(&self, source: CopyError) -> BackupError {
-        BackupError::Copy {
-            database: self.name.to_string(),
-            source: Box::new(source),
-        }
+        BackupError::copy(self.name, source)
     }
 
     /// An uncompressed backup: copy, then fsync, SHA-256 and the check of
@@ -538,12 +572,8 @@ pub fn raw_copy(
         p.exists() || state.backup_by_path(p).ok().flatten().is_some()
     });
     let pending = PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
-    let size = copy::copy_raw(&db.path, pending.file(), pending.path()).map_err(|source| {
-        BackupError::Copy {
-            database: name.to_string(),
-            source: Box::new(source),
-        }
-    })?;
+    let size = copy::copy_raw(&db.path, pending.file(), pending.path())
+        .map_err(|source| BackupError::copy(name, source))?;
     let sha256 = verify::sha256_file(pending.path()).map_err(|source| BackupError::Verify {
         database: name.to_string(),
         source,
