@@ -215,3 +215,30 @@ fn the_readme_fits_on_a_screen_and_keeps_the_operators_sections() {
     }
     assert!(root.join("docs/reference.md").is_file());
 }
+
+#[test]
+fn once_the_config_is_fixed_status_no_longer_shows_its_failure_as_the_latest() {
+    let config = "version: 1\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+    let project = Project::with_config(config);
+    let daemon = Daemon::start(&project);
+    wait_until("the daemon runs", || {
+        project.run(&["status"]).stdout.contains("daemon: running")
+    });
+    project.write(
+        "jobs.yaml",
+        b"version: 1\ndatabases:\n  app: { path: app.db, backup: { every: nonsense } }\n",
+    );
+    daemon.signal("HUP");
+    wait_until("status shows the invalid config", || {
+        project.run(&["status"]).stdout.contains("config_invalid")
+    });
+    project.write("jobs.yaml", config.as_bytes());
+    daemon.signal("HUP");
+    wait_until(
+        "status shows the config valid again as the latest apply",
+        || {
+            let status = project.run(&["status"]).stdout;
+            !status.contains("config_invalid") && status.contains("success")
+        },
+    );
+}

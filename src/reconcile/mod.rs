@@ -43,7 +43,7 @@ use crate::config::watch::Watcher;
 use crate::config::{self, Config, Database, DbName, Environment, JobKind};
 use crate::db::lock::DatabaseLock;
 use crate::error::Error;
-use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome};
+use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::plan::Observed;
 use crate::state::daemon::{DaemonRow, ScheduledJob};
 use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
@@ -540,6 +540,12 @@ impl Reconciler {
                     previous = Some(before);
                     if self.config_error.take().is_some() {
                         tracing::info!("config is valid again");
+                        self.record(
+                            JobKind::Apply,
+                            None,
+                            self.clock.now(),
+                            Ok(JobSuccess::summary("config valid again")),
+                        );
                     }
                     tracing::info!(config = %self.config_path.display(), "config reloaded");
                 }
