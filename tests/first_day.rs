@@ -242,3 +242,45 @@ fn once_the_config_is_fixed_status_no_longer_shows_its_failure_as_the_latest() {
         },
     );
 }
+
+#[test]
+fn a_failed_manual_backup_raises_the_alert_and_a_good_one_resolves_it() {
+    let port = free_port();
+    let project = Project::with_config(&format!(
+        "version: 1
+settings: {{ listen: \"127.0.0.1:{port}\" }}
+defaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}
+databases:
+  app: {{ path: app.db, backup: {{ every: 24h, compress: none }} }}
+alerts:
+  - {{ name: backup-failed, when: job_failed, jobs: [backup], to: [ops@example.com] }}
+"
+    ));
+    open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
+        .unwrap();
+    let _daemon = Daemon::start(&project);
+    let alerts = || {
+        let body = http_get(port, "/status");
+        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}").to_string();
+        serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|status| status["alerts"].as_array().map(|a| a.len()))
+    };
+    wait_until("the daemon's first backup and no alert", || {
+        alerts() == Some(0)
+    });
+    std::fs::rename(project.join("backups/app"), project.join("aside")).unwrap();
+    project.write(
+        "backups/app",
+        b"a regular file where the backup directory goes",
+    );
+    assert_eq!(project.run(&["backup", "app"]).code, 1);
+    wait_until("the manual failure raised the alert", || {
+        alerts() == Some(1)
+    });
+    std::fs::remove_file(project.join("backups/app")).unwrap();
+    std::fs::rename(project.join("aside"), project.join("backups/app")).unwrap();
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    wait_until("the manual success resolved it", || alerts() == Some(0));
+}

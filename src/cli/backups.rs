@@ -130,7 +130,24 @@ pub(super) fn backup(
             trigger: BackupTrigger::Manual,
             pin,
         };
-        match backup::take(request, &state, clock, &mut Reporter::for_stderr()) {
+        let started_at = clock.now();
+        let taken = backup::take(request, &state, clock, &mut Reporter::for_stderr());
+        let outcome = match &taken {
+            Ok(report) => Ok(crate::jobs::outcome::JobSuccess {
+                bytes: Some(report.record.size),
+                ..crate::jobs::outcome::JobSuccess::summary(describe(report))
+            }),
+            Err(error) => Err(crate::jobs::outcome::JobFailure::from_error(error)),
+        };
+        super::maintain::record(
+            &state,
+            crate::config::JobKind::Backup,
+            db,
+            started_at,
+            clock,
+            outcome,
+        )?;
+        match taken {
             Ok(report) => {
                 if !json {
                     print(out, describe(&report))?;

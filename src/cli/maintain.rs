@@ -197,7 +197,10 @@ fn drill_one(
         None => Ok(crate::jobs::outcome::JobSuccess::summary("drill passed")),
         Some(reason) => {
             state.record_event(Some(name), "drill_failed", reason, clock.now())?;
-            Err(format!("drill_failed: {reason}"))
+            Err(crate::jobs::outcome::JobFailure::new(
+                crate::jobs::outcome::FailureKind::Other,
+                format!("drill_failed: {reason}"),
+            ))
         }
     };
     record(state, JobKind::Drill, db, started_at, clock, result)?;
@@ -232,19 +235,25 @@ fn drill_one(
     Ok(report)
 }
 
-/// Records a manual run, as the daemon records its own.
-fn record(
+/// Records a manual run, as the daemon records its own (so its alerts
+/// fire and resolve like a scheduled run's).
+pub(super) fn record(
     state: &StateDb,
     job: JobKind,
     db: &Database,
     started_at: chrono::DateTime<chrono::Utc>,
     clock: &dyn Clock,
-    result: Result<crate::jobs::outcome::JobSuccess, String>,
+    result: crate::jobs::outcome::JobOutcome,
 ) -> Result<(), Error> {
     let failed = result.is_err();
-    let (detail, error, figures) = match result {
-        Ok(success) => (Some(success.summary.clone()), None, success.figures_json()),
-        Err(error) => (None, Some(error), None),
+    let (detail, error, failure, figures) = match result {
+        Ok(success) => (
+            Some(success.summary.clone()),
+            None,
+            None,
+            success.figures_json(),
+        ),
+        Err(failure) => (None, Some(failure.message), Some(failure.kind), None),
     };
     state.record_run(&JobRun {
         job,
@@ -257,7 +266,7 @@ fn record(
         } else {
             Outcome::Success
         },
-        failure: failed.then_some(crate::jobs::outcome::FailureKind::Other),
+        failure,
         error,
         detail,
         figures,

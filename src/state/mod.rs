@@ -495,7 +495,9 @@ impl StateDb {
         self.last_started(job, database, true)
     }
 
-    /// When the last run of `job` on `database` started, whatever its outcome.
+    /// When the last run of `job` on `database` that the daemon started
+    /// (not one run by hand) started, whatever its outcome: what `every:`
+    /// intervals are anchored to.
     pub fn last_start(
         &self,
         job: JobKind,
@@ -513,9 +515,15 @@ impl StateDb {
         let started: Option<String> = self
             .conn
             .query_row(
-                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2 AND (outcome = 'success' OR NOT ?3)
+                "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2
+                 AND (outcome = 'success' OR NOT ?3) AND (?3 OR trigger != ?4)
                  ORDER BY id DESC LIMIT 1",
-                params![job.as_str(), database, success_only],
+                params![
+                    job.as_str(),
+                    database,
+                    success_only,
+                    enum_text(&Trigger::Manual)
+                ],
                 |row| row.get(0),
             )
             .optional()
