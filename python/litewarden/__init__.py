@@ -150,7 +150,7 @@ class Manager:
     def __init__(self, path=None, *, create=False, **options):
         if path is not None and "config" not in options:
             path = os.fspath(path)
-            declared = _declared(_find_config(None), path)
+            declared = _declared(_find_config(None), path, strict=False)
             if declared is not None and not _directories_given(options):
                 options["config"], options["database"] = declared
                 path = None
@@ -372,12 +372,19 @@ def _find_config(config):
     return os.path.abspath("jobs.yaml") if os.path.isfile("jobs.yaml") else None
 
 
-def _declared(config, path):
-    """(config, name) of the database config declares at path, else None."""
+def _declared(config, path, strict=True):
+    """(config, name) of the database config declares at path, else None.
+    Not strict: a jobs.yaml that cannot be loaded declares nothing."""
     if config is None or path is None:
         return None
     wanted = os.path.realpath(path)
-    for name, declared in _native.config_databases(config):
+    try:
+        databases = _native.config_databases(config)
+    except LitewardenError:
+        if strict:
+            raise
+        return None
+    for name, declared in databases:
         if os.path.realpath(declared) == wanted:
             return config, name
     return None

@@ -199,3 +199,11 @@ def sqlite3_vacuum_into(source, target):
     conn = sqlite3.connect(source)
     conn.execute("VACUUM INTO ?", (str(target),))
     conn.close()
+
+
+def test_a_broken_jobs_yaml_in_the_directory_does_not_stop_opening_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LITEWARDEN_CONFIG", raising=False)
+    (tmp_path / "jobs.yaml").write_text("version: [\n")
+    sqlite3.connect(tmp_path / "app.db").close()
+    assert lw.Manager(tmp_path / "app.db").query("SELECT 1") == [(1,)]
