@@ -88,24 +88,37 @@ def test_stdlib_sqlite3_and_the_package_writing_one_file_lose_no_acknowledged_ro
 
 
 def test_commit_waits_for_a_statement_another_thread_runs_in_the_transaction(db):
-    tx = db.transaction()
-    started = threading.Event()
+    """Whichever thread gets the transaction first, commit() never returns
+    without committing: a statement running on another thread finishes
+    inside the transaction first, or finds it over and raises."""
+    for _ in range(5):
+        db.execute("DELETE FROM t")
+        tx = db.transaction()
+        started = threading.Event()
+        outcome = []
 
-    def long_statement():
-        started.set()
-        tx.execute(
-            "INSERT INTO t (who, n) SELECT 'slow', value FROM "
-            "(WITH RECURSIVE c(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM c LIMIT 200000) SELECT value FROM c)"
-        )
+        def long_statement():
+            started.set()
+            try:
+                tx.execute(
+                    "INSERT INTO t (who, n) SELECT 'slow', value FROM "
+                    "(WITH RECURSIVE c(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM c LIMIT 200000) SELECT value FROM c)"
+                )
+                outcome.append("inside")
+            except lw.LitewardenError as error:
+                assert "the transaction is over" in str(error)
+                outcome.append("after")
 
-    worker = threading.Thread(target=long_statement)
-    worker.start()
-    started.wait()
-    tx.execute("INSERT INTO t (who, n) VALUES ('main', 1)")
-    tx.commit()
-    worker.join()
-    assert db.query("SELECT count(*) FROM t WHERE who = 'main'") == [(1,)]
-    assert db.execute("INSERT INTO t (who, n) VALUES ('after', 1)") == 1, "the writer was given back"
+        worker = threading.Thread(target=long_statement)
+        worker.start()
+        started.wait()
+        tx.execute("INSERT INTO t (who, n) VALUES ('main', 1)")
+        tx.commit()
+        worker.join()
+        slow = 200000 if outcome == ["inside"] else 0
+        assert db.query("SELECT count(*) FROM t WHERE who = 'main'") == [(1,)]
+        assert db.query("SELECT count(*) FROM t WHERE who = 'slow'") == [(slow,)], outcome
+        assert db.execute("INSERT INTO t (who, n) VALUES ('after', 1)") == 1, "the writer was given back"
 
 
 def test_begin_and_rollback_through_execute_mean_what_they_say(db):
