@@ -16,30 +16,42 @@ fn failing_backups(project: &Project) {
     );
 }
 
-#[test]
-fn the_status_page_lists_the_active_alerts_as_status_json_does() {
+/// A project whose daemon serves /status on a free port and has the
+/// `backup-failed` rule (no mail: alerts go to the log and /status),
+/// backing up every `every`.
+fn alerting(every: &str) -> (Project, u16) {
     let port = free_port();
     let project = Project::with_config(&format!(
         "version: 1
 settings: {{ listen: \"127.0.0.1:{port}\" }}
 defaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}
 databases:
-  app: {{ path: app.db, backup: {{ every: 1s, compress: none }} }}
+  app: {{ path: app.db, backup: {{ every: {every}, compress: none }} }}
 alerts:
   - {{ name: backup-failed, when: job_failed, jobs: [backup], to: [ops@example.com] }}
 "
     ));
+    (project, port)
+}
+
+/// The active alerts `/status` lists, when it answers.
+fn active_alerts(port: u16) -> Option<Vec<serde_json::Value>> {
+    let body = http_get(port, "/status");
+    let json = body.split("\r\n\r\n").nth(1)?;
+    let status: serde_json::Value = serde_json::from_str(json).ok()?;
+    status["alerts"].as_array().cloned()
+}
+
+#[test]
+fn the_status_page_lists_the_active_alerts_as_status_json_does() {
+    let (project, port) = alerting("1s");
     failing_backups(&project);
     let _daemon = Daemon::start(&project);
     wait_until("/status lists the firing alert", || {
-        let body = http_get(port, "/status");
-        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}");
-        serde_json::from_str::<serde_json::Value>(json).is_ok_and(|status| {
-            status["alerts"].as_array().is_some_and(|alerts| {
-                alerts
-                    .iter()
-                    .any(|a| a.to_string().contains("backup-failed"))
-            })
+        active_alerts(port).is_some_and(|alerts| {
+            alerts
+                .iter()
+                .any(|a| a.to_string().contains("backup-failed"))
         })
     });
 }
@@ -245,28 +257,12 @@ fn once_the_config_is_fixed_status_no_longer_shows_its_failure_as_the_latest() {
 
 #[test]
 fn a_failed_manual_backup_raises_the_alert_and_a_good_one_resolves_it() {
-    let port = free_port();
-    let project = Project::with_config(&format!(
-        "version: 1
-settings: {{ listen: \"127.0.0.1:{port}\" }}
-defaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}
-databases:
-  app: {{ path: app.db, backup: {{ every: 24h, compress: none }} }}
-alerts:
-  - {{ name: backup-failed, when: job_failed, jobs: [backup], to: [ops@example.com] }}
-"
-    ));
+    let (project, port) = alerting("24h");
     open(&project.join("app.db"))
         .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(x);")
         .unwrap();
     let _daemon = Daemon::start(&project);
-    let alerts = || {
-        let body = http_get(port, "/status");
-        let json = body.split("\r\n\r\n").nth(1).unwrap_or("{}").to_string();
-        serde_json::from_str::<serde_json::Value>(&json)
-            .ok()
-            .and_then(|status| status["alerts"].as_array().map(|a| a.len()))
-    };
+    let alerts = || active_alerts(port).map(|alerts| alerts.len());
     wait_until("the daemon's first backup and no alert", || {
         alerts() == Some(0)
     });
