@@ -73,7 +73,7 @@ _FORKED = (
 def _target(path, options):
     """The real path of the file a Manager(path, **options) would open."""
     if path is None and options.get("config"):
-        databases = _native.config_databases(os.fspath(options["config"]))
+        databases = _config_databases(os.fspath(options["config"]))
         wanted = options.get("database") or (databases[0][0] if databases else None)
         path = next((p for name, p in databases if name == wanted), None)
     return os.path.realpath(path) if path is not None else None
@@ -372,6 +372,23 @@ def _find_config(config):
     return os.path.abspath("jobs.yaml") if os.path.isfile("jobs.yaml") else None
 
 
+_config_cache = {}
+
+
+def _config_databases(config):
+    """The (name, path) pairs config declares, in file order; loaded again
+    only when the file or the environment its ${VAR}s read changed (the
+    module-level functions ask on every call)."""
+    stat = os.stat(config)
+    key = (config, stat.st_mtime_ns, stat.st_size, tuple(sorted(os.environ.items())))
+    databases = _config_cache.get(key)
+    if databases is None:
+        databases = _native.config_databases(config)
+        _config_cache.clear()
+        _config_cache[key] = databases
+    return databases
+
+
 def _declared(config, path, strict=True):
     """(config, name) of the database config declares at path, else None.
     Not strict: a jobs.yaml that cannot be loaded declares nothing."""
@@ -379,7 +396,7 @@ def _declared(config, path, strict=True):
         return None
     wanted = os.path.realpath(path)
     try:
-        databases = _native.config_databases(config)
+        databases = _config_databases(config)
     except LitewardenError:
         if strict:
             raise
@@ -388,6 +405,36 @@ def _declared(config, path, strict=True):
         if os.path.realpath(declared) == wanted:
             return config, name
     return None
+
+
+_resolve_cache = {}
+
+
+def _resolved(db_path, config, database):
+    """_resolve, remembered for the same arguments, working directory, the
+    variables it reads and the same ./jobs.yaml: the module-level
+    functions resolve on every call."""
+    try:
+        stat = os.stat("jobs.yaml")
+        found = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        found = None
+    key = (
+        db_path,
+        config,
+        database,
+        os.getcwd(),
+        os.environ.get("LITEWARDEN_CONFIG"),
+        os.environ.get("DATABASE1_PATH"),
+        found,
+    )
+    resolved = _resolve_cache.get(key)
+    if resolved is None:
+        resolved = _resolve(db_path, config, database)
+        if len(_resolve_cache) > 64:
+            _resolve_cache.clear()
+        _resolve_cache[key] = resolved
+    return resolved
 
 
 def _resolve(db_path, config, database):
@@ -401,7 +448,7 @@ def _resolve(db_path, config, database):
         if declared is not None:
             return ("config",) + declared
         if db_path is None:
-            databases = _native.config_databases(found)
+            databases = _config_databases(found)
             if databases:
                 return ("config", found, databases[0][0])
     elif database is not None:
@@ -424,7 +471,7 @@ def get_database_manager(db_path=None, *, config=None, database=None, create=Fal
     BACKUP_RETENTION_DAYS; a file that does not exist is an error unless
     create=True.
     """
-    key = _resolve(db_path, config, database)
+    key = _resolved(db_path, config, database)
     with _managers_lock:
         manager = _managers.get(key)
         if manager is None:
