@@ -7,7 +7,11 @@
 //!   them;
 //! - cron patterns run in `settings.timezone` through croner: a fixed-time
 //!   job in a skipped DST hour runs once at the jump, in a repeated hour
-//!   once, and wildcard-hour jobs follow real elapsed time.
+//!   once, and wildcard-hour jobs follow real elapsed time;
+//! - a splay offset (stable per job, see [`splay_window`]) spreads jobs
+//!   sharing a schedule: cron occurrences move later by it, and an `every:`
+//!   job runs on the grid `k × interval + offset` once it ran, reaching its
+//!   place by running earlier, never later, than its interval.
 //!
 //! No clock is read here: every function takes `now`.
 
@@ -32,13 +36,41 @@ pub fn jitter_offset(key: &str, jitter: Duration) -> TimeDelta {
     TimeDelta::milliseconds((seed % jitter.as_millis().max(1) as u64) as i64)
 }
 
+/// How far the jobs of `schedule` are spread: `splay` (`None`: the whole
+/// period for an interval, at most an hour for cron, so a nightly job stays
+/// in its hour), never more than the schedule's period; `None` when not
+/// spread.
+pub fn splay_window(
+    schedule: &Schedule,
+    timezone: chrono_tz::Tz,
+    splay: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let period = match schedule {
+        Schedule::Every(every) => *every,
+        Schedule::Cron(_) => {
+            let first = next_cron(schedule, timezone, now, TimeDelta::zero())?;
+            let second = next_cron(schedule, timezone, first, TimeDelta::zero())?;
+            (second - first).to_std().ok()?
+        }
+    };
+    let default = match schedule {
+        Schedule::Every(_) => period,
+        Schedule::Cron(_) => period.min(Duration::from_secs(3600)),
+    };
+    let window = splay.unwrap_or(default).min(period);
+    (!window.is_zero()).then_some(window)
+}
+
 /// When a job should first run when scheduling starts (daemon start or a
-/// reload that changed the schedule), given its last recorded start.
+/// reload that changed the schedule), given its last recorded start and
+/// its splay offset.
 pub fn first_due(
     schedule: &Schedule,
     timezone: chrono_tz::Tz,
     last_run: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    offset: Option<TimeDelta>,
 ) -> Option<DateTime<Utc>> {
     match schedule {
         Schedule::Every(every) => {
@@ -51,13 +83,14 @@ pub fn first_due(
             Some(due.max(now))
         }
         Schedule::Cron(_) => {
+            let offset = offset.unwrap_or_default();
             let missed = last_run
-                .and_then(|last| next_cron(schedule, timezone, last))
+                .and_then(|last| next_cron(schedule, timezone, last, offset))
                 .is_some_and(|at| at <= now);
             if missed {
                 Some(now)
             } else {
-                next_cron(schedule, timezone, now)
+                next_cron(schedule, timezone, now, offset)
             }
         }
     }
@@ -65,35 +98,60 @@ pub fn first_due(
 
 /// When a job runs next after a run that started at `started`, seen at
 /// `now` (a run longer than its interval is followed by one right away,
-/// not by a burst).
+/// not by a burst). With a splay `offset`, an `every:` job goes to the
+/// first point of its grid after `started`: the interval itself when it
+/// ran on the grid, sooner when it did not (a catch-up, its first run).
 pub fn next_due(
     schedule: &Schedule,
     timezone: chrono_tz::Tz,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
+    offset: Option<TimeDelta>,
 ) -> Option<DateTime<Utc>> {
     match schedule {
         Schedule::Every(every) => {
-            Some((started.min(now) + chrono::TimeDelta::from_std(*every).ok()?).max(now))
+            let every = TimeDelta::from_std(*every).ok()?;
+            let base = started.min(now);
+            let next = match offset {
+                Some(offset) => grid_after(base, every, offset),
+                None => base + every,
+            };
+            Some(next.max(now))
         }
-        Schedule::Cron(_) => next_cron(schedule, timezone, started.max(now)),
+        Schedule::Cron(_) => next_cron(
+            schedule,
+            timezone,
+            started.max(now),
+            offset.unwrap_or_default(),
+        ),
     }
 }
 
-/// The first cron occurrence strictly after `after`.
+/// The first point of the grid `k × every + offset` (from the Unix epoch)
+/// strictly after `after`.
+fn grid_after(after: DateTime<Utc>, every: TimeDelta, offset: TimeDelta) -> DateTime<Utc> {
+    let period = every.num_milliseconds().max(1);
+    let since = (after - offset).timestamp_millis();
+    let next = (since.div_euclid(period) + 1) * period;
+    DateTime::from_timestamp_millis(next).map_or(after + every, |at| at + offset)
+}
+
+/// The first cron occurrence moved later by `offset` that lies strictly
+/// after `after`.
 fn next_cron(
     schedule: &Schedule,
     timezone: chrono_tz::Tz,
     after: DateTime<Utc>,
+    offset: TimeDelta,
 ) -> Option<DateTime<Utc>> {
     let Schedule::Cron(pattern) = schedule else {
         return None;
     };
     pattern
         .cron()
-        .find_next_occurrence(&after.with_timezone(&timezone), false)
+        .find_next_occurrence(&(after - offset).with_timezone(&timezone), false)
         .ok()
-        .map(|at| at.with_timezone(&Utc))
+        .map(|at| at.with_timezone(&Utc) + offset)
 }
 
 #[cfg(test)]
@@ -125,6 +183,7 @@ mod tests {
             chrono_tz::UTC,
             Some(at("2026-11-29T10:00:00Z")),
             at("2026-11-29T10:20:00Z"),
+            None,
         );
         assert_eq!(due, Some(at("2026-11-29T11:00:00Z")));
     }
@@ -132,7 +191,13 @@ mod tests {
     #[test]
     fn every_without_a_previous_run_runs_now() {
         assert_eq!(
-            first_due(&HOURLY, chrono_tz::UTC, None, at("2026-11-29T10:20:00Z")),
+            first_due(
+                &HOURLY,
+                chrono_tz::UTC,
+                None,
+                at("2026-11-29T10:20:00Z"),
+                None
+            ),
             Some(at("2026-11-29T10:20:00Z"))
         );
     }
@@ -145,7 +210,8 @@ mod tests {
                 &HOURLY,
                 chrono_tz::UTC,
                 Some(at("2026-11-29T10:00:00Z")),
-                now
+                now,
+                None
             ),
             Some(now)
         );
@@ -154,6 +220,7 @@ mod tests {
             chrono_tz::UTC,
             now,
             now + chrono::TimeDelta::seconds(5),
+            None,
         );
         assert_eq!(
             next,
@@ -166,7 +233,8 @@ mod tests {
                 &daily,
                 chrono_tz::UTC,
                 Some(at("2026-11-25T03:00:00Z")),
-                now
+                now,
+                None
             ),
             Some(now)
         );
@@ -175,7 +243,8 @@ mod tests {
                 &daily,
                 chrono_tz::UTC,
                 Some(at("2026-11-29T03:00:00Z")),
-                now
+                now,
+                None
             ),
             Some(at("2026-11-30T03:00:00Z"))
         );
@@ -186,7 +255,7 @@ mod tests {
         let started = at("2026-11-29T10:00:00Z");
         let finished = at("2026-11-29T12:30:00Z");
         assert_eq!(
-            next_due(&HOURLY, chrono_tz::UTC, started, finished),
+            next_due(&HOURLY, chrono_tz::UTC, started, finished, None),
             Some(finished)
         );
     }
@@ -215,6 +284,7 @@ mod tests {
             new_york(),
             None,
             at("2026-11-29T12:00:00Z"),
+            None,
         );
         assert_eq!(due, Some(at("2026-11-30T08:00:00Z")));
     }
@@ -227,6 +297,7 @@ mod tests {
             new_york(),
             at("2026-03-08T05:00:00Z"),
             at("2026-03-08T05:00:00Z"),
+            None,
         )
         .unwrap();
         assert_eq!(
@@ -234,7 +305,7 @@ mod tests {
             at("2026-03-08T07:00:00Z"),
             "03:00 EDT, the moment 02:00 jumps to"
         );
-        let second = next_due(&job, new_york(), first, first).unwrap();
+        let second = next_due(&job, new_york(), first, first, None).unwrap();
         assert_eq!(
             second,
             at("2026-03-09T06:30:00Z"),
@@ -250,10 +321,11 @@ mod tests {
             new_york(),
             at("2026-11-01T04:00:00Z"),
             at("2026-11-01T04:00:00Z"),
+            None,
         )
         .unwrap();
         assert_eq!(first, at("2026-11-01T05:30:00Z"), "01:30 EDT");
-        let second = next_due(&job, new_york(), first, first).unwrap();
+        let second = next_due(&job, new_york(), first, first, None).unwrap();
         assert_eq!(second, at("2026-11-02T06:30:00Z"), "not again at 01:30 EST");
     }
 
@@ -263,7 +335,7 @@ mod tests {
         let mut times = Vec::new();
         let mut now = at("2026-11-01T04:45:00Z");
         for _ in 0..4 {
-            now = next_due(&job, new_york(), now, now).unwrap();
+            now = next_due(&job, new_york(), now, now, None).unwrap();
             times.push(now);
         }
         assert_eq!(

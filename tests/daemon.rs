@@ -438,8 +438,7 @@ fn record_backup_run(project: &Project, started: chrono::DateTime<chrono::Utc>) 
 
 #[test]
 fn every_is_anchored_to_the_last_run_and_downtime_is_caught_up_once() {
-    let config =
-        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+    let config = "version: 1\nsettings: { splay: 0s }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
     let recent = Project::with_config(config);
     let ten_minutes_ago = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
     record_backup_run(&recent, ten_minutes_ago);

@@ -72,6 +72,11 @@ pub struct Settings {
     pub listen: Option<SocketAddr>,
     /// Jobs the daemon runs at once.
     pub max_parallel_jobs: u32,
+    /// Worker threads of the daemon's pool; `None`: twice the cores.
+    pub workers: Option<u32>,
+    /// How far scheduled jobs are spread by a stable per-database offset;
+    /// `None`: over their whole period; zero: not spread.
+    pub splay: Option<Duration>,
     /// Time running jobs get after SIGTERM.
     pub shutdown_grace: Duration,
     /// Alerts to the same recipients that start within this go in one mail.

@@ -61,6 +61,10 @@ pub struct RawSettings {
     pub listen: Option<Expanded<SocketAddr>>,
     /// How many jobs the daemon runs at once, across databases. Default 2.
     pub max_parallel_jobs: Option<Expanded<u32>>,
+    /// Worker threads of the daemon's job pool. Default twice the cores.
+    pub workers: Option<Expanded<u32>>,
+    /// Spread each database's scheduled jobs over their period by a stable offset from its name, so many databases on one schedule do not run together: at most this far (capped at the period). Default: the whole period; `0s` turns it off.
+    pub splay: Option<Expanded<HumanDuration>>,
     /// How long running jobs may finish after SIGTERM. Default `30s`.
     pub shutdown_grace: Option<Expanded<HumanDuration>>,
     /// Alerts to the same recipients that start within this go in one mail. Default `30s`.

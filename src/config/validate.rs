@@ -256,6 +256,14 @@ impl Validator<'_> {
                 Some(n) => n,
                 None => DEFAULT_MAX_PARALLEL_JOBS,
             },
+            workers: match v(&raw.workers) {
+                Some(0) => {
+                    self.error(&path.key("workers"), "must be at least 1");
+                    None
+                }
+                n => n,
+            },
+            splay: v(&raw.splay).map(HumanDuration::get),
             shutdown_grace: v(&raw.shutdown_grace)
                 .map_or(DEFAULT_SHUTDOWN_GRACE, HumanDuration::get),
             group_wait: v(&raw.group_wait).map_or(DEFAULT_GROUP_WAIT, HumanDuration::get),

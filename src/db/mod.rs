@@ -2,8 +2,7 @@
 //! pragmas, reading their stored pragmas, and changing those.
 //!
 //! Owns every SQLite connection litewarden opens on a managed database. A
-//! connection lives only as long as the step that needs it (the daemon's
-//! per-database executor threads will own theirs). Nothing here decides what
+//! connection lives only as long as the step that needs it. Nothing here decides what
 //! to change: that is [`crate::plan`]'s job.
 
 pub mod columns;

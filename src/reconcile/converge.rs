@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Reconciler;
-use super::executor::{Finished, Task, Work};
-use super::jobs::JobKey;
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::config::{Config, Database, JobKind};
 use crate::db::lock::DatabaseLock;
 use crate::plan::{self, Desired, Observed, Problem};
+use crate::runner::{Finished, JobKey, Task, Work};
 
 /// Where a converge applies its changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +95,9 @@ impl Reconciler {
         }
     }
 
-    /// Hands each database's changes to its worker (after whatever the
-    /// worker is doing for it, so a new database is created before its
-    /// first backup). Databases not in the config (unmanage) are done here.
+    /// Queues each database's changes on the runner (after whatever is
+    /// queued for it, so a new database is created before its first
+    /// backup). Databases not in the config (unmanage) are done here.
     /// A database whose earlier changes are still running is left for the
     /// re-plan that follows them.
     fn dispatch_plan(&mut self, config: &Arc<Config>, plan: plan::Plan, observed: &mut Observed) {
@@ -122,8 +121,8 @@ impl Reconciler {
             }
             self.runs_started += 1;
             let run_id = self.runs_started;
-            tracing::info!(db = %name, job = "apply", run_id, trigger = "reload", changes = changes.len(), "job started");
-            let work = Work {
+            tracing::debug!(db = %name, job = "apply", run_id, changes = changes.len(), "changes queued");
+            self.runner.submit(Work {
                 key: JobKey {
                     database: database.name.clone(),
                     kind: JobKind::Apply,
@@ -136,12 +135,9 @@ impl Reconciler {
                 config: Arc::clone(config),
                 started: self.clock.now(),
                 run_id,
-            };
-            if let Err(work) = self.send(work) {
-                self.converging.remove(&name);
-                tracing::error!(db = %work.key.database, "the database's worker thread is gone; its changes wait for the next reload");
-            }
+            });
         }
+        self.dispatch();
         if !here.is_empty() {
             let local = plan::Plan {
                 changes: here,

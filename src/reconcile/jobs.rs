@@ -3,33 +3,25 @@
 //!
 //! Pure bookkeeping over an injected `now`: nothing here reads a clock,
 //! touches a file or starts a thread, so every scheduling rule (overlap
-//! skip, the `max_parallel_jobs` cap, re-arming only what changed, a
-//! running job outliving its removal) is tested with fixed timestamps.
+//! skip, most-overdue first, re-arming only what changed, a running job
+//! outliving its removal) is tested with fixed timestamps. Due jobs go to
+//! the runner, which keeps `max_parallel_jobs`; a job counts as running
+//! from then on (waiting in the runner's queue included), and its timeout
+//! counts from when a worker took it ([`JobTable::started`]).
+//!
+//! Every change marks its job, so the daemon writes only the schedule rows
+//! that changed ([`JobTable::take_changes`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::{Config, Database, DbName, JobKind, Schedule};
+use crate::config::{Config, Database, JobKind, Schedule};
+pub use crate::runner::JobKey;
 use crate::scheduler;
 use crate::state::daemon::ScheduledJob;
-
-/// A job: its database and kind.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct JobKey {
-    /// The database.
-    pub database: DbName,
-    /// The job kind.
-    pub kind: JobKind,
-}
-
-impl std::fmt::Display for JobKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{}/{}", self.database, self.kind.as_str())
-    }
-}
 
 /// A job the table decided to start now.
 #[derive(Debug)]
@@ -82,6 +74,8 @@ struct Job {
     schedule: Schedule,
     timeout: Duration,
     database: Arc<Database>,
+    /// Its splay offset (see [`scheduler::splay_window`]).
+    offset: Option<TimeDelta>,
     next: Option<DateTime<Utc>>,
     running: Option<DateTime<Utc>>,
     skipped: u64,
@@ -98,7 +92,7 @@ struct Wanted {
     kind: JobKind,
     schedule: Schedule,
     timeout: Duration,
-    jitter: Duration,
+    offset: Option<TimeDelta>,
     database: Arc<Database>,
 }
 
@@ -106,6 +100,24 @@ struct Wanted {
 #[derive(Debug, Default)]
 pub struct JobTable {
     jobs: BTreeMap<JobKey, Job>,
+    /// Jobs changed since the schedule was last written.
+    changed: BTreeSet<JobKey>,
+}
+
+/// The schedule rows changed since the last [`JobTable::take_changes`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScheduleChanges {
+    /// Rows to write (new or changed jobs).
+    pub write: Vec<ScheduledJob>,
+    /// Jobs no longer scheduled.
+    pub remove: Vec<(String, String)>,
+}
+
+impl ScheduleChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.write.is_empty() && self.remove.is_empty()
+    }
 }
 
 impl JobTable {
@@ -114,7 +126,8 @@ impl JobTable {
         self.jobs.len()
     }
 
-    /// How many jobs are running.
+    /// How many jobs are running or waiting in the runner's queue.
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.jobs
             .values()
@@ -126,17 +139,17 @@ impl JobTable {
     /// distance to the next run (they are anchored to elapsed time), so the
     /// step never pushes a backup out. Cron jobs follow the clock.
     pub fn clock_stepped_back(&mut self, by: chrono::TimeDelta) {
-        for job in self.jobs.values_mut() {
+        for (key, job) in &mut self.jobs {
             if let (Schedule::Every(_), Some(next)) = (&job.schedule, job.next) {
                 job.next = Some(next - by);
+                self.changed.insert(key.clone());
             }
         }
     }
 
     /// Time until something is due: a job's next tick (also while it runs,
-    /// to count a skipped tick) or a running job's timeout. Jobs waiting for
-    /// a free slot are woken by the finishing job's event instead.
-    pub fn time_to_next(&self, now: DateTime<Utc>, max_parallel: usize) -> Option<Duration> {
+    /// to count a skipped tick) or a running job's timeout.
+    pub fn time_to_next(&self, now: DateTime<Utc>) -> Option<Duration> {
         let timeouts = self
             .jobs
             .values()
@@ -148,30 +161,19 @@ impl JobTable {
                         + TimeDelta::milliseconds(1),
                 )
             });
-        let slot_free = self.running() < max_parallel;
         self.jobs
             .values()
-            .filter(|job| {
-                job.running.is_some() || slot_free || job.next.is_some_and(|next| next > now)
-            })
             .filter_map(|job| job.next)
             .chain(timeouts)
             .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
             .min()
     }
 
-    /// Marks due jobs as started while fewer than `max_parallel` run, the
-    /// longest-waiting first (the earliest due time; the rest stay due, so
-    /// they are older at the next pass and no database is starved by the
-    /// ones before it in name order); a job still running skips its tick; a
-    /// job past its timeout is reported stuck once.
-    pub fn fire(
-        &mut self,
-        now: DateTime<Utc>,
-        timezone: chrono_tz::Tz,
-        max_parallel: usize,
-    ) -> Due {
-        let slots = max_parallel.saturating_sub(self.running());
+    /// Marks every due job as started, the most overdue first (the runner
+    /// keeps that order among jobs of the same priority); a job still
+    /// running (or waiting in the runner) skips its tick; a job past its
+    /// timeout is reported stuck once.
+    pub fn fire(&mut self, now: DateTime<Utc>, timezone: chrono_tz::Tz) -> Due {
         let mut due = Due::default();
         let mut waiting: Vec<(DateTime<Utc>, JobKey)> = Vec::new();
         for (key, job) in &mut self.jobs {
@@ -193,26 +195,27 @@ impl JobTable {
             if next > now {
                 continue;
             }
+            self.changed.insert(key.clone());
             if job.running.is_some() {
                 job.skipped += 1;
                 if !job.skip_logged {
                     job.skip_logged = true;
                     due.first_skips.push(key.clone());
                 }
-                job.next = scheduler::next_due(&job.schedule, timezone, next, now);
+                job.next = scheduler::next_due(&job.schedule, timezone, next, now, job.offset);
                 continue;
             }
             waiting.push((next, key.clone()));
         }
         waiting.sort();
-        for (_, key) in waiting.into_iter().take(slots) {
+        for (_, key) in waiting {
             let Some(job) = self.jobs.get_mut(&key) else {
                 continue;
             };
             job.running = Some(now);
             job.skip_logged = false;
             job.stuck_reported = false;
-            job.next = scheduler::next_due(&job.schedule, timezone, now, now);
+            job.next = scheduler::next_due(&job.schedule, timezone, now, now, job.offset);
             due.start.push(Start {
                 kind: job.kind,
                 database: Arc::clone(&job.database),
@@ -220,6 +223,28 @@ impl JobTable {
             });
         }
         due
+    }
+
+    /// A worker took the run of `key` at `at`: its timeout counts from now.
+    pub fn started(&mut self, key: &JobKey, at: DateTime<Utc>) {
+        if let Some(job) = self.jobs.get_mut(key)
+            && job.running.is_some()
+        {
+            job.running = Some(at);
+            self.changed.insert(key.clone());
+        }
+    }
+
+    /// The run of `key` was cancelled before a worker took it (shutdown).
+    pub fn cancelled(&mut self, key: &JobKey) {
+        self.changed.insert(key.clone());
+        match self.jobs.get_mut(key) {
+            Some(job) if job.retired => {
+                self.jobs.remove(key);
+            }
+            Some(job) => job.running = None,
+            None => {}
+        }
     }
 
     /// Records that the run of `key` started at `started` ended at `now`
@@ -236,13 +261,14 @@ impl JobTable {
         failed: bool,
     ) -> Option<JobKind> {
         let job = self.jobs.get_mut(key)?;
+        self.changed.insert(key.clone());
         let kind = job.kind;
         if job.retired {
             self.jobs.remove(key);
             return Some(kind);
         }
         job.running = None;
-        job.next = scheduler::next_due(&job.schedule, timezone, started, now);
+        job.next = scheduler::next_due(&job.schedule, timezone, started, now, job.offset);
         job.failures = if failed {
             job.failures.saturating_add(1)
         } else {
@@ -268,14 +294,16 @@ impl JobTable {
         last_start: impl Fn(JobKind, &str) -> Option<DateTime<Utc>>,
     ) -> Vec<Armed> {
         let timezone = config.settings.timezone;
-        let wanted = wanted_jobs(config);
+        let wanted = wanted_jobs(config, now);
         let mut armed = Vec::new();
+        let changed = &mut self.changed;
         self.jobs.retain(|key, job| {
             if wanted.contains_key(key) {
                 return true;
             }
             if !job.retired {
                 armed.push(Armed::Removed(key.clone()));
+                changed.insert(key.clone());
             }
             job.retired = true;
             job.next = None;
@@ -284,21 +312,16 @@ impl JobTable {
         for (key, want) in wanted {
             if let Some(job) = self.jobs.get_mut(&key)
                 && job.schedule == want.schedule
+                && job.offset == want.offset
                 && !job.retired
             {
                 job.database = want.database;
                 job.timeout = want.timeout;
                 continue;
             }
+            self.changed.insert(key.clone());
             let last = last_start(want.kind, key.database.as_str());
-            let offset = scheduler::jitter_offset(&key.to_string(), want.jitter);
-            let next = scheduler::first_due(&want.schedule, timezone, last, now).map(|due| {
-                if last.is_none() || matches!(want.schedule, Schedule::Cron(_)) {
-                    due + offset
-                } else {
-                    due
-                }
-            });
+            let next = scheduler::first_due(&want.schedule, timezone, last, now, want.offset);
             armed.push(Armed::Scheduled(key.clone(), next));
             match self.jobs.get_mut(&key) {
                 Some(job) => {
@@ -306,6 +329,7 @@ impl JobTable {
                     job.schedule = want.schedule;
                     job.timeout = want.timeout;
                     job.database = want.database;
+                    job.offset = want.offset;
                     job.next = next;
                 }
                 None => {
@@ -314,6 +338,7 @@ impl JobTable {
                         schedule: want.schedule,
                         timeout: want.timeout,
                         database: want.database,
+                        offset: want.offset,
                         next,
                         running: None,
                         skipped: 0,
@@ -330,19 +355,42 @@ impl JobTable {
     }
 
     /// The table as `litewarden status` shows it.
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<ScheduledJob> {
-        self.jobs
-            .iter()
-            .map(|(key, job)| ScheduledJob {
-                database: key.database.to_string(),
-                job: key.kind.as_str().to_string(),
-                schedule: job.schedule.to_string(),
-                next_run: job.next.map(|t| t.to_rfc3339()),
-                running_since: job.running.map(|t| t.to_rfc3339()),
-                skipped: job.skipped as i64,
-                retry: i64::from(job.failures),
-            })
-            .collect()
+        self.jobs.iter().map(|(key, job)| row(key, job)).collect()
+    }
+
+    /// The rows changed since the last call (every row after
+    /// [`JobTable::mark_all_changed`]).
+    pub fn take_changes(&mut self) -> ScheduleChanges {
+        let mut changes = ScheduleChanges::default();
+        for key in std::mem::take(&mut self.changed) {
+            match self.jobs.get(&key) {
+                Some(job) => changes.write.push(row(&key, job)),
+                None => changes
+                    .remove
+                    .push((key.database.to_string(), key.kind.as_str().to_string())),
+            }
+        }
+        changes
+    }
+
+    /// Marks every job changed (the schedule table must be written anew).
+    pub fn mark_all_changed(&mut self) {
+        self.changed.extend(self.jobs.keys().cloned());
+    }
+}
+
+/// A job as a schedule row.
+fn row(key: &JobKey, job: &Job) -> ScheduledJob {
+    ScheduledJob {
+        database: key.database.to_string(),
+        job: key.kind.as_str().to_string(),
+        schedule: job.schedule.to_string(),
+        next_run: job.next.map(|t| t.to_rfc3339()),
+        running_since: job.running.map(|t| t.to_rfc3339()),
+        skipped: job.skipped as i64,
+        retry: i64::from(job.failures),
     }
 }
 
@@ -365,21 +413,29 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long maintenance may take before it counts as stuck.
 pub const OPTIMIZE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
+fn wanted_jobs(config: &Config, now: DateTime<Utc>) -> BTreeMap<JobKey, Wanted> {
+    let settings = &config.settings;
     let mut wanted = BTreeMap::new();
     for database in config.databases.values() {
         let shared = Arc::new(database.clone());
         let mut want = |kind: JobKind, schedule: Schedule, timeout: Duration| {
+            let key = JobKey {
+                database: database.name.clone(),
+                kind,
+            };
+            let splay = match database.backup.jitter {
+                jitter if kind == JobKind::Backup && !jitter.is_zero() => Some(jitter),
+                _ => settings.splay,
+            };
+            let offset = scheduler::splay_window(&schedule, settings.timezone, splay, now)
+                .map(|window| scheduler::jitter_offset(&key.to_string(), window));
             wanted.insert(
-                JobKey {
-                    database: database.name.clone(),
-                    kind,
-                },
+                key,
                 Wanted {
                     kind,
                     schedule,
                     timeout,
-                    jitter: database.backup.jitter,
+                    offset,
                     database: Arc::clone(&shared),
                 },
             );

@@ -1,8 +1,8 @@
 //! The daemon (`litewarden run`): one loop that owns all runtime state.
 //!
 //! Owns the loaded configuration, the job table (schedule, next run, the run
-//! in progress, skipped ticks), the per-database executors and the file
-//! watcher. Everything that happens arrives as an [`Event`] on one channel:
+//! in progress, skipped ticks), the [`Runner`] that runs every job on a
+//! bounded pool, and the file watcher. Everything that happens arrives as an [`Event`] on one channel:
 //! debounced file changes, SIGHUP, SIGTERM/SIGINT, finished jobs; timer
 //! ticks are the channel's receive timeout. Nothing else mutates this state,
 //! so there are no shared locks.
@@ -20,10 +20,11 @@
 
 mod alerting;
 mod converge;
-mod executor;
 mod held;
 mod jobs;
 mod process;
+mod rows;
+mod turn;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -34,9 +35,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use self::converge::Mode;
-use self::executor::{Executor, Finished, Task, Work};
 use self::held::HeldChanges;
 use self::jobs::{Armed, JobTable};
+use self::turn::Turn;
 
 use crate::clock::Clock;
 use crate::config::watch::Watcher;
@@ -45,7 +46,7 @@ use crate::db::lock::DatabaseLock;
 use crate::error::Error;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::plan::Observed;
-use crate::state::daemon::{DaemonRow, ScheduledJob};
+use crate::runner::{Finished, Runner, Task, Work};
 use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
 
 /// How often the config is re-read even without a file event (a missed
@@ -61,6 +62,11 @@ const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// database headers): a busy loop (many databases, many finished jobs)
 /// wakes far more often than that, and each look opens every file.
 const FILE_CHECK_SPACING: Duration = Duration::from_secs(1);
+
+/// At most this many databases have their file header read per look (and
+/// are re-observed per periodic pass): with more databases, each is looked
+/// at in turn, so the work of a look stays the same at 10 000 databases.
+const FILES_PER_LOOK: usize = 256;
 
 /// How far back the wall clock must step between two wake-ups to count as
 /// a step (NTP slews smaller corrections).
@@ -148,7 +154,7 @@ struct Reconciler {
     environment: Environment,
     hash: Option<Vec<u8>>,
     jobs: JobTable,
-    executors: BTreeMap<DbName, Executor>,
+    runner: Runner,
     events: Sender<Event>,
     state: StateDb,
     clock: Arc<dyn Clock>,
@@ -156,9 +162,15 @@ struct Reconciler {
     started_at: String,
     config_error: Option<String>,
     observed: Observed,
-    /// The schedule last written to the state database, so an unchanged
-    /// one is not rewritten on every wake-up.
-    written_schedule: Option<Vec<ScheduledJob>>,
+    /// The schedule table must be written anew (first write, or a state
+    /// database made anew); otherwise only changed rows are written.
+    schedule_stale: bool,
+    /// The next schedule write empties the table first.
+    schedule_replace: bool,
+    /// When the daemon row was last written.
+    status_written_at: Option<Instant>,
+    /// When the alert rules were last evaluated.
+    alerts_evaluated_at: Option<Instant>,
     /// A shutdown signal arrived: no more scheduling or reloads.
     draining: bool,
     /// Runs started since the daemon started (the last run's `run_id`).
@@ -183,6 +195,10 @@ struct Reconciler {
     heartbeat_at: Option<DateTime<Utc>>,
     /// When the files were last looked at (see [`FILE_CHECK_SPACING`]).
     files_checked_at: Option<Instant>,
+    /// Where the next look at the file headers starts.
+    headers_turn: Turn,
+    /// Where the next periodic pass starts re-observing.
+    poll_turn: Turn,
 }
 
 /// What the loop does after an event.
@@ -216,13 +232,26 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         events: Sender<Event>,
     ) -> Self {
+        let report = {
+            let events = events.clone();
+            Arc::new(move |finished| {
+                let _ = events.send(Event::JobFinished(finished));
+            })
+        };
+        let runner = Runner::new(
+            workers(&config),
+            config.settings.max_parallel_jobs as usize,
+            config.settings.state_dir.clone(),
+            Arc::clone(&clock),
+            report,
+        );
         Reconciler {
             hash: process::file_hash(&config_path),
             config,
+            runner,
             config_path,
             environment,
             jobs: JobTable::default(),
-            executors: BTreeMap::new(),
             events,
             state,
             started_at: clock.now().to_rfc3339(),
@@ -230,7 +259,10 @@ impl Reconciler {
             watcher: None,
             config_error: None,
             observed: Observed::default(),
-            written_schedule: None,
+            schedule_stale: true,
+            schedule_replace: true,
+            status_written_at: None,
+            alerts_evaluated_at: None,
             draining: false,
             runs_started: 0,
             held: HeldChanges::default(),
@@ -243,6 +275,8 @@ impl Reconciler {
             outbox: None,
             heartbeat_at: None,
             files_checked_at: None,
+            headers_turn: Turn::default(),
+            poll_turn: Turn::default(),
         }
     }
 
@@ -294,12 +328,17 @@ impl Reconciler {
                 self.notice_changed_files();
             }
             self.fire_due_jobs();
-            self.write_status();
-            self.evaluate_alerts();
-            let max_parallel = self.config.settings.max_parallel_jobs as usize;
+            self.write_status(false);
+            if self
+                .alerts_evaluated_at
+                .is_none_or(|at| at.elapsed() >= FILE_CHECK_SPACING)
+            {
+                self.alerts_evaluated_at = Some(Instant::now());
+                self.evaluate_alerts();
+            }
             let wait = self
                 .jobs
-                .time_to_next(self.clock.now(), max_parallel)
+                .time_to_next(self.clock.now())
                 .unwrap_or(POLL_INTERVAL)
                 .min(POLL_INTERVAL.saturating_sub(last_poll.elapsed()))
                 .min(STATE_CHECK_INTERVAL);
@@ -328,12 +367,21 @@ impl Reconciler {
     fn shut_down(&mut self, inbox: &Receiver<Event>, grace: Duration) {
         self.draining = true;
         let deadline = Instant::now() + grace;
+        let cancelled = self.runner.cancel_waiting();
+        for work in &cancelled {
+            if work.key.kind == JobKind::Apply {
+                self.converging.remove(work.key.database.as_str());
+            } else {
+                self.jobs.cancelled(&work.key);
+            }
+        }
         tracing::info!(
-            running = self.jobs.running(),
+            running = self.runner.in_flight(),
+            cancelled = cancelled.len(),
             grace_s = grace.as_secs(),
             "shutting down"
         );
-        while self.jobs.running() > 0 || !self.converging.is_empty() {
+        while self.runner.in_flight() > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let removed = crate::durable::remove_own_temps();
@@ -353,12 +401,12 @@ impl Reconciler {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        self.write_status();
+        self.write_status(true);
         tracing::info!("litewarden run stopped");
     }
 
-    /// Starts the due jobs on their databases' workers, logs first skips
-    /// and records stuck jobs.
+    /// Hands the due jobs to the runner, logs first skips and records
+    /// stuck jobs (their workers are set aside so the pool goes on).
     fn fire_due_jobs(&mut self) {
         let now = self.clock.now();
         if let Some(before) = self.last_now.replace(now)
@@ -370,16 +418,17 @@ impl Reconciler {
             );
             self.jobs.clock_stepped_back(before - now);
         }
-        let settings = &self.config.settings;
-        let due = self
-            .jobs
-            .fire(now, settings.timezone, settings.max_parallel_jobs as usize);
+        if self.draining {
+            return;
+        }
+        let due = self.jobs.fire(now, self.config.settings.timezone);
         for key in &due.first_skips {
             tracing::warn!(db = %key.database, job = key.kind.as_str(), "job still running at its next tick; tick skipped");
         }
         for stuck in due.stuck {
             let timeout = humantime::format_duration(stuck.timeout);
             tracing::error!(db = %stuck.key.database, job = stuck.key.kind.as_str(), timeout = %timeout, "job_stuck: running past its timeout");
+            self.runner.set_aside(&stuck.key.database);
             let error = format!("job_stuck: still running after {timeout}");
             self.record(
                 stuck.kind,
@@ -390,64 +439,33 @@ impl Reconciler {
         }
         for start in due.start {
             self.runs_started += 1;
-            let run_id = self.runs_started;
-            tracing::info!(db = %start.key.database, job = start.key.kind.as_str(), run_id, trigger = "schedule", "job started");
-            let work = Work {
+            self.runner.submit(Work {
                 key: start.key,
                 task: Task::Job(start.kind),
                 database: start.database,
                 config: Arc::clone(&self.config),
                 started: now,
-                run_id,
-            };
-            if let Err(work) = self.send(work) {
-                let finished = Finished {
-                    key: work.key,
-                    started: now,
-                    run_id,
-                    result: Err(JobFailure::new(
-                        FailureKind::Other,
-                        "the database's worker thread is gone",
-                    )),
-                    report: None,
-                };
-                self.finished(finished);
-            }
+                run_id: self.runs_started,
+            });
         }
+        self.dispatch();
     }
 
-    /// Hands `work` to its database's worker, starting the worker on first
-    /// use.
-    fn send(&mut self, work: Work) -> Result<(), Work> {
-        let database = work.key.database.clone();
-        if !self.executors.contains_key(&database) {
-            let state_dir = self.config.settings.state_dir.clone();
-            match Executor::spawn(
-                database.as_str(),
-                state_dir,
-                self.events.clone(),
-                Arc::clone(&self.clock),
-            ) {
-                Ok(executor) => {
-                    self.executors.insert(database.clone(), executor);
-                }
-                Err(e) => {
-                    tracing::error!(db = %database, error = %e, "cannot start the worker thread");
-                    return Err(work);
-                }
-            }
+    /// Starts waiting work on free workers.
+    pub(super) fn dispatch(&mut self) {
+        for started in self.runner.dispatch() {
+            let key = &started.key;
+            tracing::info!(db = %key.database, job = key.kind.as_str(), run_id = started.run_id, trigger = started.trigger, "job started");
+            self.jobs.started(key, started.started);
         }
-        let sent = self.executors[&database].send(work);
-        if sent.is_err() {
-            self.executors.remove(&database);
-        }
-        sent
     }
 
     fn finished(&mut self, finished: Finished) {
         let now = self.clock.now();
         let duration_ms = (now - finished.started).num_milliseconds();
         let key = &finished.key;
+        self.runner.done(&key.database);
+        self.dispatch();
         match &finished.result {
             Ok(success) => {
                 tracing::info!(db = %key.database, job = key.kind.as_str(), run_id = finished.run_id, duration_ms, outcome = "success", detail = %success.summary, "job finished")
@@ -535,6 +553,8 @@ impl Reconciler {
                     log_faults(&loaded.faults);
                     self.hash = hash;
                     let fresh = self.keep_restart_only_settings(loaded.config);
+                    self.runner
+                        .resize(workers(&fresh), fresh.settings.max_parallel_jobs as usize);
                     let before = std::mem::replace(&mut self.config, Arc::new(fresh));
                     self.reconfigure_outbox(&before);
                     previous = Some(before);
@@ -571,12 +591,16 @@ impl Reconciler {
             }
         }
         match (why, previous) {
-            (Reload::Changed, Some(old)) => self.converge(
+            (Reload::Changed | Reload::Poll, Some(old)) => self.converge(
                 &|db: &Database| old.databases.get(&db.name) != Some(db),
                 Mode::OnWorkers,
             ),
             (Reload::Changed, None) => {
                 self.converge(&|db: &Database| db.migrations.is_some(), Mode::OnWorkers)
+            }
+            (Reload::Poll, None) => {
+                let turn = self.poll_turn.next(&self.config.databases, FILES_PER_LOOK);
+                self.converge(&|db: &Database| turn.contains(&db.name), Mode::OnWorkers)
             }
             _ => self.converge(&|_| true, Mode::OnWorkers),
         }
@@ -676,17 +700,20 @@ impl Reconciler {
     /// what the last observation saw (deleted, restored, journal mode or
     /// page size changed: e.g. an `apply --allow-vacuum` killed half-way
     /// left it out of WAL), unless a schema change holds it now. A 100-byte
-    /// read per database per wake-up; the full observation runs only for
-    /// those that changed, read through SQLite's own file handle
-    /// ([`crate::db::file`]) so a running job's locks on the file stay.
+    /// read per database, at most [`FILES_PER_LOOK`] per look, in turn; the
+    /// full observation runs only for those that changed, read through
+    /// SQLite's own file handle ([`crate::db::file`]) so a running job's
+    /// locks on the file stay.
     fn notice_changed_files(&mut self) {
         if self.draining {
             return;
         }
-        let changed: BTreeSet<DbName> = self
-            .config
-            .databases
-            .values()
+        let turn = self
+            .headers_turn
+            .next(&self.config.databases, FILES_PER_LOOK);
+        let changed: BTreeSet<DbName> = turn
+            .iter()
+            .filter_map(|name| self.config.databases.get(name))
             .filter(|db| !self.converging.contains(db.name.as_str()))
             .filter(|db| {
                 self.observed.files.get(&db.path).is_some_and(|observed| {
@@ -704,45 +731,14 @@ impl Reconciler {
         }
         self.converge(&|db: &Database| changed.contains(&db.name), Mode::OnWorkers);
     }
+}
 
-    /// Reopens the state database when its file was deleted, replaced or
-    /// damaged under the daemon; the schedule and daemon row are then
-    /// written again by [`Self::write_status`].
-    fn keep_state_intact(&mut self) {
-        if self.state.is_intact() {
-            return;
-        }
-        tracing::warn!(state_dir = %self.config.settings.state_dir.display(), "the state database was deleted or changed under the daemon; reopening it");
-        match StateDb::open(&self.config.settings.state_dir) {
-            Ok(state) => {
-                self.state = state;
-                self.written_schedule = None;
-            }
-            Err(e) => tracing::error!(error = %e, "cannot reopen the state database"),
-        }
-    }
-
-    /// Writes the schedule (when it changed) and the daemon's heartbeat to
-    /// the state database, for `litewarden status` and `/status`.
-    fn write_status(&mut self) {
-        let schedule = self.jobs.snapshot();
-        if self.written_schedule.as_ref() != Some(&schedule) {
-            match self.state.write_schedule(&schedule) {
-                Ok(()) => self.written_schedule = Some(schedule),
-                Err(e) => tracing::error!(error = %e, "cannot write the schedule"),
-            }
-        }
-        let row = DaemonRow {
-            pid: i64::from(std::process::id()),
-            started_at: self.started_at.clone(),
-            config_ok: self.config_error.is_none(),
-            config_error: self.config_error.clone(),
-            heartbeat_at: self.clock.now().to_rfc3339(),
-        };
-        if let Err(e) = self.state.write_daemon(&row) {
-            tracing::error!(error = %e, "cannot write the daemon status");
-        }
-    }
+/// The pool size `config` asks for (default twice the cores).
+fn workers(config: &Config) -> usize {
+    config
+        .settings
+        .workers
+        .map_or_else(crate::runner::default_workers, |n| n as usize)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use chrono::TimeDelta;
 use super::*;
 use crate::clock::FakeClock;
 
-const HOURLY: &str = "version: 1\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
+const HOURLY: &str = "version: 1\nsettings: { splay: 0s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
 
 /// A connection to `file` in `dir`, for the test's own checks.
 fn sqlite(dir: &Path, file: &str) -> rusqlite::Connection {

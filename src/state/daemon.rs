@@ -46,23 +46,50 @@ pub struct DaemonRow {
 }
 
 impl StateDb {
-    /// Replaces the schedule table with `jobs`.
-    pub fn write_schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StateError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
-        tx.execute("DELETE FROM daemon_jobs", [])
-            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
-        for job in jobs {
-            tx.execute(
-                "INSERT INTO daemon_jobs (database, job, schedule, next_run, running_since, skipped, retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![job.database, job.job, job.schedule, job.next_run, job.running_since, job.skipped, job.retry],
-            )
-            .map_err(sqlite(&self.path, "cannot write the schedule"))?;
+    /// Writes the changed schedule rows: `write` are upserted, `remove`
+    /// (database, job) deleted; with `replace_all` the table is emptied
+    /// first (a daemon's first write, or a state database made anew). One
+    /// transaction, cached statements: the cost follows what changed.
+    pub fn write_schedule(
+        &self,
+        write: &[ScheduledJob],
+        remove: &[(String, String)],
+        replace_all: bool,
+    ) -> Result<(), StateError> {
+        let failed = sqlite(&self.path, "cannot write the schedule");
+        let tx = self.conn.unchecked_transaction().map_err(&failed)?;
+        if replace_all {
+            tx.execute("DELETE FROM daemon_jobs", []).map_err(&failed)?;
         }
-        tx.commit()
-            .map_err(sqlite(&self.path, "cannot write the schedule"))
+        {
+            let mut delete = tx
+                .prepare_cached("DELETE FROM daemon_jobs WHERE database = ?1 AND job = ?2")
+                .map_err(&failed)?;
+            for (database, job) in remove {
+                delete.execute(params![database, job]).map_err(&failed)?;
+            }
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO daemon_jobs (database, job, schedule, next_run, running_since, skipped, retry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (database, job) DO UPDATE SET schedule = excluded.schedule, next_run = excluded.next_run,
+                       running_since = excluded.running_since, skipped = excluded.skipped, retry = excluded.retry",
+                )
+                .map_err(&failed)?;
+            for job in write {
+                upsert
+                    .execute(params![
+                        job.database,
+                        job.job,
+                        job.schedule,
+                        job.next_run,
+                        job.running_since,
+                        job.skipped,
+                        job.retry
+                    ])
+                    .map_err(&failed)?;
+            }
+        }
+        tx.commit().map_err(&failed)
     }
 
     /// The schedule the daemon last wrote.
@@ -90,12 +117,14 @@ impl StateDb {
     /// Records the daemon's own state.
     pub fn write_daemon(&self, row: &DaemonRow) -> Result<(), StateError> {
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO daemon (id, pid, started_at, config_ok, config_error, heartbeat_at) VALUES (1, ?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, started_at = excluded.started_at, config_ok = excluded.config_ok,
                    config_error = excluded.config_error, heartbeat_at = excluded.heartbeat_at",
-                params![row.pid, row.started_at, row.config_ok, row.config_error, row.heartbeat_at],
             )
+            .and_then(|mut statement| {
+                statement.execute(params![row.pid, row.started_at, row.config_ok, row.config_error, row.heartbeat_at])
+            })
             .map_err(sqlite(&self.path, "cannot record the daemon"))?;
         Ok(())
     }

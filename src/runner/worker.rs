@@ -1,8 +1,5 @@
-//! One worker thread per database: runs that database's jobs, and the
-//! changes a reload planned for it (migrations and their pre-migration
-//! backup included), one at a time and in the order they were sent, so a
-//! slow backup or migration of one database never delays another database
-//! or the daemon's loop.
+//! One worker of the runner's pool: a thread that runs whatever work the
+//! runner hands it, one piece at a time, and reports each finished run.
 //!
 //! The worker owns its connection to the state database for its whole life
 //! (opened on first use, reopened after a failed run). The connection to
@@ -19,8 +16,7 @@ use std::sync::mpsc::{Sender, channel};
 
 use chrono::{DateTime, Utc};
 
-use super::Event;
-use super::jobs::JobKey;
+use super::{JobKey, Priority};
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
@@ -46,15 +42,24 @@ pub enum Task {
 
 impl Task {
     /// What caused it, as logs show it.
-    fn trigger(&self) -> &'static str {
+    pub fn trigger(&self) -> &'static str {
         match self {
             Task::Job(_) => "schedule",
             Task::Converge(_) => "reload",
         }
     }
+
+    /// How urgent it is.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Task::Converge(_) => Priority::Converge,
+            Task::Job(JobKind::Backup) => Priority::Backup,
+            Task::Job(_) => Priority::Maintenance,
+        }
+    }
 }
 
-/// Work handed to a database's worker.
+/// Work handed to the runner.
 #[derive(Debug)]
 pub struct Work {
     /// Which job (`<db>/apply` for a converge).
@@ -65,7 +70,7 @@ pub struct Work {
     pub database: Arc<Database>,
     /// The config the run started with (its directories and settings).
     pub config: Arc<Config>,
-    /// When the run started.
+    /// When the run started (set by the runner when a worker takes it).
     pub started: DateTime<Utc>,
     /// The daemon's sequence number of this run, in every log line of it.
     pub run_id: u64,
@@ -86,58 +91,45 @@ pub struct Finished {
     pub report: Option<ApplyReport>,
 }
 
-/// The handle of one database's worker thread.
-pub struct Executor {
-    work: Sender<Work>,
-}
+/// Where a worker reports finished runs.
+pub type Report = Arc<dyn Fn(Finished) + Send + Sync>;
 
-impl Executor {
-    /// Starts the worker for `database`, recording into the state database
-    /// in `state_dir`; each finished run comes back as an
-    /// [`Event::JobFinished`] on `events`.
-    pub fn spawn(
-        database: &str,
-        state_dir: PathBuf,
-        events: Sender<Event>,
-        clock: Arc<dyn Clock>,
-    ) -> std::io::Result<Executor> {
-        let (work, inbox) = channel::<Work>();
-        std::thread::Builder::new()
-            .name(format!("db-{database}"))
-            .spawn(move || {
-                let mut worker = Worker {
-                    state_dir,
-                    state: None,
-                    clock,
-                };
-                for work in inbox {
-                    let span = tracing::info_span!(
-                        "job",
-                        db = %work.key.database,
-                        job = work.key.kind.as_str(),
-                        run_id = work.run_id,
-                        trigger = work.task.trigger()
-                    );
-                    let (result, report) = span.in_scope(|| worker.execute(&work));
-                    let finished = Finished {
-                        key: work.key,
-                        started: work.started,
-                        run_id: work.run_id,
-                        result,
-                        report,
-                    };
-                    if events.send(Event::JobFinished(finished)).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Executor { work })
-    }
-
-    /// Hands `work` to the worker; gives it back if the worker is gone.
-    pub fn send(&self, work: Work) -> Result<(), Work> {
-        self.work.send(work).map_err(|e| e.0)
-    }
+/// Starts a worker thread numbered `number`; returns where to send it work.
+/// The thread ends when that sender is dropped.
+pub fn spawn(
+    number: usize,
+    state_dir: PathBuf,
+    report: Report,
+    clock: Arc<dyn Clock>,
+) -> std::io::Result<Sender<Work>> {
+    let (work, inbox) = channel::<Work>();
+    std::thread::Builder::new()
+        .name(format!("worker-{number}"))
+        .spawn(move || {
+            let mut worker = Worker {
+                state_dir,
+                state: None,
+                clock,
+            };
+            for work in inbox {
+                let span = tracing::info_span!(
+                    "job",
+                    db = %work.key.database,
+                    job = work.key.kind.as_str(),
+                    run_id = work.run_id,
+                    trigger = work.task.trigger()
+                );
+                let (result, report_of_changes) = span.in_scope(|| worker.execute(&work));
+                report(Finished {
+                    key: work.key,
+                    started: work.started,
+                    run_id: work.run_id,
+                    result,
+                    report: report_of_changes,
+                });
+            }
+        })?;
+    Ok(work)
 }
 
 /// The state a worker keeps between runs.
