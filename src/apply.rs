@@ -23,7 +23,7 @@ use crate::plan::identity::Identity;
 use crate::plan::{
     self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Problem, Unreadable,
 };
-use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, Trigger};
+use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, StateError, Trigger};
 
 /// Options of one `apply`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -117,7 +117,7 @@ pub fn apply(
     plan: &Plan,
     options: ApplyOptions,
     clock: &dyn Clock,
-) -> Result<ApplyReport, crate::Error> {
+) -> Result<ApplyReport, StateError> {
     let started_at = clock.now();
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut failed_databases = BTreeSet::new();
@@ -216,7 +216,7 @@ pub fn remember_databases(
     clock: &dyn Clock,
     skip: &dyn Fn(&Database) -> bool,
     known: &BTreeMap<PathBuf, Identity>,
-) -> Result<(), crate::Error> {
+) -> Result<(), StateError> {
     let managed = state.managed_databases()?;
     for database in config.databases.values() {
         if skip(database) {

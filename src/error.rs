@@ -1,6 +1,7 @@
-//! The crate's error type: every module's error gathered in one enum.
+//! The command line's error type: what can stop a `litewarden` command,
+//! gathering the errors of the layers below (each returns its own).
 //!
-//! Owns no state. Messages are lowercase, name the file, database or field
+//! Sits at the top, with `cli`; no module below imports it. Owns no state. Messages are lowercase, name the file, database or field
 //! concerned, and keep the cause in `source`; `main` prints them on one line
 //! each and maps them to exit code 1.
 
@@ -61,9 +62,6 @@ pub enum Error {
     /// A migration command names a database without `migrations:`.
     #[error("database `{0}` has no `migrations:` in the config")]
     NoMigrations(String),
-    /// The daemon cannot start or run.
-    #[error("{0}")]
-    Daemon(String),
     /// The operator declined a confirmation.
     #[error("cancelled; nothing was changed")]
     Cancelled,
@@ -88,10 +86,25 @@ pub enum Error {
     /// Another litewarden manages a database.
     #[error(transparent)]
     Lock(#[from] crate::db::lock::LockError),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Run(#[from] crate::reconcile::DaemonError),
+    /// The databases could not be observed.
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
 }
 
 /// A result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::config::LoadError> for Error {
+    fn from(error: crate::config::LoadError) -> Self {
+        match error {
+            crate::config::LoadError::Invalid(diagnostics) => Error::Config(diagnostics),
+            crate::config::LoadError::Read { path, source } => Error::ConfigRead { path, source },
+        }
+    }
+}
 
 impl From<crate::jobs::backup::BackupError> for Error {
     fn from(error: crate::jobs::backup::BackupError) -> Self {

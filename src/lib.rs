@@ -31,7 +31,6 @@ pub mod reconcile;
 pub mod regular;
 pub mod runner;
 pub mod scheduler;
-pub mod schema;
 pub mod state;
 
 pub use error::{Error, Result};

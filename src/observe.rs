@@ -15,15 +15,38 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, Database};
+use crate::db::DbError;
 use crate::db::observe::{declared_tables, observe_file, read_identity};
+use crate::jobs::migrations::runner::MigrateError;
 use crate::plan::identity::Identity;
 use crate::plan::{Observed, ObservedFile, TableColumns};
-use crate::state::StateDb;
 use crate::state::expect::HoldKind;
+use crate::state::{StateDb, StateError};
+
+/// Why the databases could not be observed (one unreadable database is not
+/// an error: it is recorded in [`Observed::unreadable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// The state database could not be read.
+    #[error("{0}")]
+    State(#[from] StateError),
+    /// A database could not be read.
+    #[error("{0}")]
+    Db(#[from] DbError),
+    /// Its migrations could not be read.
+    #[error("{0}")]
+    Migrate(#[source] Box<MigrateError>),
+}
+
+impl From<MigrateError> for ObserveError {
+    fn from(error: MigrateError) -> Self {
+        ObserveError::Migrate(Box::new(error))
+    }
+}
 
 /// Observes every database of `config` and the managed list in the state
 /// database (if one exists); `now` tells backups dated in the future.
-pub fn observe(config: &Config, now: DateTime<Utc>) -> Result<Observed, crate::Error> {
+pub fn observe(config: &Config, now: DateTime<Utc>) -> Result<Observed, ObserveError> {
     observe_with(config, &|_| true, &Observed::default(), now)
 }
 
@@ -36,7 +59,7 @@ pub fn observe_with(
     fresh: &dyn Fn(&Database) -> bool,
     cached: &Observed,
     now: DateTime<Utc>,
-) -> Result<Observed, crate::Error> {
+) -> Result<Observed, ObserveError> {
     let mut observed = Observed::default();
     let mut reused = BTreeSet::new();
     for database in config.databases.values() {
@@ -149,7 +172,7 @@ fn apply_holds(
     config: &Config,
     state: &StateDb,
     observed: &mut Observed,
-) -> Result<(), crate::Error> {
+) -> Result<(), ObserveError> {
     for hold in state.holds()? {
         let Some(database) = config.databases.get(hold.database.as_str()) else {
             continue;
@@ -201,7 +224,7 @@ struct DatabaseObservation {
 }
 
 /// Observes one database: its file, pending migrations and declared tables.
-fn observe_database(database: &Database) -> Result<DatabaseObservation, crate::Error> {
+fn observe_database(database: &Database) -> Result<DatabaseObservation, ObserveError> {
     let file = observe_file(&database.path)?;
     let identity = read_identity(&database.path)?;
     let mut unadopted = None;
@@ -247,7 +270,7 @@ fn without_history(
     status: &crate::jobs::migrations::MigrationStatus,
     identity: Option<&Identity>,
     pending: &[String],
-) -> Result<Option<crate::plan::Unadopted>, crate::Error> {
+) -> Result<Option<crate::plan::Unadopted>, ObserveError> {
     let applied = status
         .entries
         .iter()

@@ -18,6 +18,7 @@ mod first_hour;
 mod health;
 mod hostile;
 mod http;
+mod layers;
 mod live;
 mod live_backup;
 mod migrate;

@@ -548,7 +548,12 @@ pub fn run(
                 config: cli.config.clone(),
                 environment: environment.clone(),
             };
-            crate::reconcile::run(options, Arc::clone(&clock))?;
+            crate::reconcile::run(options, Arc::clone(&clock), |config| {
+                match config.settings.listen {
+                    Some(listen) => crate::http::serve(listen, config.settings.state_dir.clone()),
+                    None => Ok(()),
+                }
+            })?;
             Ok(ExitStatus::Success)
         }
         Command::Health {
@@ -597,7 +602,7 @@ pub fn run(
             action: AlertCommand::Test { to },
         } => alerts::test(cli, environment, to.as_deref(), out),
         Command::Schema => {
-            print(out, crate::schema::jobs_schema().trim_end())?;
+            print(out, crate::config::schema::jobs_schema().trim_end())?;
             Ok(ExitStatus::Success)
         }
     }
@@ -645,7 +650,7 @@ fn load(
     out: &mut dyn Write,
 ) -> Result<Option<Loaded>, Error> {
     let loaded = match faults {
-        Faults::Refuse => config::load(&cli.config, environment),
+        Faults::Refuse => config::load(&cli.config, environment).map_err(Error::from),
         Faults::Report => load_reading(cli, environment),
     };
     match loaded {

@@ -19,6 +19,7 @@ pub mod locate;
 pub mod model;
 pub mod preflight;
 pub mod raw;
+pub mod schema;
 pub mod secret;
 pub mod validate;
 pub mod values;
@@ -31,7 +32,6 @@ pub use interpolate::Environment;
 pub use locate::Position;
 pub use model::*;
 
-use crate::error::Error;
 use locate::{Document, FieldPath};
 use values::did_you_mean;
 
@@ -106,6 +106,23 @@ pub struct Loaded {
     pub faults: Vec<Diagnostic>,
 }
 
+/// Why the config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `jobs.yaml` is invalid; every problem found, in file order.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+    /// `jobs.yaml` could not be read.
+    #[error("{}: cannot read the config file: {source} (pass another file with -c FILE)", crate::paths::display(.path))]
+    Read {
+        /// The config file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: crate::regular::OpenError,
+    },
+}
+
 /// The largest config file read (bytes): far above any real one (200,000
 /// databases take 7 MiB), it bounds the memory a wrong path (a log file, a
 /// disk image) can make the loader use.
@@ -115,10 +132,10 @@ pub const MAX_CONFIG_BYTES: u64 = 64 << 20;
 ///
 /// `file` is shown in messages as given; relative paths inside the file are
 /// resolved against its directory.
-pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
+pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, LoadError> {
     let loaded = load_reporting_faults(file, environment)?;
     if !loaded.faults.is_empty() {
-        return Err(Error::Config(loaded.faults));
+        return Err(LoadError::Invalid(loaded.faults));
     }
     Ok(loaded)
 }
@@ -127,23 +144,22 @@ pub fn load(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
 /// backup disk gone, a directory replaced by a file) does not make the
 /// configuration invalid; it is returned in [`Loaded::faults`] for the
 /// command to report.
-pub fn load_reporting_faults(file: &Path, environment: &Environment) -> Result<Loaded, Error> {
-    let bytes = crate::regular::read_at_most(file, MAX_CONFIG_BYTES).map_err(|source| {
-        Error::ConfigRead {
+pub fn load_reporting_faults(file: &Path, environment: &Environment) -> Result<Loaded, LoadError> {
+    let bytes =
+        crate::regular::read_at_most(file, MAX_CONFIG_BYTES).map_err(|source| LoadError::Read {
             path: file.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     let label = file.display().to_string();
     let (config, warnings, document) =
-        parse(&bytes, &label, file, environment).map_err(Error::Config)?;
+        parse(&bytes, &label, file, environment).map_err(LoadError::Invalid)?;
     let preflight = preflight::check(&config, &document, &label);
     let (errors, preflight_warnings): (Vec<_>, Vec<_>) = preflight
         .diagnostics
         .into_iter()
         .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
-        return Err(Error::Config(errors));
+        return Err(LoadError::Invalid(errors));
     }
     let mut warnings: Vec<_> = warnings.into_iter().chain(preflight_warnings).collect();
     warnings.sort_by_key(|d| d.position);

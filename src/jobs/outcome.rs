@@ -8,40 +8,9 @@ use std::error::Error as StdError;
 
 use serde::Serialize;
 
-/// What kind of failure ended a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// The database file does not exist.
-    SourceMissing,
-    /// No space left on a device.
-    DiskFull,
-    /// SQLite stayed busy or locked past the timeout.
-    Busy,
-    /// A file is damaged, or not a database.
-    Corrupt,
-    /// The configuration or an operator's setting stopped it.
-    Config,
-    /// It ran past its timeout.
-    Stuck,
-    /// Anything else.
-    Other,
-}
+pub use crate::state::runs::FailureKind;
 
 impl FailureKind {
-    /// The name in logs and the state database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::SourceMissing => "source_missing",
-            FailureKind::DiskFull => "disk_full",
-            FailureKind::Busy => "busy",
-            FailureKind::Corrupt => "corrupt",
-            FailureKind::Config => "config",
-            FailureKind::Stuck => "stuck",
-            FailureKind::Other => "other",
-        }
-    }
-
     /// The kind of `error`, from the first of its causes that tells.
     pub fn of(error: &(dyn StdError + 'static)) -> Self {
         let mut cause: Option<&(dyn StdError + 'static)> = Some(error);

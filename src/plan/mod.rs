@@ -21,6 +21,7 @@ use crate::config::{
 };
 use crate::paths;
 
+pub mod adoption;
 pub mod identity;
 pub mod problem;
 
@@ -138,7 +139,7 @@ pub struct Unadopted {
     /// How many tables it has.
     pub tables: usize,
     /// Which migration version its schema is, found by replaying them.
-    pub detection: crate::jobs::migrations::detect::Detection,
+    pub detection: adoption::Detection,
 }
 
 /// The columns (name, declared type) of each table, by table name; `None`

@@ -22,11 +22,13 @@ pub(super) enum Mode {
 }
 
 impl Reconciler {
-    /// Converges the files: re-observes the databases `fresh` selects
-    /// (reusing the last observation for the others), applies the plan, then
-    /// re-arms the jobs whose definition changed.
+    /// Converges the files: watches what the config names, re-observes the
+    /// databases `fresh` selects (reusing the last observation for the
+    /// others), applies the plan, then re-arms the jobs whose definition
+    /// changed.
     pub(super) fn converge(&mut self, fresh: &dyn Fn(&Database) -> bool, mode: Mode) {
         let config = Arc::clone(&self.config);
+        self.restart_watcher();
         match crate::observe::observe_with(&config, fresh, &self.observed, self.clock.now()) {
             Ok(mut observed) => {
                 self.claim_databases(&config, &mut observed);
@@ -65,7 +67,6 @@ impl Reconciler {
             Err(e) => tracing::error!(error = %e, "cannot observe the databases"),
         }
         self.rearm();
-        self.restart_watcher();
     }
 
     /// Applies `plan`, holds back migrations that failed, and re-observes

@@ -43,7 +43,6 @@ use crate::clock::Clock;
 use crate::config::watch::Watcher;
 use crate::config::{self, Config, Database, DbName, Environment, JobKind};
 use crate::db::lock::DatabaseLock;
-use crate::error::Error;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::plan::Observed;
 use crate::runner::{Finished, Runner, Task, Work};
@@ -71,6 +70,24 @@ const FILES_PER_LOOK: usize = 256;
 /// How far back the wall clock must step between two wake-ups to count as
 /// a step (NTP slews smaller corrections).
 const CLOCK_STEP: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
+/// Why the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file cannot be loaded.
+    #[error(transparent)]
+    Config(#[from] config::LoadError),
+    /// The state database cannot be opened.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// Another litewarden manages a database.
+    #[error(transparent)]
+    Lock(#[from] crate::db::lock::LockError),
+    /// The process cannot be set up (state directory lock, signals, the
+    /// HTTP listener).
+    #[error("{0}")]
+    Process(String),
+}
 
 /// Something the reconciler reacts to.
 #[derive(Debug)]
@@ -103,7 +120,15 @@ fn log_faults(faults: &[config::Diagnostic]) {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT (or the channel closes).
-pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
+/// `claimed` is called once the state directory is the daemon's, with the
+/// loaded config, before anything is converged (the CLI starts the HTTP
+/// endpoints there: they read the state database, the daemon never calls
+/// them).
+pub fn run(
+    options: Options,
+    clock: Arc<dyn Clock>,
+    claimed: impl FnOnce(&Config) -> Result<(), String>,
+) -> Result<(), DaemonError> {
     let loaded = config::load_reporting_faults(&options.config, &options.environment)?;
     for warning in &loaded.warnings {
         tracing::warn!(warning = %warning, "config warning");
@@ -112,9 +137,7 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
     let config = Arc::new(loaded.config);
     let _lock = process::lock_state_dir(&config.settings.state_dir)?;
     let state = StateDb::open(&config.settings.state_dir)?;
-    if let Some(listen) = config.settings.listen {
-        crate::http::serve(listen, config.settings.state_dir.clone()).map_err(Error::Daemon)?;
-    }
+    claimed(&config).map_err(DaemonError::Process)?;
     let (events, inbox) = channel();
     process::spawn_signal_thread(events.clone())?;
     let locks = claim_all(&config)?;
@@ -136,14 +159,14 @@ pub fn run(options: Options, clock: Arc<dyn Clock>) -> Result<(), Error> {
 
 /// Claims every database of `config` at startup: another litewarden (with
 /// another state directory) managing one of them stops the daemon.
-fn claim_all(config: &Config) -> Result<BTreeMap<String, DatabaseLock>, Error> {
+fn claim_all(config: &Config) -> Result<BTreeMap<String, DatabaseLock>, DaemonError> {
     config
         .databases
         .values()
         .map(|db| {
             DatabaseLock::acquire(db.name.as_str(), &db.path, &config.settings.state_dir)
                 .map(|lock| (db.name.to_string(), lock))
-                .map_err(Error::from)
+                .map_err(DaemonError::from)
         })
         .collect()
 }
@@ -669,6 +692,8 @@ impl Reconciler {
         fresh
     }
 
+    /// Watches the config file (its link target) and the migrations
+    /// directories the config names, when those changed.
     fn restart_watcher(&mut self) {
         let dirs: Vec<PathBuf> = self
             .config
@@ -689,7 +714,14 @@ impl Reconciler {
             let _ = events.send(Event::FilesChanged);
         };
         match Watcher::start(&self.config_path, &dirs, changed) {
-            Ok(watcher) => self.watcher = Some(watcher),
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                // A save between reading the config and watching its new
+                // target would otherwise wait for the periodic pass.
+                if process::file_hash(&self.config_path) != self.hash {
+                    let _ = self.events.send(Event::FilesChanged);
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; changes are picked up every 30s and on SIGHUP")
             }

@@ -8,8 +8,8 @@ use std::sync::mpsc::Sender;
 
 use sha2::{Digest, Sha256};
 
+use super::DaemonError;
 use super::Event;
-use crate::error::Error;
 
 /// The SHA-256 of the file's content, `None` when it cannot be read.
 pub fn file_hash(path: &Path) -> Option<Vec<u8>> {
@@ -20,8 +20,9 @@ pub fn file_hash(path: &Path) -> Option<Vec<u8>> {
 
 /// Takes `<state_dir>/daemon.lock` for the life of the daemon; a second
 /// daemon gets an error naming the holder's pid.
-pub fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
-    let io = |source| Error::Daemon(format!("{}: {source}", crate::paths::display(state_dir)));
+pub fn lock_state_dir(state_dir: &Path) -> Result<File, DaemonError> {
+    let io =
+        |source| DaemonError::Process(format!("{}: {source}", crate::paths::display(state_dir)));
     crate::durable::create_private_dir(state_dir).map_err(io)?;
     let path = state_dir.join("daemon.lock");
     let mut file = crate::durable::open_lock_file(&path).map_err(io)?;
@@ -35,7 +36,7 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
         Err(TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            Err(Error::Daemon(format!(
+            Err(DaemonError::Process(format!(
                 "another `litewarden run` (pid {}) manages {}; stop it first",
                 pid.trim(),
                 crate::paths::display(state_dir)
@@ -49,10 +50,10 @@ pub fn lock_state_dir(state_dir: &Path) -> Result<File, Error> {
 /// [`Event::Shutdown`] on `events`. A second SIGTERM/SIGINT exits the
 /// process from this thread, whatever the reconciler is doing, so a daemon
 /// stuck in a system call still stops (its own temp files removed).
-pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), Error> {
+pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), DaemonError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| Error::Daemon(format!("cannot handle signals: {e}")))?;
+        .map_err(|e| DaemonError::Process(format!("cannot handle signals: {e}")))?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -74,6 +75,6 @@ pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), Error> {
                 }
             }
         })
-        .map_err(|e| Error::Daemon(format!("cannot handle signals: {e}")))?;
+        .map_err(|e| DaemonError::Process(format!("cannot handle signals: {e}")))?;
     Ok(())
 }

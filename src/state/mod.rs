@@ -12,7 +12,7 @@ pub mod daemon;
 pub mod expect;
 pub mod health;
 mod recover;
-mod runs;
+pub mod runs;
 mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
+pub use self::runs::FailureKind;
 use crate::config::JobKind;
-use crate::jobs::outcome::FailureKind;
 
 /// File name of the state database inside `settings.state_dir`.
 pub const STATE_FILE: &str = "state.db";

@@ -1,11 +1,13 @@
 //! Reading job runs back: when a job last started or succeeded, and the
-//! failure of the latest migration run.
+//! failure of the latest migration run; and [`FailureKind`], the kind of
+//! failure a run is stored with.
 //!
 //! Owns no state: queries over `job_runs`, written by
 //! [`StateDb::record_run`].
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
 
 use super::{StateDb, StateError, Trigger, enum_text, sqlite};
 use crate::config::JobKind;
@@ -88,5 +90,40 @@ impl StateDb {
                     })
             })
             .transpose()
+    }
+}
+
+/// What kind of failure ended a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The database file does not exist.
+    SourceMissing,
+    /// No space left on a device.
+    DiskFull,
+    /// SQLite stayed busy or locked past the timeout.
+    Busy,
+    /// A file is damaged, or not a database.
+    Corrupt,
+    /// The configuration or an operator's setting stopped it.
+    Config,
+    /// It ran past its timeout.
+    Stuck,
+    /// Anything else.
+    Other,
+}
+
+impl FailureKind {
+    /// The name in logs and the state database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::SourceMissing => "source_missing",
+            FailureKind::DiskFull => "disk_full",
+            FailureKind::Busy => "busy",
+            FailureKind::Corrupt => "corrupt",
+            FailureKind::Config => "config",
+            FailureKind::Stuck => "stuck",
+            FailureKind::Other => "other",
+        }
     }
 }
