@@ -6,6 +6,9 @@
 //!
 //! Run with `cargo bench --bench daemon`.
 
+mod process;
+
+use process::{cpu_ticks, status_field};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -71,33 +74,6 @@ fn config(databases: usize, hour: usize) -> String {
     text
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    fields
-        .get(11)
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
 fn main() {
     let idle_secs: u64 = std::env::var("LITEWARDEN_BENCH_IDLE_SECS")
         .ok()
@@ -134,7 +110,7 @@ fn main() {
     let window = Instant::now();
     let mut peak_rss = 0;
     while window.elapsed() < Duration::from_secs(idle_secs) {
-        peak_rss = peak_rss.max(rss_kib(pid));
+        peak_rss = peak_rss.max(status_field(pid, "VmRSS:"));
         std::thread::sleep(Duration::from_millis(500));
     }
     let ticks = cpu_ticks(pid) - ticks_before;
@@ -177,7 +153,7 @@ fn main() {
         startup.as_secs_f64(),
         percentile(&reloads, 0.5).as_secs_f64() * 1000.0,
         reloads.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        rss_kib(daemon.id()) as f64 / 1024.0
+        status_field(daemon.id(), "VmRSS:") as f64 / 1024.0
     );
     if let Ok(keep) = std::env::var("LITEWARDEN_BENCH_KEEP_LOG") {
         let _ = std::fs::copy(big.path().join("daemon.log"), keep);

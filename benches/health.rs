@@ -14,6 +14,9 @@
 //! `LITEWARDEN_BENCH_MB` sets the database size (default 1024); it is cached
 //! in `target/bench-data/`. Run with `cargo bench --bench health`.
 
+mod process;
+
+use process::cpu_ticks;
 #[path = "crawler_db.rs"]
 mod crawler_db;
 
@@ -32,18 +35,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
 }
 
 fn wal_size(db: &Path) -> u64 {

@@ -10,6 +10,9 @@
 //!
 //! Run with `cargo bench --bench scale`.
 
+mod process;
+
+use process::{cpu_ticks, status_field};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -78,27 +81,6 @@ fn stop(mut child: Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)
 }
 
 /// Databases with at least one backup in the catalog (read-only).
@@ -190,7 +172,7 @@ fn run(count: usize, steady: Duration) {
     let mut done = 0;
     let limit = Duration::from_secs(1800);
     while started.elapsed() < limit {
-        peak_threads = peak_threads.max(proc_status(pid, "Threads:"));
+        peak_threads = peak_threads.max(status_field(pid, "Threads:"));
         done = backed_up(dir.path());
         if done as usize >= count {
             break;
@@ -201,7 +183,7 @@ fn run(count: usize, steady: Duration) {
     probing.store(false, Ordering::Relaxed);
     let (mut latencies, failures) = prober.join().expect("prober");
     latencies.sort();
-    let peak_rss = proc_status(pid, "VmHWM:");
+    let peak_rss = status_field(pid, "VmHWM:");
 
     save(dir.path(), &config(count, port, ", every: 2h"));
     let reload = wait_for_reload(dir.path(), "every 2h", Duration::from_secs(120));
@@ -213,7 +195,7 @@ fn run(count: usize, steady: Duration) {
     std::thread::sleep(steady);
     let ticks = cpu_ticks(pid) - ticks_before;
     let window = window.elapsed().as_secs_f64();
-    let threads_after = proc_status(pid, "Threads:");
+    let threads_after = status_field(pid, "Threads:");
     stop(daemon);
 
     println!(

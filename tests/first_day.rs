@@ -264,7 +264,7 @@ fn a_failed_manual_backup_raises_the_alert_and_a_good_one_resolves_it() {
     let _daemon = Daemon::start(&project);
     let alerts = || active_alerts(port).map(|alerts| alerts.len());
     wait_until("the daemon's first backup and no alert", || {
-        alerts() == Some(0)
+        successful_backup_runs(&project) == 1 && alerts() == Some(0)
     });
     std::fs::rename(project.join("backups/app"), project.join("aside")).unwrap();
     project.write(
@@ -279,4 +279,19 @@ fn a_failed_manual_backup_raises_the_alert_and_a_good_one_resolves_it() {
     std::fs::rename(project.join("aside"), project.join("backups/app")).unwrap();
     assert_eq!(project.run(&["backup", "app"]).code, 0);
     wait_until("the manual success resolved it", || alerts() == Some(0));
+}
+
+/// Backup runs recorded as successful (0 before the state database exists).
+fn successful_backup_runs(project: &Project) -> i64 {
+    let path = project.join(".litewarden/state.db");
+    if !path.exists() {
+        return 0;
+    }
+    open(&path)
+        .query_row(
+            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
 }
