@@ -31,9 +31,11 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn config(count: usize, port: u16, edit: &str) -> String {
+/// The config of `count` databases, backed up `every` (`1h`; the edit
+/// makes it `2h`).
+fn config(count: usize, port: u16, every: &str) -> String {
     let mut text = format!(
-        "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndefaults:\n  backup: {{ every: 1h, compress: zstd, verify: quick{edit} }}\n  health: {{ enabled: false }}\n  optimize: {{ enabled: false }}\ndatabases:\n"
+        "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndefaults:\n  backup: {{ every: {every}, compress: zstd, verify: quick }}\n  health: {{ enabled: false }}\n  optimize: {{ enabled: false }}\ndatabases:\n"
     );
     for i in 0..count {
         text.push_str(&format!("  db{i:05}: {{ path: data/db{i:05}.db }}\n"));
@@ -146,7 +148,7 @@ fn run(count: usize, steady: Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
     databases(dir.path(), count);
     let port = free_port();
-    save(dir.path(), &config(count, port, ""));
+    save(dir.path(), &config(count, port, "1h"));
     let started = Instant::now();
     let daemon = start(dir.path());
     let pid = daemon.id();
@@ -185,9 +187,9 @@ fn run(count: usize, steady: Duration) {
     latencies.sort();
     let peak_rss = status_field(pid, "VmHWM:");
 
-    save(dir.path(), &config(count, port, ", every: 2h"));
+    save(dir.path(), &config(count, port, "2h"));
     let reload = wait_for_reload(dir.path(), "every 2h", Duration::from_secs(120));
-    save(dir.path(), &config(count, port, ""));
+    save(dir.path(), &config(count, port, "1h"));
     let _ = wait_for_reload(dir.path(), "every 1h", Duration::from_secs(120));
 
     let ticks_before = cpu_ticks(pid);

@@ -78,6 +78,8 @@ struct Job {
     offset: Option<TimeDelta>,
     next: Option<DateTime<Utc>>,
     running: Option<DateTime<Utc>>,
+    /// A worker took the run (else it waits in the runner's queue).
+    taken: bool,
     skipped: u64,
     skip_logged: bool,
     stuck_reported: bool,
@@ -196,6 +198,11 @@ impl JobTable {
                 continue;
             }
             self.changed.insert(key.clone());
+            if job.running.is_some() && !job.taken {
+                // The run waiting in the queue is this tick's run.
+                job.next = scheduler::next_due(&job.schedule, timezone, next, now, job.offset);
+                continue;
+            }
             if job.running.is_some() {
                 job.skipped += 1;
                 if !job.skip_logged {
@@ -213,6 +220,7 @@ impl JobTable {
                 continue;
             };
             job.running = Some(now);
+            job.taken = false;
             job.skip_logged = false;
             job.stuck_reported = false;
             job.next = scheduler::next_due(&job.schedule, timezone, now, now, job.offset);
@@ -231,6 +239,7 @@ impl JobTable {
             && job.running.is_some()
         {
             job.running = Some(at);
+            job.taken = true;
             self.changed.insert(key.clone());
         }
     }
@@ -242,7 +251,10 @@ impl JobTable {
             Some(job) if job.retired => {
                 self.jobs.remove(key);
             }
-            Some(job) => job.running = None,
+            Some(job) => {
+                job.running = None;
+                job.taken = false;
+            }
             None => {}
         }
     }
@@ -268,6 +280,7 @@ impl JobTable {
             return Some(kind);
         }
         job.running = None;
+        job.taken = false;
         job.next = scheduler::next_due(&job.schedule, timezone, started, now, job.offset);
         job.failures = if failed {
             job.failures.saturating_add(1)
@@ -341,6 +354,7 @@ impl JobTable {
                         offset: want.offset,
                         next,
                         running: None,
+                        taken: false,
                         skipped: 0,
                         skip_logged: false,
                         stuck_reported: false,

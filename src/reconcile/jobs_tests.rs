@@ -103,6 +103,7 @@ fn a_running_job_skips_its_ticks_and_the_first_skip_is_reported_once() {
     let mut table = JobTable::default();
     table.rearm(&config(&[("a", "{ every: 1m }")]), at(0), never_ran);
     assert_eq!(table.fire(at(0), UTC).start.len(), 1);
+    table.started(&key("a"), at(0));
     let first = table.fire(at(60), UTC);
     assert!(first.start.is_empty());
     assert_eq!(first.first_skips, vec![key("a")]);
@@ -396,4 +397,20 @@ fn splay_spreads_databases_over_the_period_stably_and_a_first_run_is_not_delayed
             .all(|job| job.next_run == Some(at(3600).to_rfc3339())),
         "splay: 0s turns it off"
     );
+}
+
+#[test]
+fn a_tick_while_the_run_waits_in_the_runner_queue_is_not_a_skip() {
+    let mut table = JobTable::default();
+    table.rearm(&config(&[("a", "{ every: 1m }")]), at(0), never_ran);
+    assert_eq!(table.fire(at(0), UTC).start.len(), 1);
+    let waiting = table.fire(at(60), UTC);
+    assert!(waiting.start.is_empty() && waiting.first_skips.is_empty());
+    assert_eq!(
+        table.snapshot()[0].skipped,
+        0,
+        "the queued run is this tick's run"
+    );
+    table.started(&key("a"), at(61));
+    assert_eq!(table.fire(at(120), UTC).first_skips, vec![key("a")]);
 }

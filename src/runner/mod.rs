@@ -166,7 +166,8 @@ impl Runner {
     }
 
     /// `database`'s task finished: its worker is free again (or ends, when
-    /// it was set aside and the pool is full), its next work may run.
+    /// the pool has more workers than its size: it was set aside, or the
+    /// size shrank), its next work may run.
     pub fn done(&mut self, database: &DbName) {
         self.queue.done(database);
         let Some(index) = self
@@ -178,7 +179,8 @@ impl Runner {
         };
         let worker = &mut self.workers[index];
         worker.busy = None;
-        if std::mem::take(&mut worker.set_aside) && self.counted_workers() > self.size {
+        worker.set_aside = false;
+        if self.counted_workers() > self.size {
             self.workers.swap_remove(index);
         }
     }
