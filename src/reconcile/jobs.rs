@@ -155,7 +155,7 @@ impl JobTable {
         let timeouts = self
             .jobs
             .values()
-            .filter(|job| !job.stuck_reported)
+            .filter(|job| job.taken && !job.stuck_reported)
             .filter_map(|job| {
                 Some(
                     job.running?
@@ -180,6 +180,7 @@ impl JobTable {
         let mut waiting: Vec<(DateTime<Utc>, JobKey)> = Vec::new();
         for (key, job) in &mut self.jobs {
             if let Some(started) = job.running
+                && job.taken
                 && !job.stuck_reported
                 && (now - started)
                     .to_std()

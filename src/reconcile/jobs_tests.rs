@@ -173,6 +173,11 @@ fn a_job_past_its_timeout_is_reported_stuck_once() {
         never_ran,
     );
     table.fire(at(0), UTC);
+    assert!(
+        table.fire(at(20), UTC).stuck.is_empty(),
+        "waiting in the runner's queue is not running: never stuck"
+    );
+    table.started(&key("a"), at(0));
     assert_eq!(
         table.time_to_next(at(0)),
         Some(Duration::from_millis(10_001)),
