@@ -185,11 +185,10 @@ struct Reconciler {
     started_at: String,
     config_error: Option<String>,
     observed: Observed,
-    /// The schedule table must be written anew (first write, or a state
-    /// database made anew); otherwise only changed rows are written.
+    /// The schedule table must be written anew (first write, a state
+    /// database made anew, a failed write); otherwise only changed rows
+    /// are written.
     schedule_stale: bool,
-    /// The next schedule write empties the table first.
-    schedule_replace: bool,
     /// When the daemon row was last written.
     status_written_at: Option<Instant>,
     /// When the alert rules were last evaluated.
@@ -283,7 +282,6 @@ impl Reconciler {
             config_error: None,
             observed: Observed::default(),
             schedule_stale: true,
-            schedule_replace: true,
             status_written_at: None,
             alerts_evaluated_at: None,
             draining: false,

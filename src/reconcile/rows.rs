@@ -30,22 +30,19 @@ impl Reconciler {
     /// [`FILE_CHECK_SPACING`] (or when `now`), the daemon's heartbeat to
     /// the state database, for `litewarden status` and `/status`.
     pub(super) fn write_status(&mut self, now: bool) {
-        if std::mem::take(&mut self.schedule_stale) {
+        let replace = self.schedule_stale;
+        if replace {
             self.jobs.mark_all_changed();
-            self.schedule_replace = true;
         }
         let changes = self.jobs.take_changes();
-        if !changes.is_empty() || self.schedule_replace {
-            match self
+        if !changes.is_empty() || replace {
+            // A failed write loses the changes taken: the next one
+            // rewrites the whole table.
+            self.schedule_stale = self
                 .state
-                .write_schedule(&changes.write, &changes.remove, self.schedule_replace)
-            {
-                Ok(()) => self.schedule_replace = false,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot write the schedule");
-                    self.schedule_stale = true;
-                }
-            }
+                .write_schedule(&changes.write, &changes.remove, replace)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot write the schedule"))
+                .is_err();
         }
         if !now
             && self

@@ -28,18 +28,14 @@ impl Turn {
             .after
             .as_ref()
             .map_or(Bound::Unbounded, Bound::Excluded);
-        let turn: BTreeSet<DbName> = databases
+        let turn: Vec<DbName> = databases
             .range::<DbName, _>((start, Bound::Unbounded))
             .chain(databases.iter())
             .map(|(name, _)| name.clone())
             .take(count)
             .collect();
-        self.after = databases
-            .range::<DbName, _>((start, Bound::Unbounded))
-            .chain(databases.iter())
-            .nth(count - 1)
-            .map(|(name, _)| name.clone());
-        turn
+        self.after = turn.last().cloned();
+        turn.into_iter().collect()
     }
 }
 

@@ -212,21 +212,6 @@ impl Runner {
         self.workers.iter().filter(|w| w.busy.is_some()).count()
     }
 
-    /// Tasks waiting for a worker.
-    pub fn waiting(&self) -> usize {
-        self.queue.waiting()
-    }
-
-    /// Worker threads alive.
-    pub fn threads(&self) -> usize {
-        self.workers.len()
-    }
-
-    /// Whether `database` has a task running.
-    pub fn is_running(&self, database: &str) -> bool {
-        self.queue.is_in_flight(database)
-    }
-
     /// Workers that count against the pool size.
     fn counted_workers(&self) -> usize {
         self.workers.iter().filter(|w| !w.set_aside).count()

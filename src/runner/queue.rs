@@ -108,6 +108,7 @@ impl<T> Queue<T> {
     }
 
     /// Whether `database` has a task in flight.
+    #[cfg(test)]
     pub fn is_in_flight(&self, database: &str) -> bool {
         self.in_flight.contains_key(database)
     }
@@ -118,6 +119,7 @@ impl<T> Queue<T> {
     }
 
     /// How many items wait.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.lines.values().map(VecDeque::len).sum()
     }
