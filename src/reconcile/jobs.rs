@@ -74,6 +74,8 @@ struct Job {
     schedule: Schedule,
     timeout: Duration,
     database: Arc<Database>,
+    /// The splay it was armed with (`backup.jitter` or `settings.splay`).
+    splay: Option<Duration>,
     /// Its splay offset (see [`scheduler::splay_window`]).
     offset: Option<TimeDelta>,
     next: Option<DateTime<Utc>>,
@@ -94,7 +96,7 @@ struct Wanted {
     kind: JobKind,
     schedule: Schedule,
     timeout: Duration,
-    offset: Option<TimeDelta>,
+    splay: Option<Duration>,
     database: Arc<Database>,
 }
 
@@ -308,7 +310,7 @@ impl JobTable {
         last_start: impl Fn(JobKind, &str) -> Option<DateTime<Utc>>,
     ) -> Vec<Armed> {
         let timezone = config.settings.timezone;
-        let wanted = wanted_jobs(config, now);
+        let wanted = wanted_jobs(config);
         let mut armed = Vec::new();
         let changed = &mut self.changed;
         self.jobs.retain(|key, job| {
@@ -326,7 +328,7 @@ impl JobTable {
         for (key, want) in wanted {
             if let Some(job) = self.jobs.get_mut(&key)
                 && job.schedule == want.schedule
-                && job.offset == want.offset
+                && job.splay == want.splay
                 && !job.retired
             {
                 job.database = want.database;
@@ -335,7 +337,9 @@ impl JobTable {
             }
             self.changed.insert(key.clone());
             let last = last_start(want.kind, key.database.as_str());
-            let next = scheduler::first_due(&want.schedule, timezone, last, now, want.offset);
+            let offset = scheduler::splay_window(&want.schedule, timezone, want.splay, now)
+                .map(|window| scheduler::jitter_offset(&key.to_string(), window));
+            let next = scheduler::first_due(&want.schedule, timezone, last, now, offset);
             armed.push(Armed::Scheduled(key.clone(), next));
             match self.jobs.get_mut(&key) {
                 Some(job) => {
@@ -343,7 +347,8 @@ impl JobTable {
                     job.schedule = want.schedule;
                     job.timeout = want.timeout;
                     job.database = want.database;
-                    job.offset = want.offset;
+                    job.splay = want.splay;
+                    job.offset = offset;
                     job.next = next;
                 }
                 None => {
@@ -352,7 +357,8 @@ impl JobTable {
                         schedule: want.schedule,
                         timeout: want.timeout,
                         database: want.database,
-                        offset: want.offset,
+                        splay: want.splay,
+                        offset,
                         next,
                         running: None,
                         taken: false,
@@ -421,14 +427,15 @@ pub fn retry_after(failures: u32) -> Duration {
         .min(Duration::from_secs(86_400))
 }
 
-/// The scheduled jobs `config` declares.
 /// How long a health run may take before it counts as stuck.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long maintenance may take before it counts as stuck.
 pub const OPTIMIZE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-fn wanted_jobs(config: &Config, now: DateTime<Utc>) -> BTreeMap<JobKey, Wanted> {
+/// The scheduled jobs `config` declares (their splay offsets are worked out
+/// only for the jobs [`JobTable::rearm`] re-arms).
+fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
     let settings = &config.settings;
     let mut wanted = BTreeMap::new();
     for database in config.databases.values() {
@@ -442,15 +449,13 @@ fn wanted_jobs(config: &Config, now: DateTime<Utc>) -> BTreeMap<JobKey, Wanted> 
                 jitter if kind == JobKind::Backup && !jitter.is_zero() => Some(jitter),
                 _ => settings.splay,
             };
-            let offset = scheduler::splay_window(&schedule, settings.timezone, splay, now)
-                .map(|window| scheduler::jitter_offset(&key.to_string(), window));
             wanted.insert(
                 key,
                 Wanted {
                     kind,
                     schedule,
                     timeout,
-                    offset,
+                    splay,
                     database: Arc::clone(&shared),
                 },
             );
