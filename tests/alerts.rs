@@ -204,15 +204,7 @@ fn a_failing_backup_mails_once_stays_quiet_within_repeat_and_mails_when_fixed() 
     assert_eq!(daemon.stop(), 0);
 
     std::fs::remove_file(project.join("daemon.log")).unwrap();
-    let backups = || {
-        open(&project.join(".litewarden/state.db"))
-            .query_row(
-                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .unwrap_or(0)
-    };
+    let backups = || crate::common::successful_backup_runs(&project);
     let before_restart = backups();
     let daemon = Daemon::start(&project);
     wait_until("the restarted daemon took two backups", || {

@@ -494,16 +494,8 @@ fn a_backup_running_during_a_reload_completes() {
     wait_until("the backup that was running completes", || {
         backups(&dir) == 1
     });
-    let state = crate::common::open(&project.join(".litewarden/state.db"));
     wait_until("and its run is recorded as a success", || {
-        state
-            .query_row(
-                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap_or(0)
-            == 1
+        crate::common::successful_backup_runs(&project) == 1
     });
     assert_eq!(daemon.stop(), 0);
 }

@@ -1,7 +1,7 @@
 //! The operator's first day (issue #21): what the status surfaces show,
 //! retries, messages that name the real place, and restores by time.
 
-use crate::common::{Project, free_port, open};
+use crate::common::{Project, free_port, open, successful_backup_runs};
 use crate::daemon::{Daemon, http_get, wait_until};
 
 /// A database whose backups fail: a regular file stands where its backup
@@ -279,19 +279,4 @@ fn a_failed_manual_backup_raises_the_alert_and_a_good_one_resolves_it() {
     std::fs::rename(project.join("aside"), project.join("backups/app")).unwrap();
     assert_eq!(project.run(&["backup", "app"]).code, 0);
     wait_until("the manual success resolved it", || alerts() == Some(0));
-}
-
-/// Backup runs recorded as successful (0 before the state database exists).
-fn successful_backup_runs(project: &Project) -> i64 {
-    let path = project.join(".litewarden/state.db");
-    if !path.exists() {
-        return 0;
-    }
-    open(&path)
-        .query_row(
-            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0)
 }

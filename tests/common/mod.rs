@@ -183,6 +183,22 @@ pub fn count(path: &Path, table: &str) -> i64 {
         .expect("count rows")
 }
 
+/// Backup runs the state database of `project` records as successful (0
+/// before it exists).
+pub fn successful_backup_runs(project: &Project) -> i64 {
+    let path = project.join(".litewarden/state.db");
+    if !path.exists() {
+        return 0;
+    }
+    open(&path)
+        .query_row(
+            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0)
+}
+
 /// `sqlite3 .dump`-style dump of a database, made by Python's sqlite3
 /// module in a separate process.
 pub fn dump(path: &Path) -> String {
