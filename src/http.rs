@@ -10,8 +10,9 @@
 //! verified backup age and size), each job's last success time and duration
 //! histogram, the last drill's result and the last optimize's pages
 //! reclaimed. `/healthz` is 503 when the config is invalid or any
-//! database's latest health is unhealthy; `/status` includes the health
-//! reports and the active alerts (as `status --json`).
+//! database's latest health is unhealthy; `/status` is
+//! [`crate::status::snapshot`] as JSON, the same document as `status
+//! --json`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -27,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::clock::Clock;
 use crate::state::StateDb;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,7 +90,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// within [`WRITE_TIMEOUT`]. Slow, idle, pipelining or oversized clients
 /// cost a bounded share and go; running out of descriptors pauses
 /// accepting, never ends it.
-pub fn serve(listen: SocketAddr, state_dir: PathBuf) -> Result<(), String> {
+pub fn serve(listen: SocketAddr, state_dir: PathBuf, clock: Arc<dyn Clock>) -> Result<(), String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(listen = %listen, "serving /metrics, /healthz and /status");
@@ -97,13 +99,14 @@ pub fn serve(listen: SocketAddr, state_dir: PathBuf) -> Result<(), String> {
     for worker in 0..WORKERS {
         let connections = Arc::clone(&connections);
         let state_dir = state_dir.clone();
+        let clock = Arc::clone(&clock);
         std::thread::Builder::new()
             .name(format!("http-{worker}"))
             .spawn(move || {
                 loop {
                     let next = connections.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(stream) = next else { return };
-                    answer(stream, &state_dir);
+                    answer(stream, &state_dir, clock.as_ref());
                 }
             })
             .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
@@ -138,9 +141,9 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>) {
 }
 
 /// Reads one request from `stream` and answers it.
-fn answer(mut stream: TcpStream, state_dir: &std::path::Path) {
+fn answer(mut stream: TcpStream, state_dir: &std::path::Path, clock: &dyn Clock) {
     let (status, content_type, body) = match read_request(&mut stream) {
-        Ok(Request::Get(path)) => respond(&path, state_dir),
+        Ok(Request::Get(path)) => respond(&path, state_dir, clock),
         Ok(Request::OtherMethod) => (405, "text/plain", "only GET is served\n".into()),
         Ok(Request::TooLarge) => (431, "text/plain", "request head too large\n".into()),
         Ok(Request::Malformed) => (400, "text/plain", "malformed request\n".into()),
@@ -218,7 +221,11 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
     }
 }
 
-fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String) {
+fn respond(
+    url: &str,
+    state_dir: &std::path::Path,
+    clock: &dyn Clock,
+) -> (u16, &'static str, String) {
     let state = match StateDb::open_read_only(state_dir) {
         Ok(Some(state)) => state,
         Ok(None) => return (503, "text/plain", "no state yet\n".into()),
@@ -261,25 +268,14 @@ fn respond(url: &str, state_dir: &std::path::Path) -> (u16, &'static str, String
             Ok((None, _)) => (503, "text/plain", "daemon not started\n".into()),
             Err(e) => (500, "text/plain", format!("{e}\n")),
         },
-        "/status" => {
-            let body = state.daemon().and_then(|daemon| {
-                Ok((
-                    daemon,
-                    state.schedule()?,
-                    state.latest_runs()?,
-                    state.all_health()?,
-                    crate::alert::notify::active_alerts(&state)?,
-                ))
-            });
-            match body {
-                Ok((daemon, jobs, runs, health, alerts)) => (
-                    200,
-                    "application/json",
-                    serde_json::json!({ "daemon": daemon, "jobs": jobs, "runs": runs, "health": health, "alerts": alerts }).to_string(),
-                ),
-                Err(e) => (500, "text/plain", format!("{e}\n")),
-            }
-        }
+        "/status" => match crate::status::snapshot(None, &state, state_dir, clock.now()) {
+            Ok(status) => (
+                200,
+                "application/json",
+                serde_json::json!(status).to_string(),
+            ),
+            Err(e) => (500, "text/plain", format!("{e}\n")),
+        },
         _ => (
             404,
             "text/plain",

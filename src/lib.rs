@@ -32,5 +32,6 @@ pub mod regular;
 pub mod runner;
 pub mod scheduler;
 pub mod state;
+pub mod status;
 
 pub use error::{Error, Result};

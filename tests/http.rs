@@ -138,3 +138,43 @@ fn running_out_of_descriptors_pauses_accepting_and_never_ends_it() {
         answered_within(port, Duration::from_secs(5))
     });
 }
+
+/// The JSON body of `/status`, without the heartbeat (it moves every second).
+fn without_heartbeat(mut document: serde_json::Value) -> serde_json::Value {
+    if let Some(daemon) = document["daemon"].as_object_mut() {
+        daemon.remove("heartbeat_at");
+    }
+    document
+}
+
+#[test]
+fn status_json_and_the_status_endpoint_are_one_document() {
+    let port = free_port();
+    let project = Project::with_config(&format!(
+        "version: 1\nsettings: {{ listen: \"127.0.0.1:{port}\" }}\ndefaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}\ndatabases:\n  app: {{ path: app.db, backup: {{ every: 1h, compress: none }} }}\n"
+    ));
+    let daemon = Daemon::start(&project);
+    let status = || {
+        let output = project.run(&["status", "--json"]);
+        assert_eq!(output.code, 0, "{output:?}");
+        serde_json::from_str::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    wait_until("the first backup is recorded", || {
+        status()["runs"]
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["job"] == "backup"))
+    });
+    assert_eq!(project.run(&["pause", "app"]).code, 0);
+    let endpoint = http_get(port, "/status");
+    let body = endpoint.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let served: serde_json::Value = serde_json::from_str(body).unwrap();
+    let printed = status();
+    assert_eq!(
+        served["holds"].as_array().map(Vec::len),
+        Some(1),
+        "the endpoint shows the operator's hold: {served}"
+    );
+    assert_eq!(served["daemon_running"], true);
+    assert_eq!(without_heartbeat(served), without_heartbeat(printed));
+    assert_eq!(daemon.stop(), 0);
+}

@@ -550,7 +550,11 @@ pub fn run(
             };
             crate::reconcile::run(options, Arc::clone(&clock), |config| {
                 match config.settings.listen {
-                    Some(listen) => crate::http::serve(listen, config.settings.state_dir.clone()),
+                    Some(listen) => crate::http::serve(
+                        listen,
+                        config.settings.state_dir.clone(),
+                        Arc::clone(&clock),
+                    ),
                     None => Ok(()),
                 }
             })?;

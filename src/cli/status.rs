@@ -13,6 +13,7 @@ use crate::config::Environment;
 use crate::error::Error;
 use crate::state::StateDb;
 use crate::state::expect::HoldKind;
+use crate::status::Status;
 
 pub(super) fn status(
     cli: &Cli,
@@ -21,17 +22,8 @@ pub(super) fn status(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
-    let mut databases = Vec::new();
-    let state_dir = match super::load_reading(cli, environment) {
-        Ok(loaded) => {
-            databases = loaded
-                .config
-                .databases
-                .keys()
-                .map(ToString::to_string)
-                .collect();
-            loaded.config.settings.state_dir
-        }
+    let loaded = match super::load_reading(cli, environment) {
+        Ok(loaded) => Some(loaded),
         Err(Error::Config(errors)) => {
             for error in &errors {
                 eprintln!("{error}");
@@ -40,6 +32,14 @@ pub(super) fn status(
                 "{}: invalid; showing the default state directory (a running daemon keeps its last good config)",
                 cli.config.display()
             );
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    let config = loaded.as_ref().map(|loaded| &loaded.config);
+    let state_dir = match config {
+        Some(config) => config.settings.state_dir.clone(),
+        None => {
             let dir = cli
                 .config
                 .parent()
@@ -47,7 +47,6 @@ pub(super) fn status(
                 .unwrap_or(std::path::Path::new("."));
             crate::paths::resolve(dir, std::path::Path::new(crate::config::DEFAULT_STATE_DIR))
         }
-        Err(other) => return Err(other),
     };
     let Some(state) = StateDb::open_read_only(&state_dir)? else {
         if json {
@@ -60,29 +59,28 @@ pub(super) fn status(
         }
         return Ok(ExitStatus::Success);
     };
-    let daemon = state.daemon()?;
-    let running = daemon.as_ref().is_some_and(|d| {
-        std::path::Path::new(&format!("/proc/{}", d.pid)).exists() && lock_held(&state_dir)
-    });
-    let schedule = state.schedule()?;
-    let runs = state.latest_runs()?;
-    let holds = state.holds()?;
-    let health = state.all_health()?;
-    let alerts = super::alerts::active(&state)?;
-    let mut dated_in_future = Vec::new();
-    for database in &databases {
-        for path in state.backups_dated_after(database, clock.now())? {
-            dated_in_future.push(json!({ "database": database, "path": path }));
-        }
-    }
+    let status = crate::status::snapshot(config, &state, &state_dir, clock.now())?;
     if json {
-        print(
-            out,
-            json!({ "daemon": daemon, "daemon_running": running, "jobs": schedule, "runs": runs, "holds": holds, "dated_in_future": dated_in_future, "health": health, "alerts": alerts }),
-        )?;
+        print(out, json!(status))?;
         return Ok(ExitStatus::Success);
     }
-    match &daemon {
+    show(&status, out)
+}
+
+/// `status` as text.
+fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
+    let Status {
+        daemon,
+        daemon_running: running,
+        jobs: schedule,
+        runs,
+        holds,
+        dated_in_future,
+        health,
+        alerts,
+    } = status;
+    let running = *running;
+    match daemon {
         Some(d) if running => {
             let config = if d.config_ok {
                 "config ok".to_string()
@@ -127,7 +125,7 @@ pub(super) fn status(
             "DATABASE", "JOB", "SCHEDULE", "LAST RUN", "RESULT", "NEXT RUN", "SKIPPED"
         ),
     )?;
-    for job in &schedule {
+    for job in schedule {
         let last = runs
             .iter()
             .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
@@ -196,11 +194,11 @@ pub(super) fn status(
     }
     if !alerts.is_empty() {
         print(out, "ALERTS")?;
-        for alert in &alerts {
+        for alert in alerts {
             print(out, format_args!("  {}", super::alerts::line(alert)))?;
         }
     }
-    for hold in &holds {
+    for hold in holds {
         let since = super::show_time(hold.since);
         let what = match (hold.kind, hold.version) {
             (HoldKind::Migrations, Some(version)) => format!(
@@ -214,29 +212,15 @@ pub(super) fn status(
         };
         print(out, format_args!("hold: {}: {what}", hold.database))?;
     }
-    for backup in &dated_in_future {
+    for backup in dated_in_future {
         print(
             out,
             format_args!(
                 "warning: {}: backup {} is dated in the future (written under a clock that ran ahead); it is not taken for the latest",
-                backup["database"].as_str().unwrap_or_default(),
-                backup["path"].as_str().unwrap_or_default()
+                backup.database,
+                backup.path.display()
             ),
         )?;
     }
     Ok(ExitStatus::Success)
-}
-
-/// Whether some process holds the daemon lock of `state_dir`.
-fn lock_held(state_dir: &std::path::Path) -> bool {
-    let Ok(file) = std::fs::File::open(state_dir.join("daemon.lock")) else {
-        return false;
-    };
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(_) => true,
-    }
 }

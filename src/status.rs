@@ -1,0 +1,107 @@
+//! One status model: what litewarden knows of its databases and its daemon
+//! at one moment, read from the state database.
+//!
+//! [`snapshot`] is the only source of `litewarden status`, `status --json`
+//! and `/status`: the text, the JSON and the endpoint show the same facts.
+//! Reads only (the state database is in WAL mode, so it works while the
+//! daemon writes) and owns no state.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::alert::notify::active_alerts;
+use crate::alert::rules::Active;
+use crate::config::Config;
+use crate::state::daemon::{DaemonRow, JobRunRow, ScheduledJob};
+use crate::state::expect::Hold;
+use crate::state::health::Report as HealthReport;
+use crate::state::{StateDb, StateError};
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The daemon's row, if a daemon ever ran.
+    pub daemon: Option<DaemonRow>,
+    /// Whether that daemon runs now (its process exists and holds the
+    /// state directory's lock).
+    pub daemon_running: bool,
+    /// The schedule the daemon last wrote.
+    pub jobs: Vec<ScheduledJob>,
+    /// The latest run of every (job, database).
+    pub runs: Vec<JobRunRow>,
+    /// The operator's holds (paused backups, held migrations).
+    pub holds: Vec<Hold>,
+    /// Backups dated after now (written under a clock that ran ahead).
+    pub dated_in_future: Vec<FutureBackup>,
+    /// Each database's latest health.
+    pub health: Vec<HealthReport>,
+    /// Pending and firing alerts.
+    pub alerts: Vec<Active>,
+}
+
+/// A backup dated after now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FutureBackup {
+    /// Its database.
+    pub database: String,
+    /// Its file.
+    pub path: PathBuf,
+}
+
+/// The status of the state database `state` in `state_dir` at `now`. The
+/// databases checked for future-dated backups are `config`'s, or, without
+/// one (the HTTP endpoint), the ones the state database records as managed.
+pub fn snapshot(
+    config: Option<&Config>,
+    state: &StateDb,
+    state_dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<Status, StateError> {
+    let databases: Vec<String> = match config {
+        Some(config) => config.databases.keys().map(ToString::to_string).collect(),
+        None => state
+            .managed_databases()?
+            .into_iter()
+            .map(|managed| managed.name)
+            .collect(),
+    };
+    let mut dated_in_future = Vec::new();
+    for database in databases {
+        for path in state.backups_dated_after(&database, now)? {
+            dated_in_future.push(FutureBackup {
+                database: database.clone(),
+                path,
+            });
+        }
+    }
+    let daemon = state.daemon()?;
+    let daemon_running = daemon
+        .as_ref()
+        .is_some_and(|d| Path::new(&format!("/proc/{}", d.pid)).exists() && lock_held(state_dir));
+    Ok(Status {
+        daemon,
+        daemon_running,
+        jobs: state.schedule()?,
+        runs: state.latest_runs()?,
+        holds: state.holds()?,
+        dated_in_future,
+        health: state.all_health()?,
+        alerts: active_alerts(state)?,
+    })
+}
+
+/// Whether some process holds the daemon lock of `state_dir`.
+fn lock_held(state_dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(state_dir.join("daemon.lock")) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
