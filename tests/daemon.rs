@@ -676,3 +676,17 @@ fn a_failing_scheduled_backup_is_recorded_and_retried_while_other_databases_go_o
     );
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn the_daemon_removes_what_a_killed_restore_left_beside_the_databases() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n",
+    );
+    project.write(".lw-tmp-killed-restore", b"half a database");
+    let daemon = Daemon::start(&project);
+    wait_until("the leftover is gone", || {
+        !project.join(".lw-tmp-killed-restore").exists()
+    });
+    assert!(project.join("app.db").exists());
+    assert_eq!(daemon.stop(), 0);
+}

@@ -124,6 +124,7 @@ pub(super) fn backup(
     for db in databases {
         let _span =
             tracing::info_span!("job", db = %db.name, job = "backup", trigger = "manual").entered();
+        backup::remove_restore_leftovers(crate::durable::parent(&db.path));
         let request = BackupRequest {
             database: db,
             backup_dir: &config.settings.backup_dir,

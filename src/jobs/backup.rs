@@ -265,6 +265,9 @@ fn lock_backups(name: &str, dir: &Path) -> Result<File, BackupError> {
 
 /// Removes what killed restores left in `dir` (a database's directory:
 /// their temps are named, as SQLite reads them); a failure only warns.
+/// A directory sweep, not part of a backup: a directory may hold thousands
+/// of databases, so one-shot commands sweep before they act and the daemon
+/// sweeps each database directory at start and on its periodic pass.
 pub(crate) fn remove_restore_leftovers(dir: &Path) {
     match durable::remove_unlocked_temps(dir) {
         Ok(0) => {}
@@ -303,7 +306,6 @@ pub fn take(
     let dir = database_dir(request.backup_dir, name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
     let _lock = lock_backups(name, &dir)?;
-    remove_restore_leftovers(durable::parent(&db.path));
     manifest::sync_catalog(state, name, request.backup_dir)?;
     identity::check(
         state,

@@ -75,6 +75,7 @@ impl Manager {
             &self.state_dir,
         )?;
         let state = crate::state::StateDb::open(&self.state_dir)?;
+        crate::jobs::backup::remove_restore_leftovers(crate::durable::parent(&self.database.path));
         let request = crate::jobs::backup::BackupRequest {
             database: &self.database,
             backup_dir: &self.backup_dir,

@@ -304,6 +304,7 @@ impl Reconciler {
     /// Watches the files, converges them and schedules the jobs.
     fn start(&mut self) {
         self.prune_history();
+        self.sweep_leftovers();
         self.restart_watcher();
         self.converge(&|_| true, Mode::Inline);
         tracing::info!(jobs = self.jobs.len(), "ready");
@@ -374,6 +375,7 @@ impl Reconciler {
                         last_poll = Instant::now();
                         self.reload(Reload::Poll);
                         self.prune_history();
+                        self.sweep_leftovers();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -630,6 +632,21 @@ impl Reconciler {
             tracing::info!(duration_ms, jobs = self.jobs.len(), "reload applied");
         } else {
             tracing::debug!(duration_ms, "files checked");
+        }
+    }
+
+    /// Removes what killed restores left beside the databases, one look at
+    /// each database directory (a backup no longer looks: with thousands of
+    /// databases in one directory, that look was most of a backup's cost).
+    fn sweep_leftovers(&self) {
+        let dirs: BTreeSet<&std::path::Path> = self
+            .config
+            .databases
+            .values()
+            .map(|db| crate::durable::parent(&db.path))
+            .collect();
+        for dir in dirs {
+            crate::jobs::backup::remove_restore_leftovers(dir);
         }
     }
 
