@@ -10,7 +10,9 @@
 //! counts from when a worker took it ([`JobTable::started`]).
 //!
 //! Every change marks its job, so the daemon writes only the schedule rows
-//! that changed ([`JobTable::take_changes`]).
+//! that changed ([`JobTable::take_changes`]), and the index of next runs
+//! and running jobs is brought up to date for those jobs only: a pass over
+//! the table costs what is due, not the number of jobs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -106,6 +108,20 @@ pub struct JobTable {
     jobs: BTreeMap<JobKey, Job>,
     /// Jobs changed since the schedule was last written.
     changed: BTreeSet<JobKey>,
+    /// Jobs changed since the index was last brought up to date.
+    unindexed: BTreeSet<JobKey>,
+    /// Every job's next run, in order.
+    by_next: BTreeSet<(DateTime<Utc>, JobKey)>,
+    /// The next run `by_next` holds for each job.
+    indexed: BTreeMap<JobKey, DateTime<Utc>>,
+    /// Jobs a worker runs that are not reported stuck yet (their timeouts).
+    watched: BTreeSet<JobKey>,
+}
+
+/// Marks `key` changed, for the schedule table and for the index.
+fn mark(changed: &mut BTreeSet<JobKey>, unindexed: &mut BTreeSet<JobKey>, key: &JobKey) {
+    changed.insert(key.clone());
+    unindexed.insert(key.clone());
 }
 
 /// The schedule rows changed since the last [`JobTable::take_changes`].
@@ -146,18 +162,19 @@ impl JobTable {
         for (key, job) in &mut self.jobs {
             if let (Schedule::Every(_), Some(next)) = (&job.schedule, job.next) {
                 job.next = Some(next - by);
-                self.changed.insert(key.clone());
+                mark(&mut self.changed, &mut self.unindexed, key);
             }
         }
     }
 
     /// Time until something is due: a job's next tick (also while it runs,
     /// to count a skipped tick) or a running job's timeout.
-    pub fn time_to_next(&self, now: DateTime<Utc>) -> Option<Duration> {
+    pub fn time_to_next(&mut self, now: DateTime<Utc>) -> Option<Duration> {
+        self.update_index();
         let timeouts = self
-            .jobs
-            .values()
-            .filter(|job| job.taken && !job.stuck_reported)
+            .watched
+            .iter()
+            .filter_map(|key| self.jobs.get(key))
             .filter_map(|job| {
                 Some(
                     job.running?
@@ -165,12 +182,34 @@ impl JobTable {
                         + TimeDelta::milliseconds(1),
                 )
             });
-        self.jobs
-            .values()
-            .filter_map(|job| job.next)
+        self.by_next
+            .first()
+            .map(|(at, _)| *at)
+            .into_iter()
             .chain(timeouts)
             .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
             .min()
+    }
+
+    /// Brings `by_next`, `indexed` and `watched` up to date for the jobs
+    /// changed since the last time.
+    fn update_index(&mut self) {
+        for key in std::mem::take(&mut self.unindexed) {
+            if let Some(at) = self.indexed.remove(&key) {
+                self.by_next.remove(&(at, key.clone()));
+            }
+            self.watched.remove(&key);
+            let Some(job) = self.jobs.get(&key) else {
+                continue;
+            };
+            if job.taken && !job.stuck_reported {
+                self.watched.insert(key.clone());
+            }
+            if let Some(next) = job.next {
+                self.by_next.insert((next, key.clone()));
+                self.indexed.insert(key, next);
+            }
+        }
     }
 
     /// Marks every due job as started, the most overdue first (the runner
@@ -178,29 +217,39 @@ impl JobTable {
     /// running (or waiting in the runner) skips its tick; a job past its
     /// timeout is reported stuck once.
     pub fn fire(&mut self, now: DateTime<Utc>, timezone: chrono_tz::Tz) -> Due {
+        self.update_index();
         let mut due = Due::default();
-        let mut waiting: Vec<(DateTime<Utc>, JobKey)> = Vec::new();
-        for (key, job) in &mut self.jobs {
+        for key in self.watched.clone() {
+            let Some(job) = self.jobs.get_mut(&key) else {
+                continue;
+            };
             if let Some(started) = job.running
-                && job.taken
-                && !job.stuck_reported
                 && (now - started)
                     .to_std()
                     .is_ok_and(|running| running > job.timeout)
             {
                 job.stuck_reported = true;
+                mark(&mut self.changed, &mut self.unindexed, &key);
                 due.stuck.push(Stuck {
-                    key: key.clone(),
+                    key,
                     kind: job.kind,
                     started,
                     timeout: job.timeout,
                 });
             }
-            let Some(next) = job.next else { continue };
-            if next > now {
+        }
+        let overdue: Vec<(DateTime<Utc>, JobKey)> = self
+            .by_next
+            .iter()
+            .take_while(|(next, _)| *next <= now)
+            .cloned()
+            .collect();
+        let mut waiting: Vec<(DateTime<Utc>, JobKey)> = Vec::new();
+        for (next, key) in overdue {
+            let Some(job) = self.jobs.get_mut(&key) else {
                 continue;
-            }
-            self.changed.insert(key.clone());
+            };
+            mark(&mut self.changed, &mut self.unindexed, &key);
             if job.running.is_some() && !job.taken {
                 // The run waiting in the queue is this tick's run.
                 job.next = scheduler::next_due(&job.schedule, timezone, next, now, job.offset);
@@ -215,9 +264,8 @@ impl JobTable {
                 job.next = scheduler::next_due(&job.schedule, timezone, next, now, job.offset);
                 continue;
             }
-            waiting.push((next, key.clone()));
+            waiting.push((next, key));
         }
-        waiting.sort();
         for (_, key) in waiting {
             let Some(job) = self.jobs.get_mut(&key) else {
                 continue;
@@ -243,13 +291,13 @@ impl JobTable {
         {
             job.running = Some(at);
             job.taken = true;
-            self.changed.insert(key.clone());
+            mark(&mut self.changed, &mut self.unindexed, key);
         }
     }
 
     /// The run of `key` was cancelled before a worker took it (shutdown).
     pub fn cancelled(&mut self, key: &JobKey) {
-        self.changed.insert(key.clone());
+        mark(&mut self.changed, &mut self.unindexed, key);
         match self.jobs.get_mut(key) {
             Some(job) if job.retired => {
                 self.jobs.remove(key);
@@ -276,7 +324,7 @@ impl JobTable {
         failed: bool,
     ) -> Option<JobKind> {
         let job = self.jobs.get_mut(key)?;
-        self.changed.insert(key.clone());
+        mark(&mut self.changed, &mut self.unindexed, key);
         let kind = job.kind;
         if job.retired {
             self.jobs.remove(key);
@@ -312,14 +360,14 @@ impl JobTable {
         let timezone = config.settings.timezone;
         let wanted = wanted_jobs(config);
         let mut armed = Vec::new();
-        let changed = &mut self.changed;
+        let (changed, unindexed) = (&mut self.changed, &mut self.unindexed);
         self.jobs.retain(|key, job| {
             if wanted.contains_key(key) {
                 return true;
             }
             if !job.retired {
                 armed.push(Armed::Removed(key.clone()));
-                changed.insert(key.clone());
+                mark(changed, unindexed, key);
             }
             job.retired = true;
             job.next = None;
@@ -335,7 +383,7 @@ impl JobTable {
                 job.timeout = want.timeout;
                 continue;
             }
-            self.changed.insert(key.clone());
+            mark(&mut self.changed, &mut self.unindexed, &key);
             let last = last_start(want.kind, key.database.as_str());
             let offset = scheduler::splay_window(&want.schedule, timezone, want.splay, now)
                 .map(|window| scheduler::jitter_offset(&key.to_string(), window));
