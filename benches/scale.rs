@@ -5,7 +5,9 @@
 //! quick, health and maintenance off, none backed up yet. Measures the time
 //! until every database has its first backup, peak threads and RSS during
 //! that catch-up, `/healthz` latency (p50/p99) while it runs, the time from
-//! one edit of `jobs.yaml` to "reload applied", then the daemon's CPU over
+//! a save of `jobs.yaml` to the new schedule in the state database (an edit
+//! of one database; an edit of the defaults, which changes every
+//! database), then the daemon's CPU over
 //! `LITEWARDEN_SCALE_STEADY_SECS` (default 600) of steady state.
 //! `LITEWARDEN_SCALE_PARALLEL` sets `max_parallel_jobs` (default: the
 //! daemon's, 2).
