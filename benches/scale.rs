@@ -209,9 +209,19 @@ fn run(count: usize, steady: Duration) {
     save(dir.path(), &config(count, port, "1h", Some("3h")));
     let one = wait_for_reload(dir.path(), "db00000", "every 3h", limit);
     save(dir.path(), &config(count, port, "2h", None));
-    let all = wait_for_reload(dir.path(), &format!("db{:05}", count - 1), "every 2h", limit);
+    let all = wait_for_reload(
+        dir.path(),
+        &format!("db{:05}", count - 1),
+        "every 2h",
+        limit,
+    );
     save(dir.path(), &config(count, port, "1h", None));
-    let _ = wait_for_reload(dir.path(), &format!("db{:05}", count - 1), "every 1h", limit);
+    let _ = wait_for_reload(
+        dir.path(),
+        &format!("db{:05}", count - 1),
+        "every 1h",
+        limit,
+    );
 
     let ticks_before = cpu_ticks(pid);
     let window = Instant::now();

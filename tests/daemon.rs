@@ -690,3 +690,106 @@ fn the_daemon_removes_what_a_killed_restore_left_beside_the_databases() {
     assert!(project.join("app.db").exists());
     assert_eq!(daemon.stop(), 0);
 }
+
+/// Runs of `database`'s backup job with `outcome` (and that failure).
+fn backup_runs(project: &Project, database: &str, outcome: &str, failure: Option<&str>) -> i64 {
+    crate::common::backup_runs(project, Some(database), outcome, failure)
+}
+
+#[test]
+fn a_job_stuck_on_one_database_delays_no_other_database() {
+    let project = Project::with_config(
+        "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 1s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  free: { path: free.db, backup: { every: 1s, compress: none, retention: { keep_last: 2 } } }\n  held: { path: held.db, pragmas: { journal_mode: delete, busy_timeout: 10m }, backup: { every: 2s, timeout: 200ms, compress: none, retention: { keep_last: 2 } } }\n",
+    );
+    crate::common::open(&project.join("held.db"))
+        .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let daemon = Daemon::start(&project);
+    wait_until("both databases are backed up once", || {
+        backup_runs(&project, "free", "success", None) >= 1
+            && backup_runs(&project, "held", "success", None) >= 1
+    });
+    let holder = crate::common::Holder::start(
+        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
+        &project.join("held.db"),
+    );
+    wait_until("held's backup is reported stuck", || {
+        backup_runs(&project, "held", "failed", Some("stuck")) >= 1
+    });
+    // The blocked run ends on its own after 5 s (a busy error); free's
+    // next runs must come before that, beside it.
+    let held_ended = || {
+        backup_runs(&project, "held", "success", None)
+            + backup_runs(&project, "held", "failed", None)
+            - backup_runs(&project, "held", "failed", Some("stuck"))
+    };
+    let held_before = held_ended();
+    let before = backup_runs(&project, "free", "success", None);
+    wait_until(
+        "free goes on being backed up with the only slot's job stuck on held",
+        || backup_runs(&project, "free", "success", None) >= before + 2,
+    );
+    assert_eq!(
+        held_ended(),
+        held_before,
+        "free ran while held's run was still blocked: that run was set aside"
+    );
+    holder.kill();
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn shutdown_drops_the_queued_work_and_gives_the_running_work_its_grace() {
+    let project = Project::with_config(
+        "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 1s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  free: { path: free.db, backup: { every: 1s, compress: none, retention: { keep_last: 2 } } }\n  held: { path: held.db, pragmas: { journal_mode: delete, busy_timeout: 10m }, backup: { every: 2s, compress: none, retention: { keep_last: 2 } } }\n",
+    );
+    crate::common::open(&project.join("held.db"))
+        .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let daemon = Daemon::start(&project);
+    wait_until("both databases are backed up once", || {
+        backup_runs(&project, "free", "success", None) >= 1
+            && backup_runs(&project, "held", "success", None) >= 1
+    });
+    let holder = crate::common::Holder::start(
+        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
+        &project.join("held.db"),
+    );
+    let held_started = || {
+        std::fs::read_to_string(project.join("daemon.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("job started") && line.contains("db=held"))
+            .count()
+    };
+    let started_before = held_started();
+    wait_until("a backup of held runs into the lock", || {
+        held_started() > started_before
+            && backup_runs(&project, "held", "success", None)
+                + backup_runs(&project, "held", "failed", None)
+                < held_started() as i64
+    });
+    wait_until("free's next run waits for the slot", || {
+        status(&project)["jobs"].as_array().is_some_and(|jobs| {
+            jobs.iter()
+                .any(|j| j["database"] == "free" && !j["running_since"].is_null())
+        })
+    });
+    let free_before = backup_runs(&project, "free", "success", None);
+    assert_eq!(daemon.stop(), 0);
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("cancelled=1"),
+        "free's queued run is dropped: {log}"
+    );
+    assert!(
+        log.contains("shutdown grace is over"),
+        "held's running backup had its grace: {log}"
+    );
+    assert_eq!(
+        backup_runs(&project, "free", "success", None),
+        free_before,
+        "nothing queued ran after the signal"
+    );
+    holder.kill();
+}

@@ -186,14 +186,26 @@ pub fn count(path: &Path, table: &str) -> i64 {
 /// Backup runs the state database of `project` records as successful (0
 /// before it exists).
 pub fn successful_backup_runs(project: &Project) -> i64 {
+    backup_runs(project, None, "success", None)
+}
+
+/// Backup runs of `database` (every database with `None`) that ended with
+/// `outcome` (and, when given, that failure kind), 0 before the state
+/// database exists.
+pub fn backup_runs(
+    project: &Project,
+    database: Option<&str>,
+    outcome: &str,
+    failure: Option<&str>,
+) -> i64 {
     let path = project.join(".litewarden/state.db");
     if !path.exists() {
         return 0;
     }
     open(&path)
         .query_row(
-            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND outcome = 'success'",
-            [],
+            "SELECT count(*) FROM job_runs WHERE job = 'backup' AND (?1 IS NULL OR database = ?1) AND outcome = ?2 AND (?3 IS NULL OR failure = ?3)",
+            rusqlite::params![database, outcome, failure],
             |r| r.get(0),
         )
         .unwrap_or(0)
