@@ -696,11 +696,14 @@ fn backup_runs(project: &Project, database: &str, outcome: &str, failure: Option
     crate::common::backup_runs(project, Some(database), outcome, failure)
 }
 
-#[test]
-fn a_job_stuck_on_one_database_delays_no_other_database() {
-    let project = Project::with_config(
-        "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 1s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  free: { path: free.db, backup: { every: 1s, compress: none, retention: { keep_last: 2 } } }\n  held: { path: held.db, pragmas: { journal_mode: delete, busy_timeout: 10m }, backup: { every: 2s, timeout: 200ms, compress: none, retention: { keep_last: 2 } } }\n",
-    );
+/// One job at a time over `free` (backed up every second) and `held` (every
+/// 2 s, with `held_backup` added to its backup options): once both are
+/// backed up, another process holds `held` EXCLUSIVE, so its next backup
+/// blocks (a busy error after 5 s).
+fn one_slot_and_a_held_database(held_backup: &str) -> (Project, Daemon, crate::common::Holder) {
+    let project = Project::with_config(&format!(
+        "version: 1\nsettings: {{ max_parallel_jobs: 1, shutdown_grace: 1s }}\ndefaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}\ndatabases:\n  free: {{ path: free.db, backup: {{ every: 1s, compress: none, retention: {{ keep_last: 2 }} }} }}\n  held: {{ path: held.db, pragmas: {{ journal_mode: delete, busy_timeout: 10m }}, backup: {{ every: 2s{held_backup}, compress: none, retention: {{ keep_last: 2 }} }} }}\n"
+    ));
     crate::common::open(&project.join("held.db"))
         .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
         .unwrap();
@@ -709,10 +712,13 @@ fn a_job_stuck_on_one_database_delays_no_other_database() {
         backup_runs(&project, "free", "success", None) >= 1
             && backup_runs(&project, "held", "success", None) >= 1
     });
-    let holder = crate::common::Holder::start(
-        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
-        &project.join("held.db"),
-    );
+    let holder = crate::common::Holder::lock_exclusive(&project.join("held.db"));
+    (project, daemon, holder)
+}
+
+#[test]
+fn a_job_stuck_on_one_database_delays_no_other_database() {
+    let (project, daemon, holder) = one_slot_and_a_held_database(", timeout: 200ms");
     wait_until("held's backup is reported stuck", || {
         backup_runs(&project, "held", "failed", Some("stuck")) >= 1
     });
@@ -740,21 +746,7 @@ fn a_job_stuck_on_one_database_delays_no_other_database() {
 
 #[test]
 fn shutdown_drops_the_queued_work_and_gives_the_running_work_its_grace() {
-    let project = Project::with_config(
-        "version: 1\nsettings: { max_parallel_jobs: 1, shutdown_grace: 1s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  free: { path: free.db, backup: { every: 1s, compress: none, retention: { keep_last: 2 } } }\n  held: { path: held.db, pragmas: { journal_mode: delete, busy_timeout: 10m }, backup: { every: 2s, compress: none, retention: { keep_last: 2 } } }\n",
-    );
-    crate::common::open(&project.join("held.db"))
-        .execute_batch("PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);")
-        .unwrap();
-    let daemon = Daemon::start(&project);
-    wait_until("both databases are backed up once", || {
-        backup_runs(&project, "free", "success", None) >= 1
-            && backup_runs(&project, "held", "success", None) >= 1
-    });
-    let holder = crate::common::Holder::start(
-        "import sqlite3,sys\nc=sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('ready', flush=True)\nsys.stdin.read()\nc.execute('COMMIT')",
-        &project.join("held.db"),
-    );
+    let (project, daemon, holder) = one_slot_and_a_held_database("");
     let held_started = || {
         std::fs::read_to_string(project.join("daemon.log"))
             .unwrap_or_default()

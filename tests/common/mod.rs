@@ -340,6 +340,12 @@ impl Holder {
                 "PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
             )
             .unwrap();
+        Self::lock_exclusive(db)
+    }
+
+    /// Holds the existing database `db` (with a table `t`) EXCLUSIVE from
+    /// another process until [`Holder::release`].
+    pub fn lock_exclusive(db: &Path) -> Self {
         Self::start(EXCLUSIVE_WRITER, db)
     }
 
