@@ -7,25 +7,15 @@
 
 use std::path::PathBuf;
 
-use crate::config::Diagnostic;
 use crate::db::DbError;
 use crate::state::StateError;
 
 /// Anything that can stop a litewarden command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `jobs.yaml` is invalid; every problem found, in file order.
-    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-    Config(Vec<Diagnostic>),
-    /// `jobs.yaml` could not be read.
-    #[error("{}: cannot read the config file: {source} (pass another file with -c FILE)", crate::paths::display(.path))]
-    ConfigRead {
-        /// The config file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: crate::regular::OpenError,
-    },
+    /// `jobs.yaml` cannot be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::LoadError),
     /// Output could not be written (a closed pipe counts as success).
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
@@ -86,9 +76,9 @@ pub enum Error {
     /// Another litewarden manages a database.
     #[error(transparent)]
     Lock(#[from] crate::db::lock::LockError),
-    /// The daemon could not start.
+    /// The daemon could not start (a config error is [`Error::Config`]).
     #[error(transparent)]
-    Run(#[from] crate::reconcile::DaemonError),
+    Run(crate::reconcile::DaemonError),
     /// The databases could not be observed.
     #[error(transparent)]
     Observe(#[from] crate::observe::ObserveError),
@@ -97,11 +87,11 @@ pub enum Error {
 /// A result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<crate::config::LoadError> for Error {
-    fn from(error: crate::config::LoadError) -> Self {
+impl From<crate::reconcile::DaemonError> for Error {
+    fn from(error: crate::reconcile::DaemonError) -> Self {
         match error {
-            crate::config::LoadError::Invalid(diagnostics) => Error::Config(diagnostics),
-            crate::config::LoadError::Read { path, source } => Error::ConfigRead { path, source },
+            crate::reconcile::DaemonError::Config(error) => Error::Config(error),
+            other => Error::Run(other),
         }
     }
 }

@@ -10,6 +10,7 @@ use litewarden::Error;
 use litewarden::cli::{self, Cli, ExitStatus, LogFormat};
 use litewarden::clock::{Clock, OffsetClock, SystemClock};
 use litewarden::config::Environment;
+use litewarden::config::LoadError;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -37,7 +38,7 @@ fn main() -> ExitCode {
         Err(Error::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
         }
-        Err(Error::Config(errors)) => {
+        Err(Error::Config(LoadError::Invalid(errors))) => {
             if cli.json() {
                 print_json_error(serde_json::json!({ "ok": false, "errors": errors }));
             }

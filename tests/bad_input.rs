@@ -230,3 +230,22 @@ fn file_that_is_not_a_database_is_refused_by_plan_and_apply_and_left_alone() {
         b"these are my notes, not a database\n"
     );
 }
+
+/// Regression: `run` reported a config error as one `error:` line without
+/// the count `check` and every other command print (the daemon's own
+/// error type hid the config's).
+#[test]
+fn run_on_an_invalid_config_prints_each_error_and_their_count_like_check() {
+    let project = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, backup: { evry: 1h } }\n",
+    );
+    let run = project.run(&["run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("jobs.yaml:3:34: databases.app.backup.evry: unknown field `evry`"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains("jobs.yaml: 1 error"), "{run:?}");
+    assert!(!run.stderr.contains("error: jobs.yaml"), "{run:?}");
+}

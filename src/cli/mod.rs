@@ -659,7 +659,7 @@ fn load(
     };
     match loaded {
         Ok(loaded) => Ok(Some(loaded)),
-        Err(Error::Config(errors)) if json => {
+        Err(Error::Config(config::LoadError::Invalid(errors))) if json => {
             print(
                 out,
                 json!({ "ok": false, "errors": errors, "warnings": [] }),

@@ -24,7 +24,7 @@ pub(super) fn status(
 ) -> Result<ExitStatus, Error> {
     let loaded = match super::load_reading(cli, environment) {
         Ok(loaded) => Some(loaded),
-        Err(Error::Config(errors)) => {
+        Err(Error::Config(crate::config::LoadError::Invalid(errors))) => {
             for error in &errors {
                 eprintln!("{error}");
             }
