@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !changed_midway && started.elapsed() >= Duration::from_secs(seconds) / 2 {
             changed_midway = true;
             let backup = db.backup_now()?;
-            bar.println(format!("backup: {}", backup.backup.record.path.display()));
+            bar.println(format!("backup: {}", backup.backup.path.display()));
             std::fs::write(
                 migrations.join("0002_priority.sql"),
                 "ALTER TABLE crawled_pages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;",

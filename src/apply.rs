@@ -243,7 +243,7 @@ pub fn remember_databases(
             state,
             database.name.as_str(),
             &database.path,
-            &config.settings.backup_dir,
+            &crate::store::LocalDir::new(&config.settings.backup_dir),
             &seen,
             clock.now(),
         )?;
@@ -278,7 +278,7 @@ fn back_up_before_columns(
     };
     crate::jobs::backup::take(request, state, clock, &mut crate::jobs::progress::Quiet)
         .map(|report| {
-            tracing::info!(db = database.as_str(), path = %report.record.path.display(), "backup taken before adding columns");
+            tracing::info!(db = database.as_str(), path = %report.path.display(), "backup taken before adding columns");
         })
         .map_err(|e| format!("the backup before adding columns failed, nothing was changed: {e}"))
 }

@@ -33,5 +33,6 @@ pub mod runner;
 pub mod scheduler;
 pub mod state;
 pub mod status;
+pub mod store;
 
 pub use error::{Error, Result};

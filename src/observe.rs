@@ -22,6 +22,7 @@ use crate::plan::identity::Identity;
 use crate::plan::{Observed, ObservedFile, TableColumns};
 use crate::state::expect::HoldKind;
 use crate::state::{StateDb, StateError};
+use crate::store::{LocalDir, Store};
 
 /// Why the databases could not be observed (one unreadable database is not
 /// an error: it is recorded in [`Observed::unreadable`]).
@@ -128,9 +129,11 @@ pub fn observe_with(
         {
             let ahead = state.backups_dated_after(database.name.as_str(), now)?;
             if !ahead.is_empty() {
-                observed
-                    .dated_in_future
-                    .insert(database.name.to_string(), ahead);
+                let store = LocalDir::new(&config.settings.backup_dir);
+                observed.dated_in_future.insert(
+                    database.name.to_string(),
+                    ahead.iter().map(|key| store.location(key)).collect(),
+                );
             }
         }
     }
@@ -147,7 +150,7 @@ pub fn observe_with(
         match crate::jobs::identity::expectation(
             state.as_ref(),
             name,
-            &config.settings.backup_dir,
+            &LocalDir::new(&config.settings.backup_dir),
             managed,
             missing,
         ) {

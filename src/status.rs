@@ -6,7 +6,7 @@
 //! Reads only (the state database is in WAL mode, so it works while the
 //! daemon writes) and owns no state.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::state::daemon::{DaemonRow, JobRunRow, ScheduledJob};
 use crate::state::expect::Hold;
 use crate::state::health::Report as HealthReport;
 use crate::state::{StateDb, StateError};
+use crate::store::Key;
 
 /// Everything `status` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -46,8 +47,8 @@ pub struct Status {
 pub struct FutureBackup {
     /// Its database.
     pub database: String,
-    /// Its file.
-    pub path: PathBuf,
+    /// Its name in the backup store.
+    pub key: Key,
 }
 
 /// The status of the state database `state` in `state_dir` at `now`. The
@@ -69,10 +70,10 @@ pub fn snapshot(
     };
     let mut dated_in_future = Vec::new();
     for database in databases {
-        for path in state.backups_dated_after(&database, now)? {
+        for key in state.backups_dated_after(&database, now)? {
             dated_in_future.push(FutureBackup {
                 database: database.clone(),
-                path,
+                key,
             });
         }
     }

@@ -17,7 +17,7 @@ fn backup_path(project: &Project, args: &[&str]) -> PathBuf {
     let output = project.run(&[&["backup"], args, &["--json"]].concat());
     assert_eq!(output.code, 0, "{output:?}");
     let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
-    PathBuf::from(json["backups"][0]["record"]["path"].as_str().unwrap())
+    PathBuf::from(json["backups"][0]["path"].as_str().unwrap())
 }
 
 fn backups_json(project: &Project) -> serde_json::Value {
@@ -240,7 +240,7 @@ fn restore_round_trips_the_content_and_keeps_a_safety_copy() {
         .unwrap()
         .iter()
         .find(|b| b["backup"]["trigger"] == "pre-restore")
-        .map(|b| PathBuf::from(b["backup"]["path"].as_str().unwrap()))
+        .map(|b| PathBuf::from(b["path"].as_str().unwrap()))
         .expect("a pre-restore backup");
     let output = project.run(&[
         "restore",
@@ -365,7 +365,7 @@ fn a_lost_state_database_is_rebuilt_from_the_manifests_without_loss() {
     std::fs::remove_dir_all(project.join(".litewarden")).unwrap();
     let listed = backups_json(&project);
     let entry = &listed["backups"][0]["backup"];
-    assert_eq!(entry["path"], pinned.to_str().unwrap());
+    assert_eq!(listed["backups"][0]["path"], pinned.to_str().unwrap());
     assert_eq!(entry["trigger"], "manual", "{listed}");
     assert_eq!(
         entry["pinned"], true,
@@ -383,7 +383,7 @@ fn a_backup_without_manifest_is_rebuilt_from_its_name_as_unverified() {
     std::fs::remove_dir_all(project.join(".litewarden")).unwrap();
     let listed = backups_json(&project);
     let entry = &listed["backups"][0]["backup"];
-    assert_eq!(entry["path"], path.to_str().unwrap());
+    assert_eq!(listed["backups"][0]["path"], path.to_str().unwrap());
     assert_eq!(entry["trigger"], "rebuilt");
     assert!(entry["verified_at"].is_null());
     let output = project.run(&["verify", path.to_str().unwrap()]);

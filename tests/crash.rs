@@ -88,7 +88,7 @@ pub(crate) fn listed_backups(project: &Project) -> Vec<PathBuf> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| PathBuf::from(b["backup"]["path"].as_str().unwrap()))
+        .map(|b| PathBuf::from(b["path"].as_str().unwrap()))
         .collect()
 }
 

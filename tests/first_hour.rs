@@ -380,7 +380,7 @@ fn columns_from_schema_are_added_after_a_verified_backup() {
         backups[0]["backup"]["verified_at"].is_string(),
         "{backups:?}"
     );
-    let before = std::path::PathBuf::from(backups[0]["backup"]["path"].as_str().unwrap());
+    let before = std::path::PathBuf::from(backups[0]["path"].as_str().unwrap());
     let restored = project.run(&[
         "restore",
         "app",

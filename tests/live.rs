@@ -101,7 +101,7 @@ fn sixteen_writer_threads_with_a_backup_in_the_middle_lose_nothing_and_never_see
     let metrics = db.metrics();
     drop(db);
     assert_eq!(integrity_check_elsewhere(&project.join("app.db")), "ok");
-    let verify = project.run(&["verify", backup.backup.record.path.to_str().unwrap()]);
+    let verify = project.run(&["verify", backup.backup.path.to_str().unwrap()]);
     assert_eq!(verify.code, 0, "{verify:?}");
 
     let python = std::process::Command::new("python3")

@@ -132,8 +132,7 @@ fn backups_under_a_steady_writer_hold_whole_transactions_for_every_method() {
                 let after = writer_rows(&app);
                 assert_eq!(output.code, 0, "{mode}/{method}/{round}: {output:?}");
                 let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
-                let mut backup =
-                    PathBuf::from(json["backups"][0]["record"]["path"].as_str().unwrap());
+                let mut backup = PathBuf::from(json["backups"][0]["path"].as_str().unwrap());
                 if compress == "zstd" {
                     let plain = project.join(&format!("{mode}-{method}-{round}.db"));
                     let mut out = std::fs::File::create(&plain).unwrap();

@@ -161,7 +161,7 @@ fn three_writers_at_full_speed_lose_nothing_while_the_daemon_backs_up_every_five
         let listed = json["backups"].as_array().unwrap();
         assert!(!listed.is_empty(), "{name}: no backup was taken");
         for backup in listed {
-            let path = backup["backup"]["path"].as_str().unwrap();
+            let path = backup["path"].as_str().unwrap();
             let verify = project.run(&["verify", path]);
             assert_eq!(verify.code, 0, "{path}: {verify:?}");
             backups += 1;

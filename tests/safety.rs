@@ -115,7 +115,7 @@ fn backup(project: &Project, args: &[&str], env: &[(&str, &str)]) -> PathBuf {
     let output = project.run_with(&[&["backup", "app", "--json"], args].concat(), env);
     assert_eq!(output.code, 0, "{output:?}");
     let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
-    PathBuf::from(json["backups"][0]["record"]["path"].as_str().unwrap())
+    PathBuf::from(json["backups"][0]["path"].as_str().unwrap())
 }
 
 fn dry_run(project: &Project) -> Vec<(String, Vec<String>, bool)> {
@@ -128,7 +128,7 @@ fn dry_run(project: &Project) -> Vec<(String, Vec<String>, bool)> {
         .iter()
         .map(|e| {
             (
-                e["backup"]["path"].as_str().unwrap().to_string(),
+                e["path"].as_str().unwrap().to_string(),
                 e["reasons"]
                     .as_array()
                     .unwrap()
@@ -301,7 +301,7 @@ fn two_state_dirs_over_one_backup_dir_agree_on_pins_and_verification() {
     for entry in json["backups"].as_array().unwrap() {
         assert!(!entry["backup"]["verified_at"].is_null(), "{entry}");
         assert_eq!(entry["backup"]["trigger"], "manual");
-        let pinned = entry["backup"]["path"].as_str() == first.to_str();
+        let pinned = entry["path"].as_str() == first.to_str();
         assert_eq!(entry["backup"]["pinned"], pinned, "{entry}");
     }
     let prune = project.run(&["-c", "second.yaml", "prune", "app"]);
@@ -361,7 +361,7 @@ fn restore_over_a_database_with_a_garbage_page_succeeds_and_keeps_a_raw_copy() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["backup"]["path"].as_str() == raw.to_str())
+        .find(|e| e["path"].as_str() == raw.to_str())
         .unwrap()
         .clone();
     assert_eq!(raw_entry["backup"]["method"], "raw");

@@ -288,7 +288,7 @@ class Manager:
 
     def backup_database(self):
         """The seed's db_manager.backup_database(): a verified backup; its path."""
-        return self.backup_now()["backup"]["record"]["path"]
+        return self.backup_now()["backup"]["path"]
 
     def health_check(self):
         """The seed's db_manager.health_check(): the health report with

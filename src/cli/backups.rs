@@ -19,7 +19,8 @@ use crate::jobs::backup::{self, BackupReport, BackupRequest};
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;
-use crate::state::catalog::BackupTrigger;
+use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{LocalDir, Store};
 
 /// The database called `name`, or an error with the closest name.
 pub(super) fn database<'a>(
@@ -97,7 +98,7 @@ fn describe(report: &BackupReport) -> String {
     format!(
         "{}: {} ({size}) in {seconds:.2}s at {}, {}, {verified}{}",
         record.database,
-        crate::paths::display(&record.path),
+        crate::paths::display(&report.path),
         rate(report.plain_bytes, seconds),
         report.copy.method.as_str(),
         if record.pinned { ", pinned" } else { "" },
@@ -224,10 +225,23 @@ fn retention(
     Ok(prune_job::decide(
         state,
         db,
-        &config.settings.backup_dir,
+        &LocalDir::new(&config.settings.backup_dir),
         config.settings.timezone,
         clock.now(),
     )?)
+}
+
+/// The catalog row of the backup file at `path`, when it is a copy in the
+/// backup directory that the catalog knows.
+fn catalogued(
+    state: &StateDb,
+    store: &LocalDir,
+    path: &Path,
+) -> Result<Option<BackupRecord>, Error> {
+    Ok(match store.key_of(path) {
+        Some(key) => state.backup_by_key(store.id(), &key)?,
+        None => None,
+    })
 }
 
 /// Prints the backups of one database as a table.
@@ -269,7 +283,7 @@ fn list_one(
                     (false, false) => reasons.join(", "),
                     (false, true) => format!("{} (dated in the future)", reasons.join(", ")),
                 },
-                crate::paths::display(&b.path)
+                crate::paths::display(&entry.path)
             ),
         )?;
     }
@@ -285,18 +299,21 @@ pub(super) fn verify(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let path = crate::paths::from_cwd(file);
-    let state = if cli.config.exists() {
+    let (state, store) = if cli.config.exists() {
         let config = super::load_config(cli, environment)?;
-        StateDb::open_existing(&config.settings.state_dir)?
+        (
+            StateDb::open_existing(&config.settings.state_dir)?,
+            Some(LocalDir::new(&config.settings.backup_dir)),
+        )
     } else {
-        None
+        (None, None)
     };
     let scratch_dir = state
         .as_ref()
         .map_or_else(std::env::temp_dir, |s| s.scratch_dir().to_path_buf());
-    let record = match &state {
-        Some(state) => state.backup_by_path(&path)?,
-        None => None,
+    let record = match (&state, &store) {
+        (Some(state), Some(store)) => catalogued(state, store, &path)?,
+        _ => None,
     };
     let expected = record.as_ref().and_then(|r| r.sha256.as_deref());
     let verified = verify_job::verify_file(
@@ -306,9 +323,9 @@ pub(super) fn verify(
         &scratch_dir,
         &mut Reporter::for_stderr(),
     )?;
-    if let (Some(state), Some(record)) = (&state, &record) {
+    if let (Some(state), Some(store), Some(record)) = (&state, &store, &record) {
         state.mark_verified(record.id, &verified.sha256, clock.now())?;
-        if let Err(error) = crate::jobs::manifest::refresh_from_catalog(state, &record.path) {
+        if let Err(error) = crate::jobs::manifest::refresh_from_catalog(state, store, &record.key) {
             tracing::warn!(%error, "the verification is recorded in the catalog, not in the backup's manifest (the backup directory is read-only?)");
         }
     }
@@ -395,10 +412,11 @@ fn parse_before(
 fn what_is_replaced(
     db: &crate::config::Database,
     source: &Path,
+    store: &LocalDir,
     state: &StateDb,
     clock: &dyn Clock,
 ) -> Result<String, Error> {
-    let copy = match state.backup_by_path(source)? {
+    let copy = match catalogued(state, store, source)? {
         Some(record) => {
             let age = (clock.now() - record.created_at)
                 .to_std()
@@ -450,7 +468,8 @@ pub(super) fn restore(
     let source = restore::resolve_source(&request, &state)?;
     let target = request.to.clone().unwrap_or_else(|| db.path.clone());
     if request.to.is_none() && db.path.exists() {
-        eprintln!("{}", what_is_replaced(db, &source, &state, clock)?);
+        let store = LocalDir::new(&config.settings.backup_dir);
+        eprintln!("{}", what_is_replaced(db, &source, &store, &state, clock)?);
     }
     if !args.yes && std::io::stdin().is_terminal() {
         let replacing = if request.to.is_none() && db.path.exists() {
@@ -544,7 +563,11 @@ pub(super) fn prune(
         let removed = if dry_run {
             Vec::new()
         } else {
-            prune_job::remove(&state, db.name.as_str(), &entries)?
+            prune_job::remove(
+                &state,
+                &LocalDir::new(&config.settings.backup_dir),
+                &entries,
+            )?
         };
         if !json {
             for entry in &entries {
@@ -569,7 +592,7 @@ pub(super) fn prune(
                     format_args!(
                         "{verb} {}  {}{why}{future}",
                         show_time(entry.backup.created_at),
-                        crate::paths::display(&entry.backup.path)
+                        crate::paths::display(&entry.path)
                     ),
                 )?;
             }
@@ -599,15 +622,15 @@ pub(super) fn pin(
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
     let state = StateDb::open(&config.settings.state_dir)?;
+    let store = LocalDir::new(&config.settings.backup_dir);
     for db in config.databases.values() {
-        crate::jobs::manifest::sync_catalog(&state, db.name.as_str(), &config.settings.backup_dir)?;
+        crate::jobs::manifest::sync_catalog(&state, &store, db.name.as_str())?;
     }
     let path = crate::paths::from_cwd(file);
-    let record = state
-        .backup_by_path(&path)?
-        .ok_or_else(|| Error::UnknownBackup(path.clone()))?;
+    let record =
+        catalogued(&state, &store, &path)?.ok_or_else(|| Error::UnknownBackup(path.clone()))?;
     state.set_pinned(record.id, pinned)?;
-    crate::jobs::manifest::refresh_from_catalog(&state, &path)?;
+    crate::jobs::manifest::refresh_from_catalog(&state, &store, &record.key)?;
     print(
         out,
         format_args!(

@@ -218,11 +218,12 @@ fn rehearse_all(
     clock: &dyn Clock,
 ) -> Result<Vec<Rehearsal>, Error> {
     let state = StateDb::open_read_only(&config.settings.state_dir)?;
+    let store = crate::store::LocalDir::new(&config.settings.backup_dir);
     let mut rehearsals = Vec::new();
     for database in config.databases.values() {
         if let Some(migrations) = &database.migrations
             && let Some(rehearsal) =
-                rehearse::rehearse(database, migrations, state.as_ref(), clock)?
+                rehearse::rehearse(database, migrations, state.as_ref(), &store, clock)?
         {
             rehearsals.push(rehearsal);
         }

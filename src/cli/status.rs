@@ -217,8 +217,7 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             out,
             format_args!(
                 "warning: {}: backup {} is dated in the future (written under a clock that ran ahead); it is not taken for the latest",
-                backup.database,
-                backup.path.display()
+                backup.database, backup.key
             ),
         )?;
     }

@@ -44,17 +44,16 @@ use serde::Serialize;
 
 use super::copy::{self, CopyError, CopyMethod, CopyStats};
 use super::identity;
-use super::manifest::{self, Manifest};
-use super::naming;
+use super::manifest;
 use super::progress::Progress;
 use super::verify::{self, Hashing, VerifyError};
 use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::db::observe::read_identity;
 use crate::durable::{self, PendingFile};
-use crate::plan::identity::Identity;
 use crate::state::StateDb;
-use crate::state::catalog::{BackupRecord, BackupTrigger, NewBackup};
+use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{Key, LocalDir, Store, StoreError, naming};
 
 /// The lock file that serialises the backups of one database, in its
 /// backup directory.
@@ -149,6 +148,12 @@ impl BackupError {
         }
     }
 
+    /// Wraps a failed store operation on a copy of `database`.
+    pub(crate) fn store(database: &str) -> impl FnOnce(StoreError) -> Self + use<> {
+        let database = database.to_string();
+        move |e| BackupError::io(&database, &e.place, e.action)(e.source)
+    }
+
     /// Wraps an I/O error on `path` while backing up `database`.
     pub(crate) fn io(
         database: &str,
@@ -198,6 +203,8 @@ pub struct BackupRequest<'a> {
 pub struct BackupReport {
     /// The catalog row.
     pub record: BackupRecord,
+    /// The copy's file in the backup directory.
+    pub path: PathBuf,
     /// What the copy did.
     pub copy: CopyStats,
     /// Size of the database copy before compression.
@@ -209,11 +216,6 @@ pub struct BackupReport {
 
 fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
-}
-
-/// The directory holding the backups of `database`.
-pub fn database_dir(backup_dir: &Path, database: &str) -> PathBuf {
-    backup_dir.join(database)
 }
 
 /// Copies `source` uncompressed into a temp file beside `target` in `dir`
@@ -303,23 +305,16 @@ pub fn take(
             path: db.path.clone(),
         });
     };
-    let dir = database_dir(request.backup_dir, name);
+    let store = LocalDir::new(request.backup_dir);
+    let dir = store.database_dir(name);
     durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
     let _lock = lock_backups(name, &dir)?;
-    manifest::sync_catalog(state, name, request.backup_dir)?;
-    identity::check(
-        state,
-        name,
-        &db.path,
-        request.backup_dir,
-        &seen,
-        clock.now(),
-    )?;
+    manifest::sync_catalog(state, &store, name)?;
+    identity::check(state, name, &db.path, &store, &seen, clock.now())?;
     let created_at = clock.now().trunc_subsecs(0);
     let compressed = db.backup.compress == Compression::Zstd;
-    let target = naming::free_path(&dir, name, created_at, compressed, |p| {
-        p.exists() || state.backup_by_path(p).ok().flatten().is_some()
-    });
+    let key = free_key(state, &store, name, created_at, compressed);
+    let target = store.path(&key);
     let source = copy::Source::open(&db.path, db.backup.method, &db.pragmas.connection)
         .map_err(|source| BackupError::copy(name, source))?;
     let written = Written {
@@ -343,23 +338,27 @@ pub fn take(
         .len();
     let duration = started.elapsed();
     let verified_at = (db.backup.verify != VerifyLevel::None).then(|| clock.now());
-    let new = NewBackup {
-        database: name,
-        path: &target,
+    let new = BackupRecord {
+        id: 0,
+        database: name.to_string(),
+        store: store.id(),
+        key,
         created_at,
         size,
-        sha256: Some(&sha256),
+        sha256: Some(sha256),
         verified_at,
-        method: Some(copy.method.as_str()),
+        method: Some(copy.method.as_str().to_string()),
         trigger: request.trigger,
         pinned: request.pin,
         duration_ms: Some(duration.as_millis() as u64),
-        seq: None,
+        seq: 0,
+        source: Some(seen),
     };
-    let record = land(state, pending, new, Some(&seen))?;
-    tracing::info!(db = name, path = %record.path.display(), bytes = size, duration_ms = duration.as_millis() as u64, method = copy.method.as_str(), "backup taken");
+    let record = land(state, &store, pending, new)?;
+    tracing::info!(db = name, path = %target.display(), bytes = size, duration_ms = duration.as_millis() as u64, method = copy.method.as_str(), "backup taken");
     Ok(BackupReport {
         record,
+        path: target,
         copy,
         plain_bytes: copy.bytes(),
         duration,
@@ -566,78 +565,89 @@ pub fn raw_copy(
 ) -> Result<BackupRecord, BackupError> {
     let db = request.database;
     let name = db.name.as_str();
-    let io = |path: &Path, action: &'static str| BackupError::io(name, path, action);
-    let dir = database_dir(request.backup_dir, name);
-    durable::create_private_dir(&dir).map_err(io(&dir, "cannot create the directory"))?;
+    let store = LocalDir::new(request.backup_dir);
     let created_at = clock.now().trunc_subsecs(0);
-    let target = naming::free_path(&dir, name, created_at, false, |p| {
-        p.exists() || state.backup_by_path(p).ok().flatten().is_some()
-    });
-    let pending = PendingFile::create(&target).map_err(io(&dir, "cannot create a temp file"))?;
+    let key = free_key(state, &store, name, created_at, false);
+    let pending = store.stage(&key).map_err(BackupError::store(name))?;
     let size = copy::copy_raw(&db.path, pending.file(), pending.path())
         .map_err(|source| BackupError::copy(name, source))?;
     let sha256 = verify::sha256_file(pending.path()).map_err(|source| BackupError::Verify {
         database: name.to_string(),
         source,
     })?;
-    let new = NewBackup {
-        database: name,
-        path: &target,
+    let new = BackupRecord {
+        id: 0,
+        database: name.to_string(),
+        store: store.id(),
+        key,
         created_at,
         size,
-        sha256: Some(&sha256),
+        sha256: Some(sha256),
         verified_at: None,
-        method: Some("raw"),
+        method: Some("raw".to_string()),
         trigger: request.trigger,
         pinned: request.pin,
         duration_ms: None,
-        seq: None,
+        seq: 0,
+        source: None,
     };
-    let record = land(state, pending, new, None)?;
-    tracing::warn!(db = name, path = %record.path.display(), bytes = size, "raw copy of the damaged database kept (unverified)");
+    let record = land(state, &store, pending, new)?;
+    tracing::warn!(db = name, path = %store.path(&record.key).display(), bytes = size, "raw copy of the damaged database kept (unverified)");
     Ok(record)
 }
 
-/// Lands a finished backup at `new.path`: its manifest first (with the
-/// next sequence number and the source's identity), then the file renamed
-/// into place, then its catalog row. A failure at any step removes what was
-/// written, so a listed backup always has its manifest and its row.
-fn land(
+/// The first key for a copy of `database` taken at `at` that neither the
+/// directory nor the catalog uses.
+fn free_key(
     state: &StateDb,
-    pending: PendingFile,
-    mut new: NewBackup,
-    source: Option<&Identity>,
-) -> Result<BackupRecord, BackupError> {
-    let (name, target) = (new.database, new.path);
-    let io = |action: &'static str| BackupError::io(name, target, action);
-    let seq = state.next_backup_seq(name)?;
-    new.seq = Some(seq);
-    manifest::write(target, &Manifest::of(&new.record_at(seq), source))
-        .map_err(io("cannot write the manifest"))?;
-    let final_path = match pending.commit_to(target) {
-        Ok(path) => path,
-        Err(e) => {
-            let _ = manifest::remove(target);
-            return Err(io("cannot write")(e));
-        }
-    };
-    if let Err(e) = state.insert_backup(&new) {
-        return Err(remove_and_fail(&final_path, e.into()));
-    }
-    state.backup_by_path(&final_path)?.ok_or_else(|| {
-        crate::state::StateError::Corrupt {
-            path: final_path.clone(),
-            detail: "a backup vanished from the catalog".into(),
-        }
-        .into()
+    store: &LocalDir,
+    database: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    compressed: bool,
+) -> Key {
+    naming::free_key(database, at, compressed, |key| {
+        store.path(key).exists()
+            || state
+                .backup_by_key(store.id(), key)
+                .ok()
+                .flatten()
+                .is_some()
     })
 }
 
-fn remove_and_fail(path: &Path, error: BackupError) -> BackupError {
-    if let Err(e) = std::fs::remove_file(path).and_then(|()| manifest::remove(path)) {
-        tracing::error!(path = %path.display(), error = %e, "cannot remove a failed backup");
+/// Lands a finished copy under `new.key`: its manifest first (with the
+/// next sequence number), then the copy put in place, then its catalog
+/// row. A failure at any step removes what was written, so a listed copy
+/// always has its manifest and its row.
+fn land(
+    state: &StateDb,
+    store: &dyn Store,
+    pending: PendingFile,
+    mut new: BackupRecord,
+) -> Result<BackupRecord, BackupError> {
+    let name = new.database.clone();
+    new.seq = state.next_backup_seq(&name)?;
+    store
+        .write_manifest(&new.key, &new)
+        .map_err(BackupError::store(&name))?;
+    if let Err(e) = store.put(&new.key, pending) {
+        forget(store, &new.key);
+        return Err(BackupError::store(&name)(e));
     }
-    error
+    match state.insert_backup(&new) {
+        Ok(id) => Ok(BackupRecord { id, ..new }),
+        Err(e) => {
+            forget(store, &new.key);
+            Err(e.into())
+        }
+    }
+}
+
+/// Removes a copy that did not land; a failure is logged.
+fn forget(store: &dyn Store, key: &Key) {
+    if let Err(e) = store.delete(key) {
+        tracing::error!(key = %key, error = %e, "cannot remove a failed backup");
+    }
 }
 
 /// Writes what `feed` produces, zstd-compressed (all cores, with zstd's
@@ -667,22 +677,16 @@ fn compressed_write<T>(
     Ok((value, stored_sha))
 }
 
-/// Deletes one catalogued backup: file, manifest, directory fsync, then
-/// catalog row.
-pub fn remove(state: &StateDb, database: &str, backup: &BackupRecord) -> Result<(), BackupError> {
-    let path = &backup.path;
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(BackupError::io(database, path, "cannot remove")(source)),
-    }
-    manifest::remove(path).map_err(BackupError::io(
-        database,
-        path,
-        "cannot remove the manifest",
-    ))?;
-    let dir = durable::parent(path);
-    durable::sync_dir(dir).map_err(BackupError::io(database, dir, "cannot sync"))?;
+/// Deletes one catalogued copy from its store (copy, manifest, durably),
+/// then its catalog row.
+pub fn remove(
+    state: &StateDb,
+    store: &dyn Store,
+    backup: &BackupRecord,
+) -> Result<(), BackupError> {
+    store
+        .delete(&backup.key)
+        .map_err(BackupError::store(&backup.database))?;
     state.delete_backup(backup.id)?;
     Ok(())
 }
@@ -692,66 +696,65 @@ pub fn remove(state: &StateDb, database: &str, backup: &BackupRecord) -> Result<
 /// its new size and SHA-256 in the catalog and the manifest.
 pub fn reprove(
     state: &StateDb,
-    database: &str,
-    path: &Path,
+    store: &LocalDir,
+    copy: &BackupRecord,
     clock: &dyn Clock,
 ) -> Result<(), BackupError> {
+    let database = copy.database.as_str();
     let verify_error = |source| BackupError::Verify {
         database: database.to_string(),
         source,
     };
-    let Some(record) = state.backup_by_path(path)? else {
-        return Ok(());
-    };
-    let verified = verify::check_database(path, VerifyLevel::Quick).map_err(verify_error);
-    let sha256 = verify::sha256_file(path).map_err(verify_error)?;
-    let size = std::fs::metadata(path)
-        .map_err(BackupError::io(database, path, "cannot stat"))?
+    let path = store.path(&copy.key);
+    let verified = verify::check_database(&path, VerifyLevel::Quick).map_err(verify_error);
+    let sha256 = verify::sha256_file(&path).map_err(verify_error)?;
+    let size = std::fs::metadata(&path)
+        .map_err(BackupError::io(database, &path, "cannot stat"))?
         .len();
     let verified_at = verified.is_ok().then(|| clock.now());
-    state.set_backup_content(record.id, size, &sha256, verified_at)?;
-    manifest::refresh_from_catalog(state, path)?;
+    state.set_backup_content(copy.id, size, &sha256, verified_at)?;
+    manifest::refresh_from_catalog(state, store, &copy.key)?;
     verified
 }
 
 /// Removes the safety copy of a restore that then did not happen (its
 /// source turned out damaged or foreign): nothing was replaced, so the copy
 /// is only a duplicate. A failure is logged; the copy then stays.
-pub fn discard(state: &StateDb, database: &str, copy: &Path) {
-    let removed = state
-        .backup_by_path(copy)
-        .map_err(BackupError::from)
-        .and_then(|record| match record {
-            Some(record) => remove(state, database, &record),
-            None => Ok(()),
-        });
-    match removed {
+pub fn discard(state: &StateDb, store: &dyn Store, copy: &BackupRecord) {
+    let (database, place) = (copy.database.as_str(), store.location(&copy.key));
+    match remove(state, store, copy) {
         Ok(()) => {
-            tracing::info!(db = database, path = %copy.display(), "the restore did not happen; its safety copy was removed")
+            tracing::info!(db = database, path = %place.display(), "the restore did not happen; its safety copy was removed")
         }
         Err(error) => {
-            tracing::warn!(db = database, path = %copy.display(), %error, "the restore did not happen; its safety copy stays")
+            tracing::warn!(db = database, path = %place.display(), %error, "the restore did not happen; its safety copy stays")
         }
     }
 }
 
 /// The backup `--from latest` means: the newest (by the catalog's sequence)
-/// verified one whose file exists, not counting the safety copies taken
-/// before a restore (restoring "latest" twice must not undo the first
+/// verified one that its store still holds, not counting the safety copies
+/// taken before a restore (restoring "latest" twice must not undo the first
 /// restore), and passing over backups of an emptied database when an older
 /// one holds data (see [`manifest::prefer_data`]).
 pub fn latest_verified(
     state: &StateDb,
+    store: &dyn Store,
     database: &str,
 ) -> Result<Option<BackupRecord>, crate::state::StateError> {
     let candidates: Vec<BackupRecord> = state
         .backups(database)?
         .into_iter()
-        .filter(|b| b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file())
+        .filter(|b| {
+            b.verified()
+                && b.trigger != BackupTrigger::PreRestore
+                && b.store == store.id()
+                && store.fetch(&b.key).is_ok()
+        })
         .collect();
-    let chosen = manifest::prefer_data(candidates.iter().map(|b| b.path.as_path()));
+    let chosen = manifest::prefer_data(store, &candidates);
     if chosen > 0 {
-        tracing::warn!(db = database, newest = %candidates[0].path.display(), chosen = %candidates[chosen].path.display(), "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");
+        tracing::warn!(db = database, newest = %candidates[0].key, chosen = %candidates[chosen].key, "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");
     }
     Ok(candidates.into_iter().nth(chosen))
 }

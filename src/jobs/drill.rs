@@ -21,6 +21,7 @@ use super::verify;
 use crate::clock::Clock;
 use crate::config::{Database, VerifyLevel};
 use crate::state::StateDb;
+use crate::store::{LocalDir, Store};
 
 /// What the freshness query returned on both sides.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -61,14 +62,15 @@ pub fn run(
 ) -> Result<Report, crate::state::StateError> {
     let started = Instant::now();
     let name = database.name.as_str();
-    super::manifest::sync_catalog(state, name, backup_dir).map_err(|e| match e {
+    let store = LocalDir::new(backup_dir);
+    super::manifest::sync_catalog(state, &store, name).map_err(|e| match e {
         backup::BackupError::State(e) => e,
         other => crate::state::StateError::Corrupt {
             path: backup_dir.to_path_buf(),
             detail: other.to_string(),
         },
     })?;
-    let Some(newest) = backup::latest_verified(state, name)? else {
+    let Some(newest) = backup::latest_verified(state, &store, name)? else {
         return Ok(Report {
             database: name.to_string(),
             backup: None,
@@ -80,9 +82,13 @@ pub fn run(
             duration_ms: started.elapsed().as_millis() as u64,
         });
     };
-    state.add_reader(&newest.path, std::process::id(), "drill", clock.now())?;
-    let outcome = drill(database, &newest.path, state.scratch_dir());
-    state.remove_reader(&newest.path, std::process::id())?;
+    let place = store.location(&newest.key);
+    state.add_reader(&place, std::process::id(), "drill", clock.now())?;
+    let outcome = match store.fetch(&newest.key) {
+        Ok(fetched) => drill(database, fetched.path(), state.scratch_dir()),
+        Err(e) => Err(e.to_string()),
+    };
+    state.remove_reader(&place, std::process::id())?;
     let (passed, reason, freshness) = match outcome {
         Ok(freshness) => match lagging(database, freshness.as_ref()) {
             Some(reason) => (false, Some(reason), freshness),
@@ -92,7 +98,7 @@ pub fn run(
     };
     Ok(Report {
         database: name.to_string(),
-        backup: Some(newest.path),
+        backup: Some(place),
         passed,
         reason,
         freshness,

@@ -23,6 +23,7 @@ use super::backup;
 use crate::config::{Database, VerifyLevel};
 use crate::state::StateDb;
 pub use crate::state::health::{Check, Figures, Report, Status};
+use crate::store::{LocalDir, Store};
 
 /// What a health run needs besides the database.
 #[derive(Debug, Clone, Copy)]
@@ -123,7 +124,8 @@ pub fn run(request: Request, state: Option<&StateDb>) -> Report {
             ),
         }
     }
-    backup_check(db, state, request.now, &mut figures, &mut check);
+    let store = LocalDir::new(request.backup_dir);
+    backup_check(db, &store, state, request.now, &mut figures, &mut check);
     if let Some(migrations) = &db.migrations {
         match crate::jobs::migrations::runner::status(db, migrations) {
             Ok(status) if !status.errors().is_empty() => {
@@ -260,12 +262,17 @@ fn file_checks(
 
 fn backup_check(
     db: &Database,
+    store: &dyn Store,
     state: Option<&StateDb>,
     now: DateTime<Utc>,
     figures: &mut Figures,
     check: &mut impl FnMut(&str, Status, String),
 ) {
-    let newest = state.and_then(|s| backup::latest_verified(s, db.name.as_str()).ok().flatten());
+    let newest = state.and_then(|s| {
+        backup::latest_verified(s, store, db.name.as_str())
+            .ok()
+            .flatten()
+    });
     if let Some(newest) = &newest {
         figures.backup_age_seconds = Some((now - newest.created_at).num_seconds().max(0));
         figures.backup_size_bytes = Some(newest.size);

@@ -18,6 +18,7 @@ use crate::plan::{Expectation, KnownBackup};
 use crate::state::catalog::BackupTrigger;
 use crate::state::expect::Discontinuity;
 use crate::state::{StateDb, StateError};
+use crate::store::Store;
 
 /// How often an unchanged identity is re-recorded (its "last seen" time).
 pub const REMEMBER_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
@@ -26,14 +27,14 @@ pub const REMEMBER_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 pub fn expected(
     state: Option<&StateDb>,
     database: &str,
-    backup_dir: &Path,
+    store: &dyn Store,
 ) -> Result<Option<Identity>, StateError> {
     if let Some(state) = state
         && let Some((identity, _)) = state.identity(database)?
     {
         return Ok(Some(identity));
     }
-    Ok(manifest::newest(backup_dir, database, |m| m.source.is_some()).and_then(|(_, m)| m.source))
+    Ok(manifest::newest(store, database, |m| m.source.is_some()).and_then(|m| m.source))
 }
 
 /// What is known of `database` apart from its file; the backups are
@@ -42,7 +43,7 @@ pub fn expected(
 pub fn expectation(
     state: Option<&StateDb>,
     database: &str,
-    backup_dir: &Path,
+    store: &dyn Store,
     managed: bool,
     with_backups: bool,
 ) -> Result<Expectation, BackupError> {
@@ -70,21 +71,25 @@ pub fn expectation(
         ..Expectation::default()
     };
     if expectation.identity.is_none() {
-        expectation.identity = expected(None, database, backup_dir)?;
+        expectation.identity = expected(None, database, store)?;
     }
     if with_backups {
-        let found = manifest::inventory(state, database, backup_dir)?;
+        let found = manifest::inventory(state, store, database)?;
         expectation.backups = found.len();
-        expectation.verified = found.iter().filter(|f| f.verified).count();
-        let restorable: Vec<&manifest::Found> = found
-            .iter()
-            .filter(|f| f.verified && f.trigger != BackupTrigger::PreRestore)
+        expectation.verified = found.iter().filter(|f| f.record.verified()).count();
+        let restorable: Vec<_> = found
+            .into_iter()
+            .map(|f| f.record)
+            .filter(|b| b.verified() && b.trigger != BackupTrigger::PreRestore)
             .collect();
-        let chosen = manifest::prefer_data(restorable.iter().map(|f| f.path.as_path()));
-        expectation.newest_verified = restorable.get(chosen).map(|f| KnownBackup {
-            path: f.path.clone(),
-            created_at: f.created_at,
-            source: manifest::read(&f.path).and_then(|m| m.source),
+        let chosen = manifest::prefer_data(store, &restorable);
+        expectation.newest_verified = restorable.get(chosen).map(|b| KnownBackup {
+            path: store.location(&b.key),
+            created_at: b.created_at,
+            source: b
+                .source
+                .clone()
+                .or_else(|| store.read_manifest(&b.key).and_then(|m| m.source)),
         });
     }
     Ok(expectation)
@@ -96,7 +101,7 @@ pub fn check(
     state: &StateDb,
     database: &str,
     path: &Path,
-    backup_dir: &Path,
+    store: &dyn Store,
     seen: &Identity,
     now: DateTime<Utc>,
 ) -> Result<Option<Discontinuity>, StateError> {
@@ -109,7 +114,7 @@ pub fn check(
     }
     let expected = match remembered {
         Some((identity, _)) => Some(identity),
-        None => expected(None, database, backup_dir)?,
+        None => expected(None, database, store)?,
     };
     let found = match expected {
         Some(expected) => match identity::discontinuity(&expected, seen) {

@@ -1,9 +1,9 @@
 //! The jobs litewarden runs on a managed database.
 //!
-//! Each module owns one kind of job; they share the backup naming rules
-//! ([`naming`]) and the progress reporting seam ([`progress`]). Pure
-//! decisions (retention, naming) live apart from the modules that touch
-//! files.
+//! Each module owns one kind of job; they reach backup copies through the
+//! store seam ([`crate::store`]) and share the progress reporting seam
+//! ([`progress`]). Pure decisions (retention) live apart from the modules
+//! that touch files.
 
 pub mod backup;
 pub mod copy;
@@ -12,7 +12,6 @@ pub mod health;
 pub mod identity;
 pub mod manifest;
 pub mod migrations;
-pub mod naming;
 pub mod optimize;
 pub mod outcome;
 pub mod progress;

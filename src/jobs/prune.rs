@@ -1,7 +1,8 @@
 //! Applying retention to the backups of one database.
 //!
-//! Owns deleting backup files. Only catalogued files are candidates (the
-//! catalog lists only files litewarden created), the decision is the pure
+//! Owns deleting backup copies, through their store. Only catalogued copies
+//! are candidates (the catalog lists only copies litewarden created), the
+//! decision is the pure
 //! [`retention::select`], and a dry run shows the same decisions without
 //! deleting. Protected whatever the rules say: a backup a running restore
 //! reads, the newest verified backups from before an unaccepted
@@ -10,7 +11,7 @@
 //! copies never take a rule's slot).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
@@ -22,12 +23,15 @@ use super::retention::{self, Candidate, KeepReason};
 use crate::config::{Database, JobKind};
 use crate::state::StateDb;
 use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::Store;
 
 /// One backup and the verdict on it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneEntry {
     /// The backup.
     pub backup: BackupRecord,
+    /// Where its copy is (a file in the backup directory).
+    pub path: PathBuf,
     /// Why it is kept; empty when it goes.
     pub reasons: Vec<KeepReason>,
     /// Its name's time is later than a newer backup's or than now (written
@@ -56,12 +60,12 @@ pub const KEEP_BEFORE_DISCONTINUITY: u32 = 3;
 pub fn decide(
     state: &StateDb,
     database: &Database,
-    backup_dir: &Path,
+    store: &dyn Store,
     timezone: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>, BackupError> {
     let name = database.name.as_str();
-    sync_catalog(state, name, backup_dir)?;
+    sync_catalog(state, store, name)?;
     let backups = state.backups(name)?;
     let last_migration = state.last_success(JobKind::Migrate, name)?;
     let readers: Vec<_> = state
@@ -90,7 +94,7 @@ pub fn decide(
     let candidates: Vec<Candidate> = backups
         .iter()
         .map(|b| {
-            let reader = readers.iter().find(|r| r.path == b.path);
+            let reader = readers.iter().find(|r| r.path == store.location(&b.key));
             let protected = if let Some(reader) = reader {
                 Some(format!(
                     "being read by {} (pid {})",
@@ -124,6 +128,7 @@ pub fn decide(
         .filter_map(|decision| {
             let backup = backups.iter().find(|b| b.id == decision.id)?.clone();
             Some(PruneEntry {
+                path: store.location(&backup.key),
                 backup,
                 reasons: decision.reasons,
                 dated_in_future: decision.dated_in_future,
@@ -143,17 +148,17 @@ fn process_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// Deletes the backups `entries` does not keep: file, then directory fsync,
-/// then catalog row. Returns the removed ones.
+/// Deletes the backups `entries` does not keep from `store`, then their
+/// catalog rows. Returns the removed ones.
 pub fn remove(
     state: &StateDb,
-    database: &str,
+    store: &dyn Store,
     entries: &[PruneEntry],
 ) -> Result<Vec<BackupRecord>, BackupError> {
     let mut removed = Vec::new();
     for entry in entries.iter().filter(|e| !e.keep()) {
-        crate::jobs::backup::remove(state, database, &entry.backup)?;
-        tracing::info!(db = database, path = %entry.backup.path.display(), "backup pruned");
+        crate::jobs::backup::remove(state, store, &entry.backup)?;
+        tracing::info!(db = entry.backup.database.as_str(), path = %entry.path.display(), "backup pruned");
         removed.push(entry.backup.clone());
     }
     Ok(removed)
@@ -162,7 +167,7 @@ pub fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::catalog::NewBackup;
+    use crate::store::{Key, LocalDir, naming};
 
     fn config(dir: &Path) -> crate::config::Config {
         let text = "version: 1\ndatabases:\n  app: { path: app.db, backup: { retention: { keep_last: 1 } } }\n";
@@ -179,8 +184,8 @@ mod tests {
         let config = config(dir.path());
         let database = config.databases.values().next().unwrap();
         let state = StateDb::open(&config.settings.state_dir).unwrap();
-        let backups = super::super::backup::database_dir(&config.settings.backup_dir, "app");
-        std::fs::create_dir_all(&backups).unwrap();
+        let store = LocalDir::new(&config.settings.backup_dir);
+        std::fs::create_dir_all(store.database_dir("app")).unwrap();
         let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let mut paths = Vec::new();
         for (i, trigger) in [
@@ -192,12 +197,15 @@ mod tests {
         .enumerate()
         {
             let at = t0 + chrono::TimeDelta::hours(i as i64);
-            let path = backups.join(super::super::naming::file_name("app", at, 0, false));
+            let key = Key::new("app", &naming::file_name("app", at, 0, false));
+            let path = store.path(&key);
             std::fs::write(&path, b"x").unwrap();
             state
-                .insert_backup(&NewBackup {
-                    database: "app",
-                    path: &path,
+                .insert_backup(&BackupRecord {
+                    id: 0,
+                    database: "app".into(),
+                    store: store.id(),
+                    key,
                     created_at: at,
                     size: 1,
                     sha256: None,
@@ -206,7 +214,8 @@ mod tests {
                     trigger,
                     pinned: false,
                     duration_ms: None,
-                    seq: None,
+                    seq: i as i64 + 1,
+                    source: None,
                 })
                 .unwrap();
             paths.push(path);
@@ -215,21 +224,12 @@ mod tests {
             .add_reader(&paths[0], std::process::id(), "restore", t0)
             .unwrap();
         let now = t0 + chrono::TimeDelta::days(1);
-        let decide_now = || {
-            decide(
-                &state,
-                database,
-                &config.settings.backup_dir,
-                chrono_tz::UTC,
-                now,
-            )
-            .unwrap()
-        };
+        let decide_now = || decide(&state, database, &store, chrono_tz::UTC, now).unwrap();
         let entries = decide_now();
         let reasons = |path: &Path| {
             entries
                 .iter()
-                .find(|e| e.backup.path == path)
+                .find(|e| e.path == path)
                 .unwrap()
                 .reasons
                 .iter()
@@ -250,12 +250,6 @@ mod tests {
         assert_eq!(reasons(&paths[2]), ["last", "newest verified"]);
         state.remove_reader(&paths[0], std::process::id()).unwrap();
         let entries = decide_now();
-        assert!(
-            !entries
-                .iter()
-                .find(|e| e.backup.path == paths[0])
-                .unwrap()
-                .keep()
-        );
+        assert!(!entries.iter().find(|e| e.path == paths[0]).unwrap().keep());
     }
 }

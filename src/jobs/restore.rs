@@ -36,7 +36,8 @@ use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
-use crate::state::catalog::BackupTrigger;
+use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{LocalDir, Store};
 
 /// Where to restore from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,28 +172,31 @@ pub struct RestoreReport {
 /// Resolves the source file of a restore.
 pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathBuf, RestoreError> {
     let name = request.database.name.as_str();
+    let store = LocalDir::new(request.backup_dir);
     match &request.from {
         RestoreSource::Latest => {
-            sync_catalog(state, name, request.backup_dir)?;
-            backup::latest_verified(state, name)?
-                .map(|record| record.path)
-                .ok_or_else(|| RestoreError::NoBackup(name.to_string()))
+            sync_catalog(state, &store, name)?;
+            let latest = backup::latest_verified(state, &store, name)?
+                .ok_or_else(|| RestoreError::NoBackup(name.to_string()))?;
+            fetched(&store, &latest)
         }
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
         RestoreSource::Before(before) => {
-            sync_catalog(state, name, request.backup_dir)?;
+            sync_catalog(state, &store, name)?;
             let verified: Vec<_> = state
                 .backups(name)?
                 .into_iter()
                 .filter(|b| {
-                    b.verified() && b.trigger != BackupTrigger::PreRestore && b.path.is_file()
+                    b.verified()
+                        && b.trigger != BackupTrigger::PreRestore
+                        && b.store == store.id()
+                        && store.fetch(&b.key).is_ok()
                 })
                 .collect();
-            verified
+            let chosen = verified
                 .iter()
                 .filter(|b| b.created_at < *before)
                 .max_by_key(|b| b.seq)
-                .map(|b| b.path.clone())
                 .ok_or_else(|| RestoreError::NoBackupBefore {
                     database: name.to_string(),
                     before: before.format("%Y-%m-%d %H:%M:%SZ").to_string(),
@@ -202,7 +206,8 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                         .map_or("none".into(), |b| {
                             b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string()
                         }),
-                })
+                })?;
+            fetched(&store, chosen)
         }
         RestoreSource::BeforeMigration(reference) => {
             let applied =
@@ -231,6 +236,14 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
             })
         }
     }
+}
+
+/// The local file holding the catalogued copy `backup`.
+fn fetched(store: &dyn Store, backup: &BackupRecord) -> Result<PathBuf, RestoreError> {
+    let fetched = store
+        .fetch(&backup.key)
+        .map_err(BackupError::store(&backup.database))?;
+    Ok(fetched.path().to_path_buf())
 }
 
 /// Whether `reference` names the applied migration `row`: its version
@@ -266,7 +279,11 @@ pub fn restore(
         source,
     };
     verify::no_wal_beside(source).map_err(verify_error)?;
-    let record = state.backup_by_path(source)?;
+    let store = LocalDir::new(request.backup_dir);
+    let record = match store.key_of(source) {
+        Some(key) => state.backup_by_key(store.id(), &key)?,
+        None => None,
+    };
     if let Some(record) = &record
         && record.database != name
         && !request.force
@@ -318,7 +335,7 @@ pub fn restore(
     let safety = safety.transpose()?;
     let abandon = |error: RestoreError| {
         if let Some((copy, _)) = &safety {
-            backup::discard(state, name, copy);
+            backup::discard(state, &store, copy);
         }
         error
     };
@@ -334,14 +351,11 @@ pub fn restore(
             reason,
         }));
     }
-    let mut safety_copy = None;
-    if let Some((copy, readable)) = safety {
-        safety_copy = Some(copy);
-        if readable {
+    let safety_copy = safety.as_ref().map(|(copy, _)| store.path(&copy.key));
+    if let Some((copy, readable)) = &safety {
+        if *readable {
             let nothing_replaced = |detail: String| {
-                if let Some(copy) = &safety_copy {
-                    backup::discard(state, name, copy);
-                }
+                backup::discard(state, &store, copy);
                 write_error(detail)
             };
             let resized =
@@ -362,19 +376,15 @@ pub fn restore(
                 safety_copy_topped_up = replaced.topped_up,
                 "live content replaced"
             );
-            if replaced.topped_up > 0
-                && let Some(copy) = &safety_copy
-            {
-                backup::reprove(state, name, copy, clock)?;
+            if replaced.topped_up > 0 {
+                backup::reprove(state, &store, copy, clock)?;
             }
             verify::check_database(&database.path, VerifyLevel::Quick).map_err(verify_error)?;
         } else {
             if let Err(e) =
                 move_aside_journals(&database.path).and_then(|()| plain.commit_replacing())
             {
-                if let Some(copy) = &safety_copy {
-                    backup::discard(state, name, copy);
-                }
+                backup::discard(state, &store, copy);
                 return Err(write_error(e.to_string()));
             }
         }
@@ -492,7 +502,7 @@ fn safety_copy_of(
     state: &StateDb,
     clock: &dyn Clock,
     progress: &mut dyn Progress,
-) -> Result<(PathBuf, bool), RestoreError> {
+) -> Result<(BackupRecord, bool), RestoreError> {
     let mut plain = request.database.clone();
     plain.backup.compress = Compression::None;
     plain.backup.verify = VerifyLevel::Quick;
@@ -503,7 +513,7 @@ fn safety_copy_of(
         pin: false,
     };
     match backup::take(backup_request, state, clock, progress) {
-        Ok(report) => Ok((report.record.path, true)),
+        Ok(report) => Ok((report.record, true)),
         Err(error @ (BackupError::Io { .. } | BackupError::State(_))) => {
             Err(RestoreError::SafetyCopy(error))
         }
@@ -513,7 +523,7 @@ fn safety_copy_of(
                 backup::raw_copy(backup_request, state, clock).map_err(RestoreError::SafetyCopy)?;
             let readable = crate::db::observe::read_identity(&request.database.path).is_ok()
                 && verify::check_database(&request.database.path, VerifyLevel::Quick).is_ok();
-            Ok((record.path, readable))
+            Ok((record, readable))
         }
     }
 }

@@ -88,14 +88,15 @@ impl Manager {
             self.clock.as_ref(),
             &mut crate::jobs::progress::Quiet,
         )?;
+        let store = crate::store::LocalDir::new(&self.backup_dir);
         let entries = crate::jobs::prune::decide(
             &state,
             &self.database,
-            &self.backup_dir,
+            &store,
             self.timezone,
             self.clock.now(),
         )?;
-        let pruned = crate::jobs::prune::remove(&state, self.name(), &entries)?.len();
+        let pruned = crate::jobs::prune::remove(&state, &store, &entries)?.len();
         Ok(BackupDone { backup, pruned })
     }
 

@@ -242,7 +242,6 @@ fn backups_migrations_health_and_columns_go_through_the_engines() {
     assert!(
         backup
             .backup
-            .record
             .path
             .starts_with(dir.path().join("backups/app"))
     );

@@ -30,6 +30,7 @@ use crate::plan::Plan;
 use crate::state::StateDb;
 use crate::state::catalog::BackupTrigger;
 use crate::state::expect::HoldKind;
+use crate::store::LocalDir;
 
 /// What a worker runs.
 #[derive(Debug)]
@@ -205,20 +206,20 @@ impl Worker {
         };
         let report = backup::take(request, state, self.clock.as_ref(), &mut Quiet)
             .map_err(|e| failed(&e))?;
+        let store = LocalDir::new(&settings.backup_dir);
         let entries = prune::decide(
             state,
             &work.database,
-            &settings.backup_dir,
+            &store,
             settings.timezone,
             self.clock.now(),
         )
         .map_err(|e| failed(&e))?;
-        let removed =
-            prune::remove(state, work.database.name.as_str(), &entries).map_err(|e| failed(&e))?;
+        let removed = prune::remove(state, &store, &entries).map_err(|e| failed(&e))?;
         Ok(JobSuccess {
             summary: format!(
                 "{} ({} bytes), {} pruned",
-                crate::paths::display(&report.record.path),
+                crate::paths::display(&report.path),
                 report.record.size,
                 removed.len()
             ),

@@ -1,16 +1,18 @@
-//! The backup catalog: one row per backup file litewarden created.
+//! The backup catalog: one row per backup copy litewarden created, named
+//! by its store and key.
 //!
-//! Owns the `backups` table. Only files in this catalog are ever deleted by
-//! retention. Rows rebuilt from file names (after the state database was
+//! Owns the `backups` table and [`BackupRecord`], which is also the
+//! manifest beside each copy. Only copies in this catalog are ever deleted
+//! by retention. Rows rebuilt from file names (after the state database was
 //! lost) carry no checksum and count as unverified until `verify` runs.
-
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{StateDb, StateError, sqlite};
+use crate::plan::identity::Identity;
+use crate::store::{Key, StoreId};
 
 /// What caused a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -57,83 +59,44 @@ impl BackupTrigger {
     }
 }
 
-/// A backup about to be catalogued.
-#[derive(Debug, Clone)]
-pub struct NewBackup<'a> {
-    /// The database it copies.
-    pub database: &'a str,
-    /// Absolute path of the file.
-    pub path: &'a Path,
-    /// The time in its name.
-    pub created_at: DateTime<Utc>,
-    /// File size in bytes.
-    pub size: u64,
-    /// SHA-256 of the file as stored, if known.
-    pub sha256: Option<&'a str>,
-    /// When it passed verification, if it did.
-    pub verified_at: Option<DateTime<Utc>>,
-    /// The copy method.
-    pub method: Option<&'a str>,
-    /// What caused it.
-    pub trigger: BackupTrigger,
-    /// Never prune it.
-    pub pinned: bool,
-    /// How long taking it took.
-    pub duration_ms: Option<u64>,
-    /// Its place in the catalog's sequence (from its manifest); `None`
-    /// takes the next one.
-    pub seq: Option<i64>,
-}
-
-impl NewBackup<'_> {
-    /// The record this backup gets once catalogued at sequence `seq`
-    /// (id 0 until it is inserted).
-    pub fn record_at(&self, seq: i64) -> BackupRecord {
-        BackupRecord {
-            id: 0,
-            database: self.database.to_string(),
-            path: self.path.to_path_buf(),
-            created_at: self.created_at,
-            size: self.size,
-            sha256: self.sha256.map(str::to_string),
-            verified_at: self.verified_at,
-            method: self.method.map(str::to_string),
-            trigger: self.trigger,
-            pinned: self.pinned,
-            duration_ms: self.duration_ms,
-            seq,
-        }
-    }
-}
-
-/// A catalogued backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A catalogued backup copy: the catalog row, and (without its id) the
+/// manifest written beside the copy in its store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRecord {
-    /// Catalog id.
+    /// Catalog id (0 until inserted; not in manifests).
+    #[serde(default)]
     pub id: i64,
     /// The database it copies.
     pub database: String,
-    /// Absolute path of the file.
-    pub path: PathBuf,
+    /// The store holding it.
+    #[serde(default)]
+    pub store: StoreId,
+    /// Its name in that store.
+    #[serde(default)]
+    pub key: Key,
     /// The time in its name.
     pub created_at: DateTime<Utc>,
-    /// File size in bytes.
+    /// Size in bytes, as stored.
     pub size: u64,
-    /// SHA-256 of the file as stored, if known.
+    /// SHA-256 of the copy as stored, if known.
     pub sha256: Option<String>,
     /// When it last passed verification.
     pub verified_at: Option<DateTime<Utc>>,
-    /// The copy method.
+    /// The copy method (`snapshot`, `api`, `vacuum`, `raw`).
     pub method: Option<String>,
     /// What caused it.
     pub trigger: BackupTrigger,
     /// Never pruned.
     pub pinned: bool,
     /// How long taking it took.
+    #[serde(default)]
     pub duration_ms: Option<u64>,
     /// Its place in the catalog's sequence: higher is newer, whatever the
     /// clock said.
     pub seq: i64,
+    /// What the source database looked like when it was taken.
+    #[serde(default)]
+    pub source: Option<Identity>,
 }
 
 impl BackupRecord {
@@ -143,19 +106,25 @@ impl BackupRecord {
     }
 }
 
-const COLUMNS: &str = "id, database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, coalesce(seq, id)";
+const COLUMNS: &str = "id, database, store, key, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, seq, source";
 
 impl StateDb {
-    /// Adds a backup to the catalog; returns its id.
-    pub fn insert_backup(&self, backup: &NewBackup) -> Result<i64, StateError> {
+    /// Adds a copy to the catalog at its `seq`; returns its id.
+    pub fn insert_backup(&self, backup: &BackupRecord) -> Result<i64, StateError> {
+        let source = backup
+            .source
+            .as_ref()
+            .map(|s| serde_json::to_string(s).unwrap_or_default());
         self.conn
-            .execute(
-                "INSERT INTO backups (database, path, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
-                         coalesce(?11, (SELECT coalesce(max(seq), 0) + 1 FROM backups WHERE database = ?1)))",
-                params![
+            .prepare_cached(
+                "INSERT INTO backups (database, store, key, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, seq, source)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
                     backup.database,
-                    backup.path.to_string_lossy(),
+                    backup.store.as_str(),
+                    backup.key.as_str(),
                     backup.created_at.to_rfc3339(),
                     backup.size as i64,
                     backup.sha256,
@@ -165,8 +134,9 @@ impl StateDb {
                     backup.pinned,
                     backup.duration_ms.map(|d| d as i64),
                     backup.seq,
-                ],
-            )
+                    source,
+                ])
+            })
             .map_err(sqlite(&self.path, "cannot record a backup"))?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -184,12 +154,11 @@ impl StateDb {
 
     /// The backups of `database`, newest (highest sequence) first.
     pub fn backups(&self, database: &str) -> Result<Vec<BackupRecord>, StateError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY coalesce(seq, id) DESC, id DESC"
-        );
+        let sql =
+            format!("SELECT {COLUMNS} FROM backups WHERE database = ?1 ORDER BY seq DESC, id DESC");
         let mut statement = self
             .conn
-            .prepare(&sql)
+            .prepare_cached(&sql)
             .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
         let rows = statement
             .query_map(params![database], raw_row)
@@ -198,34 +167,43 @@ impl StateDb {
         rows.into_iter().map(|raw| self.record(raw)).collect()
     }
 
-    /// The backups of `database` whose time is later than `now` (written
-    /// under a clock that ran ahead).
+    /// The keys of `database`'s backups whose time is later than `now`
+    /// (written under a clock that ran ahead), oldest first.
     pub fn backups_dated_after(
         &self,
         database: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<PathBuf>, StateError> {
+    ) -> Result<Vec<Key>, StateError> {
         let mut statement = self
             .conn
-            .prepare(
-                "SELECT path FROM backups WHERE database = ?1 AND created_at > ?2 ORDER BY seq",
+            .prepare_cached(
+                "SELECT key FROM backups WHERE database = ?1 AND created_at > ?2 ORDER BY seq",
             )
             .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
-        statement
-            .query_map(params![database, now.to_rfc3339()], |row| {
-                Ok(PathBuf::from(row.get::<_, String>(0)?))
-            })
+        let keys: Vec<String> = statement
+            .query_map(params![database, now.to_rfc3339()], |row| row.get(0))
             .and_then(|rows| rows.collect())
-            .map_err(sqlite(&self.path, "cannot read the backup catalog"))
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
+        keys.iter()
+            .map(|key| Key::parse(key).ok_or_else(|| self.corrupt_key(key)))
+            .collect()
     }
 
-    /// The catalogued backup at `path`, if any.
-    pub fn backup_by_path(&self, path: &Path) -> Result<Option<BackupRecord>, StateError> {
-        let sql = format!("SELECT {COLUMNS} FROM backups WHERE path = ?1");
+    /// The catalogued copy under `key` in `store`, if any.
+    pub fn backup_by_key(
+        &self,
+        store: StoreId,
+        key: &Key,
+    ) -> Result<Option<BackupRecord>, StateError> {
+        let sql = format!("SELECT {COLUMNS} FROM backups WHERE store = ?1 AND key = ?2");
         let raw = self
             .conn
-            .query_row(&sql, params![path.to_string_lossy()], raw_row)
-            .optional()
+            .prepare_cached(&sql)
+            .and_then(|mut select| {
+                select
+                    .query_row(params![store.as_str(), key.as_str()], raw_row)
+                    .optional()
+            })
             .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
         raw.map(|raw| self.record(raw)).transpose()
     }
@@ -264,6 +242,19 @@ impl StateDb {
         Ok(())
     }
 
+    /// Records the source identity a copy's manifest carries, for a row
+    /// that had none.
+    pub fn set_backup_source(&self, id: i64, source: &Identity) -> Result<(), StateError> {
+        let source = serde_json::to_string(source).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE backups SET source = ?2 WHERE id = ?1",
+                params![id, source],
+            )
+            .map_err(sqlite(&self.path, "cannot update the backup catalog"))?;
+        Ok(())
+    }
+
     /// Pins or unpins a backup.
     pub fn set_pinned(&self, id: i64, pinned: bool) -> Result<(), StateError> {
         self.conn
@@ -275,12 +266,19 @@ impl StateDb {
         Ok(())
     }
 
-    /// Removes a backup from the catalog (its file must be gone already).
+    /// Removes a backup from the catalog (its copy must be gone already).
     pub fn delete_backup(&self, id: i64) -> Result<(), StateError> {
         self.conn
             .execute("DELETE FROM backups WHERE id = ?1", params![id])
             .map_err(sqlite(&self.path, "cannot update the backup catalog"))?;
         Ok(())
+    }
+
+    fn corrupt_key(&self, key: &str) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            detail: format!("a backup has an invalid key `{key}`"),
+        }
     }
 
     fn record(&self, raw: RawRow) -> Result<BackupRecord, StateError> {
@@ -293,10 +291,18 @@ impl StateDb {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| corrupt(format!("an invalid time `{text}`")))
         };
+        let source = raw
+            .source
+            .as_deref()
+            .map(serde_json::from_str::<Identity>)
+            .transpose()
+            .map_err(|e| corrupt(format!("an unreadable source identity ({e})")))?;
         Ok(BackupRecord {
             id: raw.id,
             database: raw.database.clone(),
-            path: PathBuf::from(&raw.path),
+            store: StoreId::parse(&raw.store)
+                .ok_or_else(|| corrupt(format!("an unknown store `{}`", raw.store)))?,
+            key: Key::parse(&raw.key).ok_or_else(|| self.corrupt_key(&raw.key))?,
             created_at: time(&raw.created_at)?,
             size: raw.size.max(0) as u64,
             sha256: raw.sha256.clone(),
@@ -307,6 +313,7 @@ impl StateDb {
             pinned: raw.pinned,
             duration_ms: raw.duration_ms.map(|d| d.max(0) as u64),
             seq: raw.seq,
+            source,
         })
     }
 }
@@ -314,7 +321,8 @@ impl StateDb {
 struct RawRow {
     id: i64,
     database: String,
-    path: String,
+    store: String,
+    key: String,
     created_at: String,
     size: i64,
     sha256: Option<String>,
@@ -324,22 +332,25 @@ struct RawRow {
     pinned: bool,
     duration_ms: Option<i64>,
     seq: i64,
+    source: Option<String>,
 }
 
 fn raw_row(row: &Row) -> rusqlite::Result<RawRow> {
     Ok(RawRow {
         id: row.get(0)?,
         database: row.get(1)?,
-        path: row.get(2)?,
-        created_at: row.get(3)?,
-        size: row.get(4)?,
-        sha256: row.get(5)?,
-        verified_at: row.get(6)?,
-        method: row.get(7)?,
-        trigger: row.get(8)?,
-        pinned: row.get(9)?,
-        duration_ms: row.get(10)?,
-        seq: row.get(11)?,
+        store: row.get(2)?,
+        key: row.get(3)?,
+        created_at: row.get(4)?,
+        size: row.get(5)?,
+        sha256: row.get(6)?,
+        verified_at: row.get(7)?,
+        method: row.get(8)?,
+        trigger: row.get(9)?,
+        pinned: row.get(10)?,
+        duration_ms: row.get(11)?,
+        seq: row.get(12)?,
+        source: row.get(13)?,
     })
 }
 
@@ -352,32 +363,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDb::open(dir.path()).unwrap();
         let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        let new = |path: &'static str, minutes: i64| NewBackup {
-            database: "app",
-            path: Path::new(path),
+        let new = |file: &str, minutes: i64, seq: i64| BackupRecord {
+            id: 0,
+            database: "app".into(),
+            store: StoreId::Local,
+            key: Key::new("app", file),
             created_at: t0 + chrono::TimeDelta::minutes(minutes),
             size: 10,
             sha256: None,
             verified_at: None,
-            method: Some("api"),
+            method: Some("api".into()),
             trigger: BackupTrigger::Manual,
             pinned: false,
             duration_ms: Some(5),
-            seq: None,
+            seq,
+            source: Some(Identity::default()),
         };
-        let old = state.insert_backup(&new("/b/app-1.db", 0)).unwrap();
-        state.insert_backup(&new("/b/app-2.db", 60)).unwrap();
+        let old = state.insert_backup(&new("app-1.db", 0, 1)).unwrap();
+        state.insert_backup(&new("app-2.db", 60, 2)).unwrap();
         let list = state.backups("app").unwrap();
         assert_eq!(
-            list.iter()
-                .map(|b| b.path.to_str().unwrap())
-                .collect::<Vec<_>>(),
-            ["/b/app-2.db", "/b/app-1.db"]
+            list.iter().map(|b| b.key.as_str()).collect::<Vec<_>>(),
+            ["app/app-2.db", "app/app-1.db"]
         );
+        assert_eq!(
+            list[1],
+            BackupRecord {
+                id: old,
+                ..new("app-1.db", 0, 1)
+            }
+        );
+        assert_eq!(state.next_backup_seq("app").unwrap(), 3);
         state.mark_verified(old, "abc", t0).unwrap();
         state.set_pinned(old, true).unwrap();
         let record = state
-            .backup_by_path(Path::new("/b/app-1.db"))
+            .backup_by_key(StoreId::Local, &Key::new("app", "app-1.db"))
             .unwrap()
             .unwrap();
         assert!(record.verified() && record.pinned);

@@ -722,4 +722,29 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn upgrading_a_catalog_of_paths_names_each_copy_by_store_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let conn = Connection::open(&path).unwrap();
+        let before = SCHEMA.len() - 1;
+        for step in &SCHEMA[..before] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = {before};
+             INSERT INTO backups (database, path, created_at, size, trigger, pinned, seq)
+             VALUES ('app', '/srv/backups/app/app-20261118T110640Z.db.zst', '2026-11-18T11:06:40+00:00', 5, 'schedule', 1, 7);"
+        ))
+        .unwrap();
+        drop(conn);
+        let state = StateDb::open(dir.path()).unwrap();
+        let backups = state.backups("app").unwrap();
+        assert_eq!(backups.len(), 1);
+        let copy = &backups[0];
+        assert_eq!(copy.store, crate::store::StoreId::Local);
+        assert_eq!(copy.key.as_str(), "app/app-20261118T110640Z.db.zst");
+        assert_eq!((copy.seq, copy.size, copy.pinned), (7, 5, true));
+    }
 }

@@ -136,4 +136,30 @@ pub(super) const SCHEMA: &[&str] = &[
         PRIMARY KEY (path, pid)
     );",
     "ALTER TABLE daemon_jobs ADD COLUMN retry INTEGER NOT NULL DEFAULT 0;",
+    // Copies named by store and key (`<database>/<file name>`), not by a
+    // local path; the manifest's source identity kept with the row.
+    "CREATE TABLE copies (
+        id INTEGER PRIMARY KEY,
+        database TEXT NOT NULL,
+        store TEXT NOT NULL,
+        key TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT,
+        verified_at TEXT,
+        method TEXT,
+        trigger TEXT NOT NULL,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        duration_ms INTEGER,
+        seq INTEGER NOT NULL,
+        source TEXT,
+        UNIQUE (store, key)
+    );
+    INSERT INTO copies (id, database, store, key, created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, seq)
+        SELECT id, database, 'local', database || '/' || replace(path, rtrim(path, replace(path, '/', '')), ''),
+               created_at, size, sha256, verified_at, method, trigger, pinned, duration_ms, coalesce(seq, id)
+        FROM backups;
+    DROP TABLE backups;
+    ALTER TABLE copies RENAME TO backups;
+    CREATE INDEX backups_by_database ON backups (database, seq);",
 ];

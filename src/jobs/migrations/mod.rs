@@ -495,6 +495,6 @@ fn pre_migration_backup(
         pin: false,
     };
     super::backup::take(backup, state, clock, progress)
-        .map(|report| report.record.path)
+        .map(|report| report.path)
         .map_err(|e| runner::MigrateError::Backup(Box::new(e)))
 }

@@ -19,6 +19,7 @@ use crate::jobs::copy::Source;
 use crate::jobs::progress::Quiet;
 use crate::jobs::verify;
 use crate::state::StateDb;
+use crate::store::Store;
 
 /// What the scratch copy was made from.
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +70,7 @@ pub fn rehearse(
     database: &Database,
     migrations: &Migrations,
     state: Option<&StateDb>,
+    store: &dyn Store,
     clock: &dyn crate::clock::Clock,
 ) -> Result<Option<Rehearsal>, MigrateError> {
     let name = database.name.to_string();
@@ -88,24 +90,27 @@ pub fn rehearse(
     let scratch_dir = tempfile::tempdir().map_err(io(Path::new("temp dir")))?;
     let scratch_path = scratch_dir.path().join(format!("{name}.db"));
     let latest = match state {
-        Some(state) => crate::jobs::backup::latest_verified(state, &name)
+        Some(state) => crate::jobs::backup::latest_verified(state, store, &name)
             .map_err(|e| MigrateError::State(Box::new(e)))?,
         None => None,
     };
     let live_versions = applied_versions(&database.path, &name)?;
     let mut from_backup = None;
     if let Some(backup) = latest {
-        let plain =
-            verify::plain_copy(&backup.path, scratch_dir.path(), &mut Quiet).map_err(|e| {
-                MigrateError::Io {
-                    database: name.clone(),
-                    path: backup.path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                }
-            })?;
+        let place = store.location(&backup.key);
+        let unreadable = |detail: String| MigrateError::Io {
+            database: name.clone(),
+            path: place.clone(),
+            source: std::io::Error::other(detail),
+        };
+        let fetched = store
+            .fetch(&backup.key)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let plain = verify::plain_copy(fetched.path(), scratch_dir.path(), &mut Quiet)
+            .map_err(|e| unreadable(e.to_string()))?;
         if applied_versions(plain.path(), &name)? == live_versions {
             std::fs::copy(plain.path(), &scratch_path).map_err(io(&scratch_path))?;
-            from_backup = Some(backup.path);
+            from_backup = Some(place);
         }
     }
     let source = match from_backup {

@@ -1,11 +1,12 @@
-//! Backup file names: `<db>/<db>-YYYYMMDDTHHMMSSZ[-N].db[.zst]`.
+//! Backup copy names: `<db>/<db>-YYYYMMDDTHHMMSSZ[-N].db[.zst]`, the
+//! same in every store.
 //!
 //! Owns the format in both directions, so the catalog can be rebuilt from
 //! names alone. Pure: the caller says which names are taken.
 
-use std::path::{Path, PathBuf};
-
 use chrono::{DateTime, NaiveDateTime, Utc};
+
+use super::Key;
 
 const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
@@ -30,19 +31,18 @@ pub fn file_name(database: &str, at: DateTime<Utc>, collision: u32, compressed: 
     format!("{database}-{}{suffix}{extension}", at.format(TIME_FORMAT))
 }
 
-/// The first free path for a backup in `dir`, trying `-1`, `-2`, ... while
-/// `taken` says a name is in use.
-pub fn free_path(
-    dir: &Path,
+/// The first free key for a copy of `database` taken at `at`, trying `-1`,
+/// `-2`, ... while `taken` says a name is in use.
+pub fn free_key(
     database: &str,
     at: DateTime<Utc>,
     compressed: bool,
-    taken: impl Fn(&Path) -> bool,
-) -> PathBuf {
+    taken: impl Fn(&Key) -> bool,
+) -> Key {
     (0..)
-        .map(|collision| dir.join(file_name(database, at, collision, compressed)))
-        .find(|path| !taken(path))
-        .unwrap_or_else(|| dir.join(file_name(database, at, u32::MAX, compressed)))
+        .map(|collision| Key::new(database, &file_name(database, at, collision, compressed)))
+        .find(|key| !taken(key))
+        .unwrap_or_else(|| Key::new(database, &file_name(database, at, u32::MAX, compressed)))
 }
 
 /// Parses a file name written by [`file_name`] for `database`.
@@ -91,15 +91,13 @@ mod tests {
     }
 
     #[test]
-    fn free_path_skips_taken_names() {
+    fn free_key_skips_taken_names() {
         let taken = [
-            PathBuf::from("/b/a-20261118T110640Z.db"),
-            PathBuf::from("/b/a-20261118T110640Z-1.db"),
+            Key::new("a", "a-20261118T110640Z.db"),
+            Key::new("a", "a-20261118T110640Z-1.db"),
         ];
-        let path = free_path(Path::new("/b"), "a", at(), false, |p| {
-            taken.iter().any(|t| t == p)
-        });
-        assert_eq!(path, PathBuf::from("/b/a-20261118T110640Z-2.db"));
+        let key = free_key("a", at(), false, |k| taken.contains(k));
+        assert_eq!(key.as_str(), "a/a-20261118T110640Z-2.db");
     }
 
     #[test]
