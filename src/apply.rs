@@ -17,13 +17,14 @@ use crate::config::{Config, Database, JobKind};
 use crate::db::observe::observe_file;
 use crate::db::pragmas;
 use crate::jobs::migrations::UpRequest;
+use crate::jobs::outcome::{FailureKind, JobFailure, JobSuccess};
 use crate::jobs::progress::Quiet;
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::plan::identity::Identity;
 use crate::plan::{
     self, Change, Desired, DesiredDatabase, Observed, ObservedFile, Plan, Problem, Unreadable,
 };
-use crate::state::{JobRun, ManagedDatabase, Outcome, StateDb, StateError, Trigger};
+use crate::state::{ManagedDatabase, StateDb, StateError, Trigger};
 
 /// Options of one `apply`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,8 +62,8 @@ pub enum ChangeStatus {
     Done,
     /// Not executed, and why.
     Skipped(String),
-    /// Tried and failed, and why.
-    Failed(String),
+    /// Tried and failed, and why (its kind and message).
+    Failed(JobFailure),
 }
 
 /// The result of one `apply`.
@@ -175,6 +176,14 @@ pub fn apply(
         unreadable: plan.unreadable.clone(),
         problems: plan.problems.clone(),
     };
+    let failure = report
+        .results
+        .iter()
+        .find_map(|r| match &r.status {
+            ChangeStatus::Failed(failure) => Some(failure.kind),
+            _ => None,
+        })
+        .unwrap_or(FailureKind::Other);
     let errors: Vec<String> = report
         .unreadable
         .iter()
@@ -185,22 +194,20 @@ pub fn apply(
             _ => None,
         }))
         .collect();
-    state.record_run(&JobRun {
-        job: JobKind::Apply,
-        database: None,
-        trigger: options.trigger(),
+    let outcome = if errors.is_empty() {
+        Ok(JobSuccess::summary(report.summary()))
+    } else {
+        Err(JobFailure::new(failure, errors.join("; ")))
+    };
+    crate::jobs::run::record(
+        &state,
+        JobKind::Apply,
+        None,
+        options.trigger(),
         started_at,
-        finished_at: clock.now(),
-        outcome: if errors.is_empty() {
-            Outcome::Success
-        } else {
-            Outcome::Failed
-        },
-        failure: (!errors.is_empty()).then_some(crate::jobs::outcome::FailureKind::Other),
-        error: (!errors.is_empty()).then(|| errors.join("; ")),
-        detail: Some(report.summary()),
-        figures: None,
-    })?;
+        clock.now(),
+        &outcome,
+    )?;
     Ok(report)
 }
 
@@ -260,7 +267,7 @@ fn back_up_before_columns(
     change: &Change,
     backed_up: &mut BTreeSet<String>,
     clock: &dyn Clock,
-) -> Result<(), String> {
+) -> Result<(), JobFailure> {
     let Change::AddColumn { database, .. } = change else {
         return Ok(());
     };
@@ -280,7 +287,12 @@ fn back_up_before_columns(
         .map(|report| {
             tracing::info!(db = database.as_str(), path = %report.path.display(), "backup taken before adding columns");
         })
-        .map_err(|e| format!("the backup before adding columns failed, nothing was changed: {e}"))
+        .map_err(|e| {
+            JobFailure::new(
+                FailureKind::of(&e),
+                format!("the backup before adding columns failed, nothing was changed: {e}"),
+            )
+        })
 }
 
 fn execute(
@@ -294,7 +306,7 @@ fn execute(
     let connection = database.map(|db| db.pragmas.connection).unwrap_or_default();
     let result = match change {
         Change::CreateDatabase { path, pragmas, .. } => {
-            pragmas::create(path, pragmas, &connection).map_err(|e| e.to_string())
+            pragmas::create(path, pragmas, &connection).map_err(|e| JobFailure::from_error(&e))
         }
         Change::SetPragma {
             needs_vacuum: true, ..
@@ -302,11 +314,11 @@ fn execute(
             return ChangeStatus::Skipped("rewrites the file with VACUUM; run `litewarden apply --allow-vacuum` when a pause is acceptable".into());
         }
         Change::SetPragma { path, to, .. } => {
-            pragmas::change(path, *to, &connection).map_err(|e| e.to_string())
+            pragmas::change(path, *to, &connection).map_err(|e| JobFailure::from_error(&e))
         }
         Change::RestoreDatabase { from, .. } => match database {
             Some(database) => restore_missing(config, database, from, state, clock),
-            None => Err("the database is not in the configuration".into()),
+            None => Err(not_configured()),
         },
         Change::Migrate {
             manual: true,
@@ -322,24 +334,31 @@ fn execute(
                 migrate(config, database, state, clock, options.trigger()).and_then(|()| {
                     crate::db::columns::add_missing(&database.path, &database.columns, &connection)
                         .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| JobFailure::from_error(&e))
                 })
             }
-            None => Err("the database is not in the configuration".into()),
+            None => Err(not_configured()),
         },
         Change::AddColumn { path, column, .. } => {
             crate::db::columns::add(path, column, &connection)
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| JobFailure::from_error(&e))
         }
-        Change::Unmanage { database, .. } => {
-            state.forget_managed(database).map_err(|e| e.to_string())
-        }
+        Change::Unmanage { database, .. } => state
+            .forget_managed(database)
+            .map_err(|e| JobFailure::from_error(&e)),
     };
     match result {
         Ok(()) => ChangeStatus::Done,
         Err(error) => ChangeStatus::Failed(error),
     }
+}
+
+fn not_configured() -> JobFailure {
+    JobFailure::new(
+        FailureKind::Config,
+        "the database is not in the configuration",
+    )
 }
 
 /// Restores a missing database from `from`, then sets the stored pragmas
@@ -351,7 +370,7 @@ fn restore_missing(
     from: &Path,
     state: &StateDb,
     clock: &dyn Clock,
-) -> Result<(), String> {
+) -> Result<(), JobFailure> {
     let request = RestoreRequest {
         database,
         backup_dir: &config.settings.backup_dir,
@@ -360,10 +379,16 @@ fn restore_missing(
         force: false,
         full_check: false,
     };
-    restore::restore(&request, from, state, clock, &mut Quiet).map_err(|e| e.to_string())?;
-    let facts = match observe_file(&database.path).map_err(|e| e.to_string())? {
+    restore::restore(&request, from, state, clock, &mut Quiet)
+        .map_err(|e| JobFailure::from_error(&e))?;
+    let facts = match observe_file(&database.path).map_err(|e| JobFailure::from_error(&e))? {
         ObservedFile::Present(facts) => facts,
-        ObservedFile::Missing => return Err("the restored file vanished".into()),
+        ObservedFile::Missing => {
+            return Err(JobFailure::new(
+                FailureKind::SourceMissing,
+                "the restored file vanished",
+            ));
+        }
     };
     let desired = DesiredDatabase {
         name: database.name.clone(),
@@ -392,7 +417,8 @@ fn restore_missing(
             ..
         } = change
         {
-            pragmas::change(&path, to, &database.pragmas.connection).map_err(|e| e.to_string())?;
+            pragmas::change(&path, to, &database.pragmas.connection)
+                .map_err(|e| JobFailure::from_error(&e))?;
         }
     }
     Ok(())
@@ -405,9 +431,12 @@ fn migrate(
     state: &StateDb,
     clock: &dyn Clock,
     trigger: Trigger,
-) -> Result<(), String> {
+) -> Result<(), JobFailure> {
     let Some(migrations) = &database.migrations else {
-        return Err("the database has no `migrations:`".into());
+        return Err(JobFailure::new(
+            FailureKind::Config,
+            "the database has no `migrations:`",
+        ));
     };
     let request = UpRequest {
         database,
@@ -418,5 +447,5 @@ fn migrate(
     };
     crate::jobs::migrations::up(request, state, clock, &mut Quiet)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| JobFailure::from_error(&e))
 }

@@ -82,6 +82,9 @@ pub enum Error {
     /// The databases could not be observed.
     #[error(transparent)]
     Observe(#[from] crate::observe::ObserveError),
+    /// A drill ran and did not pass.
+    #[error("{0}")]
+    DrillFailed(String),
 }
 
 /// A result with the crate's [`Error`].
@@ -99,6 +102,18 @@ impl From<crate::reconcile::DaemonError> for Error {
 impl From<crate::jobs::backup::BackupError> for Error {
     fn from(error: crate::jobs::backup::BackupError) -> Self {
         Error::Backup(Box::new(error))
+    }
+}
+
+impl From<crate::jobs::run::RunError> for Error {
+    fn from(error: crate::jobs::run::RunError) -> Self {
+        use crate::jobs::run::RunError;
+        match error {
+            RunError::Backup(error) => error.into(),
+            RunError::Optimize(error) => Error::Db(error),
+            RunError::State(error) => Error::State(error),
+            failed @ RunError::DrillFailed(_) => Error::DrillFailed(failed.to_string()),
+        }
     }
 }
 

@@ -29,7 +29,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clock::Clock;
-use crate::state::StateDb;
+use crate::config::JobKind;
+use crate::state::{Outcome, StateDb};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
@@ -382,7 +383,7 @@ fn database_metrics(
         last_success
             .get_or_create(&JobLabels {
                 database: success.database,
-                job: success.job,
+                job: success.job.to_string(),
             })
             .set(success.at.timestamp());
     }
@@ -398,7 +399,7 @@ fn database_metrics(
         durations
             .get_or_create(&JobLabels {
                 database: run.database,
-                job: run.job,
+                job: run.job.to_string(),
             })
             .observe(run.seconds);
     }
@@ -409,12 +410,12 @@ fn database_metrics(
     );
     let drill = gauge();
     for run in state.latest_runs()? {
-        if run.job == "drill"
+        if run.job == JobKind::Drill
             && let Some(database) = run.database
         {
             drill
                 .get_or_create(&DatabaseLabels { database })
-                .set(i64::from(run.outcome == "success"));
+                .set(i64::from(run.outcome == Outcome::Success));
         }
     }
     registry.register(
@@ -423,14 +424,11 @@ fn database_metrics(
         drill,
     );
     let reclaimed = gauge();
-    for (database, figures) in state.latest_figures("optimize")? {
-        let pages = serde_json::from_str::<serde_json::Value>(&figures)
-            .ok()
-            .and_then(|v| v["pages_reclaimed"].as_i64())
-            .unwrap_or(0);
+    for (database, figures) in state.latest_figures(JobKind::Optimize)? {
+        let pages = figures.pages_reclaimed.unwrap_or(0);
         reclaimed
             .get_or_create(&DatabaseLabels { database })
-            .set(pages);
+            .set(i64::try_from(pages).unwrap_or(i64::MAX));
     }
     registry.register(
         "litewarden_optimize_pages_reclaimed",
@@ -459,8 +457,8 @@ fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
     for run in state.run_counts()? {
         let labels = RunLabels {
             database: run.database.unwrap_or_default(),
-            job: run.job,
-            outcome: run.outcome,
+            job: run.job.to_string(),
+            outcome: run.outcome.as_str().to_string(),
         };
         runs.get_or_create(&labels).inc_by(run.count.max(0) as u64);
     }
@@ -474,7 +472,7 @@ fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
         skipped
             .get_or_create(&JobLabels {
                 database: job.database,
-                job: job.job,
+                job: job.job.to_string(),
             })
             .set(job.skipped);
     }

@@ -511,7 +511,7 @@ databases:
     crate::daemon::wait_until("a backup failed", || runs("failed") >= 2);
     let invalid = crate::common::count(
         &project.join("st/state.db"),
-        "job_runs WHERE error LIKE 'config_invalid%'",
+        "job_runs WHERE job = 'apply' AND failure = 'config'",
     );
     assert_eq!(
         invalid, 0,

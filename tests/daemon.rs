@@ -366,7 +366,7 @@ fn an_overrunning_job_skips_its_ticks_and_is_reported_stuck_past_its_timeout() {
     wait_until("the stuck job is recorded", || {
         state
             .query_row(
-                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND error LIKE 'job_stuck:%'",
+                "SELECT count(*) FROM job_runs WHERE job = 'backup' AND failure = 'stuck'",
                 [],
                 |r| r.get::<_, i64>(0),
             )

@@ -176,6 +176,38 @@ fn a_writer_holding_the_lock_past_busy_timeout_is_a_clear_busy_error_and_the_nex
 }
 
 #[test]
+fn apply_records_why_its_migration_failed_not_just_that_it_failed() {
+    let project = project(&[(
+        "0001_visits.sql",
+        "CREATE TABLE visits (id INTEGER PRIMARY KEY);\n",
+    )]);
+    crate::common::fill(&project.join("app.db"), 10);
+    let holder = open(&project.join("app.db"));
+    holder
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO pages (url) VALUES ('held');")
+        .unwrap();
+    let output = project.run(&["apply"]);
+    assert_eq!(output.code, 1, "{output:?}");
+    holder.execute_batch("COMMIT").unwrap();
+    let state = project.join(".litewarden/state.db");
+    let failures = |job: &str| -> Vec<String> {
+        open(&state)
+            .prepare("SELECT coalesce(failure, '-') FROM job_runs WHERE job = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([job], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(failures("migrate"), ["busy"]);
+    assert_eq!(
+        failures("apply"),
+        ["busy"],
+        "the reload's record keeps the migration's kind of failure"
+    );
+}
+
+#[test]
 fn a_migration_killed_midway_leaves_the_pre_migration_state() {
     let project = project(&[
         (

@@ -6,15 +6,24 @@
 //! discontinuities (database_replaced) and the daemon's last reload
 //! (config_invalid). Reads only.
 
-use crate::config::values::ScalarValue;
 use crate::config::{AlertCondition, Config, JobKind};
 use crate::state::health::Status;
-use crate::state::{StateDb, StateError};
+use crate::state::{FailureKind, Outcome, StateDb, StateError};
 
 use super::rules::Fact;
 
-fn job_kind(name: &str) -> Option<JobKind> {
-    <JobKind as ScalarValue>::parse_scalar(name).ok()
+/// The condition a failed run of `job` that failed as `failure` raises
+/// (besides `job_failed`, which every failed run of a database raises):
+/// what `status` names it by.
+pub fn run_condition(job: JobKind, failure: Option<FailureKind>) -> AlertCondition {
+    match (job, failure) {
+        (_, Some(FailureKind::Stuck)) => AlertCondition::JobStuck,
+        (_, Some(FailureKind::SourceMissing)) => AlertCondition::DatabaseMissing,
+        (JobKind::Apply, Some(FailureKind::Config)) => AlertCondition::ConfigInvalid,
+        (JobKind::Migrate, _) => AlertCondition::MigrationFailed,
+        (JobKind::Drill, _) => AlertCondition::DrillFailed,
+        _ => AlertCondition::JobFailed,
+    }
 }
 
 /// Every condition that holds now for the databases of `config`.
@@ -30,22 +39,23 @@ pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError>
         let Some(database) = run.database.as_deref() else {
             continue;
         };
-        if run.outcome != "failed" || !config.databases.contains_key(database) {
+        if run.outcome != Outcome::Failed || !config.databases.contains_key(database) {
             continue;
         }
         let reason = run.error.clone().unwrap_or_default();
-        let kind = job_kind(&run.job);
-        if run.failure.as_deref() == Some("source_missing") {
-            facts.push(fact(
+        let kind = Some(run.job);
+        match run_condition(run.job, run.failure) {
+            AlertCondition::JobStuck => {
+                facts.push(fact(AlertCondition::JobStuck, database, kind, reason));
+                continue;
+            }
+            AlertCondition::DatabaseMissing => facts.push(fact(
                 AlertCondition::DatabaseMissing,
                 database,
                 None,
                 reason.clone(),
-            ));
-        }
-        if run.failure.as_deref() == Some("stuck") {
-            facts.push(fact(AlertCondition::JobStuck, database, kind, reason));
-            continue;
+            )),
+            _ => {}
         }
         facts.push(fact(
             AlertCondition::JobFailed,
@@ -53,16 +63,14 @@ pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError>
             kind,
             reason.clone(),
         ));
-        match kind {
-            Some(JobKind::Migrate) => facts.push(fact(
+        match run.job {
+            JobKind::Migrate => facts.push(fact(
                 AlertCondition::MigrationFailed,
                 database,
                 kind,
                 reason,
             )),
-            Some(JobKind::Drill) => {
-                facts.push(fact(AlertCondition::DrillFailed, database, kind, reason))
-            }
+            JobKind::Drill => facts.push(fact(AlertCondition::DrillFailed, database, kind, reason)),
             _ => {}
         }
     }

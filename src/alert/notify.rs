@@ -11,25 +11,20 @@ use chrono::{DateTime, Utc};
 
 use super::facts;
 use super::rules::{self, Active, Notice, NoticeKind};
-use crate::config::{AlertCondition, Config};
+use crate::config::{AlertCondition, Config, JobKind};
 use crate::state::StateDb;
 use crate::state::alerts::NewNotification;
 
 /// What a condition is called in a subject.
 fn describe(notice: &Notice) -> String {
     match notice.condition {
-        AlertCondition::JobFailed if !notice.key.job.is_empty() => {
-            format!("{} failed", notice.key.job)
+        AlertCondition::JobFailed => match notice.key.job {
+            Some(job) => format!("{job} failed"),
+            None => "a job failed".into(),
+        },
+        AlertCondition::JobStuck => {
+            format!("{} stuck", notice.key.job.map_or("a job", JobKind::as_str))
         }
-        AlertCondition::JobFailed => "a job failed".into(),
-        AlertCondition::JobStuck => format!(
-            "{} stuck",
-            if notice.key.job.is_empty() {
-                "a job"
-            } else {
-                &notice.key.job
-            }
-        ),
         AlertCondition::HealthFailed => "unhealthy".into(),
         AlertCondition::BackupStale => "no recent verified backup".into(),
         AlertCondition::MigrationFailed => "migration failed".into(),
@@ -148,7 +143,7 @@ pub fn evaluate_and_queue(
                 (
                     a.key.rule.clone(),
                     a.key.database.clone(),
-                    a.key.job.clone(),
+                    a.key.job.map_or("", JobKind::as_str).to_string(),
                 ),
                 serde_json::to_string(a).unwrap_or_default(),
             )

@@ -35,8 +35,31 @@ pub struct AlertKey {
     pub rule: String,
     /// The database ("" for the config as a whole).
     pub database: String,
-    /// The job ("" when the condition has none).
-    pub job: String,
+    /// The job, for job conditions (stored as "" when none).
+    #[serde(with = "job_or_empty")]
+    pub job: Option<JobKind>,
+}
+
+/// An optional job kind stored as its name, or "" for none.
+mod job_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::config::JobKind;
+    use crate::config::values::ScalarValue;
+
+    pub fn serialize<S: Serializer>(job: &Option<JobKind>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(job.map_or("", JobKind::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JobKind>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        JobKind::parse_scalar(&text)
+            .map(Some)
+            .map_err(D::Error::custom)
+    }
 }
 
 /// Where an alert is in its lifecycle.
@@ -123,7 +146,7 @@ pub fn evaluate(
             let key = AlertKey {
                 rule: rule.name.clone(),
                 database: fact.database.clone(),
-                job: fact.job.map(|j| j.as_str().to_string()).unwrap_or_default(),
+                job: fact.job,
             };
             holding.entry(key).or_insert(fact);
         }
@@ -194,6 +217,23 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_key_reads_back_its_job_typed_and_older_states_without_one() {
+        let key = AlertKey {
+            rule: "r".into(),
+            database: "app".into(),
+            job: Some(JobKind::Drill),
+        };
+        let text = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<AlertKey>(&text).unwrap(), key);
+        let older: AlertKey =
+            serde_json::from_str(r#"{"rule":"r","database":"","job":""}"#).unwrap();
+        assert_eq!(older.job, None);
+        assert!(
+            serde_json::from_str::<AlertKey>(r#"{"rule":"r","database":"","job":"x"}"#).is_err()
+        );
+    }
     use std::time::Duration;
 
     fn rule(for_: u64, repeat: Option<u64>, keep: u64) -> AlertRule {

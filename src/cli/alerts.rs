@@ -26,12 +26,15 @@ pub(super) fn line(alert: &Active) -> String {
         Phase::Pending => "pending",
         Phase::Firing => "FIRING",
     };
-    let what = [alert.key.database.as_str(), alert.key.job.as_str()]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join("/");
+    let what = [
+        alert.key.database.as_str(),
+        alert.key.job.map_or("", crate::config::JobKind::as_str),
+    ]
+    .iter()
+    .filter(|s| !s.is_empty())
+    .copied()
+    .collect::<Vec<_>>()
+    .join("/");
     format!(
         "{phase:<8} {:<20} {:<24} since {}: {}",
         alert.key.rule,

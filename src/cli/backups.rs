@@ -15,11 +15,12 @@ use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
 use crate::config::{Config, Database, Environment, VerifyLevel, values::did_you_mean};
 use crate::error::Error;
-use crate::jobs::backup::{self, BackupReport, BackupRequest};
+use crate::jobs::backup::{self, BackupReport};
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
+use crate::jobs::run::{Done, Job};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;
-use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::state::catalog::BackupRecord;
 use crate::store::{LocalDir, Store};
 
 /// The database called `name`, or an error with the closest name.
@@ -126,36 +127,23 @@ pub(super) fn backup(
         let _span =
             tracing::info_span!("job", db = %db.name, job = "backup", trigger = "manual").entered();
         backup::remove_restore_leftovers(crate::durable::parent(&db.path));
-        let request = BackupRequest {
-            database: db,
-            backup_dir: &config.settings.backup_dir,
-            trigger: BackupTrigger::Manual,
-            pin,
-        };
-        let started_at = clock.now();
-        let taken = backup::take(request, &state, clock, &mut Reporter::for_stderr());
-        let outcome = match &taken {
-            Ok(report) => Ok(crate::jobs::outcome::JobSuccess {
-                bytes: Some(report.record.size),
-                ..crate::jobs::outcome::JobSuccess::summary(describe(report))
-            }),
-            Err(error) => Err(crate::jobs::outcome::JobFailure::from_error(error)),
-        };
-        super::maintain::record(
-            &state,
-            crate::config::JobKind::Backup,
+        let job = Job::Backup { pin, prune: false };
+        let taken = super::maintain::run_and_record(
+            &config,
             db,
-            started_at,
+            &state,
             clock,
-            outcome,
-        )?;
+            job,
+            &mut Reporter::for_stderr(),
+        );
         match taken {
-            Ok(report) => {
+            Ok(Done::Backup { report, .. }) => {
                 if !json {
                     print(out, describe(&report))?;
                 }
                 reports.push(report);
             }
+            Ok(_) => {}
             Err(error) if all => {
                 eprintln!("error: {error}");
                 failures.push(error.to_string());

@@ -1,9 +1,8 @@
 //! `health`, `optimize` and `drill`: the maintenance jobs, run now.
 //!
-//! Owns what those commands print; the work is in [`crate::jobs::health`],
-//! [`crate::jobs::optimize`] and [`crate::jobs::drill`]. Each result is
-//! recorded in the state database, as the daemon's runs are, so `status`,
-//! `/status` and `/metrics` show it.
+//! Owns what those commands print; the work is [`crate::jobs::run`], as
+//! the daemon's. Each run is recorded in the state database as the
+//! daemon's runs are, so `status`, `/status` and `/metrics` show it.
 
 use std::io::Write;
 
@@ -11,10 +10,12 @@ use serde_json::json;
 
 use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{Database, Environment, JobKind, VerifyLevel};
+use crate::config::{Config, Database, Environment, VerifyLevel};
 use crate::error::Error;
-use crate::jobs::{drill, health, optimize};
-use crate::state::{JobRun, Outcome, StateDb, Trigger};
+use crate::jobs::progress::{Progress, Quiet};
+use crate::jobs::run::{self, Context, Done, Job, RunError};
+use crate::jobs::{drill, health};
+use crate::state::{StateDb, Trigger};
 
 /// What `health` was asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -34,23 +35,14 @@ pub(super) fn health(
     let loaded = super::load_reading(cli, environment)?;
     let config = loaded.config;
     let state = StateDb::open(&config.settings.state_dir)?;
-    let now = clock.now();
     let mut reports = Vec::new();
+    let job = Job::Health {
+        deep: args.deep.then_some(VerifyLevel::Quick),
+    };
     for db in super::backups::selected(cli, &config, args.database, false)? {
-        let deep = if args.deep {
-            Some(VerifyLevel::Quick)
-        } else {
-            health::due_deep_check(&state, db, now)?
-        };
-        let request = health::Request {
-            database: db,
-            backup_dir: &config.settings.backup_dir,
-            deep,
-            now,
-        };
-        let report = health::run(request, Some(&state));
-        state.record_health(&report)?;
-        reports.push(report);
+        if let Done::Health(report) = run_and_record(&config, db, &state, clock, job, &mut Quiet)? {
+            reports.push(report);
+        }
     }
     let worst = reports.iter().map(|r| r.status).max().unwrap_or_default();
     if args.json {
@@ -104,22 +96,11 @@ pub(super) fn optimize(
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
     for db in databases {
-        let started_at = clock.now();
-        let report = optimize::run(db)?;
-        let success = crate::jobs::outcome::JobSuccess {
-            summary: format!("{} pages reclaimed", report.pages_reclaimed),
-            bytes: Some(report.bytes_reclaimed),
-            pages_reclaimed: Some(report.pages_reclaimed),
-            lock_ms: Some(report.lock_ms),
+        let Done::Optimize(report) =
+            run_and_record(&config, db, &state, clock, Job::Optimize, &mut Quiet)?
+        else {
+            continue;
         };
-        record(
-            &state,
-            JobKind::Optimize,
-            db,
-            started_at,
-            clock,
-            Ok(success),
-        )?;
         if !json {
             print(
                 out,
@@ -180,10 +161,41 @@ pub(super) fn drill(
     })
 }
 
+/// Runs `job` on `db` as the daemon would, records the run (a manual
+/// one), and returns what it did.
+pub(super) fn run_and_record(
+    config: &Config,
+    db: &Database,
+    state: &StateDb,
+    clock: &dyn Clock,
+    job: Job,
+    progress: &mut dyn Progress,
+) -> Result<Done, RunError> {
+    let context = Context {
+        state,
+        backup_dir: &config.settings.backup_dir,
+        timezone: config.settings.timezone,
+        clock,
+        trigger: Trigger::Manual,
+    };
+    let started_at = clock.now();
+    let result = run::run(job, db, &context, progress);
+    run::record(
+        state,
+        job.kind(),
+        Some(db.name.as_str()),
+        Trigger::Manual,
+        started_at,
+        clock.now(),
+        &run::outcome(&result),
+    )?;
+    result
+}
+
 /// Runs and records one database's drill, printing its lines unless the
 /// output is JSON.
 fn drill_one(
-    config: &crate::config::Config,
+    config: &Config,
     db: &Database,
     state: &StateDb,
     clock: &dyn Clock,
@@ -191,19 +203,12 @@ fn drill_one(
     out: &mut dyn Write,
 ) -> Result<drill::Report, Error> {
     let name = db.name.as_str();
-    let started_at = clock.now();
-    let report = drill::run(db, &config.settings.backup_dir, state, clock)?;
-    let result = match &report.reason {
-        None => Ok(crate::jobs::outcome::JobSuccess::summary("drill passed")),
-        Some(reason) => {
-            state.record_event(Some(name), "drill_failed", reason, clock.now())?;
-            Err(crate::jobs::outcome::JobFailure::new(
-                crate::jobs::outcome::FailureKind::Other,
-                format!("drill_failed: {reason}"),
-            ))
-        }
+    let report = match run_and_record(config, db, state, clock, Job::Drill, &mut Quiet) {
+        Ok(Done::Drill(report)) => report,
+        Err(RunError::DrillFailed(report)) => *report,
+        Ok(_) => return Err(Error::DrillFailed(format!("{name}: the drill did not run"))),
+        Err(other) => return Err(other.into()),
     };
-    record(state, JobKind::Drill, db, started_at, clock, result)?;
     if !json {
         let from = report
             .backup
@@ -233,43 +238,4 @@ fn drill_one(
         }
     }
     Ok(report)
-}
-
-/// Records a manual run, as the daemon records its own (so its alerts
-/// fire and resolve like a scheduled run's).
-pub(super) fn record(
-    state: &StateDb,
-    job: JobKind,
-    db: &Database,
-    started_at: chrono::DateTime<chrono::Utc>,
-    clock: &dyn Clock,
-    result: crate::jobs::outcome::JobOutcome,
-) -> Result<(), Error> {
-    let failed = result.is_err();
-    let (detail, error, failure, figures) = match result {
-        Ok(success) => (
-            Some(success.summary.clone()),
-            None,
-            None,
-            success.figures_json(),
-        ),
-        Err(failure) => (None, Some(failure.message), Some(failure.kind), None),
-    };
-    state.record_run(&JobRun {
-        job,
-        database: Some(db.name.to_string()),
-        trigger: Trigger::Manual,
-        started_at,
-        finished_at: clock.now(),
-        outcome: if failed {
-            Outcome::Failed
-        } else {
-            Outcome::Success
-        },
-        failure,
-        error,
-        detail,
-        figures,
-    })?;
-    Ok(())
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::{Cli, ExitStatus, print, show_stored_time};
+use super::{Cli, ExitStatus, print, show_stored_time, show_time};
 use crate::clock::Clock;
 use crate::config::Environment;
 use crate::error::Error;
@@ -130,11 +130,11 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             .iter()
             .find(|r| r.job == job.job && r.database.as_deref() == Some(job.database.as_str()));
         let next = match (&job.running_since, &job.next_run) {
-            (Some(since), _) => format!("running since {}", show_stored_time(since)),
+            (Some(since), _) => format!("running since {}", show_time(*since)),
             (None, Some(next)) if job.retry > 0 => {
-                format!("{} (retry {})", show_stored_time(next), job.retry)
+                format!("{} (retry {})", show_time(*next), job.retry)
             }
-            (None, Some(next)) => show_stored_time(next),
+            (None, Some(next)) => show_time(*next),
             (None, None) => "-".into(),
         };
         let db_health = health
@@ -148,7 +148,7 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 job.database,
                 job.job,
                 job.schedule,
-                last.map_or("-".to_string(), |r| show_stored_time(&r.started_at)),
+                last.map_or("-".to_string(), |r| show_time(r.started_at)),
                 last.map_or("-", |r| r.outcome.as_str()),
                 next,
                 job.skipped,
@@ -168,11 +168,14 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
                 run.database.as_deref().unwrap_or("-"),
                 run.job,
                 "-",
-                show_stored_time(&run.started_at),
-                run.outcome,
+                show_time(run.started_at),
+                run.outcome.as_str(),
                 run.error
                     .as_deref()
-                    .map(|e| format!(" {e}"))
+                    .map(|e| format!(
+                        " {}: {e}",
+                        crate::alert::facts::run_condition(run.job, run.failure)
+                    ))
                     .unwrap_or_default()
             ),
         )?;

@@ -19,6 +19,7 @@ pub mod prune;
 pub mod replace;
 pub mod restore;
 pub mod retention;
+pub mod run;
 pub mod verify;
 #[cfg(test)]
 mod verify_hostile_tests;

@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 
 use serde::Serialize;
 
-pub use crate::state::runs::FailureKind;
+pub use crate::state::runs::{FailureKind, RunFigures};
 
 impl FailureKind {
     /// The kind of `error`, from the first of its causes that tells.
@@ -36,6 +36,11 @@ impl FailureKind {
         }
         if let Some(crate::jobs::verify::VerifyError::Damaged { .. }) = error.downcast_ref() {
             return Some(FailureKind::Corrupt);
+        }
+        if let Some(crate::jobs::migrations::runner::MigrateError::Busy { .. }) =
+            error.downcast_ref()
+        {
+            return Some(FailureKind::Busy);
         }
         if error.downcast_ref::<crate::db::lock::LockError>().is_some() {
             return Some(FailureKind::Config);
@@ -66,27 +71,11 @@ impl FailureKind {
 pub struct JobSuccess {
     /// One line for logs and `status`.
     pub summary: String,
-    /// Bytes written (a backup's size).
-    pub bytes: Option<u64>,
-    /// Pages given back to the file system (optimize).
-    pub pages_reclaimed: Option<u64>,
-    /// The longest time a write lock was held, in milliseconds.
-    pub lock_ms: Option<u64>,
+    /// What it measured.
+    pub figures: RunFigures,
 }
 
 impl JobSuccess {
-    /// The figures as JSON for the state database; `None` when it measured
-    /// nothing.
-    pub fn figures_json(&self) -> Option<String> {
-        let figures = serde_json::json!({
-            "bytes": self.bytes,
-            "pages_reclaimed": self.pages_reclaimed,
-            "lock_ms": self.lock_ms,
-        });
-        (self.bytes.is_some() || self.pages_reclaimed.is_some() || self.lock_ms.is_some())
-            .then(|| figures.to_string())
-    }
-
     /// A success described by `summary` alone.
     pub fn summary(summary: impl Into<String>) -> Self {
         JobSuccess {
@@ -117,6 +106,12 @@ impl JobFailure {
     /// The failure `error` describes, classified by its causes.
     pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
         JobFailure::new(FailureKind::of(error), error.to_string())
+    }
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{BackupDone, LiveError, Manager, Metrics, NewColumn, PoolFigures, mib, open};
+use crate::jobs::progress::Quiet;
+use crate::jobs::run;
+use crate::state::Trigger;
 
 impl Manager {
     /// The health job's checks, run now (the seed's `health_check()`).
@@ -65,7 +68,7 @@ impl Manager {
     /// ```no_run
     /// # let db = litewarden::live::Manager::open("a.db", Default::default())?;
     /// let done = db.backup_now()?;
-    /// println!("{} ({} pruned)", done.backup.record.path.display(), done.pruned);
+    /// println!("{} ({} pruned)", done.backup.path.display(), done.pruned);
     /// # Ok::<(), litewarden::live::LiveError>(())
     /// ```
     pub fn backup_now(&self) -> Result<BackupDone, LiveError> {
@@ -76,27 +79,35 @@ impl Manager {
         )?;
         let state = crate::state::StateDb::open(&self.state_dir)?;
         crate::jobs::backup::remove_restore_leftovers(crate::durable::parent(&self.database.path));
-        let request = crate::jobs::backup::BackupRequest {
-            database: &self.database,
+        let context = run::Context {
+            state: &state,
             backup_dir: &self.backup_dir,
-            trigger: crate::state::catalog::BackupTrigger::Manual,
-            pin: false,
+            timezone: self.timezone,
+            clock: self.clock.as_ref(),
+            trigger: Trigger::Manual,
         };
-        let backup = crate::jobs::backup::take(
-            request,
+        let job = run::Job::Backup {
+            pin: false,
+            prune: true,
+        };
+        let started_at = self.clock.now();
+        let result = run::run(job, &self.database, &context, &mut Quiet);
+        run::record(
             &state,
-            self.clock.as_ref(),
-            &mut crate::jobs::progress::Quiet,
-        )?;
-        let store = crate::store::LocalDir::new(&self.backup_dir);
-        let entries = crate::jobs::prune::decide(
-            &state,
-            &self.database,
-            &store,
-            self.timezone,
+            job.kind(),
+            Some(self.name()),
+            Trigger::Manual,
+            started_at,
             self.clock.now(),
+            &run::outcome(&result),
         )?;
-        let pruned = crate::jobs::prune::remove(&state, &store, &entries)?.len();
+        let run::Done::Backup { report, pruned } = result? else {
+            return Err(LiveError::Config(format!(
+                "{}: backups are paused by the operator",
+                self.name()
+            )));
+        };
+        let (backup, pruned) = (report, pruned.len());
         Ok(BackupDone { backup, pruned })
     }
 

@@ -149,6 +149,18 @@ pub enum LiveError {
     Config(String),
 }
 
+impl From<crate::jobs::run::RunError> for LiveError {
+    fn from(error: crate::jobs::run::RunError) -> Self {
+        use crate::jobs::run::RunError;
+        match error {
+            RunError::Backup(error) => LiveError::Backup(error),
+            RunError::Optimize(error) => LiveError::Db(error),
+            RunError::State(error) => LiveError::State(error),
+            failed @ RunError::DrillFailed(_) => LiveError::Config(failed.to_string()),
+        }
+    }
+}
+
 /// SQLite's message, then the statement unless the message quotes it.
 fn with_sql(source: &rusqlite::Error, sql: &str) -> String {
     let message = match source {

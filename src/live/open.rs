@@ -147,8 +147,8 @@ pub(super) fn ensure_file(
             .results
             .iter()
             .find_map(|result| match &result.status {
-                crate::apply::ChangeStatus::Failed(why)
-                | crate::apply::ChangeStatus::Skipped(why) => Some(why.clone()),
+                crate::apply::ChangeStatus::Failed(failure) => Some(failure.message.clone()),
+                crate::apply::ChangeStatus::Skipped(why) => Some(why.clone()),
                 crate::apply::ChangeStatus::Done => None,
             }),
     };

@@ -130,7 +130,7 @@ pub struct ScheduleChanges {
     /// Rows to write (new or changed jobs).
     pub write: Vec<ScheduledJob>,
     /// Jobs no longer scheduled.
-    pub remove: Vec<(String, String)>,
+    pub remove: Vec<(String, JobKind)>,
 }
 
 impl ScheduleChanges {
@@ -436,9 +436,7 @@ impl JobTable {
         for key in std::mem::take(&mut self.changed) {
             match self.jobs.get(&key) {
                 Some(job) => changes.write.push(row(&key, job)),
-                None => changes
-                    .remove
-                    .push((key.database.to_string(), key.kind.as_str().to_string())),
+                None => changes.remove.push((key.database.to_string(), key.kind)),
             }
         }
         changes
@@ -454,10 +452,10 @@ impl JobTable {
 fn row(key: &JobKey, job: &Job) -> ScheduledJob {
     ScheduledJob {
         database: key.database.to_string(),
-        job: key.kind.as_str().to_string(),
+        job: key.kind,
         schedule: job.schedule.to_string(),
-        next_run: job.next.map(|t| t.to_rfc3339()),
-        running_since: job.running.map(|t| t.to_rfc3339()),
+        next_run: job.next,
+        running_since: job.running,
         skipped: job.skipped as i64,
         retry: i64::from(job.failures),
     }

@@ -46,7 +46,7 @@ use crate::db::lock::DatabaseLock;
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::plan::Observed;
 use crate::runner::{Finished, Runner, Task, Work};
-use crate::state::{JobRun, Outcome, RUN_HISTORY, StateDb, Trigger};
+use crate::state::{RUN_HISTORY, StateDb, Trigger};
 
 /// How often the config is re-read even without a file event (a missed
 /// event, a network file system).
@@ -452,7 +452,7 @@ impl Reconciler {
             let timeout = humantime::format_duration(stuck.timeout);
             tracing::error!(db = %stuck.key.database, job = stuck.key.kind.as_str(), timeout = %timeout, "job_stuck: running past its timeout");
             self.runner.set_aside(&stuck.key.database);
-            let error = format!("job_stuck: still running after {timeout}");
+            let error = format!("still running after {timeout}");
             self.record(
                 stuck.kind,
                 Some(stuck.key.database.to_string()),
@@ -529,35 +529,16 @@ impl Reconciler {
         started_at: DateTime<Utc>,
         result: JobOutcome,
     ) {
-        let (outcome, failure, error, detail, figures) = match result {
-            Ok(success) => (
-                Outcome::Success,
-                None,
-                None,
-                Some(success.summary.clone()),
-                success.figures_json(),
-            ),
-            Err(failed) => (
-                Outcome::Failed,
-                Some(failed.kind),
-                Some(failed.message),
-                None,
-                None,
-            ),
-        };
-        let run = JobRun {
+        let recorded = crate::jobs::run::record(
+            &self.state,
             job,
-            database,
-            trigger: Trigger::Schedule,
+            database.as_deref(),
+            Trigger::Schedule,
             started_at,
-            finished_at: self.clock.now(),
-            outcome,
-            failure,
-            error,
-            detail,
-            figures,
-        };
-        if let Err(e) = self.state.record_run(&run) {
+            self.clock.now(),
+            &result,
+        );
+        if let Err(e) = recorded {
             tracing::error!(error = %e, "cannot record a run in the state database");
         }
     }
@@ -599,12 +580,11 @@ impl Reconciler {
                             tracing::error!(error = %line, "invalid config; keeping the last good one");
                         }
                         let now = self.clock.now();
-                        let error = format!("config_invalid: {text}");
                         self.record(
                             JobKind::Apply,
                             None,
                             now,
-                            Err(JobFailure::new(FailureKind::Config, error)),
+                            Err(JobFailure::new(FailureKind::Config, text.clone())),
                         );
                     }
                     self.hash = hash;

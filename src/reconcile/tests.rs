@@ -7,6 +7,7 @@ use chrono::TimeDelta;
 
 use super::*;
 use crate::clock::FakeClock;
+use crate::state::{JobRun, Outcome};
 
 const HOURLY: &str = "version: 1\nsettings: { splay: 0s }\ndefaults: { health: { enabled: false }, optimize: { enabled: false } }\ndatabases:\n  app: { path: app.db, backup: { every: 1h, compress: none } }\n";
 
@@ -65,7 +66,7 @@ fn successful_backups(dir: &Path) -> i64 {
 }
 
 fn next_run(daemon: &Reconciler) -> Option<String> {
-    daemon.jobs.snapshot()[0].next_run.clone()
+    daemon.jobs.snapshot()[0].next_run.map(|t| t.to_rfc3339())
 }
 
 #[test]
@@ -262,7 +263,7 @@ fn startup_prunes_run_history_older_than_its_retention() {
                 failure: None,
                 error: None,
                 detail: None,
-                figures: None,
+                figures: Default::default(),
             })
             .unwrap();
     }
@@ -286,7 +287,7 @@ fn startup_prunes_run_history_older_than_its_retention() {
         .run_counts()
         .unwrap()
         .into_iter()
-        .find(|c| c.job == "backup")
+        .find(|c| c.job == JobKind::Backup)
         .map(|c| c.count);
     assert_eq!(backups, Some(2), "totals keep both");
 }

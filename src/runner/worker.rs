@@ -21,16 +21,11 @@ use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::clock::Clock;
 use crate::config::{Config, Database, JobKind};
 use crate::db::lock::DatabaseLock;
-use crate::jobs::backup::{self, BackupRequest};
 use crate::jobs::outcome::{FailureKind, JobFailure, JobOutcome, JobSuccess};
 use crate::jobs::progress::Quiet;
-use crate::jobs::prune;
-use crate::jobs::{drill, health, optimize};
+use crate::jobs::run::{self, Context, Job};
 use crate::plan::Plan;
-use crate::state::StateDb;
-use crate::state::catalog::BackupTrigger;
-use crate::state::expect::HoldKind;
-use crate::store::LocalDir;
+use crate::state::{StateDb, Trigger};
 
 /// What a worker runs.
 #[derive(Debug)]
@@ -145,17 +140,16 @@ impl Worker {
     /// converge the report of each change.
     fn execute(&mut self, work: &Work) -> (JobOutcome, Option<ApplyReport>) {
         let (result, report) = match &work.task {
-            Task::Job(JobKind::Backup) => (self.backup(work), None),
-            Task::Job(JobKind::Health) => (self.health(work), None),
-            Task::Job(JobKind::Optimize) => (optimize_job(work), None),
-            Task::Job(JobKind::Drill) => (self.drill(work), None),
-            Task::Job(other) => (
-                Err(JobFailure::new(
-                    FailureKind::Config,
-                    format!("{other} jobs are not scheduled by this version"),
-                )),
-                None,
-            ),
+            Task::Job(kind) => match Job::scheduled(*kind) {
+                Some(job) => (self.job(work, job), None),
+                None => (
+                    Err(JobFailure::new(
+                        FailureKind::Config,
+                        format!("{kind} jobs are not scheduled by this version"),
+                    )),
+                    None,
+                ),
+            },
             Task::Converge(plan) => self.converge(work, plan),
         };
         if result.is_err() {
@@ -181,137 +175,31 @@ impl Worker {
         }
     }
 
-    /// A backup, then the retention prune of that database.
-    fn backup(&mut self, work: &Work) -> JobOutcome {
-        let failed = |e: &(dyn std::error::Error + 'static)| JobFailure::from_error(e);
+    /// A scheduled job of the work's database (a backup holds the
+    /// database's claim while it runs).
+    fn job(&mut self, work: &Work, job: Job) -> JobOutcome {
         let state = open_state(&mut self.state, &self.state_dir)?;
-        let name = work.database.name.as_str();
-        if let Some(hold) = state
-            .hold(name, HoldKind::Backups)
-            .map_err(|e| failed(&e))?
-        {
-            return Ok(JobSuccess::summary(format!(
-                "paused by operator since {}; no backup taken (`litewarden resume {name}`)",
-                hold.since.format("%Y-%m-%d %H:%M:%SZ")
-            )));
-        }
         let settings = &work.config.settings;
-        let _claim = DatabaseLock::acquire(name, &work.database.path, &settings.state_dir)
-            .map_err(|e| failed(&e))?;
-        let request = BackupRequest {
-            database: &work.database,
-            backup_dir: &settings.backup_dir,
-            trigger: BackupTrigger::Schedule,
-            pin: false,
-        };
-        let report = backup::take(request, state, self.clock.as_ref(), &mut Quiet)
-            .map_err(|e| failed(&e))?;
-        let store = LocalDir::new(&settings.backup_dir);
-        let entries = prune::decide(
-            state,
-            &work.database,
-            &store,
-            settings.timezone,
-            self.clock.now(),
-        )
-        .map_err(|e| failed(&e))?;
-        let removed = prune::remove(state, &store, &entries).map_err(|e| failed(&e))?;
-        Ok(JobSuccess {
-            summary: format!(
-                "{} ({} bytes), {} pruned",
-                crate::paths::display(&report.path),
-                report.record.size,
-                removed.len()
+        let _claim = match job {
+            Job::Backup { .. } => Some(
+                DatabaseLock::acquire(
+                    work.database.name.as_str(),
+                    &work.database.path,
+                    &settings.state_dir,
+                )
+                .map_err(|e| JobFailure::from_error(&e))?,
             ),
-            bytes: Some(report.record.size),
-            ..JobSuccess::default()
-        })
-    }
-}
-
-impl Worker {
-    /// A health run (with the slow check when it is due), recorded as the
-    /// database's latest health.
-    fn health(&mut self, work: &Work) -> JobOutcome {
-        let state = open_state(&mut self.state, &self.state_dir)?;
-        let now = self.clock.now();
-        let deep = health::due_deep_check(state, &work.database, now)
-            .map_err(|e| JobFailure::from_error(&e))?;
-        let request = health::Request {
-            database: &work.database,
-            backup_dir: &work.config.settings.backup_dir,
-            deep,
-            now,
+            _ => None,
         };
-        let report = health::run(request, Some(state));
-        state
-            .record_health(&report)
-            .map_err(|e| JobFailure::from_error(&e))?;
-        let reasons = report.reasons();
-        Ok(JobSuccess::summary(if reasons.is_empty() {
-            report.status.as_str().to_string()
-        } else {
-            format!("{}: {}", report.status.as_str(), reasons.join("; "))
-        }))
-    }
-
-    /// A restore drill; a failed drill is a failed run and a
-    /// `drill_failed` event.
-    fn drill(&mut self, work: &Work) -> JobOutcome {
-        let state = open_state(&mut self.state, &self.state_dir)?;
-        let settings = &work.config.settings;
-        let report = drill::run(
-            &work.database,
-            &settings.backup_dir,
+        let context = Context {
             state,
-            self.clock.as_ref(),
-        )
-        .map_err(|e| JobFailure::from_error(&e))?;
-        if report.passed {
-            return Ok(JobSuccess::summary(format!(
-                "drill passed on {}",
-                report
-                    .backup
-                    .as_deref()
-                    .map(crate::paths::display)
-                    .unwrap_or_default()
-            )));
-        }
-        let reason = report.reason.unwrap_or_default();
-        if let Err(e) = state.record_event(
-            Some(work.database.name.as_str()),
-            "drill_failed",
-            &reason,
-            self.clock.now(),
-        ) {
-            tracing::error!(error = %e, "cannot record an event");
-        }
-        Err(JobFailure::new(
-            FailureKind::Other,
-            format!("drill_failed: {reason}"),
-        ))
+            backup_dir: &settings.backup_dir,
+            timezone: settings.timezone,
+            clock: self.clock.as_ref(),
+            trigger: Trigger::Schedule,
+        };
+        run::outcome(&run::run(job, &work.database, &context, &mut Quiet))
     }
-}
-
-/// Maintenance of the work's database.
-fn optimize_job(work: &Work) -> JobOutcome {
-    let report = optimize::run(&work.database).map_err(|e| JobFailure::from_error(&e))?;
-    Ok(JobSuccess {
-        summary: format!(
-            "{}checkpoint {:?}, {} pages reclaimed, write lock at most {} ms",
-            if report.analyzed {
-                ""
-            } else {
-                "PRAGMA optimize skipped (the database stayed busy), "
-            },
-            report.checkpoint,
-            report.pages_reclaimed,
-            report.lock_ms
-        ),
-        bytes: Some(report.bytes_reclaimed),
-        pages_reclaimed: Some(report.pages_reclaimed),
-        lock_ms: Some(report.lock_ms),
-    })
 }
 
 /// The worker's connection to the state database in `slot`, opened on first

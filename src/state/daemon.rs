@@ -5,10 +5,13 @@
 //! Owns the `daemon_jobs` and `daemon` tables; only the reconciler writes
 //! them, `status` reads them.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{StateDb, StateError, sqlite};
+use super::runs::{FailureKind, RunFigures};
+use super::{Outcome, StateDb, StateError, Trigger, sqlite};
+use crate::config::JobKind;
 
 /// A scheduled job as the daemon last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -16,13 +19,13 @@ pub struct ScheduledJob {
     /// The database.
     pub database: String,
     /// The job kind.
-    pub job: String,
+    pub job: JobKind,
     /// The schedule, as shown.
     pub schedule: String,
     /// When it runs next.
-    pub next_run: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
     /// When the run in progress started.
-    pub running_since: Option<String>,
+    pub running_since: Option<DateTime<Utc>>,
     /// Ticks skipped because a run was still going.
     pub skipped: i64,
     /// Failed runs in a row; when not 0, the next run is retry number
@@ -53,7 +56,7 @@ impl StateDb {
     pub fn write_schedule(
         &self,
         write: &[ScheduledJob],
-        remove: &[(String, String)],
+        remove: &[(String, JobKind)],
         replace_all: bool,
     ) -> Result<(), StateError> {
         let failed = sqlite(&self.path, "cannot write the schedule");
@@ -81,8 +84,8 @@ impl StateDb {
                         job.database,
                         job.job,
                         job.schedule,
-                        job.next_run,
-                        job.running_since,
+                        job.next_run.map(|t| t.to_rfc3339()),
+                        job.running_since.map(|t| t.to_rfc3339()),
                         job.skipped,
                         job.retry
                     ])
@@ -180,7 +183,7 @@ impl StateDb {
 
     fn runs_where(&self, filter: &str, limit: usize) -> Result<Vec<JobRunRow>, StateError> {
         let sql = format!(
-            "SELECT job, database, trigger, started_at, finished_at, outcome, error, detail, failure FROM job_runs WHERE {filter} ORDER BY id DESC LIMIT ?1"
+            "SELECT job, database, trigger, started_at, finished_at, outcome, error, detail, failure, figures FROM job_runs WHERE {filter} ORDER BY id DESC LIMIT ?1"
         );
         let mut statement = self
             .conn
@@ -198,6 +201,7 @@ impl StateDb {
                     error: row.get(6)?,
                     detail: row.get(7)?,
                     failure: row.get(8)?,
+                    figures: row.get::<_, Option<RunFigures>>(9)?.unwrap_or_default(),
                 })
             })
             .and_then(|rows| rows.collect())
@@ -209,34 +213,36 @@ impl StateDb {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRunRow {
     /// Job kind.
-    pub job: String,
+    pub job: JobKind,
     /// Database, if any.
     pub database: Option<String>,
     /// What started it.
-    pub trigger: String,
-    /// Start (RFC 3339).
-    pub started_at: String,
-    /// End (RFC 3339).
-    pub finished_at: String,
-    /// `success` or `failed`.
-    pub outcome: String,
+    pub trigger: Trigger,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
     /// The error, when it failed.
     pub error: Option<String>,
     /// Its summary.
     pub detail: Option<String>,
     /// The kind of failure, when it failed.
-    pub failure: Option<String>,
+    pub failure: Option<FailureKind>,
+    /// What it measured.
+    pub figures: RunFigures,
 }
 
 /// The number of runs of one (job, database, outcome).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunCount {
     /// Job kind.
-    pub job: String,
+    pub job: JobKind,
     /// Database, if any.
     pub database: Option<String>,
-    /// `success` or `failed`.
-    pub outcome: String,
+    /// How they ended.
+    pub outcome: Outcome,
     /// How many.
     pub count: i64,
 }

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::runs::RunFigures;
 use super::{StateDb, StateError, sqlite};
+use crate::config::JobKind;
 
 /// How healthy a database is, worst first in severity order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -213,7 +215,7 @@ pub struct LastSuccess {
     /// The database.
     pub database: String,
     /// The job kind.
-    pub job: String,
+    pub job: JobKind,
     /// When its last successful run started.
     pub at: DateTime<Utc>,
 }
@@ -224,7 +226,7 @@ pub struct RunDuration {
     /// The database.
     pub database: String,
     /// The job kind.
-    pub job: String,
+    pub job: JobKind,
     /// Seconds from start to finish.
     pub seconds: f64,
 }
@@ -239,17 +241,16 @@ impl StateDb {
                  WHERE outcome = 'success' AND database IS NOT NULL GROUP BY job, database",
             )
             .map_err(sqlite(&self.path, "cannot read job runs"))?;
-        let rows: Vec<(String, String, String)> = statement
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(sqlite(&self.path, "cannot read job runs"))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(database, job, at)| {
-                let at = DateTime::parse_from_rfc3339(&at).ok()?.with_timezone(&Utc);
-                Some(LastSuccess { database, job, at })
+        statement
+            .query_map([], |row| {
+                Ok(LastSuccess {
+                    database: row.get(0)?,
+                    job: row.get(1)?,
+                    at: row.get(2)?,
+                })
             })
-            .collect())
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read job runs"))
     }
 
     /// The durations of the recorded runs (the history the daemon keeps).
@@ -260,30 +261,23 @@ impl StateDb {
                 "SELECT database, job, started_at, finished_at FROM job_runs WHERE database IS NOT NULL",
             )
             .map_err(sqlite(&self.path, "cannot read job runs"))?;
-        let rows: Vec<(String, String, String, String)> = statement
+        statement
             .query_map([], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(sqlite(&self.path, "cannot read job runs"))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(database, job, started, finished)| {
-                let started = DateTime::parse_from_rfc3339(&started).ok()?;
-                let finished = DateTime::parse_from_rfc3339(&finished).ok()?;
-                let seconds = (finished - started).num_milliseconds().max(0) as f64 / 1000.0;
-                Some(RunDuration {
-                    database,
-                    job,
-                    seconds,
+                let started: DateTime<Utc> = row.get(2)?;
+                let finished: DateTime<Utc> = row.get(3)?;
+                Ok(RunDuration {
+                    database: row.get(0)?,
+                    job: row.get(1)?,
+                    seconds: (finished - started).num_milliseconds().max(0) as f64 / 1000.0,
                 })
             })
-            .collect())
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read job runs"))
     }
 
-    /// The figures (JSON) of the latest run of `job` on each database that
+    /// The figures of the latest run of `job` on each database that
     /// recorded some, by database.
-    pub fn latest_figures(&self, job: &str) -> Result<Vec<(String, String)>, StateError> {
+    pub fn latest_figures(&self, job: JobKind) -> Result<Vec<(String, RunFigures)>, StateError> {
         let mut statement = self
             .conn
             .prepare(

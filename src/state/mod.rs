@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod catalog;
+mod columns;
 pub mod daemon;
 pub mod expect;
 pub mod health;
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
-pub use self::runs::FailureKind;
+pub use self::runs::{FailureKind, RunFigures};
 use crate::config::JobKind;
 
 /// File name of the state database inside `settings.state_dir`.
@@ -95,10 +96,27 @@ pub use crate::plan::ManagedDatabase;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// A command typed by the operator.
+    /// A command typed by the operator (or the application's library).
     Manual,
     /// The scheduler.
     Schedule,
+}
+
+impl Trigger {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+        }
+    }
+
+    /// The trigger named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Trigger::Manual, Trigger::Schedule]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
 }
 
 /// How a job run ended.
@@ -109,6 +127,23 @@ pub enum Outcome {
     Success,
     /// It failed; see the error.
     Failed,
+}
+
+impl Outcome {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Outcome::Success, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
 }
 
 /// One finished job run.
@@ -132,8 +167,8 @@ pub struct JobRun {
     pub error: Option<String>,
     /// A short summary of what it did.
     pub detail: Option<String>,
-    /// What it measured, as JSON (`bytes`, `pages_reclaimed`, `lock_ms`).
-    pub figures: Option<String>,
+    /// What it measured.
+    pub figures: RunFigures,
 }
 
 /// An open state database.
@@ -389,7 +424,7 @@ impl StateDb {
         tx.execute(
             "INSERT INTO run_totals (job, database, outcome, count) VALUES (?1, coalesce(?2, ''), ?3, 1)
              ON CONFLICT (job, database, outcome) DO UPDATE SET count = count + 1",
-            params![run.job.as_str(), run.database, enum_text(&run.outcome)],
+            params![run.job, run.database, run.outcome],
         )
         .map_err(sqlite(&self.path, "cannot record a job run"))?;
         tx
@@ -397,16 +432,16 @@ impl StateDb {
                 "INSERT INTO job_runs (job, database, trigger, started_at, finished_at, outcome, error, detail, failure, figures)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
-                    run.job.as_str(),
+                    run.job,
                     run.database,
-                    enum_text(&run.trigger),
+                    run.trigger,
                     run.started_at.to_rfc3339(),
                     run.finished_at.to_rfc3339(),
-                    enum_text(&run.outcome),
+                    run.outcome,
                     run.error,
                     run.detail,
-                    run.failure.map(FailureKind::as_str),
-                    run.figures,
+                    run.failure,
+                    run.figures.json(),
                 ],
             )
             .map_err(sqlite(&self.path, "cannot record a job run"))?;
@@ -491,13 +526,6 @@ fn create_file(path: &Path) -> std::io::Result<()> {
         }
         other => other.map(drop),
     }
-}
-
-fn enum_text<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 pub(crate) fn sqlite<'a>(
@@ -604,7 +632,7 @@ mod tests {
             failure: None,
             error: None,
             detail: Some("1 created".into()),
-            figures: None,
+            figures: Default::default(),
         };
         state.record_run(&run).unwrap();
         let last = state.last_run(JobKind::Apply).unwrap().unwrap();
@@ -630,7 +658,7 @@ mod tests {
             failure: None,
             error: None,
             detail: None,
-            figures: None,
+            figures: Default::default(),
         }
     }
 
@@ -679,7 +707,7 @@ mod tests {
         assert_eq!(
             totals
                 .iter()
-                .find(|c| c.database.as_deref() == Some("app") && c.outcome == "success")
+                .find(|c| c.database.as_deref() == Some("app") && c.outcome == Outcome::Success)
                 .map(|c| c.count),
             Some(4)
         );
@@ -712,11 +740,11 @@ mod tests {
         assert_eq!(
             counts,
             [
-                ("apply".to_string(), None, "failed".to_string(), 1),
+                (JobKind::Apply, None, Outcome::Failed, 1),
                 (
-                    "backup".to_string(),
+                    JobKind::Backup,
                     Some("app".to_string()),
-                    "success".to_string(),
+                    Outcome::Success,
                     2
                 ),
             ]

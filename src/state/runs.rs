@@ -7,9 +7,9 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{StateDb, StateError, Trigger, enum_text, sqlite};
+use super::{StateDb, StateError, Trigger, sqlite};
 use crate::config::JobKind;
 
 impl StateDb {
@@ -70,12 +70,7 @@ impl StateDb {
                 "SELECT started_at FROM job_runs WHERE job = ?1 AND database = ?2
                  AND (outcome = 'success' OR NOT ?3) AND (?3 OR trigger != ?4)
                  ORDER BY id DESC LIMIT 1",
-                params![
-                    job.as_str(),
-                    database,
-                    success_only,
-                    enum_text(&Trigger::Manual)
-                ],
+                params![job, database, success_only, Trigger::Manual],
                 |row| row.get(0),
             )
             .optional()
@@ -90,6 +85,24 @@ impl StateDb {
                     })
             })
             .transpose()
+    }
+}
+
+/// What a run measured, stored with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFigures {
+    /// Bytes written (a backup's size) or given back (optimize).
+    pub bytes: Option<u64>,
+    /// Pages given back to the file system (optimize).
+    pub pages_reclaimed: Option<u64>,
+    /// The longest time a write lock was held, in milliseconds.
+    pub lock_ms: Option<u64>,
+}
+
+impl RunFigures {
+    /// The stored JSON; `None` when nothing was measured.
+    pub(super) fn json(&self) -> Option<String> {
+        (*self != RunFigures::default()).then(|| serde_json::to_string(self).unwrap_or_default())
     }
 }
 
@@ -125,5 +138,20 @@ impl FailureKind {
             FailureKind::Stuck => "stuck",
             FailureKind::Other => "other",
         }
+    }
+
+    /// The kind named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            FailureKind::SourceMissing,
+            FailureKind::DiskFull,
+            FailureKind::Busy,
+            FailureKind::Corrupt,
+            FailureKind::Config,
+            FailureKind::Stuck,
+            FailureKind::Other,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }

@@ -327,37 +327,27 @@ pub fn up(
     progress: &mut dyn super::progress::Progress,
 ) -> Result<UpReport, runner::MigrateError> {
     let started_at = clock.now();
+    let (request_name, trigger) = (request.database.name.to_string(), request.trigger);
     let result = run_up(request, state, clock, progress);
-    let (outcome, failure, error, detail) = match &result {
-        Ok(report) => (
-            crate::state::Outcome::Success,
-            None,
-            None,
-            Some(format!("{} applied", report.applied.len())),
-        ),
-        Err(e) => (
-            crate::state::Outcome::Failed,
-            Some(crate::jobs::outcome::FailureKind::of(e)),
-            Some(e.to_string()),
-            None,
-        ),
-    };
     let nothing_to_do = matches!(&result, Ok(report) if report.applied.is_empty());
     if !nothing_to_do {
-        state
-            .record_run(&crate::state::JobRun {
-                job: crate::config::JobKind::Migrate,
-                database: Some(request.database.name.to_string()),
-                trigger: request.trigger,
-                started_at,
-                finished_at: clock.now(),
-                outcome,
-                failure,
-                error,
-                detail,
-                figures: None,
-            })
-            .map_err(|e| runner::MigrateError::State(Box::new(e)))?;
+        let outcome = match &result {
+            Ok(report) => Ok(crate::jobs::outcome::JobSuccess::summary(format!(
+                "{} applied",
+                report.applied.len()
+            ))),
+            Err(e) => Err(crate::jobs::outcome::JobFailure::from_error(e)),
+        };
+        crate::jobs::run::record(
+            state,
+            crate::config::JobKind::Migrate,
+            Some(request_name.as_str()),
+            trigger,
+            started_at,
+            clock.now(),
+            &outcome,
+        )
+        .map_err(|e| runner::MigrateError::State(Box::new(e)))?;
     }
     result
 }
