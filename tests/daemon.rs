@@ -785,3 +785,103 @@ fn shutdown_drops_the_queued_work_and_gives_the_running_work_its_grace() {
     );
     holder.kill();
 }
+
+/// The runs of `job` on `database` as (start, end), oldest first.
+fn run_spans(
+    project: &Project,
+    job: &str,
+    database: &str,
+) -> Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let state = project.join(".litewarden/state.db");
+    if !state.exists() {
+        return Vec::new();
+    }
+    let time = |text: String| {
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .expect("an RFC 3339 time")
+            .to_utc()
+    };
+    crate::common::open(&state)
+        .prepare("SELECT started_at, finished_at FROM job_runs WHERE job = ?1 AND database = ?2 ORDER BY id")
+        .unwrap()
+        .query_map([job, database], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(|span| span.map(|(start, end)| (time(start), time(end))))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+type Span = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>);
+
+/// Runs a daemon over `a` (backed up every second, with migrations) and
+/// `b` (backed up every second) under `max_parallel_jobs`, adds a slow
+/// migration to `a` and waits until `a` is backed up after it. Returns the
+/// migration's run and the backup runs of `a` and `b`.
+fn a_slow_migration_beside_backups(max_parallel_jobs: u32) -> (Span, Vec<Span>, Vec<Span>) {
+    let project = Project::with_config(&format!(
+        "version: 1\nsettings: {{ max_parallel_jobs: {max_parallel_jobs}, splay: 0s }}\ndefaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }}, backup: {{ every: 1s, compress: none, retention: {{ keep_last: 2 }} }} }}\ndatabases:\n  a: {{ path: a.db, migrations: {{ dir: migrations/a }} }}\n  b: {{ path: b.db }}\n",
+    ));
+    std::fs::create_dir_all(project.join("migrations/a")).unwrap();
+    for name in ["a.db", "b.db"] {
+        crate::common::open(&project.join(name))
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let daemon = Daemon::start(&project);
+    wait_until("both databases are backed up", || {
+        backup_runs(&project, "a", "success", None) >= 1
+            && backup_runs(&project, "b", "success", None) >= 1
+    });
+    project.write(
+        "migrations/a/0001_slow.sql",
+        b"CREATE TABLE slow AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000000) SELECT sum(i) AS s FROM n;\n",
+    );
+    wait_until("the migration ran and a backed up after it", || {
+        let migrated = run_spans(&project, "migrate", "a");
+        migrated.len() == 1
+            && run_spans(&project, "backup", "a")
+                .iter()
+                .any(|(start, _)| *start >= migrated[0].1)
+    });
+    assert_eq!(daemon.stop(), 0);
+    let migration = run_spans(&project, "migrate", "a")[0];
+    assert!(
+        migration.1 - migration.0 > chrono::TimeDelta::seconds(1),
+        "the migration outlasts a backup interval, so backups fall due during it"
+    );
+    (
+        migration,
+        run_spans(&project, "backup", "a"),
+        run_spans(&project, "backup", "b"),
+    )
+}
+
+fn overlaps((start, end): Span, other: Span) -> bool {
+    start < other.1 && end > other.0
+}
+
+#[test]
+fn a_migration_and_a_backup_of_one_database_never_overlap_while_another_backs_up_beside_them() {
+    let (migration, a, b) = a_slow_migration_beside_backups(2);
+    for backup in a {
+        assert!(
+            !overlaps(backup, migration),
+            "a backup of a {backup:?} overlapped its migration {migration:?}"
+        );
+    }
+    assert!(
+        b.iter().any(|backup| overlaps(*backup, migration)),
+        "b was backed up while a migrated"
+    );
+}
+
+#[test]
+fn max_parallel_jobs_one_holds_for_a_reload_s_migration_too() {
+    let (migration, a, b) = a_slow_migration_beside_backups(1);
+    for backup in a.into_iter().chain(b) {
+        assert!(
+            !overlaps(backup, migration),
+            "a backup {backup:?} ran beside the migration {migration:?} with one slot"
+        );
+    }
+}
