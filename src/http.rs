@@ -62,8 +62,11 @@ struct DiskLabels {
     dir: String,
 }
 
-/// Connections answered at once; more wait in the queue.
-pub const WORKERS: usize = 8;
+/// Connections answered at once; more wait in the queue. Two, so one
+/// client that is slow to read its answer never holds `/healthz` (the
+/// endpoints are small reads of the state database, answered in
+/// milliseconds).
+pub const WORKERS: usize = 2;
 
 /// Accepted connections waiting for a worker; past this, accepting waits
 /// (new connections wait in the kernel's backlog, holding no descriptor of

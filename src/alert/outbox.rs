@@ -16,7 +16,7 @@
 //! queue grows while the mail thread waits on a server.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError, channel};
 use std::time::Duration;
@@ -49,7 +49,9 @@ enum Order {
 pub struct Outbox {
     orders: Sender<Order>,
     wake_pending: Arc<AtomicBool>,
-    heartbeats: SyncSender<String>,
+    /// The heartbeat thread's inbox, started on the first heartbeat (a
+    /// daemon without `heartbeat_url` has no such thread).
+    heartbeats: OnceLock<Option<SyncSender<String>>>,
 }
 
 impl Outbox {
@@ -77,18 +79,10 @@ impl Outbox {
                 };
                 worker.run(&inbox);
             })?;
-        let (heartbeats, urls) = std::sync::mpsc::sync_channel::<String>(1);
-        std::thread::Builder::new()
-            .name("heartbeat".into())
-            .spawn(move || {
-                for url in urls {
-                    heartbeat(&url);
-                }
-            })?;
         Ok(Outbox {
             orders,
             wake_pending,
-            heartbeats,
+            heartbeats: OnceLock::new(),
         })
     }
 
@@ -108,7 +102,24 @@ impl Outbox {
     /// Sends a heartbeat GET to `url` on the heartbeat thread, never
     /// behind mail; dropped when the previous one is still being sent.
     pub fn heartbeat(&self, url: String) {
-        if let Err(TrySendError::Full(_)) = self.heartbeats.try_send(url) {
+        let sender = self.heartbeats.get_or_init(|| {
+            let (sender, urls) = std::sync::mpsc::sync_channel::<String>(1);
+            let started = std::thread::Builder::new()
+                .name("heartbeat".into())
+                .spawn(move || {
+                    for url in urls {
+                        heartbeat(&url);
+                    }
+                });
+            match started {
+                Ok(_) => Some(sender),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the heartbeat thread; no heartbeats are sent");
+                    None
+                }
+            }
+        });
+        if let Some(Err(TrySendError::Full(_))) = sender.as_ref().map(|s| s.try_send(url)) {
             tracing::debug!("a heartbeat is still being sent; this one is skipped");
         }
     }
