@@ -10,7 +10,9 @@
 //! [`crate::durable`]: a pending file is anonymous where the file system
 //! allows, so a killed run usually leaves nothing).
 //!
-//! What each `verify` level proves about the file on disk:
+//! What each `verify` level proves about the file on disk (the steps
+//! that run beside each other below run one after the other for a source
+//! under [`HELPER_THREADS_FROM`]; they prove the same):
 //!
 //! - Plain (uncompressed) backups, every method: `quick` / `full` run
 //!   `quick_check` / `integrity_check` on the written temp file itself,
@@ -61,6 +63,14 @@ const BACKUP_LOCK: &str = ".litewarden-backup.lock";
 
 /// zstd level used for backups: fast, with most of the gain on SQLite pages.
 pub const ZSTD_LEVEL: i32 = 1;
+
+/// From this size up a backup uses helper threads: zstd's workers (one
+/// per core), the read-back following the file as it is written, the
+/// fsync and SHA-256 beside the check. Smaller ones run the same steps one
+/// after the other on the backup's own thread, where threads and their
+/// buffers would cost more than they save (a host of thousands of small
+/// databases backs up many of them at once).
+const HELPER_THREADS_FROM: u64 = 32 << 20;
 
 /// Why a backup failed.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +329,7 @@ pub fn take(
         .map_err(|source| BackupError::copy(name, source))?;
     let written = Written {
         name,
+        plain_bytes: seen.page_size * seen.page_count,
         source: &source,
         dir: &dir,
         target: &target,
@@ -368,6 +379,8 @@ pub fn take(
 /// Writing one backup's temp file and proving it (see the module header).
 struct Written<'a> {
     name: &'a str,
+    /// The source's size (pages × page size) when the copy began.
+    plain_bytes: u64,
     source: &'a copy::Source<'a>,
     dir: &'a Path,
     target: &'a Path,
@@ -389,10 +402,24 @@ impl Written<'_> {
         BackupError::copy(self.name, source)
     }
 
+    /// Whether this backup is large enough for helper threads.
+    fn helpers(&self) -> bool {
+        self.plain_bytes >= HELPER_THREADS_FROM
+    }
+
     /// An uncompressed backup: copy, then fsync, SHA-256 and the check of
     /// the temp file at the same time.
     fn plain(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
         let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
+        if !self.helpers() {
+            plain
+                .file()
+                .sync_all()
+                .map_err(BackupError::io(self.name, plain.path(), "cannot write"))?;
+            verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
+            let sha256 = verify::sha256_file(plain.path()).map_err(|e| self.verify_error(e))?;
+            return Ok((plain, sha256, copy));
+        }
         let (synced, sha256, checked) = std::thread::scope(|scope| {
             let synced = scope.spawn(|| plain.file().sync_all());
             let sha256 = scope.spawn(|| verify::sha256_file(plain.path()));
@@ -426,7 +453,7 @@ impl Written<'_> {
         ))?;
         let writing = AtomicBool::new(true);
         let (copy, sha256, read) = std::thread::scope(|scope| {
-            let follower = (self.level != VerifyLevel::None).then(|| {
+            let follower = (self.level != VerifyLevel::None && self.helpers()).then(|| {
                 let (path, writing) = (pending.path(), &writing);
                 scope.spawn(move || verify::read_back_following(path, writing))
             });
@@ -434,15 +461,19 @@ impl Written<'_> {
                 let _finished = Finished(&writing);
                 self.write_compressed(&pending, &writing, progress)
             };
-            let read = follower.map(|follower| {
-                follower.join().unwrap_or_else(|_| {
+            let read = match follower {
+                Some(follower) => Some(follower.join().unwrap_or_else(|_| {
                     Err(VerifyError::Io {
                         path: pending.path().to_path_buf(),
                         action: "cannot read back",
                         source: panicked(),
                     })
-                })
-            });
+                })),
+                None if self.level != VerifyLevel::None && written.is_ok() => {
+                    Some(verify::read_back_following(pending.path(), &writing))
+                }
+                None => None,
+            };
             written.map(|(copy, sha256)| (copy, sha256, read))
         })?;
         if let Some(read) = read {
@@ -482,7 +513,7 @@ impl Written<'_> {
         let written_all = || writing.store(false, Ordering::Release);
         if self.source.method() == CopyMethod::Snapshot {
             let proven = self.source.in_snapshot(|snapshot| {
-                let written = compressed_write(self.name, pending, |out| {
+                let written = compressed_write(self.name, self.helpers(), pending, |out| {
                     snapshot
                         .stream(out, pending.path(), progress)
                         .map_err(|e| self.copy_error(e))
@@ -502,7 +533,7 @@ impl Written<'_> {
         }
         let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
         verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
-        let written = compressed_write(self.name, pending, |out| {
+        let written = compressed_write(self.name, self.helpers(), pending, |out| {
             let mut file = File::open(plain.path()).map_err(BackupError::io(
                 self.name,
                 plain.path(),
@@ -528,6 +559,13 @@ impl Written<'_> {
         pending: &PendingFile,
         check: impl FnOnce() -> Result<(), VerifyError>,
     ) -> Result<(), BackupError> {
+        if !self.helpers() {
+            pending
+                .file()
+                .sync_all()
+                .map_err(BackupError::io(self.name, pending.path(), "cannot write"))?;
+            return check().map_err(|e| self.verify_error(e));
+        }
         let (synced, checked) = std::thread::scope(|scope| {
             let synced = scope.spawn(|| pending.file().sync_all());
             let checked = check();
@@ -650,21 +688,24 @@ fn forget(store: &dyn Store, key: &Key) {
     }
 }
 
-/// Writes what `feed` produces, zstd-compressed (all cores, with zstd's
-/// content checksum), into `pending`; returns `feed`'s value and the SHA-256
-/// of the compressed bytes stored.
+/// Writes what `feed` produces, zstd-compressed (with zstd's content
+/// checksum; with `zstd_threads`, on all cores), into `pending`; returns
+/// `feed`'s value and the SHA-256 of the compressed bytes stored.
 fn compressed_write<T>(
     database: &str,
+    zstd_threads: bool,
     pending: &PendingFile,
     feed: impl FnOnce(&mut dyn io::Write) -> Result<T, BackupError>,
 ) -> Result<(T, String), BackupError> {
     let failed = |action: &'static str| BackupError::io(database, pending.path(), action);
     let stored = Hashing::new(BufWriter::with_capacity(1 << 20, pending.file()));
     let mut encoder = zstd::Encoder::new(stored, ZSTD_LEVEL).map_err(failed("cannot compress"))?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    encoder
-        .multithread(workers)
-        .map_err(failed("cannot compress"))?;
+    if zstd_threads {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        encoder
+            .multithread(workers)
+            .map_err(failed("cannot compress"))?;
+    }
     encoder
         .include_checksum(true)
         .map_err(failed("cannot compress"))?;
