@@ -180,6 +180,7 @@ fn run(count: usize, steady: Duration) {
             while probing.load(Ordering::Relaxed) {
                 match healthz(port) {
                     Some(took) => latencies.push(took),
+                    None if latencies.is_empty() => {} // not listening yet
                     None => failures += 1,
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -167,7 +167,9 @@ mod tests {
     }
 
     fn cron(pattern: &str) -> Schedule {
-        Schedule::Cron(Box::new(CronPattern::parse_scalar(pattern).unwrap()))
+        Schedule::Cron(std::sync::Arc::new(
+            CronPattern::parse_scalar(pattern).unwrap(),
+        ))
     }
 
     fn new_york() -> chrono_tz::Tz {

@@ -32,6 +32,7 @@ pub(super) fn database<'a>(
     config
         .databases
         .get(name)
+        .map(|db| &**db)
         .ok_or_else(|| Error::UnknownDatabase {
             config: cli.config.clone(),
             name: name.to_string(),
@@ -68,7 +69,7 @@ pub(super) fn selected<'a>(
 ) -> Result<Vec<&'a Database>, Error> {
     match name {
         Some(name) if !all => Ok(vec![database(cli, config, name)?]),
-        _ => Ok(config.databases.values().collect()),
+        _ => Ok(config.databases.values().map(|db| &**db).collect()),
     }
 }
 

@@ -172,7 +172,10 @@ pub(super) fn apply(
     let Some(loaded) = load(cli, environment, json, Faults::Refuse, out)? else {
         return Ok(ExitStatus::Failure);
     };
-    let _locks = super::claim(&loaded.config, loaded.config.databases.values())?;
+    let _locks = super::claim(
+        &loaded.config,
+        loaded.config.databases.values().map(|db| &**db),
+    )?;
     let plan = observe_and_plan(&loaded.config, clock)?;
     let report = crate::apply::apply(&loaded.config, &plan, options, clock)?;
     if json {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -52,7 +53,7 @@ pub struct Config {
     /// Global settings.
     pub settings: Settings,
     /// The managed databases, by name.
-    pub databases: BTreeMap<DbName, Database>,
+    pub databases: BTreeMap<DbName, Arc<Database>>,
     /// Mail server for alerts, if configured.
     pub smtp: Option<Smtp>,
     /// Alert rules, in file order.
@@ -271,8 +272,9 @@ impl fmt::Display for PageSize {
 pub enum Schedule {
     /// At a fixed interval, anchored to the last recorded run.
     Every(Duration),
-    /// On a cron pattern in `settings.timezone`.
-    Cron(Box<CronPattern>),
+    /// On a cron pattern in `settings.timezone` (one parsed pattern shared
+    /// by every database that uses the same text).
+    Cron(Arc<CronPattern>),
 }
 
 impl fmt::Display for Schedule {

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeZone;
@@ -44,6 +45,7 @@ pub fn validate(
         base,
         diagnostics: Vec::new(),
         cron_gaps: HashMap::new(),
+        crons: HashMap::new(),
         current: None,
         inherited_by: BTreeMap::new(),
     };
@@ -74,6 +76,9 @@ struct Validator<'a> {
     base: &'a Path,
     diagnostics: Vec<Diagnostic>,
     cron_gaps: HashMap<String, (Duration, Duration)>,
+    /// Each cron pattern once: databases that inherit or repeat a pattern
+    /// share it (at 10 000 databases a copy each was 100 MB).
+    crons: HashMap<String, Arc<CronPattern>>,
     /// The database being validated, while one is.
     current: Option<String>,
     /// For each diagnostic at a `defaults:` key (by index), the databases
@@ -191,7 +196,7 @@ impl Validator<'_> {
             } else {
                 by_path.insert(database.path.clone(), (name.clone(), path_field));
             }
-            databases.insert(database.name.clone(), database);
+            databases.insert(database.name.clone(), Arc::new(database));
         }
         if raw.databases.is_empty() {
             self.warn(
@@ -442,6 +447,15 @@ impl Validator<'_> {
         })
     }
 
+    /// The one shared copy of `cron`.
+    fn shared_cron(&mut self, cron: CronPattern) -> Arc<CronPattern> {
+        Arc::clone(
+            self.crons
+                .entry(cron.as_str().to_string())
+                .or_insert_with(|| Arc::new(cron)),
+        )
+    }
+
     /// The schedule of one block: `every` and `schedule` are exclusive, and
     /// a database that sets either one replaces both of the defaults'.
     fn schedule(
@@ -479,7 +493,7 @@ impl Validator<'_> {
                 path: at.key("every"),
             }),
             (None, Some(cron)) => Some(Sourced {
-                value: Schedule::Cron(Box::new(cron)),
+                value: Schedule::Cron(self.shared_cron(cron)),
                 path: at.key("schedule"),
             }),
             (None, None) => None,
@@ -698,7 +712,7 @@ impl Validator<'_> {
     fn alerts(
         &mut self,
         raw: &[RawAlert],
-        databases: &BTreeMap<DbName, Database>,
+        databases: &BTreeMap<DbName, Arc<Database>>,
         have_smtp: bool,
     ) -> Vec<AlertRule> {
         let mut seen: HashMap<String, usize> = HashMap::new();

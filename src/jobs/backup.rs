@@ -412,10 +412,11 @@ impl Written<'_> {
     fn plain(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
         let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
         if !self.helpers() {
-            plain
-                .file()
-                .sync_all()
-                .map_err(BackupError::io(self.name, plain.path(), "cannot write"))?;
+            plain.file().sync_all().map_err(BackupError::io(
+                self.name,
+                plain.path(),
+                "cannot write",
+            ))?;
             verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
             let sha256 = verify::sha256_file(plain.path()).map_err(|e| self.verify_error(e))?;
             return Ok((plain, sha256, copy));
@@ -560,10 +561,11 @@ impl Written<'_> {
         check: impl FnOnce() -> Result<(), VerifyError>,
     ) -> Result<(), BackupError> {
         if !self.helpers() {
-            pending
-                .file()
-                .sync_all()
-                .map_err(BackupError::io(self.name, pending.path(), "cannot write"))?;
+            pending.file().sync_all().map_err(BackupError::io(
+                self.name,
+                pending.path(),
+                "cannot write",
+            ))?;
             return check().map_err(|e| self.verify_error(e));
         }
         let (synced, checked) = std::thread::scope(|scope| {

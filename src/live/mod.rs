@@ -240,15 +240,14 @@ impl Manager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_config(config: &Config, name: &str, options: Options) -> Result<Self, LiveError> {
-        let database =
-            config
-                .databases
-                .get(name)
-                .cloned()
-                .ok_or_else(|| LiveError::UnknownDatabase {
-                    name: name.to_string(),
-                    known: config.databases.keys().map(|n| n.to_string()).collect(),
-                })?;
+        let database = config
+            .databases
+            .get(name)
+            .map(|database| Database::clone(database))
+            .ok_or_else(|| LiveError::UnknownDatabase {
+                name: name.to_string(),
+                known: config.databases.keys().map(|n| n.to_string()).collect(),
+            })?;
         open::ensure_file(config, &database, options.clock.as_ref())?;
         let writer = open::writer(&database, options.statement_cache)?;
         let readers = ReaderPool::open(&database, &options)?;

@@ -301,10 +301,12 @@ fn writing_outside_an_open_transaction_from_its_thread_fails_after_busy_timeout(
     let dir = tempfile::tempdir().unwrap();
     with_pages(dir.path());
     let config = open::config_for_path(&dir.path().join("app.db"), &Options::default()).unwrap();
-    let mut database = config.databases.values().next().unwrap().clone();
+    let mut database = Database::clone(config.databases.values().next().unwrap());
     database.pragmas.connection.busy_timeout = Duration::from_millis(100);
     let mut config = config.clone();
-    config.databases.insert(database.name.clone(), database);
+    config
+        .databases
+        .insert(database.name.clone(), std::sync::Arc::new(database));
     let db = Arc::new(Manager::from_config(&config, "app", Options::default()).unwrap());
     let tx = Manager::begin(&db).unwrap();
     let error = db

@@ -132,7 +132,7 @@ impl Reconciler {
                     changes,
                     ..plan::Plan::default()
                 })),
-                database: Arc::new(database.clone()),
+                database: Arc::clone(database),
                 config: Arc::clone(config),
                 started: self.clock.now(),
                 run_id,

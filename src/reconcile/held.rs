@@ -71,7 +71,10 @@ impl HeldChanges {
             let Some(failed_on) = self.failed.get(database.as_str()) else {
                 return true;
             };
-            let current = config.databases.get(database).and_then(fingerprint);
+            let current = config
+                .databases
+                .get(database)
+                .and_then(|db| fingerprint(db));
             if current.as_ref() == Some(failed_on) {
                 held.push(database.to_string());
                 false
@@ -94,7 +97,11 @@ impl HeldChanges {
             };
             match &result.status {
                 ChangeStatus::Failed(_) => {
-                    let Some(files) = config.databases.get(database).and_then(fingerprint) else {
+                    let Some(files) = config
+                        .databases
+                        .get(database)
+                        .and_then(|db| fingerprint(db))
+                    else {
                         continue;
                     };
                     if self.failed.insert(database.to_string(), files).is_none() {

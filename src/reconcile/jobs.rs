@@ -485,7 +485,7 @@ fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
     let settings = &config.settings;
     let mut wanted = BTreeMap::new();
     for database in config.databases.values() {
-        let shared = Arc::new(database.clone());
+        let shared = Arc::clone(database);
         let mut want = |kind: JobKind, schedule: Schedule, timeout: Duration| {
             let key = JobKey {
                 database: database.name.clone(),

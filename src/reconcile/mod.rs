@@ -595,7 +595,7 @@ impl Reconciler {
         }
         match (why, previous) {
             (Reload::Changed | Reload::Poll, Some(old)) => self.converge(
-                &|db: &Database| old.databases.get(&db.name) != Some(db),
+                &|db: &Database| old.databases.get(&db.name).map(|old| &**old) != Some(db),
                 Mode::OnWorkers,
             ),
             (Reload::Changed, None) => {

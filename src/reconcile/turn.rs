@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::config::{Database, DbName};
 
@@ -18,7 +19,7 @@ impl Turn {
     /// around (all of them when there are no more than `count`).
     pub(super) fn next(
         &mut self,
-        databases: &BTreeMap<DbName, Database>,
+        databases: &BTreeMap<DbName, Arc<Database>>,
         count: usize,
     ) -> BTreeSet<DbName> {
         if databases.len() <= count {

@@ -70,9 +70,12 @@ impl Validator<'_> {
             .ok()?
         {
             Some(schedule) => schedule.value,
-            None => Schedule::Cron(Box::new(
-                CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?,
-            )),
+            None => Schedule::Cron(match self.crons.get(DEFAULT_OPTIMIZE_SCHEDULE) {
+                Some(parsed) => Arc::clone(parsed),
+                None => {
+                    self.shared_cron(CronPattern::parse_scalar(DEFAULT_OPTIMIZE_SCHEDULE).ok()?)
+                }
+            }),
         };
         Some(Optimize {
             enabled: v(&db.enabled).or(v(&def.enabled)).unwrap_or(true),

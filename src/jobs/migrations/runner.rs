@@ -615,7 +615,7 @@ mod tests {
             &environment,
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
-        config.databases.into_values().next().unwrap()
+        std::sync::Arc::unwrap_or_clone(config.databases.into_values().next().unwrap())
     }
 
     #[test]
