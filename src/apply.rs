@@ -280,7 +280,7 @@ fn back_up_before_columns(
     let request = crate::jobs::backup::BackupRequest {
         database: db,
         backup_dir: &config.settings.backup_dir,
-        trigger: crate::state::catalog::BackupTrigger::PreSchema,
+        trigger: crate::store::BackupTrigger::PreSchema,
         pin: false,
     };
     crate::jobs::backup::take(request, state, clock, &mut crate::jobs::progress::Quiet)

@@ -13,65 +13,15 @@ use super::progress_bar::Reporter;
 use super::show_time;
 use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{Config, Database, Environment, VerifyLevel, values::did_you_mean};
+use crate::config::{Config, Database, Environment, VerifyLevel};
 use crate::error::Error;
 use crate::jobs::backup::{self, BackupReport};
 use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::jobs::run::{Done, Job};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;
-use crate::state::catalog::BackupRecord;
+use crate::store::BackupRecord;
 use crate::store::{LocalDir, Store};
-
-/// The database called `name`, or an error with the closest name.
-pub(super) fn database<'a>(
-    cli: &Cli,
-    config: &'a Config,
-    name: &str,
-) -> Result<&'a Database, Error> {
-    config
-        .databases
-        .get(name)
-        .map(|db| &**db)
-        .ok_or_else(|| Error::UnknownDatabase {
-            config: cli.config.clone(),
-            name: name.to_string(),
-            suggestion: did_you_mean(name, config.databases.keys().map(|n| n.as_str()))
-                .map(str::to_string),
-        })
-}
-
-/// The databases a command that needs an explicit choice acts on: the one
-/// named, or all with `--all`; neither is an error that lists the names.
-pub(super) fn chosen<'a>(
-    cli: &Cli,
-    config: &'a Config,
-    name: Option<&str>,
-    all: bool,
-    command: &'static str,
-) -> Result<Vec<&'a Database>, Error> {
-    if name.is_none() && !all {
-        let names: Vec<&str> = config.databases.keys().map(|n| n.as_str()).collect();
-        return Err(Error::NoDatabaseGiven {
-            command,
-            names: names.join(", "),
-            first: names.first().copied().unwrap_or("<db>").to_string(),
-        });
-    }
-    selected(cli, config, name, all)
-}
-
-pub(super) fn selected<'a>(
-    cli: &Cli,
-    config: &'a Config,
-    name: Option<&str>,
-    all: bool,
-) -> Result<Vec<&'a Database>, Error> {
-    match name {
-        Some(name) if !all => Ok(vec![database(cli, config, name)?]),
-        _ => Ok(config.databases.values().map(|db| &**db).collect()),
-    }
-}
 
 fn rate(bytes: u64, seconds: f64) -> String {
     if seconds <= 0.0 {
@@ -119,7 +69,7 @@ pub(super) fn backup(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = chosen(cli, &config, name, all, "backup")?;
+    let databases = super::select::chosen(cli, &config, name, all, "backup")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
@@ -175,7 +125,7 @@ pub(super) fn list(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_reading(cli, environment)?.config;
-    let databases = chosen(cli, &config, name, all, "backups")?;
+    let databases = super::select::chosen(cli, &config, name, all, "backups")?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut listed = Vec::new();
     for db in databases {
@@ -436,7 +386,7 @@ pub(super) fn restore(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let db = database(cli, &config, args.database)?;
+    let db = super::select::database(cli, &config, args.database)?;
     let _lock = super::claim(&config, [db])?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let request = RestoreRequest {
@@ -540,7 +490,7 @@ pub(super) fn prune(
         json,
     } = args;
     let config = super::load_config(cli, environment)?;
-    let databases = chosen(cli, &config, name, all, "prune")?;
+    let databases = super::select::chosen(cli, &config, name, all, "prune")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut results = Vec::new();

@@ -86,7 +86,7 @@ pub(super) fn accept(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = super::backups::chosen(cli, &config, name, all, "accept")?;
+    let databases = super::select::chosen(cli, &config, name, all, "accept")?;
     let state = StateDb::open(&config.settings.state_dir)?;
     for db in databases {
         accept_database(&state, db, clock, out)?;
@@ -104,7 +104,7 @@ pub(super) fn pause(
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
     let command = if paused { "pause" } else { "resume" };
-    let databases = super::backups::chosen(cli, &config, name, all, command)?;
+    let databases = super::select::chosen(cli, &config, name, all, command)?;
     let state = StateDb::open(&config.settings.state_dir)?;
     for db in databases {
         let name = db.name.as_str();

@@ -39,7 +39,7 @@ pub(super) fn health(
     let job = Job::Health {
         deep: args.deep.then_some(VerifyLevel::Quick),
     };
-    for db in super::backups::selected(cli, &config, args.database, false)? {
+    for db in super::select::selected(cli, &config, args.database, false)? {
         if let Done::Health(report) = run_and_record(&config, db, &state, clock, job, &mut Quiet)? {
             reports.push(report);
         }
@@ -91,7 +91,7 @@ pub(super) fn optimize(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = super::backups::chosen(cli, &config, name, all, "optimize")?;
+    let databases = super::select::chosen(cli, &config, name, all, "optimize")?;
     let _locks = super::claim(&config, databases.iter().copied())?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut reports = Vec::new();
@@ -139,7 +139,7 @@ pub(super) fn drill(
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
     let config = super::load_config(cli, environment)?;
-    let databases = super::backups::chosen(cli, &config, name, all, "drill")?;
+    let databases = super::select::chosen(cli, &config, name, all, "drill")?;
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut passed = true;
     let mut reports = Vec::new();

@@ -21,7 +21,7 @@ fn configured<'a>(
     config: &'a Config,
     name: &str,
 ) -> Result<(&'a Database, &'a Migrations), Error> {
-    let database = super::backups::database(cli, config, name)?;
+    let database = super::select::database(cli, config, name)?;
     let migrations = database
         .migrations
         .as_ref()
@@ -54,7 +54,7 @@ fn with_migrations(
     all: bool,
     command: &'static str,
 ) -> Result<Vec<String>, Error> {
-    let chosen = super::backups::chosen(cli, config, name.as_deref(), all, command)?;
+    let chosen = super::select::chosen(cli, config, name.as_deref(), all, command)?;
     Ok(chosen
         .into_iter()
         .filter(|db| !all || db.migrations.is_some())
@@ -81,7 +81,7 @@ pub(super) fn run(
             let names: Vec<&str> = match database {
                 Some(name) if !*all => vec![name.as_str()],
                 None if !*all => {
-                    super::backups::chosen(cli, config, None, false, "migrate status")?;
+                    super::select::chosen(cli, config, None, false, "migrate status")?;
                     Vec::new()
                 }
                 _ => config

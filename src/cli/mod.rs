@@ -19,6 +19,7 @@ mod holds;
 mod maintain;
 mod migrate;
 mod progress_bar;
+mod select;
 mod status;
 
 use crate::apply::ApplyOptions;
@@ -464,7 +465,7 @@ pub fn run(
                 ));
             }
             let config = load_config(cli, environment)?;
-            let databases = backups::chosen(cli, &config, database.as_deref(), *all, "restore")?;
+            let databases = select::chosen(cli, &config, database.as_deref(), *all, "restore")?;
             let mut status = ExitStatus::Success;
             for db in databases {
                 let one = backups::restore(

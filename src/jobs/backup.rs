@@ -54,7 +54,7 @@ use crate::config::{Compression, Database, VerifyLevel};
 use crate::db::observe::read_identity;
 use crate::durable::{self, PendingFile};
 use crate::state::StateDb;
-use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{BackupRecord, BackupTrigger};
 use crate::store::{Key, LocalDir, Store, StoreError, naming};
 
 /// The lock file that serialises the backups of one database, in its
@@ -773,31 +773,4 @@ pub fn discard(state: &StateDb, store: &dyn Store, copy: &BackupRecord) {
             tracing::warn!(db = database, path = %place.display(), %error, "the restore did not happen; its safety copy stays")
         }
     }
-}
-
-/// The backup `--from latest` means: the newest (by the catalog's sequence)
-/// verified one that its store still holds, not counting the safety copies
-/// taken before a restore (restoring "latest" twice must not undo the first
-/// restore), and passing over backups of an emptied database when an older
-/// one holds data (see [`manifest::prefer_data`]).
-pub fn latest_verified(
-    state: &StateDb,
-    store: &dyn Store,
-    database: &str,
-) -> Result<Option<BackupRecord>, crate::state::StateError> {
-    let candidates: Vec<BackupRecord> = state
-        .backups(database)?
-        .into_iter()
-        .filter(|b| {
-            b.verified()
-                && b.trigger != BackupTrigger::PreRestore
-                && b.store == store.id()
-                && store.fetch(&b.key).is_ok()
-        })
-        .collect();
-    let chosen = manifest::prefer_data(store, &candidates);
-    if chosen > 0 {
-        tracing::warn!(db = database, newest = %candidates[0].key, chosen = %candidates[chosen].key, "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");
-    }
-    Ok(candidates.into_iter().nth(chosen))
 }

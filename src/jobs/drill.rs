@@ -70,7 +70,7 @@ pub fn run(
             detail: other.to_string(),
         },
     })?;
-    let Some(newest) = backup::latest_verified(state, &store, name)? else {
+    let Some(newest) = super::manifest::latest_verified(state, &store, name)? else {
         return Ok(Report {
             database: name.to_string(),
             backup: None,

@@ -19,7 +19,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 
-use super::backup;
 use crate::config::{Database, VerifyLevel};
 use crate::state::StateDb;
 pub use crate::state::health::{Check, Figures, Report, Status};
@@ -269,7 +268,7 @@ fn backup_check(
     check: &mut impl FnMut(&str, Status, String),
 ) {
     let newest = state.and_then(|s| {
-        backup::latest_verified(s, store, db.name.as_str())
+        super::manifest::latest_verified(s, store, db.name.as_str())
             .ok()
             .flatten()
     });

@@ -15,9 +15,9 @@ use super::backup::BackupError;
 use super::manifest;
 use crate::plan::identity::{self, Identity};
 use crate::plan::{Expectation, KnownBackup};
-use crate::state::catalog::BackupTrigger;
 use crate::state::expect::Discontinuity;
 use crate::state::{StateDb, StateError};
+use crate::store::BackupTrigger;
 use crate::store::Store;
 
 /// How often an unchanged identity is re-recorded (its "last seen" time).

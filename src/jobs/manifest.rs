@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::backup::BackupError;
 use crate::state::StateDb;
-use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{BackupRecord, BackupTrigger};
 use crate::store::{Key, Store};
 
 /// Rewrites the manifest of a catalogued copy after its catalog row
@@ -262,4 +262,31 @@ fn take_over(
         state.set_backup_source(record.id, source)?;
     }
     Ok(())
+}
+
+/// The backup `--from latest` means: the newest (by the catalog's sequence)
+/// verified one that its store still holds, not counting the safety copies
+/// taken before a restore (restoring "latest" twice must not undo the first
+/// restore), and passing over backups of an emptied database when an older
+/// one holds data (see [`prefer_data`]).
+pub fn latest_verified(
+    state: &StateDb,
+    store: &dyn Store,
+    database: &str,
+) -> Result<Option<BackupRecord>, crate::state::StateError> {
+    let candidates: Vec<BackupRecord> = state
+        .backups(database)?
+        .into_iter()
+        .filter(|b| {
+            b.verified()
+                && b.trigger != BackupTrigger::PreRestore
+                && b.store == store.id()
+                && store.fetch(&b.key).is_ok()
+        })
+        .collect();
+    let chosen = prefer_data(store, &candidates);
+    if chosen > 0 {
+        tracing::warn!(db = database, newest = %candidates[0].key, chosen = %candidates[chosen].key, "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");
+    }
+    Ok(candidates.into_iter().nth(chosen))
 }

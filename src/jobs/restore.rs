@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
-use crate::state::catalog::{BackupRecord, BackupTrigger};
+use crate::store::{BackupRecord, BackupTrigger};
 use crate::store::{LocalDir, Store};
 
 /// Where to restore from.
@@ -176,7 +176,7 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
     match &request.from {
         RestoreSource::Latest => {
             sync_catalog(state, &store, name)?;
-            let latest = backup::latest_verified(state, &store, name)?
+            let latest = super::manifest::latest_verified(state, &store, name)?
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))?;
             fetched(&store, &latest)
         }

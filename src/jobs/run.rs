@@ -19,10 +19,10 @@ use super::progress::Progress;
 use super::{drill, health, optimize, prune};
 use crate::clock::Clock;
 use crate::config::{Database, JobKind, VerifyLevel};
-use crate::state::catalog::{BackupRecord, BackupTrigger};
 use crate::state::expect::HoldKind;
 use crate::state::{JobRun, Outcome, StateDb, StateError, Trigger};
 use crate::store::LocalDir;
+use crate::store::{BackupRecord, BackupTrigger};
 
 /// What a run needs besides its database.
 pub struct Context<'a> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Fetched, Key, Listed, Store, StoreError, StoreId, manifest, naming};
 use crate::durable::{self, PendingFile};
-use crate::state::catalog::BackupRecord;
+use crate::store::BackupRecord;
 
 /// The local backup directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,7 @@ impl Store for LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::catalog::BackupTrigger;
+    use crate::store::BackupTrigger;
 
     fn record(key: &Key) -> BackupRecord {
         BackupRecord {

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::state::catalog::BackupRecord;
+use crate::store::BackupRecord;
 
 /// The manifest format this build writes and reads.
 pub const FORMAT: u64 = 1;
@@ -54,7 +54,7 @@ pub fn decode(bytes: &[u8]) -> Result<BackupRecord, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::catalog::BackupTrigger;
+    use crate::store::BackupTrigger;
     use crate::store::{Key, StoreId};
 
     #[test]

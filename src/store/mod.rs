@@ -12,6 +12,7 @@
 pub mod local;
 pub mod manifest;
 pub mod naming;
+mod record;
 
 use std::fmt;
 use std::io;
@@ -21,9 +22,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalDir;
+pub use record::{BackupRecord, BackupTrigger};
 
 use crate::durable::PendingFile;
-use crate::state::catalog::BackupRecord;
 
 /// Which store holds a copy, as the catalog records it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -481,7 +481,7 @@ fn pre_migration_backup(
     let backup = super::backup::BackupRequest {
         database: request.database,
         backup_dir: request.backup_dir,
-        trigger: crate::state::catalog::BackupTrigger::PreMigration,
+        trigger: crate::store::BackupTrigger::PreMigration,
         pin: false,
     };
     super::backup::take(backup, state, clock, progress)

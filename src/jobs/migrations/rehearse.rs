@@ -90,7 +90,7 @@ pub fn rehearse(
     let scratch_dir = tempfile::tempdir().map_err(io(Path::new("temp dir")))?;
     let scratch_path = scratch_dir.path().join(format!("{name}.db"));
     let latest = match state {
-        Some(state) => crate::jobs::backup::latest_verified(state, store, &name)
+        Some(state) => crate::jobs::manifest::latest_verified(state, store, &name)
             .map_err(|e| MigrateError::State(Box::new(e)))?,
         None => None,
     };
