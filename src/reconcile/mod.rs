@@ -424,6 +424,15 @@ impl Reconciler {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        let left = self
+            .runner
+            .stop_long(deadline.saturating_duration_since(Instant::now()));
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "long-running tasks did not end within the shutdown grace"
+            );
+        }
         self.write_status(true);
         tracing::info!("litewarden run stopped");
     }

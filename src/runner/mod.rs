@@ -13,10 +13,14 @@
 //! A task found stuck (past its timeout) is set aside: its worker no longer
 //! counts against the limits and a fresh worker takes its place (at most
 //! [`STUCK_SPARES`] set aside at once), so a database held EXCLUSIVE by
-//! another process delays no other database. The runner is owned by the
+//! another process delays no other database. Long-running tasks (a
+//! replication capture lives as long as the daemon) run apart, on their own
+//! bounded set ([`LongTasks`], at most [`LONG_TASKS`]): cancellable, never
+//! holding a worker or their database's line. The runner is owned by the
 //! reconciler's thread; workers talk back only through the report
 //! callback, so nothing is shared under a lock.
 
+mod long;
 mod queue;
 mod worker;
 
@@ -26,6 +30,7 @@ use std::sync::mpsc::Sender;
 
 use chrono::{DateTime, Utc};
 
+pub use self::long::{Cancel, LongTaskError, LongTasks};
 pub use self::queue::{Priority, Queue};
 pub use self::worker::{Finished, Report, Task, Work};
 use crate::clock::Clock;
@@ -34,6 +39,9 @@ use crate::config::{DbName, JobKind};
 /// Stuck workers set aside (replaced by fresh ones) at most at once; past
 /// that, stuck tasks hold their slots.
 pub const STUCK_SPARES: usize = 8;
+
+/// Long-running tasks at most at once.
+pub const LONG_TASKS: usize = 64;
 
 /// The default pool size: twice the cores.
 pub fn default_workers() -> usize {
@@ -87,6 +95,7 @@ pub struct Runner {
     state_dir: PathBuf,
     clock: Arc<dyn Clock>,
     report: Report,
+    long: LongTasks,
 }
 
 impl Runner {
@@ -109,7 +118,28 @@ impl Runner {
             state_dir,
             clock,
             report,
+            long: LongTasks::new(LONG_TASKS),
         }
+    }
+
+    /// Starts a long-running task for `key` beside the pool.
+    pub fn start_long(
+        &mut self,
+        key: JobKey,
+        task: impl FnOnce(Cancel) + Send + 'static,
+    ) -> Result<(), LongTaskError> {
+        self.long.start(key, task)
+    }
+
+    /// Asks the long-running task `key` to end; whether it ran.
+    pub fn cancel_long(&mut self, key: &JobKey) -> bool {
+        self.long.cancel(key)
+    }
+
+    /// Asks every long-running task to end and waits up to `grace`;
+    /// returns how many still run.
+    pub fn stop_long(&mut self, grace: std::time::Duration) -> usize {
+        self.long.stop_all(grace)
     }
 
     /// Applies reloaded limits (`settings.workers`, `max_parallel_jobs`);
