@@ -20,8 +20,7 @@ use crate::jobs::restore::{self, RestoreRequest, RestoreSource};
 use crate::jobs::run::{Done, Job};
 use crate::jobs::{prune as prune_job, verify as verify_job};
 use crate::state::StateDb;
-use crate::store::BackupRecord;
-use crate::store::{LocalDir, Store};
+use crate::store::{BackupRecord, LocalDir, Store};
 
 fn rate(bytes: u64, seconds: f64) -> String {
     if seconds <= 0.0 {

@@ -54,8 +54,7 @@ use crate::config::{Compression, Database, VerifyLevel};
 use crate::db::observe::read_identity;
 use crate::durable::{self, PendingFile};
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger};
-use crate::store::{Key, LocalDir, Store, StoreError, naming};
+use crate::store::{BackupRecord, BackupTrigger, Key, LocalDir, Store, StoreError, naming};
 
 /// The lock file that serialises the backups of one database, in its
 /// backup directory.

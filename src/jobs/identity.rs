@@ -17,8 +17,7 @@ use crate::plan::identity::{self, Identity};
 use crate::plan::{Expectation, KnownBackup};
 use crate::state::expect::Discontinuity;
 use crate::state::{StateDb, StateError};
-use crate::store::BackupTrigger;
-use crate::store::Store;
+use crate::store::{BackupTrigger, Store};
 
 /// How often an unchanged identity is re-recorded (its "last seen" time).
 pub const REMEMBER_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);

@@ -17,8 +17,7 @@ use serde::Serialize;
 
 use super::backup::BackupError;
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger};
-use crate::store::{Key, Store};
+use crate::store::{BackupRecord, BackupTrigger, Key, Store};
 
 /// Rewrites the manifest of a catalogued copy after its catalog row
 /// changed (pinned, verified), keeping the source identity its manifest

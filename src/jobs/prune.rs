@@ -22,8 +22,7 @@ use super::manifest::sync_catalog;
 use super::retention::{self, Candidate, KeepReason};
 use crate::config::{Database, JobKind};
 use crate::state::StateDb;
-use crate::store::Store;
-use crate::store::{BackupRecord, BackupTrigger};
+use crate::store::{BackupRecord, BackupTrigger, Store};
 
 /// One backup and the verdict on it.
 #[derive(Debug, Clone, Serialize)]

@@ -36,8 +36,7 @@ use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger};
-use crate::store::{LocalDir, Store};
+use crate::store::{BackupRecord, BackupTrigger, LocalDir, Store};
 
 /// Where to restore from.
 #[derive(Debug, Clone, PartialEq, Eq)]

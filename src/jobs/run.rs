@@ -21,8 +21,7 @@ use crate::clock::Clock;
 use crate::config::{Database, JobKind, VerifyLevel};
 use crate::state::expect::HoldKind;
 use crate::state::{JobRun, Outcome, StateDb, StateError, Trigger};
-use crate::store::LocalDir;
-use crate::store::{BackupRecord, BackupTrigger};
+use crate::store::{BackupRecord, BackupTrigger, LocalDir};
 
 /// What a run needs besides its database.
 pub struct Context<'a> {
