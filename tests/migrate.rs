@@ -153,8 +153,9 @@ fn a_migration_violating_a_constraint_on_existing_data_rolls_back_completely() {
     );
 }
 
-#[test]
-fn a_writer_holding_the_lock_past_busy_timeout_is_a_clear_busy_error_and_the_next_run_succeeds() {
+/// A project with one pending migration whose database another connection
+/// holds the write lock of (until `COMMIT` on the returned connection).
+fn a_pending_migration_and_a_writer_holding_the_lock() -> (Project, rusqlite::Connection) {
     let project = project(&[(
         "0001_visits.sql",
         "CREATE TABLE visits (id INTEGER PRIMARY KEY);\n",
@@ -164,6 +165,12 @@ fn a_writer_holding_the_lock_past_busy_timeout_is_a_clear_busy_error_and_the_nex
     holder
         .execute_batch("BEGIN IMMEDIATE; INSERT INTO pages (url) VALUES ('held');")
         .unwrap();
+    (project, holder)
+}
+
+#[test]
+fn a_writer_holding_the_lock_past_busy_timeout_is_a_clear_busy_error_and_the_next_run_succeeds() {
+    let (project, holder) = a_pending_migration_and_a_writer_holding_the_lock();
     let output = project.run(&["migrate", "up", "app"]);
     assert_eq!(output.code, 1, "{output:?}");
     assert!(output.stderr.contains("database `app` is busy: another connection held the write lock longer than busy_timeout (300ms)"), "{output:?}");
@@ -177,15 +184,7 @@ fn a_writer_holding_the_lock_past_busy_timeout_is_a_clear_busy_error_and_the_nex
 
 #[test]
 fn apply_records_why_its_migration_failed_not_just_that_it_failed() {
-    let project = project(&[(
-        "0001_visits.sql",
-        "CREATE TABLE visits (id INTEGER PRIMARY KEY);\n",
-    )]);
-    crate::common::fill(&project.join("app.db"), 10);
-    let holder = open(&project.join("app.db"));
-    holder
-        .execute_batch("BEGIN IMMEDIATE; INSERT INTO pages (url) VALUES ('held');")
-        .unwrap();
+    let (project, holder) = a_pending_migration_and_a_writer_holding_the_lock();
     let output = project.run(&["apply"]);
     assert_eq!(output.code, 1, "{output:?}");
     holder.execute_batch("COMMIT").unwrap();

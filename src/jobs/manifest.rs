@@ -263,6 +263,25 @@ fn take_over(
     Ok(())
 }
 
+/// The backups of `database` a restore may take, newest first: verified,
+/// still held by `store`, and not the safety copies taken before a restore.
+pub fn restorable(
+    state: &StateDb,
+    store: &dyn Store,
+    database: &str,
+) -> Result<Vec<BackupRecord>, crate::state::StateError> {
+    Ok(state
+        .backups(database)?
+        .into_iter()
+        .filter(|b| {
+            b.verified()
+                && b.trigger != BackupTrigger::PreRestore
+                && b.store == store.id()
+                && store.fetch(&b.key).is_ok()
+        })
+        .collect())
+}
+
 /// The backup `--from latest` means: the newest (by the catalog's sequence)
 /// verified one that its store still holds, not counting the safety copies
 /// taken before a restore (restoring "latest" twice must not undo the first
@@ -273,16 +292,7 @@ pub fn latest_verified(
     store: &dyn Store,
     database: &str,
 ) -> Result<Option<BackupRecord>, crate::state::StateError> {
-    let candidates: Vec<BackupRecord> = state
-        .backups(database)?
-        .into_iter()
-        .filter(|b| {
-            b.verified()
-                && b.trigger != BackupTrigger::PreRestore
-                && b.store == store.id()
-                && store.fetch(&b.key).is_ok()
-        })
-        .collect();
+    let candidates = restorable(state, store, database)?;
     let chosen = prefer_data(store, &candidates);
     if chosen > 0 {
         tracing::warn!(db = database, newest = %candidates[0].key, chosen = %candidates[chosen].key, "the newest backups are of an empty database; latest is the newest one with data (pass --from FILE for another)");

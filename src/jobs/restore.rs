@@ -182,16 +182,7 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
         RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
         RestoreSource::Before(before) => {
             sync_catalog(state, &store, name)?;
-            let verified: Vec<_> = state
-                .backups(name)?
-                .into_iter()
-                .filter(|b| {
-                    b.verified()
-                        && b.trigger != BackupTrigger::PreRestore
-                        && b.store == store.id()
-                        && store.fetch(&b.key).is_ok()
-                })
-                .collect();
+            let verified = super::manifest::restorable(state, &store, name)?;
             let chosen = verified
                 .iter()
                 .filter(|b| b.created_at < *before)
