@@ -89,6 +89,18 @@ impl ApplyReport {
                 .any(|r| matches!(r.status, ChangeStatus::Failed(_)))
     }
 
+    /// The kind of the first failed change (a database that could not be
+    /// read, or was left alone, is `other`).
+    pub fn failure_kind(&self) -> FailureKind {
+        self.results
+            .iter()
+            .find_map(|r| match &r.status {
+                ChangeStatus::Failed(failure) => Some(failure.kind),
+                _ => None,
+            })
+            .unwrap_or(FailureKind::Other)
+    }
+
     /// One line summing up the run.
     pub fn summary(&self) -> String {
         let count =
@@ -176,14 +188,6 @@ pub fn apply(
         unreadable: plan.unreadable.clone(),
         problems: plan.problems.clone(),
     };
-    let failure = report
-        .results
-        .iter()
-        .find_map(|r| match &r.status {
-            ChangeStatus::Failed(failure) => Some(failure.kind),
-            _ => None,
-        })
-        .unwrap_or(FailureKind::Other);
     let errors: Vec<String> = report
         .unreadable
         .iter()
@@ -197,7 +201,7 @@ pub fn apply(
     let outcome = if errors.is_empty() {
         Ok(JobSuccess::summary(report.summary()))
     } else {
-        Err(JobFailure::new(failure, errors.join("; ")))
+        Err(JobFailure::new(report.failure_kind(), errors.join("; ")))
     };
     crate::jobs::run::record(
         &state,

@@ -167,7 +167,7 @@ impl Worker {
         };
         match apply::apply(&work.config, plan, options, self.clock.as_ref()) {
             Ok(report) if report.failed() => (
-                Err(JobFailure::new(FailureKind::Other, report.summary())),
+                Err(JobFailure::new(report.failure_kind(), report.summary())),
                 Some(report),
             ),
             Ok(report) => (Ok(JobSuccess::summary(report.summary())), Some(report)),
