@@ -75,20 +75,16 @@ pub fn expectation(
     if with_backups {
         let found = manifest::inventory(state, store, database)?;
         expectation.backups = found.len();
-        expectation.verified = found.iter().filter(|f| f.record.verified()).count();
+        expectation.verified = found.iter().filter(|b| b.verified()).count();
         let restorable: Vec<_> = found
             .into_iter()
-            .map(|f| f.record)
             .filter(|b| b.verified() && b.trigger != BackupTrigger::PreRestore)
             .collect();
         let chosen = manifest::prefer_data(store, &restorable);
         expectation.newest_verified = restorable.get(chosen).map(|b| KnownBackup {
             path: store.location(&b.key),
             created_at: b.created_at,
-            source: b
-                .source
-                .clone()
-                .or_else(|| store.read_manifest(&b.key).and_then(|m| m.source)),
+            source: manifest::source_of(store, b),
         });
     }
     Ok(expectation)

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::backup::BackupError;
+use crate::plan::identity::Identity;
 use crate::state::StateDb;
 use crate::store::{BackupRecord, BackupTrigger, Key, Store};
 
@@ -62,6 +63,15 @@ pub fn newest(
         .max_by_key(|m| m.seq)
 }
 
+/// What the source database of `backup` looked like: from its catalog
+/// row, else from its manifest (rows from before the catalog kept it).
+pub fn source_of(store: &dyn Store, backup: &BackupRecord) -> Option<Identity> {
+    match &backup.source {
+        Some(source) => Some(source.clone()),
+        None => store.read_manifest(&backup.key).and_then(|m| m.source),
+    }
+}
+
 /// Which of `backups` (newest first) to restore as "latest": the first
 /// whose source (from the catalog, else its manifest) had tables. A
 /// database emptied by accident goes on being backed up, and those backups
@@ -71,11 +81,7 @@ pub fn newest(
 pub fn prefer_data(store: &dyn Store, backups: &[BackupRecord]) -> usize {
     let mut first_unknown = None;
     for (i, backup) in backups.iter().enumerate() {
-        let source = match &backup.source {
-            Some(source) => Some(source.clone()),
-            None => store.read_manifest(&backup.key).and_then(|m| m.source),
-        };
-        match source {
+        match source_of(store, backup) {
             Some(source) if !source.tables.is_empty() => return first_unknown.unwrap_or(i),
             Some(_) => {}
             None => {
@@ -86,16 +92,6 @@ pub fn prefer_data(store: &dyn Store, backups: &[BackupRecord]) -> usize {
     first_unknown.unwrap_or(0)
 }
 
-/// A copy found in the store, as the catalog or its manifest describes it
-/// (read-only: nothing is catalogued).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    /// The copy, with what its catalog row, manifest or name says.
-    pub record: BackupRecord,
-    /// Whether the catalog knows it.
-    pub catalogued: bool,
-}
-
 /// Every copy of `database` in `store`, newest (by sequence, then name
 /// time) first, described by the catalog when `state` knows it and by its
 /// manifest otherwise (a manifest's verification counts too). Changes
@@ -104,7 +100,7 @@ pub fn inventory(
     state: Option<&StateDb>,
     store: &dyn Store,
     database: &str,
-) -> Result<Vec<Found>, BackupError> {
+) -> Result<Vec<BackupRecord>, BackupError> {
     let listed = store.list(database).map_err(BackupError::store(database))?;
     let mut found = Vec::with_capacity(listed.len());
     for copy in listed {
@@ -120,25 +116,14 @@ pub fn inventory(
                 if record.verified_at.is_none() {
                     record.verified_at = manifest.and_then(|m| m.verified_at);
                 }
-                Found {
-                    record,
-                    catalogued: true,
-                }
+                record
             }
-            (None, Some(record)) => Found {
-                record,
-                catalogued: false,
-            },
-            (None, None) => Found {
-                record: from_name(store, database, &copy.key, copy.size, copy.named_at, 0),
-                catalogued: false,
-            },
+            (None, Some(record)) => record,
+            (None, None) => from_name(store, database, &copy.key, copy.size, copy.named_at, 0),
         };
         found.push(entry);
     }
-    found.sort_by(|a, b| {
-        (b.record.seq, b.record.created_at).cmp(&(a.record.seq, a.record.created_at))
-    });
+    found.sort_by_key(|b| std::cmp::Reverse((b.seq, b.created_at)));
     Ok(found)
 }
 
