@@ -12,7 +12,7 @@
 //!
 //! What each `verify` level proves about the file on disk (the steps
 //! that run beside each other below run one after the other for a source
-//! under [`HELPER_THREADS_FROM`]; they prove the same):
+//! under 32 MiB; they prove the same):
 //!
 //! - Plain (uncompressed) backups, every method: `quick` / `full` run
 //!   `quick_check` / `integrity_check` on the written temp file itself,
