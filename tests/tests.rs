@@ -24,5 +24,6 @@ mod live_backup;
 mod migrate;
 mod migrate_restore;
 mod plan_apply;
+mod runner;
 mod safety;
 mod schema;
