@@ -57,21 +57,23 @@ def main():
         thread.start()
     started = time.time()
     changed = False
-    while time.time() - started < seconds:
-        time.sleep(0.25)
-        elapsed = time.time() - started
-        done = int(30 * min(elapsed / seconds, 1.0))
-        print(f"\r[{'#' * done}{'.' * (30 - done)}] {sum(pages) / elapsed:8.0f} pages/s", end="", flush=True)
-        if not changed and elapsed >= seconds / 2:
-            changed = True
-            backup = db.backup_now()
-            print(f"\nbackup: {backup['backup']['record']['path']}")
-            with open(os.path.join(migrations, "0002_priority.sql"), "w") as f:
-                f.write("ALTER TABLE crawled_pages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;")
-            print(f"migrations applied: {len(db.run_pending_migrations()['applied'])}")
-    stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        while time.time() - started < seconds:
+            time.sleep(0.25)
+            elapsed = time.time() - started
+            done = int(30 * min(elapsed / seconds, 1.0))
+            print(f"\r[{'#' * done}{'.' * (30 - done)}] {sum(pages) / elapsed:8.0f} pages/s", end="", flush=True)
+            if not changed and elapsed >= seconds / 2:
+                changed = True
+                backup = db.backup_now()
+                print(f"\nbackup: {backup['backup']['path']}")
+                with open(os.path.join(migrations, "0002_priority.sql"), "w") as f:
+                    f.write("ALTER TABLE crawled_pages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;")
+                print(f"migrations applied: {len(db.run_pending_migrations()['applied'])}")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
     print()
     if failures:
         raise SystemExit(f"worker errors: {failures[:3]}")
