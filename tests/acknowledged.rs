@@ -497,7 +497,7 @@ databases:
     );
     let daemon = crate::daemon::Daemon::start(&project);
     let runs = |outcome: &str| {
-        crate::common::count(
+        crate::common::polled_count(
             &project.join("st/state.db"),
             &format!("job_runs WHERE job = 'backup' AND outcome = '{outcome}'"),
         )

@@ -136,7 +136,7 @@ databases:
     failing_backups(&project);
     let _daemon = Daemon::start(&project);
     let runs = |outcome: &str| {
-        crate::common::count(
+        crate::common::polled_count(
             &project.join(".litewarden/state.db"),
             &format!("job_runs WHERE job = 'backup' AND outcome = '{outcome}'"),
         )

@@ -47,7 +47,7 @@ fn idle_connections_hold_a_bounded_number_of_descriptors_and_backups_go_on() {
         idle.len()
     );
     let backups = || {
-        crate::common::count(
+        crate::common::polled_count(
             &project.join(".litewarden/state.db"),
             "job_runs WHERE job = 'backup' AND outcome = 'success'",
         )

@@ -51,7 +51,7 @@ fn a_deleted_database_is_never_recreated_and_its_good_backups_survive() {
     let daemon = Daemon::start(&project);
     wait_until("app.db is created", || project.join("app.db").exists());
     open(&project.join("app.db"))
-        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
+        .execute_batch("BEGIN; CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3); COMMIT;")
         .unwrap();
     let dir = project.join("bk/app");
     wait_until("three backups hold the rows", || {

@@ -183,6 +183,15 @@ pub fn count(path: &Path, table: &str) -> i64 {
         .expect("count rows")
 }
 
+/// `SELECT count(*)` of a table, for a wait that polls: 0 while the file or
+/// the table does not exist yet (a daemon creating its state database) or
+/// the read fails for a moment.
+pub fn polled_count(path: &Path, table: &str) -> i64 {
+    rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
 /// Backup runs the state database of `project` records as successful (0
 /// before it exists).
 pub fn successful_backup_runs(project: &Project) -> i64 {
