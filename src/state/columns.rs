@@ -12,59 +12,32 @@ use super::{Outcome, Trigger};
 use crate::config::JobKind;
 use crate::config::values::ScalarValue;
 
-/// Reads a text column as `T`, through `parse`.
-fn parsed<T>(value: ValueRef<'_>, parse: impl Fn(&str) -> Option<T>) -> FromSqlResult<T> {
-    let text = value.as_str()?;
-    parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown value `{text}`").into()))
+/// `FromSql` and `ToSql` for a type stored as its name: `as_str` writes
+/// it, `$parse` (text to `Option<Self>`) reads it back; an unknown name is
+/// an error reading the row.
+macro_rules! text_column {
+    ($type:ty, $parse:expr) => {
+        impl FromSql for $type {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                let parse: fn(&str) -> Option<$type> = $parse;
+                parse(text)
+                    .ok_or_else(|| FromSqlError::Other(format!("unknown value `{text}`").into()))
+            }
+        }
+
+        impl ToSql for $type {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+    };
 }
 
-impl FromSql for JobKind {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        parsed(value, |text| JobKind::parse_scalar(text).ok())
-    }
-}
-
-impl ToSql for JobKind {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl FromSql for Trigger {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        parsed(value, Trigger::parse)
-    }
-}
-
-impl ToSql for Trigger {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl FromSql for Outcome {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        parsed(value, Outcome::parse)
-    }
-}
-
-impl ToSql for Outcome {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl FromSql for FailureKind {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        parsed(value, FailureKind::parse)
-    }
-}
-
-impl ToSql for FailureKind {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
+text_column!(JobKind, |text| JobKind::parse_scalar(text).ok());
+text_column!(Trigger, Trigger::parse);
+text_column!(Outcome, Outcome::parse);
+text_column!(FailureKind, FailureKind::parse);
 
 impl FromSql for RunFigures {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
