@@ -411,12 +411,7 @@ impl Written<'_> {
     fn plain(&self, progress: &mut dyn Progress) -> Result<Proven, BackupError> {
         let (plain, copy) = plain_copy(self.name, self.source, self.dir, self.target, progress)?;
         if !self.helpers() {
-            plain.file().sync_all().map_err(BackupError::io(
-                self.name,
-                plain.path(),
-                "cannot write",
-            ))?;
-            verify::check_database(plain.path(), self.level).map_err(|e| self.verify_error(e))?;
+            self.sync_while(&plain, || verify::check_database(plain.path(), self.level))?;
             let sha256 = verify::sha256_file(plain.path()).map_err(|e| self.verify_error(e))?;
             return Ok((plain, sha256, copy));
         }
