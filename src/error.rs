@@ -85,6 +85,9 @@ pub enum Error {
     /// A drill ran and did not pass.
     #[error("{0}")]
     DrillFailed(String),
+    /// An offsite upload or listing failed.
+    #[error(transparent)]
+    Offsite(Box<crate::jobs::offsite::OffsiteError>),
 }
 
 /// A result with the crate's [`Error`].
@@ -113,7 +116,14 @@ impl From<crate::jobs::run::RunError> for Error {
             RunError::Optimize(error) => Error::Db(error),
             RunError::State(error) => Error::State(error),
             failed @ RunError::DrillFailed(_) => Error::DrillFailed(failed.to_string()),
+            RunError::Offsite(error) => Error::Offsite(Box::new(error)),
         }
+    }
+}
+
+impl From<crate::jobs::offsite::OffsiteError> for Error {
+    fn from(error: crate::jobs::offsite::OffsiteError) -> Self {
+        Error::Offsite(Box::new(error))
     }
 }
 

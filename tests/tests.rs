@@ -23,6 +23,7 @@ mod live;
 mod live_backup;
 mod migrate;
 mod migrate_restore;
+mod offsite;
 mod plan_apply;
 mod runner;
 mod safety;

@@ -33,6 +33,7 @@ fn describe(notice: &Notice) -> String {
         AlertCondition::ConfigInvalid => "jobs.yaml is invalid".into(),
         AlertCondition::DatabaseMissing => "database file missing".into(),
         AlertCondition::DatabaseReplaced => "database replaced or emptied".into(),
+        AlertCondition::OffsiteStale => "no recent offsite copy".into(),
     }
 }
 
@@ -102,6 +103,9 @@ fn suggestions(condition: AlertCondition, db: &str) -> String {
             "  litewarden migrate status {db}\n  litewarden restore {db} --before-migration VERSION   (if the database must go back)\n"
         ),
         AlertCondition::ConfigInvalid => "  litewarden check\n".to_string(),
+        AlertCondition::OffsiteStale => format!(
+            "  litewarden backups {db} --remote   (what reached the offsite store)\n  litewarden offsite {db}   (upload what is waiting, once the store is reachable)\n"
+        ),
         AlertCondition::HealthFailed
         | AlertCondition::DrillFailed
         | AlertCondition::DatabaseMissing

@@ -118,8 +118,7 @@ pub(super) fn list(
     cli: &Cli,
     environment: &Environment,
     clock: &dyn Clock,
-    name: Option<&str>,
-    all: bool,
+    (name, all, remote): (Option<&str>, bool, bool),
     json: bool,
     out: &mut dyn Write,
 ) -> Result<ExitStatus, Error> {
@@ -128,7 +127,13 @@ pub(super) fn list(
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut listed = Vec::new();
     for db in databases {
-        listed.push((db.name.as_str(), retention(&state, &config, db, clock)?));
+        let entries = if remote {
+            let store = crate::jobs::offsite::open(db, &config.settings.backup_dir)?;
+            prune_job::decide(&state, db, &store, config.settings.timezone, clock.now())?
+        } else {
+            retention(&state, &config, db, clock)?
+        };
+        listed.push((db.name.as_str(), offsite_times(&state, db, entries)?));
     }
     if json {
         let mut lists = listed
@@ -169,6 +174,36 @@ fn retention(
     )?)
 }
 
+/// A copy with its verdict, and when it reached the offsite store.
+#[derive(Debug, serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    entry: prune_job::PruneEntry,
+    /// When the copy reached the offsite store (checked), if it has.
+    offsite_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `entries` with the time each copy reached the offsite store.
+fn offsite_times(
+    state: &StateDb,
+    db: &Database,
+    entries: Vec<prune_job::PruneEntry>,
+) -> Result<Vec<Listed>, Error> {
+    let reached: std::collections::HashMap<_, _> = state
+        .backups(db.name.as_str())?
+        .into_iter()
+        .filter(|b| b.store == crate::store::StoreId::Offsite)
+        .map(|b| (b.key, b.verified_at))
+        .collect();
+    Ok(entries
+        .into_iter()
+        .map(|entry| Listed {
+            offsite_at: reached.get(&entry.backup.key).copied().flatten(),
+            entry,
+        })
+        .collect())
+}
+
 /// The catalog row of the backup file at `path`, when it is a copy in the
 /// backup directory that the catalog knows.
 fn catalogued(
@@ -183,11 +218,7 @@ fn catalogued(
 }
 
 /// Prints the backups of one database as a table.
-fn list_one(
-    name: &str,
-    entries: &[prune_job::PruneEntry],
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+fn list_one(name: &str, entries: &[Listed], out: &mut dyn Write) -> Result<(), Error> {
     if entries.is_empty() {
         print(
             out,
@@ -198,23 +229,25 @@ fn list_one(
     print(
         out,
         format_args!(
-            "{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<28} FILE",
-            "TIME", "SIZE", "VERIFIED", "PINNED", "TRIGGER", "SHA256", "KEPT BECAUSE"
+            "{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<21} {:<28} FILE",
+            "TIME", "SIZE", "VERIFIED", "PINNED", "TRIGGER", "SHA256", "OFFSITE", "KEPT BECAUSE"
         ),
     )?;
-    for entry in entries {
+    for listed in entries {
+        let entry = &listed.entry;
         let b = &entry.backup;
         let reasons: Vec<String> = entry.reasons.iter().map(ToString::to_string).collect();
         print(
             out,
             format_args!(
-                "{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<28} {}",
+                "{:<21} {:>10}  {:<8} {:<6} {:<13} {:<12}  {:<21} {:<28} {}",
                 show_time(b.created_at),
                 HumanBytes(b.size).to_string(),
                 if b.verified() { "yes" } else { "no" },
                 if b.pinned { "yes" } else { "-" },
                 b.trigger.as_str(),
                 b.sha256.as_deref().map_or("-", |s| &s[..12.min(s.len())]),
+                listed.offsite_at.map_or("-".to_string(), show_time),
                 match (reasons.is_empty(), entry.dated_in_future) {
                     (true, false) => "(pruned next)".to_string(),
                     (true, true) => "(pruned next; dated in the future)".to_string(),

@@ -18,6 +18,7 @@ mod converge;
 mod holds;
 mod maintain;
 mod migrate;
+mod offsite;
 mod progress_bar;
 mod select;
 mod status;
@@ -114,7 +115,21 @@ pub enum Command {
         /// List the backups of every database.
         #[arg(long, conflicts_with = "database")]
         all: bool,
+        /// List the copies on the offsite store (from their manifests; nothing is downloaded).
+        #[arg(long)]
+        remote: bool,
         /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload the verified backups waiting for the offsite store now, then apply its retention.
+    Offsite {
+        /// The database.
+        database: Option<String>,
+        /// Every database with an offsite store.
+        #[arg(long, conflicts_with = "database")]
+        all: bool,
+        /// Print the result as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -367,6 +382,7 @@ impl Cli {
             | Command::Apply { json, .. }
             | Command::Backup { json, .. }
             | Command::Backups { json, .. }
+            | Command::Offsite { json, .. }
             | Command::Verify { json, .. }
             | Command::Restore { json, .. }
             | Command::Prune { json, .. }
@@ -434,13 +450,25 @@ pub fn run(
         Command::Backups {
             database,
             all,
+            remote,
             json,
         } => backups::list(
             cli,
             environment,
             clock.as_ref(),
-            database.as_deref(),
-            *all,
+            (database.as_deref(), *all, *remote),
+            *json,
+            out,
+        ),
+        Command::Offsite {
+            database,
+            all,
+            json,
+        } => offsite::upload(
+            cli,
+            environment,
+            clock.as_ref(),
+            (database.as_deref(), *all),
             *json,
             out,
         ),

@@ -184,6 +184,26 @@ impl Document {
 
     /// The text of the scalar at `path`, when there is one.
     pub fn scalar(&self, path: &FieldPath) -> Option<&str> {
+        match self.node(path)? {
+            Node::Scalar(scalar) => Some(scalar.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The keys of the mapping at `path` (empty when it is not a mapping).
+    pub fn keys(&self, path: &FieldPath) -> Vec<&str> {
+        match self.node(path) {
+            Some(Node::Mapping(map)) => map.keys().map(|key| key.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the file has a mapping at `path`.
+    pub fn is_mapping(&self, path: &FieldPath) -> bool {
+        matches!(self.node(path), Some(Node::Mapping(_)))
+    }
+
+    fn node(&self, path: &FieldPath) -> Option<&Node> {
         let mut node = &self.root;
         for segment in &path.0 {
             node = match (segment, node) {
@@ -192,10 +212,7 @@ impl Document {
                 _ => return None,
             };
         }
-        match node {
-            Node::Scalar(scalar) => Some(scalar.as_str()),
-            _ => None,
-        }
+        Some(node)
     }
 
     /// The position of the *key* at the end of `path` (for "unknown" or

@@ -307,6 +307,78 @@ pub struct Backup {
     pub timeout: Duration,
     /// Upper bound of the stable per-database delay added to scheduled runs.
     pub jitter: Duration,
+    /// Where verified backups are uploaded, if anywhere.
+    pub offsite: Option<Arc<Offsite>>,
+}
+
+/// Where copies go off the machine (`settings.offsite` or a database's
+/// `backup.offsite`). Holds the names of the credential variables, never
+/// their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offsite {
+    /// The bucket and prefix, or the directory.
+    pub url: OffsiteUrl,
+    /// A custom S3 endpoint.
+    pub endpoint: Option<String>,
+    /// The S3 region.
+    pub region: String,
+    /// Whether an `http://` endpoint is allowed.
+    pub allow_http: bool,
+    /// The variable holding the access key id.
+    pub access_key_id_env: String,
+    /// The variable holding the secret access key.
+    pub secret_access_key_env: String,
+    /// Which remote copies to keep.
+    pub retention: Retention,
+    /// How old the newest remote copy may get before `offsite_stale`.
+    pub max_age_lag: Duration,
+}
+
+/// An offsite location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsiteUrl {
+    /// `s3://BUCKET[/PREFIX]`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+    /// `file:///DIR`: a mounted directory.
+    File(PathBuf),
+}
+
+impl OffsiteUrl {
+    /// Parses `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR`.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err("names no bucket: write s3://BUCKET or s3://BUCKET/PREFIX");
+            }
+            return Ok(OffsiteUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if let Some(path) = text.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err("must be an absolute directory: file:///mnt/backups");
+            }
+            return Ok(OffsiteUrl::File(PathBuf::from(path)));
+        }
+        Err("must start with s3:// or file://")
+    }
+}
+
+impl fmt::Display for OffsiteUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OffsiteUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            OffsiteUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            OffsiteUrl::File(dir) => write!(f, "file://{}", dir.display()),
+        }
+    }
 }
 
 /// Retention rules (restic `forget` semantics); 0 disables a rule.
@@ -555,6 +627,8 @@ scalar_enum!(
         DatabaseMissing => "database_missing",
         /// A database no longer fits its identity (emptied, replaced).
         DatabaseReplaced => "database_replaced",
+        /// The newest copy on the offsite store is older than `offsite.max_age_lag`.
+        OffsiteStale => "offsite_stale",
     }
 );
 
@@ -575,5 +649,7 @@ scalar_enum!(
         Optimize => "optimize",
         /// Restore drill.
         Drill => "drill",
+        /// Upload verified backups to the offsite store.
+        Offsite => "offsite",
     }
 );

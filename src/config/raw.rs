@@ -69,6 +69,8 @@ pub struct RawSettings {
     pub shutdown_grace: Option<Expanded<HumanDuration>>,
     /// Alerts to the same recipients that start within this go in one mail. Default `30s`.
     pub group_wait: Option<Expanded<HumanDuration>>,
+    /// Object storage (or a mounted directory) that every verified backup is uploaded to; a database's `backup.offsite` replaces it.
+    pub offsite: Option<RawOffsite>,
     /// URL that gets an HTTP GET after each health round in which every database is healthy (healthchecks.io style dead man's switch).
     pub heartbeat_url: Option<Text>,
 }
@@ -176,6 +178,30 @@ pub struct RawBackup {
     pub timeout: Option<Expanded<HumanDuration>>,
     /// Spread databases sharing a schedule: each runs up to this much later (a stable offset per database). Default 0.
     pub jitter: Option<Expanded<HumanDuration>>,
+    /// Where this database's verified backups are uploaded; replaces `settings.offsite` as a whole.
+    pub offsite: Option<RawOffsite>,
+}
+
+/// Copies that leave the machine: object storage or a mounted directory.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Offsite")]
+pub struct RawOffsite {
+    /// `s3://BUCKET[/PREFIX]` or `file:///mnt/nfs/backups`.
+    pub url: Text,
+    /// S3 endpoint for MinIO, Garage, R2, Ceph or a test server, e.g. `http://127.0.0.1:9000`. Default: AWS.
+    pub endpoint: Option<Text>,
+    /// S3 region. Default `us-east-1`.
+    pub region: Option<Text>,
+    /// Must be true for an `http://` endpoint (credentials and copies then cross the network unencrypted). Default false.
+    pub allow_http: Option<Expanded<bool>>,
+    /// Name of the environment variable holding the access key id. Default `AWS_ACCESS_KEY_ID`.
+    pub access_key_id_env: Option<VariableName>,
+    /// Name of the environment variable holding the secret access key (never the key itself). Default `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key_env: Option<VariableName>,
+    /// Which remote copies to keep. Default: the database's local retention.
+    pub retention: Option<RawRetention>,
+    /// `offsite_stale` fires when the newest remote copy is older than this. Default `2h`, or the backup interval plus an hour when that is longer.
+    pub max_age_lag: Option<Expanded<HumanDuration>>,
 }
 
 /// Retention rules, ORed; the newest verified backup is always kept.

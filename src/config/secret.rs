@@ -92,10 +92,35 @@ impl JsonSchema for VariableName {
 }
 
 /// The values one load must never print: those of the environment
-/// variables that `smtp.password_env` and `smtp.password_file` name or use.
+/// variables that `smtp.password_env`, `smtp.password_file` and each
+/// `offsite.secret_access_key_env` name or use.
 #[derive(Debug, Default)]
 pub struct Secrets {
     values: Vec<String>,
+}
+
+/// The variable an `offsite:` block reads its secret key from by default.
+pub const DEFAULT_SECRET_ACCESS_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// The variable an `offsite:` block reads its access key id from by default.
+pub const DEFAULT_ACCESS_KEY_ID_ENV: &str = "AWS_ACCESS_KEY_ID";
+
+/// Every `offsite:` block of the file: `settings.offsite`,
+/// `defaults.backup.offsite` and each database's `backup.offsite`.
+fn offsite_blocks(document: &Document) -> Vec<FieldPath> {
+    let databases = FieldPath::root("databases");
+    let mut blocks = vec![
+        FieldPath::root("settings").key("offsite"),
+        FieldPath::root("defaults").key("backup").key("offsite"),
+    ];
+    blocks.extend(
+        document
+            .keys(&databases)
+            .into_iter()
+            .map(|name| databases.key(name).key("backup").key("offsite")),
+    );
+    blocks.retain(|block| document.is_mapping(block));
+    blocks
 }
 
 /// What a secret value is replaced by in a message.
@@ -112,6 +137,16 @@ impl Secrets {
         }
         if let Some(text) = document.scalar(&smtp.key("password_file")) {
             names.extend(variables_in(text).into_iter().map(|(n, _)| n.to_string()));
+        }
+        for offsite in offsite_blocks(document) {
+            let field = offsite.key("secret_access_key_env");
+            match document.scalar(&field) {
+                Some(text) => {
+                    names.extend(VariableName::parse(text).map(|name| name.0));
+                    names.extend(variables_in(text).into_iter().map(|(n, _)| n.to_string()));
+                }
+                None => names.push(DEFAULT_SECRET_ACCESS_KEY_ENV.to_string()),
+            }
         }
         let mut values: Vec<String> = names
             .iter()
@@ -165,6 +200,21 @@ mod tests {
         assert_eq!(
             secrets.redact("a hunter22 b /run/s/pw x"),
             "a <redacted> b <redacted>/pw x"
+        );
+    }
+
+    #[test]
+    fn the_secret_keys_of_every_offsite_block_are_redacted() {
+        let text = "settings:\n  offsite:\n    url: s3://b\ndatabases:\n  app:\n    backup:\n      offsite:\n        url: s3://c\n        secret_access_key_env: APP_SECRET\n";
+        let document = Document::parse(text).unwrap();
+        let environment = Environment::from_pairs([
+            ("AWS_SECRET_ACCESS_KEY", "default-secret"),
+            ("APP_SECRET", "app-secret"),
+        ]);
+        let secrets = Secrets::of(&document, &environment);
+        assert_eq!(
+            secrets.redact("default-secret app-secret"),
+            "<redacted> <redacted>"
         );
     }
 }

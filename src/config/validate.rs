@@ -21,6 +21,7 @@ use super::{Diagnostic, Severity};
 use crate::paths;
 
 mod maintenance;
+mod offsite;
 
 /// The outcome of a successful validation.
 #[derive(Debug)]
@@ -47,6 +48,7 @@ pub fn validate(
         cron_gaps: HashMap::new(),
         crons: HashMap::new(),
         current: None,
+        settings_offsite: None,
         inherited_by: BTreeMap::new(),
     };
     let config = v.config(raw, file);
@@ -81,6 +83,9 @@ struct Validator<'a> {
     crons: HashMap<String, Arc<CronPattern>>,
     /// The database being validated, while one is.
     current: Option<String>,
+    /// `settings.offsite`, validated once, and whether it sets its own
+    /// retention (else each database's local retention applies).
+    settings_offsite: Option<(Arc<Offsite>, bool)>,
     /// For each diagnostic at a `defaults:` key (by index), the databases
     /// that inherit the value: it is reported once, naming them.
     inherited_by: BTreeMap<usize, Vec<String>>,
@@ -240,6 +245,11 @@ impl Validator<'_> {
             if value.as_ref().is_some_and(|t| t.0.trim().is_empty()) {
                 self.error(&path.key(key), "must not be empty");
             }
+        }
+        if let Some(offsite) = &raw.offsite {
+            self.settings_offsite = self
+                .offsite(offsite, &path.key("offsite"), None)
+                .map(|valid| (Arc::new(valid), offsite.retention.is_some()));
         }
         let listen = v(&raw.listen);
         if listen.is_some_and(|address| !address.ip().is_loopback()) {
@@ -530,6 +540,13 @@ impl Validator<'_> {
                 "no retention rule is set: prune keeps every backup",
             );
         }
+        let offsite = self.database_offsite(
+            db.offsite.as_ref(),
+            def.offsite.as_ref(),
+            path,
+            def_path,
+            retention,
+        );
         let schedule = schedule.ok()?.unwrap_or_else(|| Sourced {
             value: Schedule::Every(DEFAULT_BACKUP_EVERY),
             path: path.clone(),
@@ -556,6 +573,7 @@ impl Validator<'_> {
                 jitter: v(&db.jitter)
                     .or(v(&def.jitter))
                     .map_or(Duration::ZERO, HumanDuration::get),
+                offsite,
             },
         })
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::backup::BackupError;
 use crate::plan::identity::Identity;
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger, Key, Store};
+use crate::store::{BackupRecord, BackupTrigger, Key, Listed, Store, StoreId};
 
 /// Rewrites the manifest of a catalogued copy after its catalog row
 /// changed (pinned, verified), keeping the source identity its manifest
@@ -176,8 +176,20 @@ pub fn sync_catalog(
     store: &dyn Store,
     database: &str,
 ) -> Result<CatalogSync, BackupError> {
-    let mut sync = CatalogSync::default();
     let listed = store.list(database).map_err(BackupError::store(database))?;
+    sync_listed(state, store, database, &listed)
+}
+
+/// [`sync_catalog`] with the store's listing already in hand. The
+/// manifests of catalogued offsite copies are not read again (a request
+/// each): only this state directory writes them.
+pub fn sync_listed(
+    state: &StateDb,
+    store: &dyn Store,
+    database: &str,
+    listed: &[Listed],
+) -> Result<CatalogSync, BackupError> {
+    let mut sync = CatalogSync::default();
     let present: HashSet<&Key> = listed.iter().map(|l| &l.key).collect();
     for record in state.backups(database)? {
         if record.store == store.id() && !present.contains(&record.key) {
@@ -187,11 +199,15 @@ pub fn sync_catalog(
         }
     }
     let mut unnamed = Vec::new();
-    for copy in &listed {
+    for copy in listed {
+        let catalogued = state.backup_by_key(store.id(), &copy.key)?;
+        if catalogued.is_some() && store.id() == StoreId::Offsite {
+            continue;
+        }
         let manifest = store
             .read_manifest(&copy.key)
             .filter(|m| m.database == database);
-        if let Some(record) = state.backup_by_key(store.id(), &copy.key)? {
+        if let Some(record) = catalogued {
             if let Some(manifest) = &manifest {
                 take_over(state, &record, manifest)?;
             }
@@ -255,6 +271,13 @@ pub fn restorable(
     store: &dyn Store,
     database: &str,
 ) -> Result<Vec<BackupRecord>, crate::state::StateError> {
+    let present: HashSet<Key> = match store.list(database) {
+        Ok(listed) => listed.into_iter().map(|l| l.key).collect(),
+        Err(e) => {
+            tracing::warn!(db = database, error = %e, "cannot list the backups; none is restorable from there");
+            HashSet::new()
+        }
+    };
     Ok(state
         .backups(database)?
         .into_iter()
@@ -262,7 +285,7 @@ pub fn restorable(
             b.verified()
                 && b.trigger != BackupTrigger::PreRestore
                 && b.store == store.id()
-                && store.fetch(&b.key).is_ok()
+                && present.contains(&b.key)
         })
         .collect())
 }

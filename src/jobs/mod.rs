@@ -12,6 +12,7 @@ pub mod health;
 pub mod identity;
 pub mod manifest;
 pub mod migrations;
+pub mod offsite;
 pub mod optimize;
 pub mod outcome;
 pub mod progress;

@@ -10,7 +10,7 @@
 //! after it, and a pre-restore safety copy for [`SAFETY_COPY_KEEP`] (safety
 //! copies never take a rule's slot).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use super::manifest::sync_catalog;
 use super::retention::{self, Candidate, KeepReason};
 use crate::config::{Database, JobKind};
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger, Store};
+use crate::store::{BackupRecord, BackupTrigger, Key, Store, StoreId};
 
 /// One backup and the verdict on it.
 #[derive(Debug, Clone, Serialize)]
@@ -63,16 +63,35 @@ pub fn decide(
     timezone: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>, BackupError> {
+    sync_catalog(state, store, database.name.as_str())?;
+    decide_catalogued(state, database, store, timezone, now)
+}
+
+/// [`decide`] over the catalog as it is (the caller synced it). The
+/// offsite store has its own retention (`offsite.retention`); in the local
+/// store a copy waiting for its upload is kept, unless the backup disk has
+/// less free space than `health.min_free_disk` (then it is logged).
+pub fn decide_catalogued(
+    state: &StateDb,
+    database: &Database,
+    store: &dyn Store,
+    timezone: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>, BackupError> {
     let name = database.name.as_str();
-    sync_catalog(state, store, name)?;
-    let backups = state.backups(name)?;
+    let mut backups = state.backups(name)?;
+    backups.retain(|b| b.store == store.id());
+    let retention = match (store.id(), &database.backup.offsite) {
+        (StoreId::Offsite, Some(offsite)) => &offsite.retention,
+        _ => &database.backup.retention,
+    };
+    let awaiting_upload = awaiting_upload(state, database, store)?;
     let last_migration = state.last_success(JobKind::Migrate, name)?;
     let readers: Vec<_> = state
         .readers()?
         .into_iter()
         .filter(|r| process_alive(r.pid))
         .collect();
-    let retention = &database.backup.retention;
     let mut before_discontinuity: BTreeMap<i64, String> = BTreeMap::new();
     for discontinuity in state.open_discontinuities(name)? {
         let why = format!(
@@ -107,6 +126,8 @@ pub fn decide(
                 Some("pre-migration, until the next successful migration".to_string())
             } else if !counted(b) && now - b.created_at < SAFETY_COPY_KEEP {
                 Some("safety copy before a restore, kept 7 days".to_string())
+            } else if awaiting_upload.contains(&b.key) {
+                Some("waiting for its upload to the offsite store".to_string())
             } else {
                 None
             };
@@ -134,6 +155,33 @@ pub fn decide(
             })
         })
         .collect())
+}
+
+/// The local copies of `database` that retention keeps until they reach
+/// the offsite store: none for another store, without `offsite:`, or when
+/// the backup disk is under `health.min_free_disk` (logged: the copies may
+/// then go before they are uploaded).
+fn awaiting_upload(
+    state: &StateDb,
+    database: &Database,
+    store: &dyn Store,
+) -> Result<HashSet<Key>, BackupError> {
+    if store.id() != StoreId::Local || database.backup.offsite.is_none() {
+        return Ok(HashSet::new());
+    }
+    let name = database.name.as_str();
+    let waiting: HashSet<Key> = super::offsite::pending(state, name)?
+        .into_iter()
+        .map(|b| b.key)
+        .collect();
+    let copy_dir = store.location(&Key::new(name, "x"));
+    let dir = copy_dir.parent().unwrap_or(&copy_dir);
+    let free = super::health::free_bytes(dir);
+    if !waiting.is_empty() && free.is_some_and(|free| free < database.health.min_free_disk.0) {
+        tracing::warn!(db = name, waiting = waiting.len(), dir = %dir.display(), "the backup disk is under min_free_disk: copies waiting for their offsite upload are pruned like the others");
+        return Ok(HashSet::new());
+    }
+    Ok(waiting)
 }
 
 /// Whether a backup counts toward the retention rules: a pre-restore safety

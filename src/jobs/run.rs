@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use super::backup::{self, BackupError, BackupReport, BackupRequest};
 use super::outcome::{JobFailure, JobOutcome, JobSuccess, RunFigures};
 use super::progress::Progress;
-use super::{drill, health, optimize, prune};
+use super::{drill, health, offsite, optimize, prune};
 use crate::clock::Clock;
 use crate::config::{Database, JobKind, VerifyLevel};
 use crate::state::expect::HoldKind;
@@ -58,6 +58,9 @@ pub enum Job {
     Optimize,
     /// Restore the latest backup into a scratch file and check it.
     Drill,
+    /// Upload the verified copies waiting for the offsite store, then
+    /// apply its retention.
+    Offsite,
 }
 
 impl Job {
@@ -68,6 +71,7 @@ impl Job {
             Job::Health { .. } => JobKind::Health,
             Job::Optimize => JobKind::Optimize,
             Job::Drill => JobKind::Drill,
+            Job::Offsite => JobKind::Offsite,
         }
     }
 
@@ -82,6 +86,7 @@ impl Job {
             JobKind::Health => Some(Job::Health { deep: None }),
             JobKind::Optimize => Some(Job::Optimize),
             JobKind::Drill => Some(Job::Drill),
+            JobKind::Offsite => Some(Job::Offsite),
             JobKind::Apply | JobKind::Prune | JobKind::Migrate => None,
         }
     }
@@ -108,6 +113,8 @@ pub enum Done {
     Optimize(optimize::Report),
     /// A drill that passed.
     Drill(drill::Report),
+    /// Copies uploaded to the offsite store.
+    Offsite(offsite::Report),
 }
 
 impl Done {
@@ -156,6 +163,21 @@ impl Done {
                     lock_ms: Some(report.lock_ms),
                 },
             },
+            Done::Offsite(report) => JobSuccess {
+                summary: format!(
+                    "{} uploaded ({} bytes), {} removed by the remote retention, newest remote copy {}",
+                    report.uploaded.len(),
+                    report.bytes,
+                    report.pruned.len(),
+                    report
+                        .newest
+                        .map_or("none".to_string(), |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                ),
+                figures: RunFigures {
+                    bytes: Some(report.bytes),
+                    ..RunFigures::default()
+                },
+            },
             Done::Drill(report) => JobSuccess::summary(format!(
                 "drill passed on {}",
                 report
@@ -177,6 +199,9 @@ pub enum RunError {
     /// Maintenance failed.
     #[error(transparent)]
     Optimize(#[from] crate::db::DbError),
+    /// The offsite upload failed.
+    #[error(transparent)]
+    Offsite(#[from] offsite::OffsiteError),
     /// The drill ran and did not pass.
     #[error("{}", .0.reason.as_deref().unwrap_or("the drill failed"))]
     DrillFailed(Box<drill::Report>),
@@ -242,6 +267,18 @@ pub fn run(
             Ok(Done::Health(report))
         }
         Job::Optimize => Ok(Done::Optimize(optimize::run(database)?)),
+        Job::Offsite => {
+            let remote = offsite::open(database, context.backup_dir)?;
+            let report = offsite::run(
+                database,
+                &remote,
+                context.backup_dir,
+                state,
+                context.timezone,
+                context.clock,
+            )?;
+            Ok(Done::Offsite(report))
+        }
         Job::Drill => {
             let report = drill::run(database, context.backup_dir, state, context.clock)?;
             if report.passed {
@@ -268,6 +305,7 @@ pub fn outcome(result: &Result<Done, RunError>) -> JobOutcome {
         Err(RunError::Backup(error)) => Err(JobFailure::from_error(error)),
         Err(RunError::Optimize(error)) => Err(JobFailure::from_error(error)),
         Err(RunError::State(error)) => Err(JobFailure::from_error(error)),
+        Err(RunError::Offsite(error)) => Err(JobFailure::from_error(error)),
         Err(failed @ RunError::DrillFailed(_)) => Err(JobFailure::from_error(failed)),
     }
 }

@@ -97,7 +97,7 @@ impl<T> Hashing<T> {
 
     /// The hex SHA-256 and byte count of everything seen.
     pub fn finish(self) -> (String, u64, T) {
-        (hex(&self.hasher.finalize()), self.bytes, self.inner)
+        (crate::store::hex(&self.hasher.finalize()), self.bytes, self.inner)
     }
 }
 
@@ -123,10 +123,6 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The hex SHA-256 of the file at `path`.
 pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
     let mut file = open_regular(path)?;
@@ -140,7 +136,7 @@ pub fn sha256_file(path: &Path) -> Result<String, VerifyError> {
             Err(e) => return Err(VerifyError::io(path, "cannot read")(e)),
         }
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::store::hex(&hasher.finalize()))
 }
 
 /// Whether `path` names a compressed backup.

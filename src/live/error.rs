@@ -157,6 +157,7 @@ impl From<crate::jobs::run::RunError> for LiveError {
             RunError::Optimize(error) => LiveError::Db(error),
             RunError::State(error) => LiveError::State(error),
             failed @ RunError::DrillFailed(_) => LiveError::Config(failed.to_string()),
+            offsite @ RunError::Offsite(_) => LiveError::Config(offsite.to_string()),
         }
     }
 }

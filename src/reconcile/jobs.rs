@@ -284,6 +284,19 @@ impl JobTable {
         due
     }
 
+    /// Brings the next run of `key` forward to `now` (the offsite upload
+    /// after a backup); a job already running or waiting keeps that run.
+    pub fn run_soon(&mut self, key: &JobKey, now: DateTime<Utc>) {
+        if let Some(job) = self.jobs.get_mut(key)
+            && !job.retired
+            && job.running.is_none()
+            && job.next.is_none_or(|next| next > now)
+        {
+            job.next = Some(now);
+            mark(&mut self.changed, &mut self.unindexed, key);
+        }
+    }
+
     /// A worker took the run of `key` at `at`: its timeout counts from now.
     pub fn started(&mut self, key: &JobKey, at: DateTime<Utc>) {
         if let Some(job) = self.jobs.get_mut(key)
@@ -525,6 +538,13 @@ fn wanted_jobs(config: &Config) -> BTreeMap<JobKey, Wanted> {
                 JobKind::Optimize,
                 database.optimize.schedule.clone(),
                 OPTIMIZE_TIMEOUT,
+            );
+        }
+        if database.backup.offsite.is_some() {
+            want(
+                JobKind::Offsite,
+                database.backup.schedule.clone(),
+                database.backup.timeout,
             );
         }
         if let Some(drill) = &database.drill {

@@ -527,6 +527,13 @@ impl Reconciler {
         if kind == JobKind::Health {
             self.heartbeat();
         }
+        if kind == JobKind::Backup && !failed {
+            let offsite = crate::runner::JobKey {
+                database: key.database.clone(),
+                kind: JobKind::Offsite,
+            };
+            self.jobs.run_soon(&offsite, now);
+        }
     }
 
     /// Records a run of the daemon's in the state database; failing to

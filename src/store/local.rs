@@ -8,7 +8,7 @@
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Fetched, Key, Listed, Store, StoreError, StoreId, manifest, naming};
+use super::{Fetched, Key, Listed, Store, StoreError, StoreId, Written, manifest, naming};
 use crate::durable::{self, PendingFile};
 use crate::store::BackupRecord;
 
@@ -77,10 +77,34 @@ impl Store for LocalDir {
             .map_err(StoreError::at(&path, "cannot write"))
     }
 
+    fn put_file(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
+        let staged = self.stage(key)?;
+        let mut source = crate::regular::open_io(from).map_err(StoreError::at(from, "cannot open"))?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let read = source
+                .read(&mut buffer)
+                .map_err(StoreError::at(from, "cannot read"))?;
+            if read == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut hasher, &buffer[..read]);
+            (&mut staged.file())
+                .write_all(&buffer[..read])
+                .map_err(StoreError::at(staged.path(), "cannot write"))?;
+            size += read as u64;
+        }
+        self.put(key, staged)?;
+        let sha256 = super::hex(&sha2::Digest::finalize(hasher));
+        Ok(Written { size, sha256 })
+    }
+
     fn fetch(&self, key: &Key) -> Result<Fetched, StoreError> {
         let path = self.path(key);
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => Ok(Fetched(path)),
+            Ok(meta) if meta.is_file() => Ok(Fetched::in_place(path)),
             Ok(_) => Err(StoreError::at(&path, "not a backup file")(io::Error::from(
                 io::ErrorKind::InvalidInput,
             ))),

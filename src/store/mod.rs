@@ -13,6 +13,7 @@ pub mod local;
 pub mod manifest;
 pub mod naming;
 mod record;
+pub mod remote;
 
 use std::fmt;
 use std::io;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use local::LocalDir;
 pub use record::{BackupRecord, BackupTrigger};
+pub use remote::Remote;
 
 use crate::durable::PendingFile;
 
@@ -33,6 +35,8 @@ pub enum StoreId {
     /// The backup directory (`settings.backup_dir`).
     #[default]
     Local,
+    /// The database's offsite store (`offsite:`).
+    Offsite,
 }
 
 impl StoreId {
@@ -40,12 +44,13 @@ impl StoreId {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreId::Local => "local",
+            StoreId::Offsite => "offsite",
         }
     }
 
     /// The store named `text` in the catalog.
     pub fn parse(text: &str) -> Option<Self> {
-        [StoreId::Local].into_iter().find(|s| s.as_str() == text)
+        [StoreId::Local, StoreId::Offsite].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -134,15 +139,49 @@ pub struct Listed {
 }
 
 /// A local file holding a copy's bytes, for as long as it lives: the copy
-/// itself in the local store.
+/// itself in the local store, a downloaded temp file (removed on drop) in a
+/// remote one.
 #[derive(Debug)]
-pub struct Fetched(PathBuf);
+pub struct Fetched {
+    path: PathBuf,
+    _temporary: Option<tempfile::TempPath>,
+}
 
 impl Fetched {
+    /// The copy's own file.
+    pub fn in_place(path: PathBuf) -> Self {
+        Fetched {
+            path,
+            _temporary: None,
+        }
+    }
+
+    /// A downloaded temp file, removed when this is dropped.
+    pub fn temporary(temp: tempfile::TempPath) -> Self {
+        Fetched {
+            path: temp.to_path_buf(),
+            _temporary: Some(temp),
+        }
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
+}
+
+/// `bytes` as lower-case hex (how hashes are recorded).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`Store::put_file`] stored: the bytes it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Their number.
+    pub size: u64,
+    /// Their SHA-256, hex.
+    pub sha256: String,
 }
 
 /// Where backup copies live. Implementations keep copies and manifests
@@ -162,6 +201,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// replacing an existing copy: once it returns the copy is durable;
     /// after a crash before that, there is no copy under `key`.
     fn put(&self, key: &Key, staged: PendingFile) -> Result<(), StoreError>;
+
+    /// Stores a copy of the file at `from` under `key`, like
+    /// [`Store::put`]; returns the size and hash of what it read, so the
+    /// caller can compare them with the copy's manifest.
+    fn put_file(&self, key: &Key, from: &Path) -> Result<Written, StoreError>;
 
     /// A local file with the bytes of the copy under `key`.
     fn fetch(&self, key: &Key) -> Result<Fetched, StoreError>;
@@ -197,6 +241,7 @@ mod tests {
             assert_eq!(Key::parse(bad), None, "{bad}");
         }
         assert_eq!(StoreId::parse("local"), Some(StoreId::Local));
+        assert_eq!(StoreId::parse("offsite"), Some(StoreId::Offsite));
         assert_eq!(StoreId::parse("s4"), None);
     }
 }

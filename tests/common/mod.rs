@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+pub mod s3;
+
 /// Environment variables the shipped jobs.yaml reads; cleared so the
 /// developer's own environment never leaks into a test.
 const SEED_VARIABLES: &[&str] = &[
@@ -19,6 +21,8 @@ const SEED_VARIABLES: &[&str] = &[
     "SMTP_PASSWORD",
     "LITEWARDEN_CONFIG",
     "RUST_LOG",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
 ];
 
 /// A temporary directory holding a `jobs.yaml`.

@@ -1,0 +1,199 @@
+//! The offsite job: every verified local copy that has not reached the
+//! database's offsite store yet is uploaded, oldest first, then the remote
+//! retention runs.
+//!
+//! Owns what is waiting ([`pending`]) and the upload of each copy. The
+//! backlog is the catalog itself: a verified local copy newer than the
+//! newest one that reached the remote, with no offsite row of its own, is
+//! waiting (when nothing reached the remote yet, the newest verified copy
+//! is). So a remote that is down for a day leaves the backlog in state.db,
+//! and the next run uploads it in order. Each upload writes the manifest
+//! first and the copy create-only after it (a crash leaves at most a
+//! manifest without a copy, which no listing counts as a copy), hashes the
+//! bytes it sends and compares them with the local copy's recorded hash,
+//! and only then records the offsite row. Nothing here changes or removes
+//! a local copy.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::backup::BackupError;
+use super::manifest::sync_listed;
+use super::prune;
+use crate::clock::Clock;
+use crate::config::{Database, Offsite};
+use crate::state::{StateDb, StateError};
+use crate::store::remote::OpenError;
+use crate::store::{BackupRecord, Key, LocalDir, Remote, Store, StoreError, StoreId};
+
+/// Why an offsite run failed. The local copies are untouched in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsiteError {
+    /// The database has no `offsite:`.
+    #[error(
+        "database `{0}` has no offsite store; add `offsite:` under settings or the database's backup"
+    )]
+    NotConfigured(String),
+    /// The store cannot be opened (credentials, directory).
+    #[error("database `{database}`: {source}")]
+    Open {
+        /// The database.
+        database: String,
+        /// The cause.
+        #[source]
+        source: OpenError,
+    },
+    /// A request to the store failed.
+    #[error("offsite copy of `{database}` failed: {source}; the local copies are kept and the upload is retried")]
+    Store {
+        /// The database.
+        database: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The bytes read while uploading are not those the copy was verified
+    /// with: the local copy changed after its backup.
+    #[error("offsite copy of `{database}` refused: {key} hashes to {read} while uploading, but its backup recorded {recorded}; the local copy changed after it was verified (run `litewarden verify {database}`); the uploaded object was removed")]
+    Changed {
+        /// The database.
+        database: String,
+        /// The copy.
+        key: Key,
+        /// The hash read.
+        read: String,
+        /// The hash recorded.
+        recorded: String,
+    },
+    /// The catalog could not be synced or pruned.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What an offsite run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// The copies uploaded (their offsite records), oldest first.
+    pub uploaded: Vec<BackupRecord>,
+    /// Bytes uploaded.
+    pub bytes: u64,
+    /// Remote copies the remote retention removed.
+    pub pruned: Vec<BackupRecord>,
+    /// The newest copy on the remote after the run, if any.
+    pub newest: Option<DateTime<Utc>>,
+}
+
+/// Opens the offsite store of `database`, credentials from the process
+/// environment, downloads under `backup_dir`.
+pub fn open(database: &Database, backup_dir: &Path) -> Result<Remote, OffsiteError> {
+    let name = database.name.as_str();
+    let offsite = configured(database)?;
+    Remote::open(offsite, &|variable| std::env::var(variable).ok(), backup_dir).map_err(|source| {
+        OffsiteError::Open {
+            database: name.to_string(),
+            source,
+        }
+    })
+}
+
+/// The offsite settings of `database`.
+pub fn configured(database: &Database) -> Result<&Offsite, OffsiteError> {
+    database
+        .backup
+        .offsite
+        .as_deref()
+        .ok_or_else(|| OffsiteError::NotConfigured(database.name.to_string()))
+}
+
+/// The verified local copies of `database` waiting for their upload,
+/// oldest first.
+pub fn pending(state: &StateDb, database: &str) -> Result<Vec<BackupRecord>, StateError> {
+    let backups = state.backups(database)?;
+    let remote: HashSet<&Key> = backups
+        .iter()
+        .filter(|b| b.store == StoreId::Offsite)
+        .map(|b| &b.key)
+        .collect();
+    let local: Vec<&BackupRecord> = backups
+        .iter()
+        .filter(|b| b.store == StoreId::Local && b.verified() && b.sha256.is_some())
+        .collect();
+    let reached = local
+        .iter()
+        .filter(|b| remote.contains(&b.key))
+        .map(|b| b.seq)
+        .max();
+    let mut waiting: Vec<BackupRecord> = match reached {
+        Some(seq) => local
+            .into_iter()
+            .filter(|b| b.seq > seq && !remote.contains(&b.key))
+            .cloned()
+            .collect(),
+        None => local.into_iter().take(1).cloned().collect(),
+    };
+    waiting.sort_by_key(|b| b.seq);
+    Ok(waiting)
+}
+
+/// Uploads what is waiting for `database` to `remote`, then applies the
+/// remote retention.
+pub fn run(
+    database: &Database,
+    remote: &dyn Store,
+    backup_dir: &Path,
+    state: &StateDb,
+    timezone: chrono_tz::Tz,
+    clock: &dyn Clock,
+) -> Result<Report, OffsiteError> {
+    let name = database.name.as_str();
+    let failed = |source| OffsiteError::Store {
+        database: name.to_string(),
+        source,
+    };
+    let listed = remote.list(name).map_err(failed)?;
+    sync_listed(state, remote, name, &listed)?;
+    let local = LocalDir::new(backup_dir);
+    let mut report = Report::default();
+    for copy in pending(state, name)? {
+        let file = local.fetch(&copy.key).map_err(failed)?;
+        let at = clock.now();
+        let record = BackupRecord {
+            id: 0,
+            store: StoreId::Offsite,
+            verified_at: Some(at),
+            duration_ms: None,
+            ..copy.clone()
+        };
+        remote.write_manifest(&copy.key, &record).map_err(failed)?;
+        let written = remote.put_file(&copy.key, file.path()).map_err(failed)?;
+        let recorded = copy.sha256.clone().unwrap_or_default();
+        if written.sha256 != recorded || written.size != copy.size {
+            let _ = remote.delete(&copy.key);
+            return Err(OffsiteError::Changed {
+                database: name.to_string(),
+                key: copy.key,
+                read: written.sha256,
+                recorded,
+            });
+        }
+        state.insert_backup(&record)?;
+        tracing::info!(db = name, key = %copy.key, bytes = written.size, to = %remote.location(&copy.key).display(), "copy uploaded to the offsite store");
+        report.bytes += written.size;
+        report.uploaded.push(record);
+    }
+    let entries = prune::decide_catalogued(state, database, remote, timezone, clock.now())?;
+    report.pruned = prune::remove(state, remote, &entries)?;
+    report.newest = state
+        .backups(name)?
+        .into_iter()
+        .filter(|b| b.store == StoreId::Offsite)
+        .map(|b| b.created_at)
+        .max();
+    Ok(report)
+}

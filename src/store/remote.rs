@@ -1,0 +1,465 @@
+//! The offsite store: object storage (S3 and compatible servers) or a
+//! mounted directory, through the `object_store` crate.
+//!
+//! Owns the connection to one offsite location and the small tokio runtime
+//! its requests run on; callers stay synchronous. Copies are uploaded
+//! create-only (`PutMode::Create`; a multipart upload checks the key is free
+//! first and its key is new by construction), hashed while they are read, and
+//! checked by size after the upload; every S3 request carries a SHA-256
+//! checksum the server verifies. Manifests sit beside each copy as
+//! `<key>.json`, so the bucket alone describes itself. Downloads land in a
+//! temp file under the local backup directory and vanish with their
+//! [`Fetched`].
+//!
+//! Credentials come from the environment variables the config names, and
+//! never appear in an error: a refused signature names the variables.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3Builder, Checksum};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, WriteMultipart,
+};
+use sha2::{Digest, Sha256};
+
+use super::{Fetched, Key, Listed, Store, StoreError, StoreId, Written, manifest, naming};
+use crate::config::{Offsite, OffsiteUrl};
+use crate::durable::PendingFile;
+use crate::store::BackupRecord;
+
+/// Copies larger than this are uploaded in parts.
+pub const MULTIPART_FROM: u64 = 32 << 20;
+/// The size of one part of a multipart upload.
+pub const PART_SIZE: usize = 16 << 20;
+/// Parts uploaded at once.
+pub const PARTS_IN_FLIGHT: usize = 4;
+
+/// Why an offsite store cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// A credential variable is not set.
+    #[error(
+        "offsite {url}: the environment variable {variable} is not set (it holds the {what}; offsite.{field} names it)"
+    )]
+    MissingCredential {
+        /// The offsite URL.
+        url: String,
+        /// The variable.
+        variable: String,
+        /// What it holds.
+        what: &'static str,
+        /// The config field that names it.
+        field: &'static str,
+    },
+    /// The directory of a `file://` offsite cannot be created.
+    #[error("offsite {url}: cannot create the directory: {source}")]
+    Directory {
+        /// The offsite URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The client cannot be built from the settings.
+    #[error("offsite {url}: {message}")]
+    Settings {
+        /// The offsite URL.
+        url: String,
+        /// What object_store said.
+        message: String,
+    },
+}
+
+/// One offsite location.
+pub struct Remote {
+    objects: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+    credentials: Option<(String, String)>,
+    scratch: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.url).finish()
+    }
+}
+
+impl Remote {
+    /// Opens the offsite location `offsite`, reading its credentials through
+    /// `env`; downloads go to temp files under `scratch` (the backup
+    /// directory).
+    pub fn open(
+        offsite: &Offsite,
+        env: &dyn Fn(&str) -> Option<String>,
+        scratch: &Path,
+    ) -> Result<Self, OpenError> {
+        let url = offsite.url.to_string();
+        let settings = |e: &dyn std::fmt::Display| OpenError::Settings {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("litewarden-offsite")
+            .enable_all()
+            .build()
+            .map_err(|e| settings(&e))?;
+        let (objects, prefix, credentials): (Arc<dyn ObjectStore>, String, _) = match &offsite.url
+        {
+            OffsiteUrl::S3 { bucket, prefix } => {
+                let read = |variable: &str, what, field| {
+                    env(variable)
+                        .filter(|value| !value.is_empty())
+                        .ok_or_else(|| OpenError::MissingCredential {
+                            url: url.clone(),
+                            variable: variable.to_string(),
+                            what,
+                            field,
+                        })
+                };
+                let key_id = read(
+                    &offsite.access_key_id_env,
+                    "access key id",
+                    "access_key_id_env",
+                )?;
+                let secret = read(
+                    &offsite.secret_access_key_env,
+                    "secret access key",
+                    "secret_access_key_env",
+                )?;
+                let mut builder = AmazonS3Builder::new()
+                    .with_bucket_name(bucket)
+                    .with_region(&offsite.region)
+                    .with_access_key_id(key_id)
+                    .with_secret_access_key(secret)
+                    .with_checksum_algorithm(Checksum::SHA256)
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig::default(),
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(60),
+                    })
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_allow_http(offsite.allow_http)
+                            .with_connect_timeout(Duration::from_secs(10))
+                            .with_timeout(Duration::from_secs(300)),
+                    );
+                if let Some(endpoint) = &offsite.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                let objects = builder.build().map_err(|e| settings(&e))?;
+                let names = (
+                    offsite.access_key_id_env.clone(),
+                    offsite.secret_access_key_env.clone(),
+                );
+                (Arc::new(objects), prefix.clone(), Some(names))
+            }
+            OffsiteUrl::File(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+                    url: url.clone(),
+                    source,
+                })?;
+                let objects = LocalFileSystem::new_with_prefix(dir).map_err(|e| settings(&e))?;
+                (Arc::new(objects), String::new(), None)
+            }
+        };
+        Ok(Remote {
+            objects,
+            prefix,
+            url,
+            credentials,
+            scratch: scratch.to_path_buf(),
+            runtime,
+        })
+    }
+
+    /// The offsite URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn object(&self, key: &Key) -> ObjectPath {
+        self.at(key.as_str())
+    }
+
+    fn manifest_object(&self, key: &Key) -> ObjectPath {
+        self.at(&format!("{key}.json"))
+    }
+
+    fn at(&self, relative: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(relative)
+        } else {
+            ObjectPath::from(format!("{}/{relative}", self.prefix))
+        }
+    }
+
+    fn place(&self, relative: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{relative}", self.url.trim_end_matches('/')))
+    }
+
+    /// An object_store error as an I/O error a user can act on: a refused
+    /// signature names the credential variables (never their values).
+    fn io_error(&self, error: object_store::Error) -> io::Error {
+        let kind = match &error {
+            object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+                io::ErrorKind::AlreadyExists
+            }
+            _ => io::ErrorKind::Other,
+        };
+        let text = error.to_string();
+        let refused = ["SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"]
+            .iter()
+            .any(|marker| text.contains(marker));
+        match (&self.credentials, refused) {
+            (Some((key_id, secret)), true) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the server refused the credentials from {key_id} and {secret} (check both variables): {}",
+                    first_line(&text)
+                ),
+            ),
+            _ => io::Error::new(kind, first_line(&text).to_string()),
+        }
+    }
+
+    fn failed(&self, relative: &str, action: &'static str, error: object_store::Error) -> StoreError {
+        StoreError {
+            place: self.place(relative),
+            action,
+            source: self.io_error(error),
+        }
+    }
+
+    /// Uploads `from` under `key`, never replacing an object; returns what
+    /// was read while uploading.
+    fn upload(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
+        let local = |action| StoreError::at(from, action);
+        let mut file = File::open(from).map_err(local("cannot open"))?;
+        let size = file.metadata().map_err(local("cannot stat"))?.len();
+        let object = self.object(key);
+        let relative = key.as_str();
+        let sha256 = self.runtime.block_on(async {
+            let mut hasher = Sha256::new();
+            if size < MULTIPART_FROM {
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut bytes).map_err(local("cannot read"))?;
+                hasher.update(&bytes);
+                let options = PutOptions {
+                    mode: PutMode::Create,
+                    ..PutOptions::default()
+                };
+                self.objects
+                    .put_opts(&object, PutPayload::from(bytes), options)
+                    .await
+                    .map_err(|e| self.failed(relative, "cannot upload", e))?;
+            } else {
+                match self.objects.head(&object).await {
+                    Ok(_) => {
+                        return Err(StoreError {
+                            place: self.place(relative),
+                            action: "cannot upload",
+                            source: io::Error::new(
+                                io::ErrorKind::AlreadyExists,
+                                "an object already has this name; it is never replaced",
+                            ),
+                        });
+                    }
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.failed(relative, "cannot upload", e)),
+                }
+                let upload = self
+                    .objects
+                    .put_multipart(&object)
+                    .await
+                    .map_err(|e| self.failed(relative, "cannot start the upload", e))?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                let mut buffer = vec![0u8; PART_SIZE];
+                loop {
+                    let read = match file.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(read) => read,
+                        Err(e) => {
+                            let _ = writer.abort().await;
+                            return Err(local("cannot read")(e));
+                        }
+                    };
+                    hasher.update(&buffer[..read]);
+                    if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        let _ = writer.abort().await;
+                        return Err(self.failed(relative, "cannot upload", e));
+                    }
+                    writer.write(&buffer[..read]);
+                }
+                writer
+                    .finish()
+                    .await
+                    .map_err(|e| self.failed(relative, "cannot finish the upload", e))?;
+            }
+            let stored = self
+                .objects
+                .head(&object)
+                .await
+                .map_err(|e| self.failed(relative, "cannot check the upload", e))?;
+            if stored.size != size {
+                let _ = self.objects.delete(&object).await;
+                return Err(StoreError {
+                    place: self.place(relative),
+                    action: "cannot check the upload",
+                    source: io::Error::other(format!(
+                        "the object has {} bytes, the copy {size}; it was removed",
+                        stored.size
+                    )),
+                });
+            }
+            Ok(super::hex(&hasher.finalize()))
+        })?;
+        Ok(Written { size, sha256 })
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+impl Store for Remote {
+    fn id(&self) -> StoreId {
+        StoreId::Offsite
+    }
+
+    fn location(&self, key: &Key) -> PathBuf {
+        self.place(key.as_str())
+    }
+
+    fn stage(&self, key: &Key) -> Result<PendingFile, StoreError> {
+        let dir = self.scratch.join(key.database());
+        crate::durable::create_private_dir(&dir)
+            .map_err(StoreError::at(&dir, "cannot create the directory"))?;
+        PendingFile::create(&dir.join(key.file_name()))
+            .map_err(StoreError::at(&dir, "cannot create a temp file"))
+    }
+
+    fn put(&self, key: &Key, staged: PendingFile) -> Result<(), StoreError> {
+        self.upload(key, staged.path()).map(drop)
+    }
+
+    fn put_file(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
+        self.upload(key, from)
+    }
+
+    fn fetch(&self, key: &Key) -> Result<Fetched, StoreError> {
+        let dir = self.scratch.join(key.database());
+        crate::durable::create_private_dir(&dir)
+            .map_err(StoreError::at(&dir, "cannot create the directory"))?;
+        let temp = tempfile::Builder::new()
+            .prefix(".lw-fetch-")
+            .tempfile_in(&dir)
+            .map_err(StoreError::at(&dir, "cannot create a temp file"))?;
+        let (file, path) = temp.into_parts();
+        let relative = key.as_str();
+        self.runtime.block_on(async {
+            let got = self
+                .objects
+                .get(&self.object(key))
+                .await
+                .map_err(|e| self.failed(relative, "cannot download", e))?;
+            let mut stream = got.into_stream();
+            let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.failed(relative, "cannot download", e))?;
+                out.write_all(&chunk)
+                    .map_err(StoreError::at(&path, "cannot write"))?;
+            }
+            out.flush().map_err(StoreError::at(&path, "cannot write"))
+        })?;
+        Ok(Fetched::temporary(path))
+    }
+
+    fn list(&self, database: &str) -> Result<Vec<Listed>, StoreError> {
+        let prefix = self.at(database);
+        let mut found = Vec::new();
+        self.runtime.block_on(async {
+            let mut listing = self.objects.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| self.failed(database, "cannot list", e))?;
+                let Some(file_name) = meta.location.filename() else {
+                    continue;
+                };
+                let Some(parsed) = naming::parse(database, file_name) else {
+                    continue;
+                };
+                found.push(Listed {
+                    key: Key::new(database, file_name),
+                    size: meta.size,
+                    named_at: parsed.created_at,
+                });
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        found.retain(|listed| listed.key.database() == database);
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            for (object, relative) in [
+                (self.object(key), key.to_string()),
+                (self.manifest_object(key), format!("{key}.json")),
+            ] {
+                match self.objects.delete(&object).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.failed(&relative, "cannot remove", e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn read_manifest(&self, key: &Key) -> Option<BackupRecord> {
+        let object = self.manifest_object(key);
+        let bytes = self.runtime.block_on(async {
+            let got = self.objects.get(&object).await?;
+            got.bytes().await
+        });
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(object_store::Error::NotFound { .. }) => return None,
+            Err(e) => {
+                tracing::warn!(url = %self.url, key = %key, error = %self.io_error(e), "cannot read an offsite manifest; the copy counts as unverified");
+                return None;
+            }
+        };
+        match manifest::decode(&bytes) {
+            Ok(record) => Some(BackupRecord {
+                store: StoreId::Offsite,
+                key: key.clone(),
+                ..record
+            }),
+            Err(e) => {
+                tracing::warn!(url = %self.url, key = %key, error = %e, "unusable offsite manifest; the copy counts as unverified");
+                None
+            }
+        }
+    }
+
+    fn write_manifest(&self, key: &Key, record: &BackupRecord) -> Result<(), StoreError> {
+        let object = self.manifest_object(key);
+        let payload = PutPayload::from(manifest::encode(record));
+        self.runtime
+            .block_on(self.objects.put(&object, payload))
+            .map(drop)
+            .map_err(|e| self.failed(&format!("{key}.json"), "cannot write the manifest", e))
+    }
+}
