@@ -320,8 +320,8 @@ fn execute(
         Change::SetPragma { path, to, .. } => {
             pragmas::change(path, *to, &connection).map_err(|e| JobFailure::from_error(&e))
         }
-        Change::RestoreDatabase { from, .. } => match database {
-            Some(database) => restore_missing(config, database, from, state, clock),
+        Change::RestoreDatabase { from, offsite, .. } => match database {
+            Some(database) => restore_missing(config, database, from, *offsite, state, clock),
             None => Err(not_configured()),
         },
         Change::Migrate {
@@ -372,18 +372,24 @@ fn restore_missing(
     config: &Config,
     database: &Database,
     from: &Path,
+    offsite: bool,
     state: &StateDb,
     clock: &dyn Clock,
 ) -> Result<(), JobFailure> {
     let request = RestoreRequest {
         database,
         backup_dir: &config.settings.backup_dir,
-        from: RestoreSource::File(from.to_path_buf()),
+        from: if offsite {
+            RestoreSource::Remote(None)
+        } else {
+            RestoreSource::File(from.to_path_buf())
+        },
         to: None,
         force: false,
         full_check: false,
     };
-    restore::restore(&request, from, state, clock, &mut Quiet)
+    let resolved = restore::resolve(&request, state).map_err(|e| JobFailure::from_error(&e))?;
+    restore::restore(&request, &resolved, state, clock, &mut Quiet)
         .map_err(|e| JobFailure::from_error(&e))?;
     let facts = match observe_file(&database.path).map_err(|e| JobFailure::from_error(&e))? {
         ObservedFile::Present(facts) => facts,

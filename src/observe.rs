@@ -147,24 +147,57 @@ pub fn observe_with(
             Some(ObservedFile::Missing)
         );
         let managed = observed.managed.iter().any(|m| m.name == name);
-        match crate::jobs::identity::expectation(
+        let found = crate::jobs::identity::expectation(
             state.as_ref(),
             name,
             &LocalDir::new(&config.settings.backup_dir),
             managed,
             missing,
-        ) {
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|local| with_offsite(config, database, state.as_ref(), local, missing));
+        match found {
             Ok(expectation) => {
                 observed.expectations.insert(name.to_string(), expectation);
             }
             Err(error) => {
-                observed
-                    .unreadable
-                    .insert(name.to_string(), error.to_string());
+                observed.unreadable.insert(name.to_string(), error);
             }
         }
     }
     Ok(observed)
+}
+
+/// The expectation of a missing database with `restore_if_missing` and no
+/// verified local copy, completed from its offsite store: a new machine
+/// with only jobs.yaml and the credentials restores from the bucket. A
+/// store that cannot be listed is an error (the database is then neither
+/// restored nor created empty).
+fn with_offsite(
+    config: &Config,
+    database: &crate::config::Database,
+    state: Option<&StateDb>,
+    local: crate::plan::Expectation,
+    missing: bool,
+) -> Result<crate::plan::Expectation, String> {
+    if !missing || !database.restore_if_missing || local.newest_verified.is_some() {
+        return Ok(local);
+    }
+    if database.backup.offsite.is_none() {
+        return Ok(local);
+    }
+    let name = database.name.as_str();
+    let remote = crate::jobs::offsite::open(database, &config.settings.backup_dir)
+        .map_err(|e| e.to_string())?;
+    let found = crate::jobs::identity::expectation(state, name, &remote, local.managed, true)
+        .map_err(|e| e.to_string())?;
+    Ok(crate::plan::Expectation {
+        backups: local.backups + found.backups,
+        verified: local.verified + found.verified,
+        identity: local.identity.or(found.identity),
+        newest_verified: found.newest_verified,
+        ..local
+    })
 }
 
 /// Applies the operator's holds to the observation: a `migrate down --to V`

@@ -53,7 +53,10 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
     let again = run(&project, &["offsite", "app", "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     let report = &json(&again.stdout)["databases"][0]["report"];
-    assert!(report["uploaded"].as_array().unwrap().is_empty(), "nothing waits: {report}");
+    assert!(
+        report["uploaded"].as_array().unwrap().is_empty(),
+        "nothing waits: {report}"
+    );
 
     let listed = run(&project, &["backups", "app", "--remote", "--json"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
@@ -78,10 +81,17 @@ fn a_wrong_secret_is_an_error_naming_the_variable_and_never_the_secret() {
     let wrong = "wr0ng-secret-value-1234";
     let out = project.run_with(
         &["offsite", "app"],
-        &[("AWS_ACCESS_KEY_ID", s3::KEY_ID), ("AWS_SECRET_ACCESS_KEY", wrong)],
+        &[
+            ("AWS_ACCESS_KEY_ID", s3::KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", wrong),
+        ],
     );
     assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(out.stderr.contains("AWS_SECRET_ACCESS_KEY"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("AWS_SECRET_ACCESS_KEY"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 
@@ -91,5 +101,152 @@ fn a_wrong_secret_is_an_error_naming_the_variable_and_never_the_secret() {
         missing.stderr.contains("AWS_SECRET_ACCESS_KEY is not set"),
         "{}",
         missing.stderr
+    );
+}
+
+/// The jobs.yaml of a machine restoring `app` from `server` when it is
+/// missing.
+fn recovering_config(server: &S3Server, prefix: &str) -> String {
+    format!(
+        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    restore_if_missing: true\n    backup:\n      retention: {{ keep_last: 2 }}\n",
+        server.offsite_yaml(prefix)
+    )
+}
+
+#[test]
+fn an_empty_machine_recovers_from_the_bucket_alone() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let old = Project::with_config(&recovering_config(&server, "prod"));
+    fill(&old.join("app.db"), 300);
+    assert_eq!(run(&old, &["backup", "app"]).code, 0);
+    let upload = run(&old, &["offsite", "app"]);
+    assert_eq!(upload.code, 0, "{}", upload.stderr);
+
+    let new = Project::with_config(&recovering_config(&server, "prod"));
+    let listed = run(&new, &["backups", "app", "--remote", "--json"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed = json(&listed.stdout);
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(
+        new.files()
+            .iter()
+            .all(|f| !f.starts_with("backups/app/app-")),
+        "listing downloads no copy: {:?}",
+        new.files()
+    );
+
+    let plan = run(&new, &["plan"]);
+    assert!(
+        plan.stdout.contains("restore") && plan.stdout.contains("s3://backups/prod/app/"),
+        "{}",
+        plan.stdout
+    );
+    let apply = run(&new, &["apply"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    assert_eq!(crate::common::count(&new.join("app.db"), "pages"), 300);
+    assert_eq!(
+        crate::common::dump(&new.join("app.db")),
+        crate::common::dump(&old.join("app.db"))
+    );
+    assert!(
+        new.files().iter().all(|f| !f.contains(".lw-fetch-")),
+        "{:?}",
+        new.files()
+    );
+}
+
+#[test]
+fn without_the_server_an_empty_machine_neither_restores_nor_creates_an_empty_database() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = Project::with_config(&recovering_config(&server, "prod"));
+    drop(server.stop());
+    let apply = run(&project, &["apply"]);
+    assert_ne!(apply.code, 0, "{}", apply.stdout);
+    assert!(
+        !project.join("app.db").exists(),
+        "no empty database was created"
+    );
+    assert!(
+        apply.stdout.contains("s3://backups/prod") || apply.stderr.contains("s3://backups/prod"),
+        "{}\n{}",
+        apply.stdout,
+        apply.stderr
+    );
+}
+
+#[test]
+fn a_corrupted_remote_copy_is_refused_and_the_error_names_the_older_copy_that_works() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = project(&server, "prod");
+    let mut keys = Vec::new();
+    for more in [0, 50] {
+        crate::common::open(&project.join("app.db"))
+            .execute(
+                "INSERT INTO pages (url) SELECT url || '?again' FROM pages LIMIT ?1",
+                [more],
+            )
+            .unwrap();
+        let backup = run(&project, &["backup", "app", "--json"]);
+        assert_eq!(backup.code, 0, "{}", backup.stderr);
+        keys.push(
+            json(&backup.stdout)["backups"][0]["record"]["key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        assert_eq!(run(&project, &["offsite", "app"]).code, 0);
+    }
+    let newest = server.object_path(&format!("prod/{}", keys[1]));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+
+    let out = run(
+        &project,
+        &[
+            "restore",
+            "app",
+            "--from",
+            "remote:latest",
+            "--to",
+            "restored.db",
+            "-y",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let older = keys[0].split('/').nth(1).unwrap();
+    assert!(
+        out.stderr.contains(keys[1].as_str()),
+        "names the failed copy: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("--from remote:{older}")),
+        "names the older copy: {}",
+        out.stderr
+    );
+    assert!(!project.join("restored.db").exists());
+
+    let from_older = format!("remote:{older}");
+    let out = run(
+        &project,
+        &[
+            "restore",
+            "app",
+            "--from",
+            &from_older,
+            "--to",
+            "restored.db",
+            "-y",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        crate::common::count(&project.join("restored.db"), "pages"),
+        200
     );
 }

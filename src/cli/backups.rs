@@ -4,7 +4,7 @@
 //! the work is in [`crate::jobs`].
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use indicatif::HumanBytes;
 use serde_json::json;
@@ -382,12 +382,17 @@ fn parse_before(
 /// restore, on a terminal or not.
 fn what_is_replaced(
     db: &crate::config::Database,
-    source: &Path,
+    resolved: &restore::Resolved,
     store: &LocalDir,
     state: &StateDb,
     clock: &dyn Clock,
 ) -> Result<String, Error> {
-    let copy = match catalogued(state, store, source)? {
+    let source = resolved.shown.as_path();
+    let record = match &resolved.record {
+        Some(record) => Some(record.clone()),
+        None => catalogued(state, store, source)?,
+    };
+    let copy = match record {
         Some(record) => {
             let age = (clock.now() - record.created_at)
                 .to_std()
@@ -429,14 +434,13 @@ pub(super) fn restore(
                 RestoreSource::Before(parse_before(time, clock.now(), config.settings.timezone)?)
             }
             (None, Some(migration), _) => RestoreSource::BeforeMigration(migration.to_string()),
-            (None, None, "latest") => RestoreSource::Latest,
-            (None, None, file) => RestoreSource::File(PathBuf::from(file)),
+            (None, None, from) => RestoreSource::parse_from(from),
         },
         to: args.to.map(crate::paths::from_cwd),
         force: args.force,
         full_check: args.full_check,
     };
-    let source = restore::resolve_source(&request, &state)?;
+    let source = restore::resolve(&request, &state)?;
     let target = request.to.clone().unwrap_or_else(|| db.path.clone());
     if request.to.is_none() && db.path.exists() {
         let store = LocalDir::new(&config.settings.backup_dir);
@@ -452,7 +456,7 @@ pub(super) fn restore(
             "restore `{}` into {} from {}{replacing}? [y/N] ",
             db.name,
             crate::paths::display(&target),
-            crate::paths::display(&source)
+            crate::paths::display(&source.shown)
         );
         let mut answer = String::new();
         std::io::stdin()

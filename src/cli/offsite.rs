@@ -55,9 +55,7 @@ pub(super) fn upload(
                             report.uploaded.len(),
                             HumanBytes(report.bytes),
                             report.pruned.len(),
-                            report
-                                .newest
-                                .map_or("none".to_string(), super::show_time)
+                            report.newest.map_or("none".to_string(), super::show_time)
                         ),
                     )?;
                 }

@@ -86,7 +86,11 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Preflight {
             ));
         }
         let db_device = nearest_existing(&database.path).and_then(|p| device(&p));
-        if database.backup.enabled && db_device.is_some() && db_device == backup_device {
+        if database.backup.enabled
+            && database.backup.offsite.is_none()
+            && db_device.is_some()
+            && db_device == backup_device
+        {
             sharing.push(name.as_str());
         }
     }
@@ -108,7 +112,7 @@ pub fn check(config: &Config, document: &Document, label: &str) -> Preflight {
             Severity::Warning,
             settings.key("backup_dir"),
             format!(
-                "`{}` is on the same file system as {} {}; one disk failure loses the data and its backups (put backups on another disk, or copy them off the machine)",
+                "`{}` is on the same file system as {} {}; one disk failure loses the data and its backups (put backups on another disk, or copy them off the machine with `offsite:`)",
                 paths::display(&config.settings.backup_dir),
                 if sharing.len() == 1 {
                     "database"

@@ -85,6 +85,7 @@ pub fn expectation(
             path: store.location(&b.key),
             created_at: b.created_at,
             source: manifest::source_of(store, b),
+            offsite: store.id() == crate::store::StoreId::Offsite,
         });
     }
     Ok(expectation)

@@ -47,7 +47,9 @@ pub enum OffsiteError {
         source: OpenError,
     },
     /// A request to the store failed.
-    #[error("offsite copy of `{database}` failed: {source}; the local copies are kept and the upload is retried")]
+    #[error(
+        "offsite copy of `{database}` failed: {source}; the local copies are kept and the upload is retried"
+    )]
     Store {
         /// The database.
         database: String,
@@ -57,7 +59,9 @@ pub enum OffsiteError {
     },
     /// The bytes read while uploading are not those the copy was verified
     /// with: the local copy changed after its backup.
-    #[error("offsite copy of `{database}` refused: {key} hashes to {read} while uploading, but its backup recorded {recorded}; the local copy changed after it was verified (run `litewarden verify {database}`); the uploaded object was removed")]
+    #[error(
+        "offsite copy of `{database}` refused: {key} hashes to {read} while uploading, but its backup recorded {recorded}; the local copy changed after it was verified (run `litewarden verify {database}`); the uploaded object was removed"
+    )]
     Changed {
         /// The database.
         database: String,
@@ -94,11 +98,14 @@ pub struct Report {
 pub fn open(database: &Database, backup_dir: &Path) -> Result<Remote, OffsiteError> {
     let name = database.name.as_str();
     let offsite = configured(database)?;
-    Remote::open(offsite, &|variable| std::env::var(variable).ok(), backup_dir).map_err(|source| {
-        OffsiteError::Open {
-            database: name.to_string(),
-            source,
-        }
+    Remote::open(
+        offsite,
+        &|variable| std::env::var(variable).ok(),
+        backup_dir,
+    )
+    .map_err(|source| OffsiteError::Open {
+        database: name.to_string(),
+        source,
     })
 }
 

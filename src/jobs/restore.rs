@@ -36,7 +36,8 @@ use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
-use crate::store::{BackupRecord, BackupTrigger, LocalDir, Store};
+use crate::state::StateError;
+use crate::store::{BackupRecord, BackupTrigger, Fetched, LocalDir, Store, StoreId};
 
 /// Where to restore from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,49 @@ pub enum RestoreSource {
     BeforeMigration(String),
     /// The newest verified backup taken before this time (`--before`).
     Before(DateTime<Utc>),
+    /// A copy on the database's offsite store: the newest verified one
+    /// (`remote:latest`), or the one with this file name (`remote:NAME`).
+    Remote(Option<String>),
+}
+
+impl RestoreSource {
+    /// `--from` as given: `latest`, `remote:latest`, `remote:NAME` or a
+    /// file.
+    pub fn parse_from(from: &str) -> Self {
+        match from.strip_prefix("remote:") {
+            Some("latest") | Some("") => RestoreSource::Remote(None),
+            Some(name) => RestoreSource::Remote(Some(name.to_string())),
+            None if from == "latest" => RestoreSource::Latest,
+            None => RestoreSource::File(PathBuf::from(from)),
+        }
+    }
+}
+
+/// A restore's source, resolved to a local file: the copy (or a download
+/// of it, removed when this is dropped) and its catalog record when it is
+/// a catalogued copy.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The local file to restore from.
+    pub path: PathBuf,
+    /// What the catalog records of it.
+    pub record: Option<BackupRecord>,
+    /// Where it came from, for messages: the file, or the remote URL.
+    pub shown: PathBuf,
+    _download: Option<Fetched>,
+}
+
+impl Resolved {
+    /// A local file; its record is looked up by its place in the backup
+    /// directory.
+    pub fn local(path: PathBuf) -> Self {
+        Resolved {
+            shown: path.clone(),
+            path,
+            record: None,
+            _download: None,
+        }
+    }
 }
 
 /// What to restore.
@@ -147,6 +191,32 @@ pub enum RestoreError {
         /// What went wrong.
         detail: String,
     },
+    /// A remote copy failed its check after the download.
+    #[error("the remote copy {} failed its check after the download ({source}); {}", crate::paths::display(.copy), match .older { Some(older) => format!("an older remote copy would work: `litewarden restore {database} --from remote:{older}`"), None => "no older verified remote copy exists".to_string() })]
+    RemoteCopy {
+        /// The database.
+        database: String,
+        /// The remote copy.
+        copy: PathBuf,
+        /// Why the copy was refused.
+        #[source]
+        source: Box<RestoreError>,
+        /// The next older verified remote copy's file name.
+        older: Option<String>,
+    },
+    /// No remote copy has that name.
+    #[error(
+        "database `{database}`: the offsite store has no verified copy named `{name}`; see `litewarden backups {database} --remote`"
+    )]
+    NoRemoteCopy {
+        /// The database.
+        database: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The offsite store cannot be used.
+    #[error(transparent)]
+    Offsite(#[from] Box<super::offsite::OffsiteError>),
     /// The catalog could not be read.
     #[error(transparent)]
     Backup(#[from] BackupError),
@@ -168,18 +238,73 @@ pub struct RestoreReport {
     pub duration_ms: u64,
 }
 
-/// Resolves the source file of a restore.
-pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathBuf, RestoreError> {
+/// Downloads the remote copy `name` (the newest verified one when `None`)
+/// of the database of `request`, the catalog first rebuilt from the
+/// remote manifests.
+fn resolve_remote(
+    request: &RestoreRequest,
+    state: &StateDb,
+    name: Option<&str>,
+) -> Result<Resolved, RestoreError> {
+    let database = request.database.name.as_str();
+    let remote = super::offsite::open(request.database, request.backup_dir).map_err(Box::new)?;
+    sync_catalog(state, &remote, database)?;
+    let chosen = match name {
+        None => super::manifest::latest_verified(state, &remote, database)?
+            .ok_or_else(|| RestoreError::NoBackup(database.to_string()))?,
+        Some(wanted) => super::manifest::restorable(state, &remote, database)?
+            .into_iter()
+            .find(|b| b.key.file_name() == wanted || b.key.as_str() == wanted)
+            .ok_or_else(|| RestoreError::NoRemoteCopy {
+                database: database.to_string(),
+                name: wanted.to_string(),
+            })?,
+    };
+    let fetched = remote
+        .fetch(&chosen.key)
+        .map_err(BackupError::store(database))?;
+    tracing::info!(db = database, key = %chosen.key, from = remote.url(), "remote copy downloaded");
+    Ok(Resolved {
+        path: fetched.path().to_path_buf(),
+        shown: remote.location(&chosen.key),
+        record: Some(chosen),
+        _download: Some(fetched),
+    })
+}
+
+/// The next older verified copy than `failed` on the offsite store.
+pub fn older_remote(
+    state: &StateDb,
+    database: &str,
+    failed: &BackupRecord,
+) -> Result<Option<String>, StateError> {
+    Ok(state
+        .backups(database)?
+        .into_iter()
+        .filter(|b| {
+            b.store == StoreId::Offsite
+                && b.verified()
+                && b.trigger != BackupTrigger::PreRestore
+                && b.seq < failed.seq
+        })
+        .max_by_key(|b| b.seq)
+        .map(|b| b.key.file_name().to_string()))
+}
+
+/// Resolves the source of a restore to a local file: a copy in the backup
+/// directory, a named file, or a download of a remote copy.
+pub fn resolve(request: &RestoreRequest, state: &StateDb) -> Result<Resolved, RestoreError> {
     let name = request.database.name.as_str();
     let store = LocalDir::new(request.backup_dir);
     match &request.from {
+        RestoreSource::Remote(copy) => resolve_remote(request, state, copy.as_deref()),
         RestoreSource::Latest => {
             sync_catalog(state, &store, name)?;
             let latest = super::manifest::latest_verified(state, &store, name)?
                 .ok_or_else(|| RestoreError::NoBackup(name.to_string()))?;
-            fetched(&store, &latest)
+            fetched(&store, &latest).map(Resolved::local)
         }
-        RestoreSource::File(path) => Ok(crate::paths::from_cwd(path)),
+        RestoreSource::File(path) => Ok(Resolved::local(crate::paths::from_cwd(path))),
         RestoreSource::Before(before) => {
             sync_catalog(state, &store, name)?;
             let verified = super::manifest::restorable(state, &store, name)?;
@@ -197,7 +322,7 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                             b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string()
                         }),
                 })?;
-            fetched(&store, chosen)
+            fetched(&store, chosen).map(Resolved::local)
         }
         RestoreSource::BeforeMigration(reference) => {
             let applied =
@@ -218,12 +343,13 @@ pub fn resolve_source(request: &RestoreRequest, state: &StateDb) -> Result<PathB
                         .join(", "),
                 });
             };
-            row.backup_path.as_ref().map(PathBuf::from).ok_or_else(|| {
-                RestoreError::NoMigrationBackup {
+            row.backup_path
+                .as_ref()
+                .map(|path| Resolved::local(PathBuf::from(path)))
+                .ok_or_else(|| RestoreError::NoMigrationBackup {
                     database: name.to_string(),
                     version: row.version,
-                }
-            })
+                })
         }
     }
 }
@@ -256,11 +382,37 @@ fn names_migration(reference: &str, row: &crate::jobs::migrations::AppliedMigrat
 /// Verifies `source` and restores it as `request` says.
 pub fn restore(
     request: &RestoreRequest,
-    source: &Path,
+    resolved: &Resolved,
     state: &StateDb,
     clock: &dyn Clock,
     progress: &mut dyn Progress,
 ) -> Result<RestoreReport, RestoreError> {
+    let result = restore_resolved(request, resolved, state, clock, progress);
+    match (result, &resolved.record) {
+        (Err(failed @ RestoreError::Verify { .. }), Some(record))
+            if record.store == StoreId::Offsite =>
+        {
+            let database = request.database.name.to_string();
+            let older = older_remote(state, &database, record)?;
+            Err(RestoreError::RemoteCopy {
+                database,
+                copy: resolved.shown.clone(),
+                source: Box::new(failed),
+                older,
+            })
+        }
+        (result, _) => result,
+    }
+}
+
+fn restore_resolved(
+    request: &RestoreRequest,
+    resolved: &Resolved,
+    state: &StateDb,
+    clock: &dyn Clock,
+    progress: &mut dyn Progress,
+) -> Result<RestoreReport, RestoreError> {
+    let source = resolved.path.as_path();
     let started = Instant::now();
     let database = request.database;
     let name = database.name.as_str();
@@ -270,9 +422,10 @@ pub fn restore(
     };
     verify::no_wal_beside(source).map_err(verify_error)?;
     let store = LocalDir::new(request.backup_dir);
-    let record = match store.key_of(source) {
-        Some(key) => state.backup_by_key(store.id(), &key)?,
-        None => None,
+    let record = match (&resolved.record, store.key_of(source)) {
+        (Some(record), _) => Some(record.clone()),
+        (None, Some(key)) => state.backup_by_key(store.id(), &key)?,
+        (None, None) => None,
     };
     if let Some(record) = &record
         && record.database != name
@@ -387,9 +540,9 @@ pub fn restore(
     if request.to.is_none() {
         remember_restored(state, database, clock)?;
     }
-    tracing::info!(db = name, source = %source.display(), target = %target.display(), proven_by_hash, "restored");
+    tracing::info!(db = name, source = %resolved.shown.display(), target = %target.display(), proven_by_hash, "restored");
     Ok(RestoreReport {
-        source: source.to_path_buf(),
+        source: resolved.shown.clone(),
         target,
         safety_copy,
         duration_ms: started.elapsed().as_millis() as u64,

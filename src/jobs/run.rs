@@ -169,9 +169,9 @@ impl Done {
                     report.uploaded.len(),
                     report.bytes,
                     report.pruned.len(),
-                    report
-                        .newest
-                        .map_or("none".to_string(), |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                    report.newest.map_or("none".to_string(), |at| at
+                        .format("%Y-%m-%d %H:%M:%SZ")
+                        .to_string())
                 ),
                 figures: RunFigures {
                     bytes: Some(report.bytes),

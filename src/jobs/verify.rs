@@ -97,7 +97,11 @@ impl<T> Hashing<T> {
 
     /// The hex SHA-256 and byte count of everything seen.
     pub fn finish(self) -> (String, u64, T) {
-        (crate::store::hex(&self.hasher.finalize()), self.bytes, self.inner)
+        (
+            crate::store::hex(&self.hasher.finalize()),
+            self.bytes,
+            self.inner,
+        )
     }
 }
 

@@ -223,6 +223,8 @@ pub enum Change {
         path: PathBuf,
         /// The backup to restore.
         from: PathBuf,
+        /// The backup is on the offsite store (downloaded first).
+        offsite: bool,
     },
     /// Apply pending migrations (after a verified backup).
     Migrate {
@@ -453,6 +455,7 @@ pub fn diff(observed: &Observed, desired: &Desired) -> Plan {
                         database: database.name.clone(),
                         path: database.path.clone(),
                         from: newest.path.clone(),
+                        offsite: newest.offsite,
                     })
                 }
                 _ if expected.known() => {

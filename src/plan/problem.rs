@@ -25,6 +25,8 @@ pub struct KnownBackup {
     pub created_at: DateTime<Utc>,
     /// What the database looked like then, if its manifest says.
     pub source: Option<Identity>,
+    /// It is on the offsite store (no local copy was found).
+    pub offsite: bool,
 }
 
 /// What litewarden knows of a database apart from its file.

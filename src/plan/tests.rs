@@ -238,6 +238,7 @@ fn missing_file_with_restore_if_missing_and_a_backup_is_restored_not_created() {
                 path: "/b/a/a-20261129T000000Z.db.zst".into(),
                 created_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
                 source: None,
+                offsite: false,
             }),
             ..Expectation::default()
         },

@@ -79,7 +79,8 @@ impl Store for LocalDir {
 
     fn put_file(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
         let staged = self.stage(key)?;
-        let mut source = crate::regular::open_io(from).map_err(StoreError::at(from, "cannot open"))?;
+        let mut source =
+            crate::regular::open_io(from).map_err(StoreError::at(from, "cannot open"))?;
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         let mut buffer = vec![0u8; 1 << 20];
         let mut size = 0u64;

@@ -50,7 +50,9 @@ impl StoreId {
 
     /// The store named `text` in the catalog.
     pub fn parse(text: &str) -> Option<Self> {
-        [StoreId::Local, StoreId::Offsite].into_iter().find(|s| s.as_str() == text)
+        [StoreId::Local, StoreId::Offsite]
+            .into_iter()
+            .find(|s| s.as_str() == text)
     }
 }
 

@@ -114,8 +114,7 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| settings(&e))?;
-        let (objects, prefix, credentials): (Arc<dyn ObjectStore>, String, _) = match &offsite.url
-        {
+        let (objects, prefix, credentials): (Arc<dyn ObjectStore>, String, _) = match &offsite.url {
             OffsiteUrl::S3 { bucket, prefix } => {
                 let read = |variable: &str, what, field| {
                     env(variable)
@@ -213,15 +212,19 @@ impl Remote {
     fn io_error(&self, error: object_store::Error) -> io::Error {
         let kind = match &error {
             object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                io::ErrorKind::AlreadyExists
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => io::ErrorKind::AlreadyExists,
             _ => io::ErrorKind::Other,
         };
         let text = error.to_string();
-        let refused = ["SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"]
-            .iter()
-            .any(|marker| text.contains(marker));
+        let refused = [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AccessDenied",
+            "403",
+        ]
+        .iter()
+        .any(|marker| text.contains(marker));
         match (&self.credentials, refused) {
             (Some((key_id, secret)), true) => io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -234,7 +237,12 @@ impl Remote {
         }
     }
 
-    fn failed(&self, relative: &str, action: &'static str, error: object_store::Error) -> StoreError {
+    fn failed(
+        &self,
+        relative: &str,
+        action: &'static str,
+        error: object_store::Error,
+    ) -> StoreError {
         StoreError {
             place: self.place(relative),
             action,
@@ -364,6 +372,7 @@ impl Store for Remote {
             .map_err(StoreError::at(&dir, "cannot create the directory"))?;
         let temp = tempfile::Builder::new()
             .prefix(".lw-fetch-")
+            .suffix(&format!("-{}", key.file_name()))
             .tempfile_in(&dir)
             .map_err(StoreError::at(&dir, "cannot create a temp file"))?;
         let (file, path) = temp.into_parts();

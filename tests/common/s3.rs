@@ -105,5 +105,8 @@ impl Drop for S3Server {
 
 /// The credentials environment for the binary.
 pub fn credentials() -> [(&'static str, &'static str); 2] {
-    [("AWS_ACCESS_KEY_ID", KEY_ID), ("AWS_SECRET_ACCESS_KEY", SECRET)]
+    [
+        ("AWS_ACCESS_KEY_ID", KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ]
 }
