@@ -250,3 +250,105 @@ fn a_corrupted_remote_copy_is_refused_and_the_error_names_the_older_copy_that_wo
         200
     );
 }
+
+/// Runs of the offsite job with `outcome`, from the state database.
+fn offsite_runs(project: &Project, outcome: &str) -> i64 {
+    let path = project.join(".litewarden/state.db");
+    if !path.exists() {
+        return 0;
+    }
+    crate::common::open(&path)
+        .query_row(
+            "SELECT count(*) FROM job_runs WHERE job = 'offsite' AND outcome = ?1",
+            [outcome],
+            |row| row.get(0),
+        )
+        .unwrap_or(0)
+}
+
+/// The catalog's copies in `store`, as (seq, key), in the order they were
+/// recorded.
+fn catalogued(project: &Project, store: &str) -> Vec<(i64, String)> {
+    let path = project.join(".litewarden/state.db");
+    let connection = crate::common::open(&path);
+    let mut select = connection
+        .prepare("SELECT seq, key FROM backups WHERE store = ?1 ORDER BY id")
+        .unwrap();
+    select
+        .query_map([store], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap_or_default()
+}
+
+#[test]
+fn while_the_server_is_down_the_backlog_waits_in_state_db_and_uploads_in_order_when_it_is_back() {
+    use crate::daemon::{Daemon, wait_until};
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let config = format!(
+        "version: 1\nsettings:\n  shutdown_grace: 2s\n{}    retention: {{ keep_last: 100 }}\ndefaults: {{ health: {{ enabled: false }}, optimize: {{ enabled: false }} }}\ndatabases:\n  app:\n    path: app.db\n    backup: {{ every: 1s, compress: none, retention: {{ keep_last: 1 }} }}\nalerts:\n  - {{ name: offsite-down, when: job_failed, jobs: [offsite], to: [ops@example.com] }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    fill(&project.join("app.db"), 100);
+    let daemon = Daemon::start_with(&project, &s3::credentials());
+    wait_until("a copy reaches the server", || {
+        offsite_runs(&project, "success") >= 1
+    });
+
+    let (root, addr) = server.stop();
+    let failed_before = offsite_runs(&project, "failed");
+    wait_until("uploads fail while three copies wait locally", || {
+        let local = catalogued(&project, "local").len();
+        offsite_runs(&project, "failed") > failed_before + 1 && local >= 3
+    });
+    let waiting: Vec<(i64, String)> = catalogued(&project, "local")
+        .into_iter()
+        .filter(|(_, key)| {
+            !catalogued(&project, "offsite")
+                .iter()
+                .any(|(_, k)| k == key)
+        })
+        .collect();
+    assert!(
+        waiting.len() >= 2,
+        "keep_last: 1 kept every copy not uploaded: {waiting:?}"
+    );
+    for (_, key) in &waiting {
+        assert!(
+            project.join(&format!("backups/{key}")).exists(),
+            "{key} is intact"
+        );
+    }
+    let alerts = project.run(&["alerts", "--json"]);
+    assert!(
+        alerts.stdout.contains("offsite-down"),
+        "the failure is alerted: {}",
+        alerts.stdout
+    );
+
+    let server = S3Server::start_at(&root, addr);
+    wait_until("every copy that waited reaches the server", || {
+        let remote = catalogued(&project, "offsite");
+        waiting
+            .iter()
+            .all(|(_, key)| remote.iter().any(|(_, k)| k == key))
+    });
+    let remote = catalogued(&project, "offsite");
+    let uploaded: Vec<i64> = remote
+        .iter()
+        .filter(|(_, key)| waiting.iter().any(|(_, k)| k == key))
+        .map(|(seq, _)| *seq)
+        .collect();
+    let mut in_order = uploaded.clone();
+    in_order.sort();
+    assert_eq!(uploaded, in_order, "the backlog went up oldest first");
+    for (_, key) in &waiting {
+        assert!(
+            server.object_path(&format!("prod/{key}")).exists(),
+            "{key} is on the server"
+        );
+    }
+    assert_eq!(daemon.stop(), 0);
+}

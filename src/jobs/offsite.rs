@@ -119,7 +119,9 @@ pub fn configured(database: &Database) -> Result<&Offsite, OffsiteError> {
 }
 
 /// The verified local copies of `database` waiting for their upload,
-/// oldest first.
+/// oldest first: those newer (by the catalog's sequence, which offsite
+/// rows share with their local copy) than the newest copy on the remote,
+/// or the newest one when nothing reached the remote yet.
 pub fn pending(state: &StateDb, database: &str) -> Result<Vec<BackupRecord>, StateError> {
     let backups = state.backups(database)?;
     let remote: HashSet<&Key> = backups
@@ -131,9 +133,9 @@ pub fn pending(state: &StateDb, database: &str) -> Result<Vec<BackupRecord>, Sta
         .iter()
         .filter(|b| b.store == StoreId::Local && b.verified() && b.sha256.is_some())
         .collect();
-    let reached = local
+    let reached = backups
         .iter()
-        .filter(|b| remote.contains(&b.key))
+        .filter(|b| b.store == StoreId::Offsite)
         .map(|b| b.seq)
         .max();
     let mut waiting: Vec<BackupRecord> = match reached {
