@@ -231,6 +231,25 @@ fn a_corrupted_remote_copy_is_refused_and_the_error_names_the_older_copy_that_wo
     );
     assert!(!project.join("restored.db").exists());
 
+    let newest_name = keys[1].split('/').nth(1).unwrap();
+    let verify = run(&project, &["verify", &format!("remote:{newest_name}")]);
+    assert_eq!(verify.code, 1, "{}", verify.stdout);
+    assert!(
+        verify
+            .stderr
+            .contains(&format!("s3://backups/prod/{}", keys[1]))
+            && verify.stderr.contains("failed verification"),
+        "{}",
+        verify.stderr
+    );
+    let verify = run(&project, &["verify", &format!("remote:{older}")]);
+    assert_eq!(verify.code, 0, "{}", verify.stderr);
+    assert!(
+        verify.stdout.starts_with("ok: s3://backups/prod/"),
+        "{}",
+        verify.stdout
+    );
+
     let from_older = format!("remote:{older}");
     let out = run(
         &project,
@@ -351,4 +370,45 @@ fn while_the_server_is_down_the_backlog_waits_in_state_db_and_uploads_in_order_w
         );
     }
     assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_drill_from_offsite_restores_the_newest_remote_copy_and_needs_an_offsite_store() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let config = format!(
+        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    drill: {{ every: 1d, from: offsite }}\n    backup:\n      retention: {{ keep_last: 2 }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    fill(&project.join("app.db"), 120);
+    assert_eq!(run(&project, &["backup", "app"]).code, 0);
+    let before = run(&project, &["drill", "app", "--json"]);
+    assert_eq!(
+        before.code, 1,
+        "nothing on the remote yet: {}",
+        before.stdout
+    );
+    assert_eq!(run(&project, &["offsite", "app"]).code, 0);
+    let drill = run(&project, &["drill", "app", "--json"]);
+    assert_eq!(drill.code, 0, "{}\n{}", drill.stdout, drill.stderr);
+    let report = json(&drill.stdout);
+    let restored = report["drill"]["backup"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(restored.starts_with("s3://backups/prod/app/"), "{report}");
+
+    let without = Project::with_config(
+        "version: 1\ndatabases:\n  app:\n    path: app.db\n    drill: { every: 1d, from: offsite }\n",
+    );
+    let check = without.run(&["check"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stderr.contains("databases.app.drill.from")
+            || check.stdout.contains("databases.app.drill.from"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
 }

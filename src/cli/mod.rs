@@ -133,9 +133,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check a backup or database file: checksum (when catalogued) and integrity_check.
+    /// Check a backup or database file: checksum (when catalogued) and integrity_check; `remote:NAME` downloads and checks a copy on the offsite store.
     Verify {
-        /// The file.
+        /// The file, or `remote:NAME` (a copy's file name on the offsite store).
         file: PathBuf,
         /// Print the result as JSON.
         #[arg(long)]
@@ -473,7 +473,10 @@ pub fn run(
             out,
         ),
         Command::Verify { file, json } => {
-            backups::verify(cli, environment, clock.as_ref(), file, *json, out)
+            match file.to_str().and_then(|f| f.strip_prefix("remote:")) {
+                Some(name) => offsite::verify(cli, environment, clock.as_ref(), name, *json, out),
+                None => backups::verify(cli, environment, clock.as_ref(), file, *json, out),
+            }
         }
         Command::Restore {
             database,

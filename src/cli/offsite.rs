@@ -81,3 +81,62 @@ pub(super) fn upload(
         ExitStatus::Failure
     })
 }
+
+/// `verify remote:NAME`: NAME is a copy's file name or its key
+/// (`db/file`); the database is the one whose copies are named so.
+pub(super) fn verify(
+    cli: &Cli,
+    environment: &Environment,
+    clock: &dyn Clock,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<ExitStatus, Error> {
+    let config = super::load_config(cli, environment)?;
+    let with_offsite = config
+        .databases
+        .values()
+        .filter(|db| db.backup.offsite.is_some());
+    let found = with_offsite.clone().find_map(|db| {
+        let file = match name.split_once('/') {
+            Some((database, file)) if database == db.name.as_str() => file,
+            Some(_) => return None,
+            None => name,
+        };
+        crate::store::naming::parse(db.name.as_str(), file)
+            .map(|_| (db, crate::store::Key::new(db.name.as_str(), file)))
+    });
+    let Some((db, key)) = found else {
+        return Err(crate::jobs::offsite::OffsiteError::Unknown {
+            name: name.to_string(),
+            databases: with_offsite
+                .map(|db| format!("`{}`", db.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
+    };
+    let _lock = super::claim(&config, [&**db])?;
+    let state = StateDb::open(&config.settings.state_dir)?;
+    let verified = crate::jobs::offsite::verify(
+        db,
+        &key,
+        &config.settings.backup_dir,
+        &state,
+        clock,
+        &mut Reporter::for_stderr(),
+    )?;
+    if json {
+        print(out, json!({ "ok": true, "verified": verified }))?;
+    } else {
+        print(
+            out,
+            format_args!(
+                "ok: {}: integrity_check ok, SHA-256 matches its manifest ({})",
+                crate::paths::display(&verified.copy),
+                verified.sha256
+            ),
+        )?;
+    }
+    Ok(ExitStatus::Success)
+}

@@ -442,6 +442,8 @@ pub struct Drill {
     pub freshness_sql: Option<String>,
     /// Largest acceptable freshness lag of the restored copy.
     pub max_lag: Option<Duration>,
+    /// Where the restored copy comes from.
+    pub from: DrillFrom,
 }
 
 /// Migration settings of one database.
@@ -579,6 +581,16 @@ scalar_enum!(
         Quick => "quick",
         /// `PRAGMA integrity_check`.
         Full => "full",
+    }
+);
+
+scalar_enum!(
+    /// Which copies a drill restores.
+    DrillFrom {
+        /// The newest verified copy in the backup directory.
+        Local => "local",
+        /// The newest verified copy on the offsite store (downloaded).
+        Offsite => "offsite",
     }
 );
 

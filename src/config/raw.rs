@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::interpolate::Expanded;
 use super::model::{
-    AlertCondition, AutoVacuum, BackupMethod, Compression, JobKind, JournalMode, MigrationApply,
-    SmtpTls, Synchronous, VerifyLevel,
+    AlertCondition, AutoVacuum, BackupMethod, Compression, DrillFrom, JobKind, JournalMode,
+    MigrationApply, SmtpTls, Synchronous, VerifyLevel,
 };
 use super::secret::VariableName;
 use super::values::{ByteSize, CronPattern, EmailAddress, HumanDuration};
@@ -272,6 +272,8 @@ pub struct RawDrill {
     pub freshness_sql: Option<Text>,
     /// The drill fails when the restored copy's freshness value is older than the live one's by more than this (values read as times), e.g. `2h`.
     pub max_lag: Option<Expanded<HumanDuration>>,
+    /// `local` (default): restore the newest verified copy in the backup directory; `offsite`: download and restore the newest verified copy on the offsite store.
+    pub from: Option<Expanded<DrillFrom>>,
 }
 
 /// Migration files.

@@ -5,7 +5,9 @@
 //! restore it into a scratch file in the backup directory, run
 //! `integrity_check` on it, optionally run `freshness_sql` on it and on the
 //! live database and compare, then delete the scratch file. Nothing live is
-//! touched; the live database is opened read-only.
+//! touched; the live database is opened read-only. With `drill: { from:
+//! offsite }` the copy is the newest verified one on the offsite store,
+//! downloaded first: the drill then proves the bucket alone restores.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use super::backup;
 use super::progress::Quiet;
 use super::verify;
 use crate::clock::Clock;
-use crate::config::{Database, VerifyLevel};
+use crate::config::{Database, DrillFrom, VerifyLevel};
 use crate::state::StateDb;
 use crate::store::{LocalDir, Store};
 
@@ -62,25 +64,35 @@ pub fn run(
 ) -> Result<Report, crate::state::StateError> {
     let started = Instant::now();
     let name = database.name.as_str();
-    let store = LocalDir::new(backup_dir);
-    super::manifest::sync_catalog(state, &store, name).map_err(|e| match e {
-        backup::BackupError::State(e) => e,
-        other => crate::state::StateError::Corrupt {
-            path: backup_dir.to_path_buf(),
-            detail: other.to_string(),
+    let failed = |reason: String| Report {
+        database: name.to_string(),
+        backup: None,
+        passed: false,
+        reason: Some(reason),
+        freshness: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let local = LocalDir::new(backup_dir);
+    let remote;
+    let store: &dyn Store = match database.drill.as_ref().map(|d| d.from) {
+        Some(DrillFrom::Offsite) => match super::offsite::open(database, backup_dir) {
+            Ok(opened) => {
+                remote = opened;
+                &remote
+            }
+            Err(e) => return Ok(failed(e.to_string())),
         },
-    })?;
-    let Some(newest) = super::manifest::latest_verified(state, &store, name)? else {
-        return Ok(Report {
-            database: name.to_string(),
-            backup: None,
-            passed: false,
-            reason: Some(format!(
-                "no verified backup to restore (`litewarden backup {name}`)"
-            )),
-            freshness: None,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        _ => &local,
+    };
+    match super::manifest::sync_catalog(state, store, name) {
+        Ok(_) => {}
+        Err(backup::BackupError::State(e)) => return Err(e),
+        Err(other) => return Ok(failed(other.to_string())),
+    }
+    let Some(newest) = super::manifest::latest_verified(state, store, name)? else {
+        return Ok(failed(format!(
+            "no verified backup to restore (`litewarden backup {name}`)"
+        )));
     };
     let place = store.location(&newest.key);
     state.add_reader(&place, std::process::id(), "drill", clock.now())?;

@@ -72,6 +72,27 @@ pub enum OffsiteError {
         /// The hash recorded.
         recorded: String,
     },
+    /// A remote copy failed its verification after the download.
+    #[error("database `{database}`: the remote copy {} failed verification: {source}", crate::paths::display(.copy))]
+    Refused {
+        /// The database.
+        database: String,
+        /// The remote copy.
+        copy: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: super::verify::VerifyError,
+    },
+    /// No remote copy has that name.
+    #[error(
+        "no verified or unverified copy named `{name}` is on the offsite store of {databases}; see `litewarden backups DB --remote`"
+    )]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The databases searched.
+        databases: String,
+    },
     /// The catalog could not be synced or pruned.
     #[error(transparent)]
     Backup(#[from] BackupError),
@@ -205,4 +226,67 @@ pub fn run(
         .map(|b| b.created_at)
         .max();
     Ok(report)
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteVerified {
+    /// The copy's record (verified now).
+    pub record: BackupRecord,
+    /// Where it is.
+    pub copy: std::path::PathBuf,
+    /// The SHA-256 of the object.
+    pub sha256: String,
+}
+
+/// Downloads the remote copy `key` of `database` and verifies it in full
+/// (hash against its manifest, then `integrity_check`); a pass is recorded
+/// in the catalog and the remote manifest.
+pub fn verify(
+    database: &Database,
+    key: &Key,
+    backup_dir: &Path,
+    state: &StateDb,
+    clock: &dyn Clock,
+    progress: &mut dyn super::progress::Progress,
+) -> Result<RemoteVerified, OffsiteError> {
+    let name = database.name.as_str();
+    let remote = open(database, backup_dir)?;
+    let failed = |source| OffsiteError::Store {
+        database: name.to_string(),
+        source,
+    };
+    let listed = remote.list(name).map_err(failed)?;
+    sync_listed(state, &remote, name, &listed)?;
+    let record =
+        state
+            .backup_by_key(StoreId::Offsite, key)?
+            .ok_or_else(|| OffsiteError::Unknown {
+                name: key.to_string(),
+                databases: name.to_string(),
+            })?;
+    let fetched = remote.fetch(key).map_err(failed)?;
+    let copy = remote.location(key);
+    let verified = super::verify::verify_file(
+        fetched.path(),
+        record.sha256.as_deref(),
+        crate::config::VerifyLevel::Full,
+        backup_dir,
+        progress,
+    )
+    .map_err(|source| OffsiteError::Refused {
+        database: name.to_string(),
+        copy: copy.clone(),
+        source,
+    })?;
+    state.mark_verified(record.id, &verified.sha256, clock.now())?;
+    super::manifest::refresh_from_catalog(state, &remote, key)?;
+    let record = state
+        .backup_by_key(StoreId::Offsite, key)?
+        .unwrap_or(record);
+    Ok(RemoteVerified {
+        record,
+        copy,
+        sha256: verified.sha256,
+    })
 }

@@ -124,6 +124,9 @@ impl Validator<'_> {
             max_lag: v(&raw_db.max_lag)
                 .or(v(&raw_def.max_lag))
                 .map(HumanDuration::get),
+            from: v(&raw_db.from)
+                .or(v(&raw_def.from))
+                .unwrap_or(DrillFrom::Local),
         }))
     }
 }

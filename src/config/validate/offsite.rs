@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{FieldPath, Validator, v};
-use crate::config::model::{Offsite, OffsiteUrl, Retention};
-use crate::config::raw::RawOffsite;
+use crate::config::model::{Backup, Drill, DrillFrom, Offsite, OffsiteUrl, Retention};
+use crate::config::raw::{RawDatabase, RawOffsite};
 use crate::config::secret::{DEFAULT_ACCESS_KEY_ID_ENV, DEFAULT_SECRET_ACCESS_KEY_ENV};
 use crate::config::values::HumanDuration;
 
@@ -111,6 +111,25 @@ impl Validator<'_> {
                 })),
                 None => None,
             },
+        }
+    }
+
+    /// A drill `from: offsite` needs an offsite store.
+    pub(super) fn check_drill_source(
+        &mut self,
+        drill: &Drill,
+        backup: &Backup,
+        raw: &RawDatabase,
+        path: &FieldPath,
+        def_path: &FieldPath,
+    ) {
+        if drill.from == DrillFrom::Offsite && backup.offsite.is_none() {
+            let own = raw.drill.as_ref().is_some_and(|d| d.from.is_some());
+            let at = if own { path } else { def_path };
+            self.error(
+                &at.key("from"),
+                "`from: offsite` needs an offsite store: add `offsite:` under settings or this database's backup",
+            );
         }
     }
 }
