@@ -297,7 +297,7 @@ fn database_metrics(
     use crate::state::health::Status;
     let gauge = || Family::<DatabaseLabels, Gauge>::default();
     let (size, wal, freelist, status) = (gauge(), gauge(), gauge(), gauge());
-    let (backup_age, backup_size) = (gauge(), gauge());
+    let (backup_age, backup_size, offsite_age) = (gauge(), gauge(), gauge());
     let free_disk = Family::<DiskLabels, Gauge>::default();
     let checks = Family::<CheckLabels, Gauge>::default();
     for report in state.all_health()? {
@@ -318,6 +318,9 @@ fn database_metrics(
         }
         if let Some(bytes) = f.backup_size_bytes {
             backup_size.get_or_create(&labels).set(bytes as i64);
+        }
+        if let Some(age) = f.offsite_age_seconds {
+            offsite_age.get_or_create(&labels).set(age);
         }
         for (dir, free) in [
             ("database", f.free_disk_bytes),
@@ -380,6 +383,11 @@ fn database_metrics(
         "litewarden_backup_size_bytes",
         "Size of the newest verified backup",
         backup_size,
+    );
+    registry.register(
+        "litewarden_offsite_age_seconds",
+        "Age of the newest copy on the offsite store at the last health run",
+        offsite_age,
     );
     let last_success = Family::<JobLabels, Gauge>::default();
     for success in state.last_successes()? {

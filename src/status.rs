@@ -18,7 +18,7 @@ use crate::state::daemon::{DaemonRow, JobRunRow, ScheduledJob};
 use crate::state::expect::Hold;
 use crate::state::health::Report as HealthReport;
 use crate::state::{StateDb, StateError};
-use crate::store::Key;
+use crate::store::{Key, StoreId};
 
 /// Everything `status` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +40,24 @@ pub struct Status {
     pub health: Vec<HealthReport>,
     /// Pending and firing alerts.
     pub alerts: Vec<Active>,
+    /// Each database's copies off the machine, for the databases that have
+    /// an offsite store (or copies on one).
+    pub offsite: Vec<OffsiteState>,
+}
+
+/// How far a database's offsite store has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffsiteState {
+    /// The database.
+    pub database: String,
+    /// The newest copy that reached the store (its name's time).
+    pub newest: Option<DateTime<Utc>>,
+    /// When it reached the store (uploaded and checked).
+    pub reached_at: Option<DateTime<Utc>>,
+    /// Copies on the store.
+    pub copies: usize,
+    /// Verified local copies waiting for their upload, oldest first.
+    pub waiting: Vec<Key>,
 }
 
 /// A backup dated after now.
@@ -69,6 +87,15 @@ pub fn snapshot(
             .collect(),
     };
     let mut dated_in_future = Vec::new();
+    let mut offsite = Vec::new();
+    for database in &databases {
+        let configured = config
+            .and_then(|c| c.databases.get(database.as_str()))
+            .is_some_and(|db| db.backup.offsite.is_some());
+        if let Some(state) = offsite_state(state, database, configured)? {
+            offsite.push(state);
+        }
+    }
     for database in databases {
         for key in state.backups_dated_after(&database, now)? {
             dated_in_future.push(FutureBackup {
@@ -90,7 +117,36 @@ pub fn snapshot(
         dated_in_future,
         health: state.all_health()?,
         alerts: active_alerts(state)?,
+        offsite,
     })
+}
+
+/// The offsite state of `database` from the catalog; `None` when it has
+/// no offsite store (`configured`) and no copies on one.
+fn offsite_state(
+    state: &StateDb,
+    database: &str,
+    configured: bool,
+) -> Result<Option<OffsiteState>, StateError> {
+    let remote: Vec<_> = state
+        .backups(database)?
+        .into_iter()
+        .filter(|b| b.store == StoreId::Offsite)
+        .collect();
+    if !configured && remote.is_empty() {
+        return Ok(None);
+    }
+    let newest = remote.iter().max_by_key(|b| b.seq);
+    Ok(Some(OffsiteState {
+        database: database.to_string(),
+        newest: newest.map(|b| b.created_at),
+        reached_at: newest.and_then(|b| b.verified_at),
+        copies: remote.len(),
+        waiting: crate::jobs::offsite::pending(state, database)?
+            .into_iter()
+            .map(|b| b.key)
+            .collect(),
+    }))
 }
 
 /// Whether some process holds the daemon lock of `state_dir`.

@@ -412,3 +412,111 @@ fn a_drill_from_offsite_restores_the_newest_remote_copy_and_needs_an_offsite_sto
         check.stderr
     );
 }
+
+/// The `offsite_age` check of `health app --json` run `offset` ahead.
+fn offsite_age_check(project: &Project, offset: &str) -> serde_json::Value {
+    let mut env = s3::credentials().to_vec();
+    env.push(("LITEWARDEN_CLOCK_OFFSET", offset));
+    let health = project.run_with(&["health", "app", "--json"], &env);
+    let report = json(&health.stdout);
+    report["databases"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "offsite_age")
+        .cloned()
+        .unwrap_or_else(|| panic!("no offsite_age check: {report}"))
+}
+
+#[test]
+fn status_and_health_say_how_far_the_offsite_store_is_behind() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = project(&server, "prod");
+    assert_eq!(run(&project, &["backup", "app"]).code, 0);
+    let status = json(&run(&project, &["status", "--json"]).stdout);
+    assert_eq!(
+        status["offsite"][0]["waiting"].as_array().unwrap().len(),
+        1,
+        "{status}"
+    );
+    assert_eq!(offsite_age_check(&project, "0s")["status"], "healthy");
+    assert_eq!(
+        offsite_age_check(&project, "3h")["status"],
+        "degraded",
+        "waiting past max_age_lag (2h)"
+    );
+
+    assert_eq!(run(&project, &["offsite", "app"]).code, 0);
+    let status = json(&run(&project, &["status", "--json"]).stdout);
+    assert_eq!(status["offsite"][0]["copies"], 1, "{status}");
+    assert!(
+        status["offsite"][0]["waiting"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{status}"
+    );
+    let text = run(&project, &["status"]).stdout;
+    assert!(text.contains("offsite: app: newest copy"), "{text}");
+    assert_eq!(offsite_age_check(&project, "0s")["status"], "healthy");
+    let stale = offsite_age_check(&project, "3h");
+    assert_eq!(stale["status"], "degraded");
+    assert!(
+        stale["detail"].as_str().unwrap().contains("max_age_lag"),
+        "{stale}"
+    );
+}
+
+#[test]
+fn remote_retention_keeps_the_newest_verified_and_pinned_copies_whatever_the_rules_say() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let config = format!(
+        "version: 1\nsettings:\n{}    retention: {{ keep_last: 1, max_age: 1s }}\ndatabases:\n  app:\n    path: app.db\n    backup:\n      retention: {{ keep_last: 5 }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    fill(&project.join("app.db"), 50);
+    let mut keys = Vec::new();
+    for (i, pin) in [true, false, false].into_iter().enumerate() {
+        let offset = format!("{}h", i * 2);
+        let mut env = s3::credentials().to_vec();
+        env.push(("LITEWARDEN_CLOCK_OFFSET", &offset));
+        let mut args = vec!["backup", "app", "--json"];
+        if pin {
+            args.push("--pin");
+        }
+        let backup = project.run_with(&args, &env);
+        assert_eq!(backup.code, 0, "{}", backup.stderr);
+        keys.push(
+            json(&backup.stdout)["backups"][0]["record"]["key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let upload = project.run_with(&["offsite", "app"], &env);
+        assert_eq!(upload.code, 0, "{}", upload.stderr);
+    }
+    let present: Vec<bool> = keys
+        .iter()
+        .map(|key| server.object_path(&format!("prod/{key}")).exists())
+        .collect();
+    assert_eq!(
+        present,
+        [true, false, true],
+        "pinned and newest kept, the middle one removed: {keys:?}"
+    );
+    assert!(
+        !server
+            .object_path(&format!("prod/{}.json", keys[1]))
+            .exists(),
+        "its manifest went with it"
+    );
+    for key in &keys {
+        assert!(
+            project.join(&format!("backups/{key}")).exists(),
+            "local copies follow their own retention"
+        );
+    }
+}

@@ -95,6 +95,20 @@ pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError>
                 report.reasons().join("; "),
             ));
         }
+        if report
+            .checks
+            .iter()
+            .any(|c| c.name == "offsite_age" && c.status != Status::Healthy)
+        {
+            let reason = report
+                .checks
+                .iter()
+                .filter(|c| c.name == "offsite_age")
+                .map(|c| c.detail.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            facts.push(fact(AlertCondition::OffsiteStale, database, None, reason));
+        }
         for (condition, names) in [
             (AlertCondition::BackupStale, &["backup_age"][..]),
             (

@@ -78,6 +78,7 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         dated_in_future,
         health,
         alerts,
+        offsite,
     } = status;
     let running = *running;
     match daemon {
@@ -214,6 +215,28 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
             ),
         };
         print(out, format_args!("hold: {}: {what}", hold.database))?;
+    }
+    for store in offsite {
+        let newest = match (store.newest, store.reached_at) {
+            (Some(newest), Some(at)) => format!(
+                "newest copy {} (reached {}), {} on the store",
+                super::show_time(newest),
+                super::show_time(at),
+                store.copies
+            ),
+            _ => "no copy on the store yet".to_string(),
+        };
+        let waiting = match store.waiting.len() {
+            0 => "nothing waiting".to_string(),
+            n => format!(
+                "{n} waiting for upload (`litewarden offsite {}`)",
+                store.database
+            ),
+        };
+        print(
+            out,
+            format_args!("offsite: {}: {newest}; {waiting}", store.database),
+        )?;
     }
     for backup in dated_in_future {
         print(

@@ -125,6 +125,9 @@ pub fn run(request: Request, state: Option<&StateDb>) -> Report {
     }
     let store = LocalDir::new(request.backup_dir);
     backup_check(db, &store, state, request.now, &mut figures, &mut check);
+    if let Some(state) = state {
+        offsite_check(db, state, request.now, &mut figures, &mut check);
+    }
     if let Some(migrations) = &db.migrations {
         match crate::jobs::migrations::runner::status(db, migrations) {
             Ok(status) if !status.errors().is_empty() => {
@@ -303,6 +306,53 @@ fn backup_check(
             format!("no verified backup (`litewarden backup {}`)", db.name),
         ),
     }
+}
+
+/// `offsite_age`: degraded when the offsite store is further behind than
+/// `offsite.max_age_lag` (the `offsite_stale` alert); from the catalog, no
+/// request to the store.
+fn offsite_check(
+    db: &Database,
+    state: &StateDb,
+    now: DateTime<Utc>,
+    figures: &mut Figures,
+    check: &mut impl FnMut(&str, Status, String),
+) {
+    let lag = match super::offsite::lag(state, db, now) {
+        Ok(Some(lag)) => lag,
+        Ok(None) => return,
+        Err(e) => return check("offsite_age", Status::Degraded, e.to_string()),
+    };
+    figures.offsite_age_seconds = lag.newest_age.map(|age| age.num_seconds().max(0));
+    let age = |age: chrono::TimeDelta| {
+        humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64))
+    };
+    let (status, detail) = match (lag.newest_age, lag.stale) {
+        (Some(newest), false) => (
+            Status::Healthy,
+            format!("newest offsite copy is {} old", age(newest)),
+        ),
+        (Some(newest), true) => (
+            Status::Degraded,
+            format!(
+                "newest offsite copy is {} old, above offsite.max_age_lag (`litewarden offsite {}`)",
+                age(newest),
+                db.name
+            ),
+        ),
+        (None, true) => (
+            Status::Degraded,
+            format!(
+                "no copy reached the offsite store yet, and one waits longer than offsite.max_age_lag (`litewarden offsite {}`)",
+                db.name
+            ),
+        ),
+        (None, false) => (
+            Status::Healthy,
+            "no copy on the offsite store yet".to_string(),
+        ),
+    };
+    check("offsite_age", status, detail);
 }
 
 /// The slow check due for `database` at `now` (see

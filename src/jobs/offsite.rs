@@ -290,3 +290,41 @@ pub fn verify(
         sha256: verified.sha256,
     })
 }
+
+/// How far the offsite store is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// Age of the newest remote copy, when one exists.
+    pub newest_age: Option<chrono::TimeDelta>,
+    /// Whether it is past `max_age_lag`: the newest remote copy is older,
+    /// or (none reached the remote) the oldest copy waiting is.
+    pub stale: bool,
+}
+
+/// The offsite lag of `database` at `now`, from the catalog alone (no
+/// request to the store); `None` without `offsite:`.
+pub fn lag(
+    state: &StateDb,
+    database: &Database,
+    now: DateTime<Utc>,
+) -> Result<Option<Lag>, StateError> {
+    let Some(offsite) = database.backup.offsite.as_deref() else {
+        return Ok(None);
+    };
+    let name = database.name.as_str();
+    let newest = state
+        .backups(name)?
+        .into_iter()
+        .filter(|b| b.store == StoreId::Offsite)
+        .map(|b| b.created_at)
+        .max();
+    let reference = match newest {
+        Some(at) => Some(at),
+        None => pending(state, name)?.first().map(|b| b.created_at),
+    };
+    let limit = chrono::TimeDelta::from_std(offsite.max_age_lag).unwrap_or(chrono::TimeDelta::MAX);
+    Ok(Some(Lag {
+        newest_age: newest.map(|at| now - at),
+        stale: reference.is_some_and(|at| now - at > limit),
+    }))
+}

@@ -69,6 +69,9 @@ pub struct Figures {
     pub backup_size_bytes: Option<u64>,
     /// WAL frames a passive checkpoint could not back-fill.
     pub wal_frames_pinned: Option<i64>,
+    /// Age of the newest copy on the offsite store, in seconds.
+    #[serde(default)]
+    pub offsite_age_seconds: Option<i64>,
 }
 
 /// The result of one health run.
