@@ -520,3 +520,50 @@ fn remote_retention_keeps_the_newest_verified_and_pinned_copies_whatever_the_rul
         );
     }
 }
+
+#[test]
+fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishes() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start_slow_parts(objects.path(), std::time::Duration::from_millis(700));
+    let config = format!(
+        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      compress: none\n      retention: {{ keep_last: 2 }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    crate::common::open(&project.join("app.db"))
+        .execute_batch(
+            "CREATE TABLE blobs (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO blobs SELECT randomblob(65536) FROM n;",
+        )
+        .unwrap();
+    let backup = run(&project, &["backup", "app", "--json"]);
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let key = json(&backup.stdout)["backups"][0]["record"]["key"].as_str().unwrap().to_string();
+    let size = std::fs::metadata(project.join(&format!("backups/{key}"))).unwrap().len();
+    assert!(size > 16 << 20, "large enough for a multipart upload: {size}");
+
+    let mut child = std::process::Command::new(crate::common::binary())
+        .args(["offsite", "app"])
+        .current_dir(project.path())
+        .envs(s3::credentials())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::daemon::wait_until("a part is on its way", || server.parts_received() >= 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let object = server.object_path(&format!("prod/{key}"));
+    assert!(!object.exists(), "no half object");
+    let listed = json(&run(&project, &["backups", "app", "--remote", "--json"]).stdout);
+    assert!(listed["backups"].as_array().unwrap().is_empty(), "no half copy listed: {listed}");
+
+    let again = run(&project, &["offsite", "app", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        std::fs::read(&object).unwrap(),
+        std::fs::read(project.join(&format!("backups/{key}"))).unwrap()
+    );
+    let listed = json(&run(&project, &["backups", "app", "--remote", "--json"]).stdout);
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+}

@@ -36,9 +36,9 @@ use crate::durable::PendingFile;
 use crate::store::BackupRecord;
 
 /// Copies larger than this are uploaded in parts.
-pub const MULTIPART_FROM: u64 = 32 << 20;
-/// The size of one part of a multipart upload.
-pub const PART_SIZE: usize = 16 << 20;
+pub const MULTIPART_FROM: u64 = 16 << 20;
+/// The size of one part of a multipart upload (S3's smallest is 5 MiB).
+pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once.
 pub const PARTS_IN_FLIGHT: usize = 4;
 
