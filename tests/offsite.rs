@@ -39,6 +39,12 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
 
     let upload = run(&project, &["offsite", "app", "--json"]);
     assert_eq!(upload.code, 0, "{}", upload.stderr);
+    let spent = server.requests();
+    assert_eq!(
+        (spent.get("LIST"), spent.get("PUT"), spent.get("HEAD"), spent.get("GET")),
+        (Some(&1), Some(&2), Some(&1), None),
+        "one listing, the manifest and the copy, one size check: {spent:?}"
+    );
     let report = &json(&upload.stdout)["databases"][0]["report"];
     assert_eq!(report["uploaded"].as_array().unwrap().len(), 1, "{report}");
     let object = server.object_path(&format!("prod/{key}"));
@@ -52,6 +58,9 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
 
     let again = run(&project, &["offsite", "app", "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
+    let after = server.requests();
+    assert_eq!(after.get("LIST"), Some(&2), "nothing waiting costs one listing: {after:?}");
+    assert_eq!((after.get("PUT"), after.get("HEAD")), (spent.get("PUT"), spent.get("HEAD")));
     let report = &json(&again.stdout)["databases"][0]["report"];
     assert!(
         report["uploaded"].as_array().unwrap().is_empty(),
@@ -537,9 +546,17 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
         .unwrap();
     let backup = run(&project, &["backup", "app", "--json"]);
     assert_eq!(backup.code, 0, "{}", backup.stderr);
-    let key = json(&backup.stdout)["backups"][0]["record"]["key"].as_str().unwrap().to_string();
-    let size = std::fs::metadata(project.join(&format!("backups/{key}"))).unwrap().len();
-    assert!(size > 16 << 20, "large enough for a multipart upload: {size}");
+    let key = json(&backup.stdout)["backups"][0]["record"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = std::fs::metadata(project.join(&format!("backups/{key}")))
+        .unwrap()
+        .len();
+    assert!(
+        size > 16 << 20,
+        "large enough for a multipart upload: {size}"
+    );
 
     let mut child = std::process::Command::new(crate::common::binary())
         .args(["offsite", "app"])
@@ -556,7 +573,10 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
     let object = server.object_path(&format!("prod/{key}"));
     assert!(!object.exists(), "no half object");
     let listed = json(&run(&project, &["backups", "app", "--remote", "--json"]).stdout);
-    assert!(listed["backups"].as_array().unwrap().is_empty(), "no half copy listed: {listed}");
+    assert!(
+        listed["backups"].as_array().unwrap().is_empty(),
+        "no half copy listed: {listed}"
+    );
 
     let again = run(&project, &["offsite", "app", "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
@@ -566,4 +586,70 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
     );
     let listed = json(&run(&project, &["backups", "app", "--remote", "--json"]).stdout);
     assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// A read-only tmpfs mounted at a directory, unmounted on drop.
+struct ReadOnlyMount(std::path::PathBuf);
+
+impl ReadOnlyMount {
+    /// Mounts one at `dir`; `None` where this user may not mount (never
+    /// under CI, which runs as root).
+    fn at(dir: &std::path::Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            mounted || std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a read-only tmpfs"
+        );
+        mounted.then(|| ReadOnlyMount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_file_offsite_on_a_read_only_mount_is_an_error_that_names_it() {
+    let project = Project::new();
+    let mount_dir = project.join("nfs");
+    let Some(_mount) = ReadOnlyMount::at(&mount_dir) else {
+        eprintln!("skipped: this user cannot mount a read-only tmpfs (CI runs this test as root)");
+        return;
+    };
+    let url = format!("file://{}", mount_dir.display());
+    project.write(
+        "jobs.yaml",
+        format!("version: 1\nsettings:\n  offsite:\n    url: {url}\ndatabases:\n  app:\n    path: app.db\n    backup: {{ retention: {{ keep_last: 2 }} }}\n").as_bytes(),
+    );
+    fill(&project.join("app.db"), 50);
+    let backup = project.run(&["backup", "app", "--json"]);
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let key = json(&backup.stdout)["backups"][0]["record"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = project.run(&["offsite", "app"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&url),
+        "names the offsite directory: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    assert!(
+        project.join(&format!("backups/{key}")).exists(),
+        "the local copy is kept"
+    );
 }

@@ -36,7 +36,12 @@ pub struct S3Server {
 fn kind<B>(request: &hyper::Request<B>) -> &'static str {
     let query = request.uri().query().unwrap_or("");
     match request.method().as_str() {
-        "GET" if query.contains("list-type") || request.uri().path().trim_matches('/').split('/').count() == 1 => "LIST",
+        "GET"
+            if query.contains("list-type")
+                || request.uri().path().trim_matches('/').split('/').count() == 1 =>
+        {
+            "LIST"
+        }
         "GET" => "GET",
         "HEAD" => "HEAD",
         "PUT" => "PUT",
@@ -89,21 +94,24 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
-                let (service, counted, seen) = (service.clone(), Arc::clone(&counted), Arc::clone(&seen));
-                let wrapped = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    *counted.lock().unwrap().entry(kind(&request)).or_default() += 1;
-                    let part = request.uri().query().unwrap_or("").contains("partNumber=");
-                    let (service, seen) = (service.clone(), Arc::clone(&seen));
-                    async move {
-                        if part {
-                            seen.fetch_add(1, Ordering::SeqCst);
-                            if let Some(delay) = part_delay {
-                                tokio::time::sleep(delay).await;
+                let (service, counted, seen) =
+                    (service.clone(), Arc::clone(&counted), Arc::clone(&seen));
+                let wrapped = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        *counted.lock().unwrap().entry(kind(&request)).or_default() += 1;
+                        let part = request.uri().query().unwrap_or("").contains("partNumber=");
+                        let (service, seen) = (service.clone(), Arc::clone(&seen));
+                        async move {
+                            if part {
+                                seen.fetch_add(1, Ordering::SeqCst);
+                                if let Some(delay) = part_delay {
+                                    tokio::time::sleep(delay).await;
+                                }
                             }
+                            hyper::service::Service::call(&service, request).await
                         }
-                        hyper::service::Service::call(&service, request).await
-                    }
-                });
+                    },
+                );
                 let connection = http
                     .serve_connection(TokioIo::new(socket), wrapped)
                     .into_owned();
