@@ -41,7 +41,12 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
     assert_eq!(upload.code, 0, "{}", upload.stderr);
     let spent = server.requests();
     assert_eq!(
-        (spent.get("LIST"), spent.get("PUT"), spent.get("HEAD"), spent.get("GET")),
+        (
+            spent.get("LIST"),
+            spent.get("PUT"),
+            spent.get("HEAD"),
+            spent.get("GET")
+        ),
         (Some(&1), Some(&2), Some(&1), None),
         "one listing, the manifest and the copy, one size check: {spent:?}"
     );
@@ -59,8 +64,15 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
     let again = run(&project, &["offsite", "app", "--json"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     let after = server.requests();
-    assert_eq!(after.get("LIST"), Some(&2), "nothing waiting costs one listing: {after:?}");
-    assert_eq!((after.get("PUT"), after.get("HEAD")), (spent.get("PUT"), spent.get("HEAD")));
+    assert_eq!(
+        after.get("LIST"),
+        Some(&2),
+        "nothing waiting costs one listing: {after:?}"
+    );
+    assert_eq!(
+        (after.get("PUT"), after.get("HEAD")),
+        (spent.get("PUT"), spent.get("HEAD"))
+    );
     let report = &json(&again.stdout)["databases"][0]["report"];
     assert!(
         report["uploaded"].as_array().unwrap().is_empty(),
