@@ -665,3 +665,55 @@ fn a_file_offsite_on_a_read_only_mount_is_an_error_that_names_it() {
         "the local copy is kept"
     );
 }
+
+#[test]
+fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = project(&server, "prod");
+    let check = run(&project, &["check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains(&format!("offsite: s3://backups/prod for app, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains("is not set"), "{}", check.stdout);
+    let unset = project.run(&["check"]);
+    assert!(
+        unset.stdout.contains("AWS_SECRET_ACCESS_KEY is not set"),
+        "{}",
+        unset.stdout
+    );
+
+    for (offsite, field, says) in [
+        (
+            "url: backups/prod",
+            "settings.offsite.url",
+            "must start with s3:// or file://",
+        ),
+        ("url: s3://", "settings.offsite.url", "names no bucket"),
+        (
+            "url: s3://b\n    endpoint: http://127.0.0.1:9",
+            "settings.offsite.endpoint",
+            "allow_http: true",
+        ),
+        (
+            "url: s3://b\n    secret_access_key_env: \"hunter2!secret\"",
+            "settings.offsite.secret_access_key_env",
+            "never the password itself",
+        ),
+    ] {
+        let bad = Project::with_config(&format!(
+            "version: 1\nsettings:\n  offsite:\n    {offsite}\ndatabases:\n  app: {{ path: app.db }}\n"
+        ));
+        let check = bad.run(&["check"]);
+        assert_eq!(check.code, 1, "{offsite}: {}", check.stdout);
+        let said = format!("{}{}", check.stdout, check.stderr);
+        assert!(
+            said.contains(field) && said.contains(says),
+            "{offsite}: {said}"
+        );
+        assert!(!said.contains("hunter2!secret"), "{said}");
+    }
+}

@@ -26,15 +26,17 @@ pub(super) fn check(
         return Ok(ExitStatus::Failure);
     };
     let databases = loaded.config.databases.len();
+    let offsite = super::offsite::summary(&loaded.config, environment);
     if json {
         print(
             out,
-            json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings }),
+            json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings, "offsite": offsite }),
         )?;
     } else {
         for warning in &loaded.warnings {
             print(out, warning)?;
         }
+        super::offsite::show_summary(&offsite, out)?;
         print(
             out,
             format_args!(

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::progress_bar::Reporter;
 use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::Environment;
+use crate::config::{Config, Environment};
 use crate::error::Error;
 use crate::jobs::run::{Done, Job};
 use crate::state::StateDb;
@@ -139,4 +139,82 @@ pub(super) fn verify(
         )?;
     }
     Ok(ExitStatus::Success)
+}
+
+/// One offsite store as `check` shows it.
+#[derive(Debug, serde::Serialize)]
+pub(super) struct Summary {
+    /// The store.
+    url: String,
+    /// The databases whose copies go there.
+    databases: Vec<String>,
+    /// The credential variables it reads.
+    credentials: Vec<String>,
+    /// Those of them not set in this environment.
+    unset: Vec<String>,
+}
+
+/// The offsite stores of `config`, each once, with the credential
+/// variables `environment` lacks (never their values).
+pub(super) fn summary(config: &Config, environment: &Environment) -> Vec<Summary> {
+    let mut stores: Vec<Summary> = Vec::new();
+    for db in config.databases.values() {
+        let Some(offsite) = db.backup.offsite.as_deref() else {
+            continue;
+        };
+        let url = offsite.url.to_string();
+        let credentials = match offsite.url {
+            crate::config::OffsiteUrl::S3 { .. } => vec![
+                offsite.access_key_id_env.clone(),
+                offsite.secret_access_key_env.clone(),
+            ],
+            crate::config::OffsiteUrl::File(_) => Vec::new(),
+        };
+        match stores
+            .iter_mut()
+            .find(|s| s.url == url && s.credentials == credentials)
+        {
+            Some(store) => store.databases.push(db.name.to_string()),
+            None => stores.push(Summary {
+                unset: credentials
+                    .iter()
+                    .filter(|name| environment.get(name).is_none_or(|v| v.is_empty()))
+                    .cloned()
+                    .collect(),
+                url,
+                databases: vec![db.name.to_string()],
+                credentials,
+            }),
+        }
+    }
+    stores
+}
+
+/// The lines `check` prints for `stores`.
+pub(super) fn show_summary(stores: &[Summary], out: &mut dyn Write) -> Result<(), Error> {
+    for store in stores {
+        let credentials = if store.credentials.is_empty() {
+            String::new()
+        } else {
+            format!(", credentials from {}", store.credentials.join(" and "))
+        };
+        print(
+            out,
+            format_args!(
+                "offsite: {} for {}{credentials}",
+                store.url,
+                store.databases.join(", ")
+            ),
+        )?;
+        for name in &store.unset {
+            print(
+                out,
+                format_args!(
+                    "warning: offsite {}: {name} is not set in this environment; uploads fail until the daemon's environment has it",
+                    store.url
+                ),
+            )?;
+        }
+    }
+    Ok(())
 }
