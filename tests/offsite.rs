@@ -674,7 +674,7 @@ fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
     let check = run(&project, &["check"]);
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
-        check.stdout.contains(&format!("offsite: s3://backups/prod for app, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")),
+        check.stdout.contains("offsite: s3://backups/prod for app, credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         "{}",
         check.stdout
     );
