@@ -195,10 +195,20 @@ impl PendingFile {
 /// calls: a sweeper ([`remove_unlocked_temps`]) that locks the file between
 /// them removes it, and then this takes another name.
 fn named_and_locked(dir: &Path) -> io::Result<(File, TempPath)> {
+    locked_temp(dir, "")
+}
+
+/// A new named temp in `dir` whose name ends in `suffix` (so a reader
+/// that goes by the extension, `.zst`, reads it right), locked while the
+/// returned file is open: a killed process's temp is swept by
+/// [`remove_unlocked_temps`], a live one's is not. Removed when the path
+/// is dropped.
+pub fn locked_temp(dir: &Path, suffix: &str) -> io::Result<(File, TempPath)> {
     let mut attempts = 0;
     loop {
         let (file, path) = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
+            .suffix(suffix)
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .tempfile_in(dir)?
             .into_parts();

@@ -171,7 +171,7 @@ fn an_empty_machine_recovers_from_the_bucket_alone() {
         crate::common::dump(&old.join("app.db"))
     );
     assert!(
-        new.files().iter().all(|f| !f.contains(".lw-fetch-")),
+        new.files().iter().all(|f| !f.contains(".lw-tmp-")),
         "{:?}",
         new.files()
     );

@@ -146,7 +146,7 @@ pub struct Listed {
 #[derive(Debug)]
 pub struct Fetched {
     path: PathBuf,
-    _temporary: Option<tempfile::TempPath>,
+    _temporary: Option<(std::fs::File, tempfile::TempPath)>,
 }
 
 impl Fetched {
@@ -158,11 +158,12 @@ impl Fetched {
         }
     }
 
-    /// A downloaded temp file, removed when this is dropped.
-    pub fn temporary(temp: tempfile::TempPath) -> Self {
+    /// A downloaded temp file, locked by `file` (so no sweep removes it
+    /// while it is read) and removed when this is dropped.
+    pub fn temporary(file: std::fs::File, temp: tempfile::TempPath) -> Self {
         Fetched {
             path: temp.to_path_buf(),
-            _temporary: Some(temp),
+            _temporary: Some((file, temp)),
         }
     }
 

@@ -8,8 +8,8 @@
 //! checked by size after the upload; every S3 request carries a SHA-256
 //! checksum the server verifies. Manifests sit beside each copy as
 //! `<key>.json`, so the bucket alone describes itself. Downloads land in a
-//! temp file under the local backup directory and vanish with their
-//! [`Fetched`].
+//! locked temp file under the local backup directory and vanish with their
+//! [`Fetched`] (a killed process's is swept like every temp there).
 //!
 //! Credentials come from the environment variables the config names, and
 //! never appear in an error: a refused signature names the variables.
@@ -370,12 +370,8 @@ impl Store for Remote {
         let dir = self.scratch.join(key.database());
         crate::durable::create_private_dir(&dir)
             .map_err(StoreError::at(&dir, "cannot create the directory"))?;
-        let temp = tempfile::Builder::new()
-            .prefix(".lw-fetch-")
-            .suffix(&format!("-{}", key.file_name()))
-            .tempfile_in(&dir)
+        let (file, path) = crate::durable::locked_temp(&dir, &format!("-{}", key.file_name()))
             .map_err(StoreError::at(&dir, "cannot create a temp file"))?;
-        let (file, path) = temp.into_parts();
         let relative = key.as_str();
         self.runtime.block_on(async {
             let got = self
@@ -392,7 +388,7 @@ impl Store for Remote {
             }
             out.flush().map_err(StoreError::at(&path, "cannot write"))
         })?;
-        Ok(Fetched::temporary(path))
+        Ok(Fetched::temporary(file, path))
     }
 
     fn list(&self, database: &str) -> Result<Vec<Listed>, StoreError> {
