@@ -157,13 +157,13 @@ fn plain_get(server: &S3Server, prefix: &str, key: &str, to: &Path) {
     });
 }
 
-fn project(dir: &Path, db: &Path, server: &S3Server, backup: &str) -> PathBuf {
+fn project(dir: &Path, db: &Path, server: &S3Server, prefix: &str, backup: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("jobs.yaml"),
         format!(
             "version: 1\nsettings:\n{}    retention: {{ keep_last: 5 }}\ndatabases:\n  app:\n    path: {}\n    backup: {{ {backup} retention: {{ keep_last: 5 }} }}\n",
-            server.offsite_yaml("bench"),
+            server.offsite_yaml(prefix),
             db.display()
         ),
     )
@@ -191,13 +191,19 @@ fn main() {
     let server = S3Server::start(&work.path().join("s3"));
 
     println!("# offsite benchmark, {megabytes} MiB crawler database, {rounds} rounds");
-    let plain_dir = project(&work.path().join("plain"), &db, &server, "compress: none,");
+    let plain_dir = project(
+        &work.path().join("plain"),
+        &db,
+        &server,
+        "plain",
+        "compress: none,",
+    );
     litewarden(&plain_dir, &["backup", "app"]);
     let key = newest_key(&plain_dir);
     let copy = plain_dir.join("backups").join(&key);
     let size = std::fs::metadata(&copy).unwrap().len();
     let store = Remote::open(
-        &offsite(&server, "bench"),
+        &offsite(&server, "plain"),
         &|name| {
             s3::credentials()
                 .iter()
@@ -242,7 +248,7 @@ fn main() {
         if ratio >= 0.9 { "met" } else { "MISSED" }
     );
 
-    let zstd_dir = project(&work.path().join("zstd"), &db, &server, "");
+    let zstd_dir = project(&work.path().join("zstd"), &db, &server, "zstd", "");
     litewarden(&zstd_dir, &["backup", "app"]);
     litewarden(&zstd_dir, &["offsite", "app"]);
     let key = newest_key(&zstd_dir);
@@ -267,7 +273,7 @@ fn main() {
         let downloaded = work.path().join(format!("downloaded-{round}.db.zst"));
         let plain_out = work.path().join(format!("plain-{round}.db"));
         let started = Instant::now();
-        plain_get(&server, "bench", &key, &downloaded);
+        plain_get(&server, "zstd", &key, &downloaded);
         run(Command::new("zstd")
             .args(["-d", "-q", "-f"])
             .arg(&downloaded)
@@ -289,7 +295,7 @@ fn main() {
 
     let small = work.path().join("small.db");
     crawler_db::generate(&small, 4);
-    let daily = project(&work.path().join("daily"), &small, &server, "");
+    let daily = project(&work.path().join("daily"), &small, &server, "daily", "");
     for day in 0..8 {
         let offset = format!("{day}d");
         let before = server.requests();

@@ -189,7 +189,7 @@ fn with_offsite(
     let name = database.name.as_str();
     let remote = crate::jobs::offsite::open(database, &config.settings.backup_dir)
         .map_err(|e| e.to_string())?;
-    let found = crate::jobs::identity::expectation(state, name, &remote, local.managed, true)
+    let found = crate::jobs::identity::expectation(state, name, &*remote, local.managed, true)
         .map_err(|e| e.to_string())?;
     Ok(crate::plan::Expectation {
         backups: local.backups + found.backups,

@@ -129,7 +129,7 @@ pub(super) fn list(
     for db in databases {
         let entries = if remote {
             let store = crate::jobs::offsite::open(db, &config.settings.backup_dir)?;
-            prune_job::decide(&state, db, &store, config.settings.timezone, clock.now())?
+            prune_job::decide(&state, db, &*store, config.settings.timezone, clock.now())?
         } else {
             retention(&state, &config, db, clock)?
         };

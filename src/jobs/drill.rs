@@ -78,7 +78,7 @@ pub fn run(
         Some(DrillFrom::Offsite) => match super::offsite::open(database, backup_dir) {
             Ok(opened) => {
                 remote = opened;
-                &remote
+                &*remote
             }
             Err(e) => return Ok(failed(e.to_string())),
         },

@@ -26,8 +26,7 @@ use super::prune;
 use crate::clock::Clock;
 use crate::config::{Database, Offsite};
 use crate::state::{StateDb, StateError};
-use crate::store::remote::OpenError;
-use crate::store::{BackupRecord, Key, LocalDir, Remote, Store, StoreError, StoreId};
+use crate::store::{BackupRecord, Key, LocalDir, OpenError, Store, StoreError, StoreId};
 
 /// Why an offsite run failed. The local copies are untouched in every case.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,11 @@ pub enum OffsiteError {
         "database `{0}` has no offsite store; add `offsite:` under settings or the database's backup"
     )]
     NotConfigured(String),
+    /// This build has no offsite store (the Python package's).
+    #[error(
+        "database `{0}`: this build of litewarden has no offsite store (the Python package leaves it to the daemon); run `litewarden offsite {0}`"
+    )]
+    NotBuilt(String),
     /// The store cannot be opened (credentials, directory).
     #[error("database `{database}`: {source}")]
     Open {
@@ -116,18 +120,27 @@ pub struct Report {
 
 /// Opens the offsite store of `database`, credentials from the process
 /// environment, downloads under `backup_dir`.
-pub fn open(database: &Database, backup_dir: &Path) -> Result<Remote, OffsiteError> {
+#[cfg(feature = "offsite")]
+pub fn open(database: &Database, backup_dir: &Path) -> Result<Box<dyn Store>, OffsiteError> {
     let name = database.name.as_str();
     let offsite = configured(database)?;
-    Remote::open(
+    crate::store::Remote::open(
         offsite,
         &|variable| std::env::var(variable).ok(),
         backup_dir,
     )
+    .map(|remote| Box::new(remote) as Box<dyn Store>)
     .map_err(|source| OffsiteError::Open {
         database: name.to_string(),
         source,
     })
+}
+
+/// Without the `offsite` feature (the Python package) no store opens.
+#[cfg(not(feature = "offsite"))]
+pub fn open(database: &Database, _backup_dir: &Path) -> Result<Box<dyn Store>, OffsiteError> {
+    configured(database)?;
+    Err(OffsiteError::NotBuilt(database.name.to_string()))
 }
 
 /// The offsite settings of `database`.
@@ -141,8 +154,10 @@ pub fn configured(database: &Database) -> Result<&Offsite, OffsiteError> {
 
 /// The verified local copies of `database` waiting for their upload,
 /// oldest first: those newer (by the catalog's sequence, which offsite
-/// rows share with their local copy) than the newest copy on the remote,
-/// or the newest one when nothing reached the remote yet.
+/// rows share with their local copy) than the newest verified copy on the
+/// remote, or the newest one when none reached it yet. A remote object
+/// known only by its name (no manifest: not uploaded by litewarden, or
+/// from before manifests) is unverified and holds back nothing.
 pub fn pending(state: &StateDb, database: &str) -> Result<Vec<BackupRecord>, StateError> {
     let backups = state.backups(database)?;
     let remote: HashSet<&Key> = backups
@@ -156,7 +171,7 @@ pub fn pending(state: &StateDb, database: &str) -> Result<Vec<BackupRecord>, Sta
         .collect();
     let reached = backups
         .iter()
-        .filter(|b| b.store == StoreId::Offsite)
+        .filter(|b| b.store == StoreId::Offsite && b.verified())
         .map(|b| b.seq)
         .max();
     let mut waiting: Vec<BackupRecord> = match reached {
@@ -257,7 +272,7 @@ pub fn verify(
         source,
     };
     let listed = remote.list(name).map_err(failed)?;
-    sync_listed(state, &remote, name, &listed)?;
+    sync_listed(state, &*remote, name, &listed)?;
     let record =
         state
             .backup_by_key(StoreId::Offsite, key)?
@@ -280,7 +295,7 @@ pub fn verify(
         source,
     })?;
     state.mark_verified(record.id, &verified.sha256, clock.now())?;
-    super::manifest::refresh_from_catalog(state, &remote, key)?;
+    super::manifest::refresh_from_catalog(state, &*remote, key)?;
     let record = state
         .backup_by_key(StoreId::Offsite, key)?
         .unwrap_or(record);
@@ -327,4 +342,70 @@ pub fn lag(
         newest_age: newest.map(|at| now - at),
         stale: reference.is_some_and(|at| now - at > limit),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BackupTrigger, naming};
+
+    fn record(store: StoreId, seq: i64, verified: bool) -> BackupRecord {
+        let at = DateTime::from_timestamp(1_800_000_000 + seq * 3600, 0).unwrap();
+        BackupRecord {
+            id: 0,
+            database: "app".into(),
+            store,
+            key: Key::new("app", &naming::file_name("app", at, 0, true)),
+            created_at: at,
+            size: 1,
+            sha256: Some("ab".into()),
+            verified_at: verified.then_some(at),
+            method: None,
+            trigger: BackupTrigger::Schedule,
+            pinned: false,
+            duration_ms: None,
+            seq,
+            source: None,
+        }
+    }
+
+    fn waiting(rows: &[BackupRecord]) -> Vec<i64> {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        for row in rows {
+            state.insert_backup(row).unwrap();
+        }
+        pending(&state, "app")
+            .unwrap()
+            .iter()
+            .map(|b| b.seq)
+            .collect()
+    }
+
+    #[test]
+    fn what_waits_is_every_verified_copy_newer_than_the_newest_verified_remote_one() {
+        use StoreId::{Local, Offsite};
+        assert_eq!(
+            waiting(&[record(Local, 1, true), record(Local, 2, true)]),
+            [2],
+            "none reached it: the newest"
+        );
+        assert_eq!(
+            waiting(&[
+                record(Local, 2, true),
+                record(Offsite, 1, true),
+                record(Local, 3, false),
+                record(Local, 4, true)
+            ]),
+            [2, 4],
+            "oldest first, unverified local copies never"
+        );
+        let mut named_only = record(Offsite, 9, false);
+        named_only.key = Key::new("app", "app-20261200T000000Z.db");
+        assert_eq!(
+            waiting(&[record(Local, 1, true), named_only]),
+            [1],
+            "a remote object known only by its name holds back nothing"
+        );
+    }
 }

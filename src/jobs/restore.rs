@@ -248,11 +248,11 @@ fn resolve_remote(
 ) -> Result<Resolved, RestoreError> {
     let database = request.database.name.as_str();
     let remote = super::offsite::open(request.database, request.backup_dir).map_err(Box::new)?;
-    sync_catalog(state, &remote, database)?;
+    sync_catalog(state, &*remote, database)?;
     let chosen = match name {
-        None => super::manifest::latest_verified(state, &remote, database)?
+        None => super::manifest::latest_verified(state, &*remote, database)?
             .ok_or_else(|| RestoreError::NoBackup(database.to_string()))?,
-        Some(wanted) => super::manifest::restorable(state, &remote, database)?
+        Some(wanted) => super::manifest::restorable(state, &*remote, database)?
             .into_iter()
             .find(|b| b.key.file_name() == wanted || b.key.as_str() == wanted)
             .ok_or_else(|| RestoreError::NoRemoteCopy {
@@ -263,7 +263,7 @@ fn resolve_remote(
     let fetched = remote
         .fetch(&chosen.key)
         .map_err(BackupError::store(database))?;
-    tracing::info!(db = database, key = %chosen.key, from = remote.url(), "remote copy downloaded");
+    tracing::info!(db = database, key = %chosen.key, from = %remote.location(&chosen.key).display(), "remote copy downloaded");
     Ok(Resolved {
         path: fetched.path().to_path_buf(),
         shown: remote.location(&chosen.key),

@@ -271,7 +271,7 @@ pub fn run(
             let remote = offsite::open(database, context.backup_dir)?;
             let report = offsite::run(
                 database,
-                &remote,
+                &*remote,
                 context.backup_dir,
                 state,
                 context.timezone,

@@ -12,7 +12,9 @@
 pub mod local;
 pub mod manifest;
 pub mod naming;
+mod open_error;
 mod record;
+#[cfg(feature = "offsite")]
 pub mod remote;
 
 use std::fmt;
@@ -23,7 +25,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use local::LocalDir;
+pub use open_error::OpenError;
 pub use record::{BackupRecord, BackupTrigger};
+#[cfg(feature = "offsite")]
 pub use remote::Remote;
 
 use crate::durable::PendingFile;

@@ -30,7 +30,9 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{Fetched, Key, Listed, Store, StoreError, StoreId, Written, manifest, naming};
+use super::{
+    Fetched, Key, Listed, OpenError, Store, StoreError, StoreId, Written, manifest, naming,
+};
 use crate::config::{Offsite, OffsiteUrl};
 use crate::durable::PendingFile;
 use crate::store::BackupRecord;
@@ -41,42 +43,6 @@ pub const MULTIPART_FROM: u64 = 16 << 20;
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once.
 pub const PARTS_IN_FLIGHT: usize = 4;
-
-/// Why an offsite store cannot be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// A credential variable is not set.
-    #[error(
-        "offsite {url}: the environment variable {variable} is not set (it holds the {what}; offsite.{field} names it)"
-    )]
-    MissingCredential {
-        /// The offsite URL.
-        url: String,
-        /// The variable.
-        variable: String,
-        /// What it holds.
-        what: &'static str,
-        /// The config field that names it.
-        field: &'static str,
-    },
-    /// The directory of a `file://` offsite cannot be created.
-    #[error("offsite {url}: cannot create the directory: {source}")]
-    Directory {
-        /// The offsite URL.
-        url: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The client cannot be built from the settings.
-    #[error("offsite {url}: {message}")]
-    Settings {
-        /// The offsite URL.
-        url: String,
-        /// What object_store said.
-        message: String,
-    },
-}
 
 /// One offsite location.
 pub struct Remote {
