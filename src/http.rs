@@ -446,6 +446,18 @@ fn database_metrics(
         "Pages the last maintenance run gave back",
         reclaimed,
     );
+    let uploaded = gauge();
+    for (database, figures) in state.latest_figures(JobKind::Offsite)? {
+        let bytes = figures.bytes.unwrap_or(0);
+        uploaded
+            .get_or_create(&DatabaseLabels { database })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "litewarden_offsite_uploaded_bytes",
+        "Bytes the last offsite run uploaded",
+        uploaded,
+    );
     Ok(())
 }
 

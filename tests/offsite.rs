@@ -717,3 +717,55 @@ fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
         assert!(!said.contains("hunter2!secret"), "{said}");
     }
 }
+
+#[test]
+fn the_server_stopping_during_an_upload_fails_the_run_and_keeps_the_local_copy_for_the_next() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start_slow_parts(objects.path(), std::time::Duration::from_secs(5));
+    let config = format!(
+        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      compress: none\n      retention: {{ keep_last: 1 }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    crate::common::open(&project.join("app.db"))
+        .execute_batch(
+            "CREATE TABLE blobs (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO blobs SELECT randomblob(65536) FROM n;",
+        )
+        .unwrap();
+    let backup = run(&project, &["backup", "app", "--json"]);
+    assert_eq!(backup.code, 0, "{}", backup.stderr);
+    let key = json(&backup.stdout)["backups"][0]["record"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let local = project.join(&format!("backups/{key}"));
+    let before = std::fs::read(&local).unwrap();
+
+    let upload = std::process::Command::new(crate::common::binary())
+        .args(["offsite", "app"])
+        .current_dir(project.path())
+        .envs(s3::credentials())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::daemon::wait_until("a part is on its way", || server.parts_received() >= 1);
+    let (root, addr) = server.stop();
+    let failed = upload.wait_with_output().unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("the local copies are kept"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        before,
+        "the local copy is untouched"
+    );
+
+    let server = S3Server::start_at(&root, addr);
+    let again = run(&project, &["offsite", "app", "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        std::fs::read(server.object_path(&format!("prod/{key}"))).unwrap(),
+        before
+    );
+}

@@ -384,14 +384,14 @@ impl Store for Remote {
     }
 
     fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        let both = [self.object(key), self.manifest_object(key)];
         self.runtime.block_on(async {
-            for (object, relative) in [
-                (self.object(key), key.to_string()),
-                (self.manifest_object(key), format!("{key}.json")),
-            ] {
-                match self.objects.delete(&object).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.failed(&relative, "cannot remove", e)),
+            let locations = futures::stream::iter(both.into_iter().map(Ok)).boxed();
+            let mut deleted = self.objects.delete_stream(locations);
+            while let Some(result) = deleted.next().await {
+                match result {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.failed(key.as_str(), "cannot remove", e)),
                 }
             }
             Ok(())
