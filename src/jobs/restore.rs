@@ -19,83 +19,26 @@
 //! written beside the backup (its directory may be read-only), and nothing
 //! here ever runs unasked onto an existing file.
 
+mod source;
+
+pub use source::{Resolved, RestoreSource, older_remote, resolve};
+
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::backup::{self, BackupError, BackupRequest};
-use super::manifest::sync_catalog;
 use super::progress::{Progress, Quiet};
 use super::verify::{self, VerifyError};
 use crate::clock::Clock;
 use crate::config::{Compression, Database, VerifyLevel};
 use crate::durable::PendingFile;
 use crate::state::StateDb;
-use crate::state::StateError;
-use crate::store::{BackupRecord, BackupTrigger, Fetched, LocalDir, Store, StoreId};
-
-/// Where to restore from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreSource {
-    /// The newest verified backup in the catalog.
-    Latest,
-    /// A backup or database file.
-    File(PathBuf),
-    /// The pre-migration backup recorded on a migration's tracking row: the
-    /// migration named by its version (`4`), file name (`0004_bad.sql`,
-    /// `0004_bad`) or name (`bad`).
-    BeforeMigration(String),
-    /// The newest verified backup taken before this time (`--before`).
-    Before(DateTime<Utc>),
-    /// A copy on the database's offsite store: the newest verified one
-    /// (`remote:latest`), or the one with this file name (`remote:NAME`).
-    Remote(Option<String>),
-}
-
-impl RestoreSource {
-    /// `--from` as given: `latest`, `remote:latest`, `remote:NAME` or a
-    /// file.
-    pub fn parse_from(from: &str) -> Self {
-        match from.strip_prefix("remote:") {
-            Some("latest") | Some("") => RestoreSource::Remote(None),
-            Some(name) => RestoreSource::Remote(Some(name.to_string())),
-            None if from == "latest" => RestoreSource::Latest,
-            None => RestoreSource::File(PathBuf::from(from)),
-        }
-    }
-}
-
-/// A restore's source, resolved to a local file: the copy (or a download
-/// of it, removed when this is dropped) and its catalog record when it is
-/// a catalogued copy.
-#[derive(Debug)]
-pub struct Resolved {
-    /// The local file to restore from.
-    pub path: PathBuf,
-    /// What the catalog records of it.
-    pub record: Option<BackupRecord>,
-    /// Where it came from, for messages: the file, or the remote URL.
-    pub shown: PathBuf,
-    _download: Option<Fetched>,
-}
-
-impl Resolved {
-    /// A local file; its record is looked up by its place in the backup
-    /// directory.
-    pub fn local(path: PathBuf) -> Self {
-        Resolved {
-            shown: path.clone(),
-            path,
-            record: None,
-            _download: None,
-        }
-    }
-}
+use crate::store::{BackupRecord, BackupTrigger, LocalDir, Store, StoreId};
 
 /// What to restore.
 #[derive(Debug, Clone)]
@@ -236,147 +179,6 @@ pub struct RestoreReport {
     pub safety_copy: Option<PathBuf>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
-}
-
-/// Downloads the remote copy `name` (the newest verified one when `None`)
-/// of the database of `request`, the catalog first rebuilt from the
-/// remote manifests.
-fn resolve_remote(
-    request: &RestoreRequest,
-    state: &StateDb,
-    name: Option<&str>,
-) -> Result<Resolved, RestoreError> {
-    let database = request.database.name.as_str();
-    let remote = super::offsite::open(request.database, request.backup_dir).map_err(Box::new)?;
-    sync_catalog(state, &*remote, database)?;
-    let chosen = match name {
-        None => super::manifest::latest_verified(state, &*remote, database)?
-            .ok_or_else(|| RestoreError::NoBackup(database.to_string()))?,
-        Some(wanted) => super::manifest::restorable(state, &*remote, database)?
-            .into_iter()
-            .find(|b| b.key.file_name() == wanted || b.key.as_str() == wanted)
-            .ok_or_else(|| RestoreError::NoRemoteCopy {
-                database: database.to_string(),
-                name: wanted.to_string(),
-            })?,
-    };
-    let fetched = remote
-        .fetch(&chosen.key)
-        .map_err(BackupError::store(database))?;
-    tracing::info!(db = database, key = %chosen.key, from = %remote.location(&chosen.key).display(), "remote copy downloaded");
-    Ok(Resolved {
-        path: fetched.path().to_path_buf(),
-        shown: remote.location(&chosen.key),
-        record: Some(chosen),
-        _download: Some(fetched),
-    })
-}
-
-/// The next older verified copy than `failed` on the offsite store.
-pub fn older_remote(
-    state: &StateDb,
-    database: &str,
-    failed: &BackupRecord,
-) -> Result<Option<String>, StateError> {
-    Ok(state
-        .backups(database)?
-        .into_iter()
-        .filter(|b| {
-            b.store == StoreId::Offsite
-                && b.verified()
-                && b.trigger != BackupTrigger::PreRestore
-                && b.seq < failed.seq
-        })
-        .max_by_key(|b| b.seq)
-        .map(|b| b.key.file_name().to_string()))
-}
-
-/// Resolves the source of a restore to a local file: a copy in the backup
-/// directory, a named file, or a download of a remote copy.
-pub fn resolve(request: &RestoreRequest, state: &StateDb) -> Result<Resolved, RestoreError> {
-    let name = request.database.name.as_str();
-    let store = LocalDir::new(request.backup_dir);
-    match &request.from {
-        RestoreSource::Remote(copy) => resolve_remote(request, state, copy.as_deref()),
-        RestoreSource::Latest => {
-            sync_catalog(state, &store, name)?;
-            let latest = super::manifest::latest_verified(state, &store, name)?
-                .ok_or_else(|| RestoreError::NoBackup(name.to_string()))?;
-            fetched(&store, &latest).map(Resolved::local)
-        }
-        RestoreSource::File(path) => Ok(Resolved::local(crate::paths::from_cwd(path))),
-        RestoreSource::Before(before) => {
-            sync_catalog(state, &store, name)?;
-            let verified = super::manifest::restorable(state, &store, name)?;
-            let chosen = verified
-                .iter()
-                .filter(|b| b.created_at < *before)
-                .max_by_key(|b| b.seq)
-                .ok_or_else(|| RestoreError::NoBackupBefore {
-                    database: name.to_string(),
-                    before: before.format("%Y-%m-%d %H:%M:%SZ").to_string(),
-                    oldest: verified
-                        .iter()
-                        .min_by_key(|b| b.seq)
-                        .map_or("none".into(), |b| {
-                            b.created_at.format("%Y-%m-%d %H:%M:%SZ").to_string()
-                        }),
-                })?;
-            fetched(&store, chosen).map(Resolved::local)
-        }
-        RestoreSource::BeforeMigration(reference) => {
-            let applied =
-                crate::jobs::migrations::runner::read_applied_read_only(&request.database.path)
-                    .map_err(|source| RestoreError::Write {
-                        database: name.to_string(),
-                        path: request.database.path.clone(),
-                        detail: source.to_string(),
-                    })?;
-            let Some(row) = applied.iter().find(|row| names_migration(reference, row)) else {
-                return Err(RestoreError::NotApplied {
-                    database: name.to_string(),
-                    reference: reference.clone(),
-                    applied: applied
-                        .iter()
-                        .map(|row| format!("{:04}_{}", row.version, row.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            };
-            row.backup_path
-                .as_ref()
-                .map(|path| Resolved::local(PathBuf::from(path)))
-                .ok_or_else(|| RestoreError::NoMigrationBackup {
-                    database: name.to_string(),
-                    version: row.version,
-                })
-        }
-    }
-}
-
-/// The local file holding the catalogued copy `backup`.
-fn fetched(store: &dyn Store, backup: &BackupRecord) -> Result<PathBuf, RestoreError> {
-    let fetched = store
-        .fetch(&backup.key)
-        .map_err(BackupError::store(&backup.database))?;
-    Ok(fetched.path().to_path_buf())
-}
-
-/// Whether `reference` names the applied migration `row`: its version
-/// (`4`, `0004`), file name (`0004_bad.sql`, `0004_bad`) or name (`bad`).
-fn names_migration(reference: &str, row: &crate::jobs::migrations::AppliedMigration) -> bool {
-    let reference = reference.trim();
-    if let Ok(version) = reference.parse::<i64>() {
-        return version == row.version;
-    }
-    let stem = reference
-        .strip_suffix(".up.sql")
-        .or_else(|| reference.strip_suffix(".sql"))
-        .unwrap_or(reference);
-    match crate::jobs::migrations::files::parse_name(&format!("{stem}.sql")) {
-        Some((version, name, _)) => version == row.version && name == row.name,
-        None => stem == row.name,
-    }
 }
 
 /// Verifies `source` and restores it as `request` says.
