@@ -542,10 +542,10 @@ fn remote_retention_keeps_the_newest_verified_and_pinned_copies_whatever_the_rul
     }
 }
 
-#[test]
-fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishes() {
-    let objects = tempfile::tempdir().unwrap();
-    let server = S3Server::start_slow_parts(objects.path(), std::time::Duration::from_millis(700));
+/// A project whose `app` holds ~19 MiB of random rows, backed up
+/// uncompressed (a multipart upload) with copies going to `server`;
+/// returns it and the copy's key.
+fn with_a_large_backup(server: &S3Server) -> (Project, String) {
     let config = format!(
         "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      compress: none\n      retention: {{ keep_last: 2 }}\n",
         server.offsite_yaml("prod")
@@ -562,6 +562,26 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
         .as_str()
         .unwrap()
         .to_string();
+    (project, key)
+}
+
+/// `litewarden offsite app` started in the background.
+fn upload_in_background(project: &Project) -> std::process::Child {
+    std::process::Command::new(crate::common::binary())
+        .args(["offsite", "app"])
+        .current_dir(project.path())
+        .envs(s3::credentials())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishes() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start_slow_parts(objects.path(), std::time::Duration::from_millis(700));
+    let (project, key) = with_a_large_backup(&server);
     let size = std::fs::metadata(project.join(&format!("backups/{key}")))
         .unwrap()
         .len();
@@ -570,14 +590,7 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
         "large enough for a multipart upload: {size}"
     );
 
-    let mut child = std::process::Command::new(crate::common::binary())
-        .args(["offsite", "app"])
-        .current_dir(project.path())
-        .envs(s3::credentials())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = upload_in_background(&project);
     crate::daemon::wait_until("a part is on its way", || server.parts_received() >= 1);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -722,33 +735,11 @@ fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
 fn the_server_stopping_during_an_upload_fails_the_run_and_keeps_the_local_copy_for_the_next() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start_slow_parts(objects.path(), std::time::Duration::from_secs(5));
-    let config = format!(
-        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      compress: none\n      retention: {{ keep_last: 1 }}\n",
-        server.offsite_yaml("prod")
-    );
-    let project = Project::with_config(&config);
-    crate::common::open(&project.join("app.db"))
-        .execute_batch(
-            "CREATE TABLE blobs (b BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO blobs SELECT randomblob(65536) FROM n;",
-        )
-        .unwrap();
-    let backup = run(&project, &["backup", "app", "--json"]);
-    assert_eq!(backup.code, 0, "{}", backup.stderr);
-    let key = json(&backup.stdout)["backups"][0]["record"]["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (project, key) = with_a_large_backup(&server);
     let local = project.join(&format!("backups/{key}"));
     let before = std::fs::read(&local).unwrap();
 
-    let upload = std::process::Command::new(crate::common::binary())
-        .args(["offsite", "app"])
-        .current_dir(project.path())
-        .envs(s3::credentials())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let upload = upload_in_background(&project);
     crate::daemon::wait_until("a part is on its way", || server.parts_received() >= 1);
     let (root, addr) = server.stop();
     let failed = upload.wait_with_output().unwrap();
