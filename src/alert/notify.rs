@@ -81,7 +81,7 @@ pub fn body(notice: &Notice, now: DateTime<Utc>) -> String {
     }
     text.push_str("\nto investigate:\n  litewarden status\n");
     if !db.is_empty() {
-        text.push_str(&suggestions(notice.condition, db));
+        text.push_str(&suggestions(notice.condition, notice.key.job, db));
     }
     text
 }
@@ -89,8 +89,13 @@ pub fn body(notice: &Notice, now: DateTime<Utc>) -> String {
 /// What to run for `condition` on database `db`: a restore only where the
 /// database itself may be lost; a full disk or a failed job needs space or
 /// the job's error first, and a restore would not help.
-fn suggestions(condition: AlertCondition, db: &str) -> String {
+fn suggestions(condition: AlertCondition, job: Option<JobKind>, db: &str) -> String {
     match condition {
+        AlertCondition::JobFailed | AlertCondition::JobStuck if job == Some(JobKind::Offsite) => {
+            format!(
+                "  litewarden backups {db} --remote   (what reached the offsite store)\n  litewarden offsite {db}   (once the store is reachable; a failed upload is also retried by itself, and the local copies wait)\n"
+            )
+        }
         AlertCondition::DiskLow => format!(
             "  litewarden health {db}   (which disk, how much is free)\n  litewarden prune {db} --dry-run   (what retention would free)\n"
         ),
@@ -184,4 +189,47 @@ pub fn evaluate_and_queue(
     };
     state.save_alerts(&stored, &queued)?;
     Ok(notices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::rules::AlertKey;
+
+    fn notice(condition: AlertCondition, job: Option<JobKind>) -> Notice {
+        Notice {
+            key: AlertKey {
+                rule: "r".into(),
+                database: "app".into(),
+                job,
+            },
+            condition,
+            kind: NoticeKind::Firing,
+            reason: "why".into(),
+            since: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            to: vec!["ops@example.com".into()],
+        }
+    }
+
+    #[test]
+    fn an_offsite_failure_says_to_look_at_the_bucket_and_upload_not_to_back_up_again() {
+        let now = DateTime::from_timestamp(1_800_000_100, 0).unwrap();
+        let failed = body(
+            &notice(AlertCondition::JobFailed, Some(JobKind::Offsite)),
+            now,
+        );
+        assert!(failed.contains("litewarden offsite app"), "{failed}");
+        assert!(!failed.contains("litewarden backup app "), "{failed}");
+        let stale = notice(AlertCondition::OffsiteStale, None);
+        assert_eq!(
+            subject(&stale),
+            "[litewarden FIRING] app: no recent offsite copy"
+        );
+        assert!(body(&stale, now).contains("litewarden backups app --remote"));
+        let backup = body(
+            &notice(AlertCondition::JobFailed, Some(JobKind::Backup)),
+            now,
+        );
+        assert!(backup.contains("litewarden backup app "), "{backup}");
+    }
 }
