@@ -159,6 +159,11 @@ fn an_empty_machine_recovers_from_the_bucket_alone() {
 
     let plan = run(&new, &["plan"]);
     assert!(
+        plan.stdout.contains("offsite: s3://backups/prod for app"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
         plan.stdout.contains("restore") && plan.stdout.contains("s3://backups/prod/app/"),
         "{}",
         plan.stdout

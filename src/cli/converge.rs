@@ -69,14 +69,16 @@ pub(super) fn plan(
         Vec::new()
     };
     let rehearsal_failed = rehearsals.iter().any(|r| !r.passed());
+    let offsite = super::offsite::summary(&loaded.config, environment);
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "faults": loaded.faults, "rehearsals": rehearsals, "warnings": loaded.warnings }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "faults": loaded.faults, "rehearsals": rehearsals, "warnings": loaded.warnings, "offsite": offsite }),
         )?;
     } else {
         print_warnings(cli, &loaded.warnings);
         print_unreadable(&plan.unreadable);
+        super::offsite::show_summary(&offsite, out)?;
         for change in &plan.changes {
             print(out, change)?;
         }
