@@ -127,6 +127,9 @@ pub(super) fn list(
     let state = StateDb::open(&config.settings.state_dir)?;
     let mut listed = Vec::new();
     for db in databases {
+        if remote && all && db.backup.offsite.is_none() {
+            continue;
+        }
         let entries = if remote {
             let store = crate::jobs::offsite::open(db, &config.settings.backup_dir)?;
             prune_job::decide(&state, db, &*store, config.settings.timezone, clock.now())?
