@@ -148,11 +148,6 @@ impl Remote {
         })
     }
 
-    /// The offsite URL, for messages.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     fn object(&self, key: &Key) -> ObjectPath {
         self.at(key.as_str())
     }
