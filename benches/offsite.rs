@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use litewarden::config::{Offsite, OffsiteUrl, Retention};
+use litewarden::config::{Offsite, OffsiteUrl, PasswordSource, Retention};
 use litewarden::store::{Key, Remote, Store, remote};
 use object_store::aws::{AmazonS3Builder, Checksum};
 use object_store::path::Path as ObjectPath;
@@ -78,8 +78,8 @@ fn offsite(server: &S3Server, prefix: &str) -> Offsite {
         endpoint: Some(server.endpoint()),
         region: "us-east-1".into(),
         allow_http: true,
-        access_key_id_env: "AWS_ACCESS_KEY_ID".into(),
-        secret_access_key_env: "AWS_SECRET_ACCESS_KEY".into(),
+        access_key_id: PasswordSource::Env("AWS_ACCESS_KEY_ID".into()),
+        secret_access_key: PasswordSource::Env("AWS_SECRET_ACCESS_KEY".into()),
         retention: Retention::default(),
         max_age_lag: Duration::from_secs(7200),
     }

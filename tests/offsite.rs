@@ -765,3 +765,49 @@ fn the_server_stopping_during_an_upload_fails_the_run_and_keeps_the_local_copy_f
         before
     );
 }
+
+#[test]
+fn credentials_can_come_from_files_and_a_refused_one_names_its_file_never_its_content() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let config = format!(
+        "version: 1\nsettings:\n{}    access_key_id_file: secrets/key-id\n    secret_access_key_file: secrets/secret\ndatabases:\n  app:\n    path: app.db\n    backup: {{ retention: {{ keep_last: 2 }} }}\n",
+        server.offsite_yaml("prod")
+    );
+    let project = Project::with_config(&config);
+    project.write("secrets/key-id", format!("{}\n", s3::KEY_ID).as_bytes());
+    project.write("secrets/secret", format!("{}\n", s3::SECRET).as_bytes());
+    fill(&project.join("app.db"), 30);
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    let check = project.run(&["check"]);
+    assert!(
+        !check.stdout.contains("is not set"),
+        "no variable is needed: {}",
+        check.stdout
+    );
+    let upload = project.run(&["offsite", "app"]);
+    assert_eq!(upload.code, 0, "{}", upload.stderr);
+
+    let wrong = "f1le-wr0ng-secret-777";
+    project.write("secrets/secret", wrong.as_bytes());
+    assert_eq!(project.run(&["backup", "app"]).code, 0);
+    let refused = project.run(&["offsite", "app"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("secrets/secret"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains(wrong) && !refused.stdout.contains(wrong));
+
+    let both = Project::with_config(
+        "version: 1\nsettings:\n  offsite:\n    url: s3://b\n    secret_access_key_env: S\n    secret_access_key_file: s\ndatabases:\n  app: { path: app.db }\n",
+    );
+    let check = both.run(&["check"]);
+    assert_eq!(check.code, 1);
+    let said = format!("{}{}", check.stdout, check.stderr);
+    assert!(
+        said.contains("settings.offsite.secret_access_key_file") && said.contains("not both"),
+        "{said}"
+    );
+}

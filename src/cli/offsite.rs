@@ -11,7 +11,7 @@ use serde_json::json;
 use super::progress_bar::Reporter;
 use super::{Cli, ExitStatus, print};
 use crate::clock::Clock;
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, PasswordSource};
 use crate::error::Error;
 use crate::jobs::run::{Done, Job};
 use crate::state::StateDb;
@@ -163,11 +163,21 @@ pub(super) fn summary(config: &Config, environment: &Environment) -> Vec<Summary
             continue;
         };
         let url = offsite.url.to_string();
+        let sources = [&offsite.access_key_id, &offsite.secret_access_key];
         let credentials = match offsite.url {
-            crate::config::OffsiteUrl::S3 { .. } => vec![
-                offsite.access_key_id_env.clone(),
-                offsite.secret_access_key_env.clone(),
-            ],
+            crate::config::OffsiteUrl::S3 { .. } => {
+                sources.iter().map(ToString::to_string).collect()
+            }
+            crate::config::OffsiteUrl::File(_) => Vec::new(),
+        };
+        let variables: Vec<&str> = match offsite.url {
+            crate::config::OffsiteUrl::S3 { .. } => sources
+                .iter()
+                .filter_map(|source| match source {
+                    PasswordSource::Env(name) => Some(name.as_str()),
+                    PasswordSource::File(_) => None,
+                })
+                .collect(),
             crate::config::OffsiteUrl::File(_) => Vec::new(),
         };
         match stores
@@ -176,10 +186,10 @@ pub(super) fn summary(config: &Config, environment: &Environment) -> Vec<Summary
         {
             Some(store) => store.databases.push(db.name.to_string()),
             None => stores.push(Summary {
-                unset: credentials
+                unset: variables
                     .iter()
                     .filter(|name| environment.get(name).is_none_or(|v| v.is_empty()))
-                    .cloned()
+                    .map(|name| name.to_string())
                     .collect(),
                 url,
                 databases: vec![db.name.to_string()],

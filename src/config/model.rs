@@ -324,10 +324,10 @@ pub struct Offsite {
     pub region: String,
     /// Whether an `http://` endpoint is allowed.
     pub allow_http: bool,
-    /// The variable holding the access key id.
-    pub access_key_id_env: String,
-    /// The variable holding the secret access key.
-    pub secret_access_key_env: String,
+    /// Where the access key id is read from.
+    pub access_key_id: PasswordSource,
+    /// Where the secret access key is read from.
+    pub secret_access_key: PasswordSource,
     /// Which remote copies to keep.
     pub retention: Retention,
     /// How old the newest remote copy may get before `offsite_stale`.
@@ -474,14 +474,24 @@ pub struct Smtp {
     pub from: EmailAddress,
 }
 
-/// Where an SMTP password is read from; the password itself is never stored
-/// in the config.
+/// Where a secret (the SMTP password, an offsite key) is read from; the
+/// secret itself is never stored in the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordSource {
     /// The named environment variable.
     Env(String),
     /// The file at this absolute path.
     File(PathBuf),
+}
+
+impl fmt::Display for PasswordSource {
+    /// The variable's name or the file's path: where to look, never what.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PasswordSource::Env(name) => f.write_str(name),
+            PasswordSource::File(path) => write!(f, "the file {}", path.display()),
+        }
+    }
 }
 
 /// One alert rule.

@@ -198,6 +198,10 @@ pub struct RawOffsite {
     pub access_key_id_env: Option<VariableName>,
     /// Name of the environment variable holding the secret access key (never the key itself). Default `AWS_SECRET_ACCESS_KEY`.
     pub secret_access_key_env: Option<VariableName>,
+    /// Path of a file holding the access key id, relative to this file; instead of `access_key_id_env`.
+    pub access_key_id_file: Option<Text>,
+    /// Path of a file holding the secret access key, relative to this file (e.g. a mounted Secret); instead of `secret_access_key_env`.
+    pub secret_access_key_file: Option<Text>,
     /// Which remote copies to keep. Default: the database's local retention.
     pub retention: Option<RawRetention>,
     /// `offsite_stale` fires when the newest remote copy is older than this. Default `2h`, or the backup interval plus an hour when that is longer.

@@ -147,6 +147,9 @@ impl Secrets {
                 }
                 None => names.push(DEFAULT_SECRET_ACCESS_KEY_ENV.to_string()),
             }
+            if let Some(text) = document.scalar(&offsite.key("secret_access_key_file")) {
+                names.extend(variables_in(text).into_iter().map(|(n, _)| n.to_string()));
+            }
         }
         let mut values: Vec<String> = names
             .iter()

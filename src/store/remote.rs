@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use super::{
     Fetched, Key, Listed, OpenError, Store, StoreError, StoreId, Written, manifest, naming,
 };
-use crate::config::{Offsite, OffsiteUrl};
+use crate::config::{Offsite, OffsiteUrl, PasswordSource};
 use crate::durable::PendingFile;
 use crate::store::BackupRecord;
 
@@ -82,25 +82,17 @@ impl Remote {
             .map_err(|e| settings(&e))?;
         let (objects, prefix, credentials): (Arc<dyn ObjectStore>, String, _) = match &offsite.url {
             OffsiteUrl::S3 { bucket, prefix } => {
-                let read = |variable: &str, what, field| {
-                    env(variable)
-                        .filter(|value| !value.is_empty())
-                        .ok_or_else(|| OpenError::MissingCredential {
-                            url: url.clone(),
-                            variable: variable.to_string(),
-                            what,
-                            field,
-                        })
-                };
-                let key_id = read(
-                    &offsite.access_key_id_env,
-                    "access key id",
-                    "access_key_id_env",
+                let key_id = credential(
+                    &offsite.access_key_id,
+                    env,
+                    &url,
+                    ("access key id", "access_key_id"),
                 )?;
-                let secret = read(
-                    &offsite.secret_access_key_env,
-                    "secret access key",
-                    "secret_access_key_env",
+                let secret = credential(
+                    &offsite.secret_access_key,
+                    env,
+                    &url,
+                    ("secret access key", "secret_access_key"),
                 )?;
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
@@ -124,8 +116,8 @@ impl Remote {
                 }
                 let objects = builder.build().map_err(|e| settings(&e))?;
                 let names = (
-                    offsite.access_key_id_env.clone(),
-                    offsite.secret_access_key_env.clone(),
+                    offsite.access_key_id.to_string(),
+                    offsite.secret_access_key.to_string(),
                 );
                 (Arc::new(objects), prefix.clone(), Some(names))
             }
@@ -296,6 +288,43 @@ impl Remote {
         })?;
         Ok(Written { size, sha256 })
     }
+}
+
+/// The credential `source` names: an environment variable's value (through
+/// `env`) or a file's first line; `what` and the config field (without
+/// `_env`/`_file`) name it in errors, never its value.
+fn credential(
+    source: &PasswordSource,
+    env: &dyn Fn(&str) -> Option<String>,
+    url: &str,
+    (what, field): (&'static str, &'static str),
+) -> Result<String, OpenError> {
+    let value = match source {
+        PasswordSource::Env(variable) => env(variable),
+        PasswordSource::File(path) => match crate::regular::read_at_most(path, 64 << 10) {
+            Ok(bytes) => Some(
+                String::from_utf8_lossy(&bytes)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            ),
+            Err(error) => {
+                return Err(OpenError::CredentialFile {
+                    url: url.to_string(),
+                    path: path.clone(),
+                    field,
+                    source: error,
+                });
+            }
+        },
+    };
+    value
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| OpenError::MissingCredential {
+            url: url.to_string(),
+            from: source.to_string(),
+            what,
+            field,
+        })
 }
 
 fn first_line(text: &str) -> &str {

@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{FieldPath, Validator, v};
-use crate::config::model::{Backup, Drill, DrillFrom, Offsite, OffsiteUrl, Retention};
+use crate::config::model::{
+    Backup, Drill, DrillFrom, Offsite, OffsiteUrl, PasswordSource, Retention,
+};
 use crate::config::raw::{RawDatabase, RawOffsite};
-use crate::config::secret::{DEFAULT_ACCESS_KEY_ID_ENV, DEFAULT_SECRET_ACCESS_KEY_ENV};
+use crate::config::secret::{
+    DEFAULT_ACCESS_KEY_ID_ENV, DEFAULT_SECRET_ACCESS_KEY_ENV, VariableName,
+};
 use crate::config::values::HumanDuration;
 
 /// How old the newest remote copy may get by default.
@@ -73,17 +77,44 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or(DEFAULT_REGION.to_string(), |r| r.0.trim().to_string()),
             allow_http,
-            access_key_id_env: raw
-                .access_key_id_env
-                .as_ref()
-                .map_or(DEFAULT_ACCESS_KEY_ID_ENV.to_string(), |n| n.0.clone()),
-            secret_access_key_env: raw
-                .secret_access_key_env
-                .as_ref()
-                .map_or(DEFAULT_SECRET_ACCESS_KEY_ENV.to_string(), |n| n.0.clone()),
+            access_key_id: self.credential(
+                (&raw.access_key_id_env, &raw.access_key_id_file),
+                DEFAULT_ACCESS_KEY_ID_ENV,
+                path,
+                "access_key_id",
+            )?,
+            secret_access_key: self.credential(
+                (&raw.secret_access_key_env, &raw.secret_access_key_file),
+                DEFAULT_SECRET_ACCESS_KEY_ENV,
+                path,
+                "secret_access_key",
+            )?,
             retention,
             max_age_lag,
         })
+    }
+
+    /// Where one credential is read from: `<name>_env` (default
+    /// `default_env`) or `<name>_file`, not both.
+    fn credential(
+        &mut self,
+        (env, file): (&Option<VariableName>, &Option<crate::config::raw::Text>),
+        default_env: &str,
+        path: &FieldPath,
+        name: &str,
+    ) -> Option<PasswordSource> {
+        match (env, file) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    &path.key(&format!("{name}_file")),
+                    format!("set either `{name}_env` or `{name}_file`, not both"),
+                );
+                None
+            }
+            (_, Some(file)) => Some(PasswordSource::File(self.resolve(&file.0))),
+            (Some(variable), None) => Some(PasswordSource::Env(variable.0.clone())),
+            (None, None) => Some(PasswordSource::Env(default_env.to_string())),
+        }
     }
 
     /// The offsite store of a database: its own `backup.offsite`, else
