@@ -88,12 +88,14 @@ pub fn snapshot(
     };
     let mut dated_in_future = Vec::new();
     let mut offsite = Vec::new();
+    let with_copies: std::collections::HashSet<String> =
+        state.databases_in(StoreId::Offsite)?.into_iter().collect();
     for database in &databases {
         let configured = config
             .and_then(|c| c.databases.get(database.as_str()))
             .is_some_and(|db| db.backup.offsite.is_some());
-        if let Some(state) = offsite_state(state, database, configured)? {
-            offsite.push(state);
+        if configured || with_copies.contains(database) {
+            offsite.push(offsite_state(state, database)?);
         }
     }
     for database in databases {
@@ -121,23 +123,15 @@ pub fn snapshot(
     })
 }
 
-/// The offsite state of `database` from the catalog; `None` when it has
-/// no offsite store (`configured`) and no copies on one.
-fn offsite_state(
-    state: &StateDb,
-    database: &str,
-    configured: bool,
-) -> Result<Option<OffsiteState>, StateError> {
+/// The offsite state of `database` from the catalog.
+fn offsite_state(state: &StateDb, database: &str) -> Result<OffsiteState, StateError> {
     let remote: Vec<_> = state
         .backups(database)?
         .into_iter()
         .filter(|b| b.store == StoreId::Offsite)
         .collect();
-    if !configured && remote.is_empty() {
-        return Ok(None);
-    }
     let newest = remote.iter().max_by_key(|b| b.seq);
-    Ok(Some(OffsiteState {
+    Ok(OffsiteState {
         database: database.to_string(),
         newest: newest.map(|b| b.created_at),
         reached_at: newest.and_then(|b| b.verified_at),
@@ -146,7 +140,7 @@ fn offsite_state(
             .into_iter()
             .map(|b| b.key)
             .collect(),
-    }))
+    })
 }
 
 /// Whether some process holds the daemon lock of `state_dir`.
@@ -160,5 +154,59 @@ fn lock_held(state_dir: &Path) -> bool {
             false
         }
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BackupRecord, BackupTrigger};
+
+    #[test]
+    fn without_a_config_the_status_shows_the_databases_that_have_offsite_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let copy = |store, database: &str| BackupRecord {
+            id: 0,
+            database: database.into(),
+            store,
+            key: Key::new(
+                database,
+                &crate::store::naming::file_name(database, at, 0, true),
+            ),
+            created_at: at,
+            size: 1,
+            sha256: Some("ab".into()),
+            verified_at: Some(at),
+            method: None,
+            trigger: BackupTrigger::Schedule,
+            pinned: false,
+            duration_ms: None,
+            seq: 1,
+            source: None,
+        };
+        for record in [
+            copy(StoreId::Local, "app"),
+            copy(StoreId::Offsite, "app"),
+            copy(StoreId::Local, "other"),
+        ] {
+            state.insert_backup(&record).unwrap();
+        }
+        for name in ["app", "other"] {
+            let managed = crate::plan::ManagedDatabase {
+                name: name.into(),
+                path: format!("/data/{name}.db").into(),
+            };
+            state.record_managed(&managed, at).unwrap();
+        }
+        let status = snapshot(None, &state, dir.path(), at).unwrap();
+        assert_eq!(status.offsite.len(), 1, "{:?}", status.offsite);
+        let app = &status.offsite[0];
+        assert_eq!(
+            (app.database.as_str(), app.copies, app.newest),
+            ("app", 1, Some(at))
+        );
+        assert!(app.waiting.is_empty());
     }
 }

@@ -48,6 +48,18 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The databases that have copies in `store`.
+    pub fn databases_in(&self, store: StoreId) -> Result<Vec<String>, StateError> {
+        let mut select = self
+            .conn
+            .prepare_cached("SELECT DISTINCT database FROM backups WHERE store = ?1")
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))?;
+        select
+            .query_map(params![store.as_str()], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(sqlite(&self.path, "cannot read the backup catalog"))
+    }
+
     /// The next sequence number of `database`'s backups.
     pub fn next_backup_seq(&self, database: &str) -> Result<i64, StateError> {
         self.conn
