@@ -24,6 +24,7 @@ mod live_backup;
 mod migrate;
 mod migrate_restore;
 mod offsite;
+mod offsite_faults;
 mod plan_apply;
 mod runner;
 mod safety;
