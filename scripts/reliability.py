@@ -34,6 +34,7 @@ SECTIONS = [
     ("Faults", "integration", "safety::a_backup_written_under_a_clock"),
     ("Faults", "lib", "reconcile::tests::a_clock_stepping_back"),
     ("Faults", "lib", "scheduler::tests::a_fixed_time_job_in_the_skipped"),
+    ("Faults", "integration", "offsite_faults::"),
     ("Crash: SIGKILL at random points", "integration", "crash::"),
     ("Crash: SIGKILL at random points", "integration", "crash_ops::"),
     ("Hostile input (property tests)", "lib", "config::hostile_tests::"),
