@@ -543,3 +543,30 @@ fn credentials_can_come_from_files_and_a_refused_one_names_its_file_never_its_co
         "{said}"
     );
 }
+
+#[test]
+fn a_waiting_copy_deleted_by_hand_is_forgotten_and_the_next_one_goes_up() {
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = project(&server, "prod");
+    assert_eq!(run(&project, &["backup", "app"]).code, 0);
+    assert_eq!(run(&project, &["offsite", "app"]).code, 0);
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let backup = run(&project, &["backup", "app", "--json"]);
+        assert_eq!(backup.code, 0, "{}", backup.stderr);
+        keys.push(
+            json(&backup.stdout)["backups"][0]["record"]["key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    std::fs::remove_file(project.join(&format!("backups/{}", keys[0]))).unwrap();
+    let upload = run(&project, &["offsite", "app", "--json"]);
+    assert_eq!(upload.code, 0, "{}", upload.stderr);
+    let uploaded = &json(&upload.stdout)["databases"][0]["report"]["uploaded"];
+    assert_eq!(uploaded.as_array().unwrap().len(), 1, "{uploaded}");
+    assert_eq!(uploaded[0]["key"], keys[1].as_str());
+    assert!(server.object_path(&format!("prod/{}", keys[1])).exists());
+}

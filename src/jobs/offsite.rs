@@ -206,7 +206,15 @@ pub fn run(
     let local = LocalDir::new(backup_dir);
     let mut report = Report::default();
     for copy in pending(state, name)? {
-        let file = local.fetch(&copy.key).map_err(failed)?;
+        let file = match local.fetch(&copy.key) {
+            Ok(file) => file,
+            Err(gone) if gone.is_not_found() => {
+                tracing::warn!(db = name, key = %copy.key, "a copy waiting for its upload is gone from the backup directory; the catalog forgets it and the next one goes up");
+                super::manifest::sync_catalog(state, &local, name)?;
+                continue;
+            }
+            Err(e) => return Err(failed(e)),
+        };
         let at = clock.now();
         let record = BackupRecord {
             id: 0,
