@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use litewarden::config::{Offsite, OffsiteUrl, PasswordSource, Retention};
 use litewarden::store::{Key, Remote, Store, remote};
-use object_store::aws::{AmazonS3Builder, Checksum};
+use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStoreExt, WriteMultipart};
 use s3::S3Server;
@@ -85,9 +85,9 @@ fn offsite(server: &S3Server, prefix: &str) -> Offsite {
     }
 }
 
-/// A plain multipart put of `file` with `object_store`, as litewarden's
-/// client is set up (optionally without request checksums).
-fn plain_put(server: &S3Server, file: &Path, name: &str, checksums: bool) {
+/// A plain `object_store` client of `server` (optionally with SHA-256
+/// request checksums, as litewarden's) and a runtime like the store's.
+fn plain_client(server: &S3Server, checksums: bool) -> (Arc<AmazonS3>, tokio::runtime::Runtime) {
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(s3::BUCKET)
         .with_region("us-east-1")
@@ -98,12 +98,18 @@ fn plain_put(server: &S3Server, file: &Path, name: &str, checksums: bool) {
     if checksums {
         builder = builder.with_checksum_algorithm(Checksum::SHA256);
     }
-    let objects = Arc::new(builder.build().unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    (Arc::new(builder.build().unwrap()), runtime)
+}
+
+/// A plain multipart put of `file` with `object_store`, as litewarden's
+/// client is set up (optionally without request checksums).
+fn plain_put(server: &S3Server, file: &Path, name: &str, checksums: bool) {
+    let (objects, runtime) = plain_client(server, checksums);
     runtime.block_on(async {
         let upload = objects
             .put_multipart(&ObjectPath::from(format!("plain/{name}")))
@@ -129,20 +135,7 @@ fn plain_put(server: &S3Server, file: &Path, name: &str, checksums: bool) {
 
 /// A plain download of `key` under `prefix` to `to`.
 fn plain_get(server: &S3Server, prefix: &str, key: &str, to: &Path) {
-    let objects = AmazonS3Builder::new()
-        .with_bucket_name(s3::BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id(s3::KEY_ID)
-        .with_secret_access_key(s3::SECRET)
-        .with_endpoint(server.endpoint())
-        .with_client_options(ClientOptions::new().with_allow_http(true))
-        .build()
-        .unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (objects, runtime) = plain_client(server, false);
     runtime.block_on(async {
         let got = objects
             .get(&ObjectPath::from(format!("{prefix}/{key}")))
