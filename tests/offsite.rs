@@ -6,12 +6,22 @@
 use crate::common::s3::{self, S3Server};
 use crate::common::{Project, fill};
 
+/// The jobs.yaml of one database `app` whose copies go to `server` under
+/// `prod`: `offsite` adds lines to the offsite block, `app` to the database.
+pub(crate) fn config(server: &S3Server, offsite: &str, app: &str) -> String {
+    format!(
+        "version: 1\nsettings:\n{}{offsite}databases:\n  app:\n    path: app.db\n{app}",
+        server.offsite_yaml("prod")
+    )
+}
+
 /// A project with one database `app` (rows in it) whose copies go to
-/// `server` under `prefix`.
-pub(crate) fn project(server: &S3Server, prefix: &str) -> Project {
-    let config = format!(
-        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      retention: {{ keep_last: 2 }}\n",
-        server.offsite_yaml(prefix)
+/// `server` under `prod`.
+pub(crate) fn project(server: &S3Server) -> Project {
+    let config = config(
+        server,
+        "",
+        "    backup:\n      retention: { keep_last: 2 }\n",
     );
     let project = Project::with_config(&config);
     fill(&project.join("app.db"), 200);
@@ -30,7 +40,7 @@ pub(crate) fn json(text: &str) -> serde_json::Value {
 fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     let backup = run(&project, &["backup", "app", "--json"]);
     assert_eq!(backup.code, 0, "{}", backup.stderr);
     let key = json(&backup.stdout)["backups"][0]["record"]["key"]
@@ -98,7 +108,7 @@ fn a_backup_goes_offsite_and_the_bucket_lists_it_with_its_manifest() {
 fn a_wrong_secret_is_an_error_naming_the_variable_and_never_the_secret() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     assert_eq!(run(&project, &["backup", "app"]).code, 0);
     let wrong = "wr0ng-secret-value-1234";
     let out = project.run_with(
@@ -128,10 +138,11 @@ fn a_wrong_secret_is_an_error_naming_the_variable_and_never_the_secret() {
 
 /// The jobs.yaml of a machine restoring `app` from `server` when it is
 /// missing.
-fn recovering_config(server: &S3Server, prefix: &str) -> String {
-    format!(
-        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    restore_if_missing: true\n    backup:\n      retention: {{ keep_last: 2 }}\n",
-        server.offsite_yaml(prefix)
+fn recovering_config(server: &S3Server) -> String {
+    config(
+        server,
+        "",
+        "    restore_if_missing: true\n    backup:\n      retention: { keep_last: 2 }\n",
     )
 }
 
@@ -139,13 +150,13 @@ fn recovering_config(server: &S3Server, prefix: &str) -> String {
 fn an_empty_machine_recovers_from_the_bucket_alone() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let old = Project::with_config(&recovering_config(&server, "prod"));
+    let old = Project::with_config(&recovering_config(&server));
     fill(&old.join("app.db"), 300);
     assert_eq!(run(&old, &["backup", "app"]).code, 0);
     let upload = run(&old, &["offsite", "app"]);
     assert_eq!(upload.code, 0, "{}", upload.stderr);
 
-    let new = Project::with_config(&recovering_config(&server, "prod"));
+    let new = Project::with_config(&recovering_config(&server));
     let listed = run(&new, &["backups", "app", "--remote", "--json"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     let listed = json(&listed.stdout);
@@ -187,7 +198,7 @@ fn an_empty_machine_recovers_from_the_bucket_alone() {
 fn without_the_server_an_empty_machine_neither_restores_nor_creates_an_empty_database() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = Project::with_config(&recovering_config(&server, "prod"));
+    let project = Project::with_config(&recovering_config(&server));
     drop(server.stop());
     let apply = run(&project, &["apply"]);
     assert_ne!(apply.code, 0, "{}", apply.stdout);
@@ -207,7 +218,7 @@ fn without_the_server_an_empty_machine_neither_restores_nor_creates_an_empty_dat
 fn a_corrupted_remote_copy_is_refused_and_the_error_names_the_older_copy_that_works() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     let mut keys = Vec::new();
     for more in [0, 50] {
         crate::common::open(&project.join("app.db"))
@@ -301,9 +312,10 @@ fn a_corrupted_remote_copy_is_refused_and_the_error_names_the_older_copy_that_wo
 fn a_drill_from_offsite_restores_the_newest_remote_copy_and_needs_an_offsite_store() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let config = format!(
-        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    drill: {{ every: 1d, from: offsite }}\n    backup:\n      retention: {{ keep_last: 2 }}\n",
-        server.offsite_yaml("prod")
+    let config = config(
+        &server,
+        "",
+        "    drill: { every: 1d, from: offsite }\n    backup:\n      retention: { keep_last: 2 }\n",
     );
     let project = Project::with_config(&config);
     fill(&project.join("app.db"), 120);
@@ -357,7 +369,7 @@ fn offsite_age_check(project: &Project, offset: &str) -> serde_json::Value {
 fn status_and_health_say_how_far_the_offsite_store_is_behind() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     assert_eq!(run(&project, &["backup", "app"]).code, 0);
     let status = json(&run(&project, &["status", "--json"]).stdout);
     assert_eq!(
@@ -397,9 +409,10 @@ fn status_and_health_say_how_far_the_offsite_store_is_behind() {
 fn remote_retention_keeps_the_newest_verified_and_pinned_copies_whatever_the_rules_say() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let config = format!(
-        "version: 1\nsettings:\n{}    retention: {{ keep_last: 1, max_age: 1s }}\ndatabases:\n  app:\n    path: app.db\n    backup:\n      retention: {{ keep_last: 5 }}\n",
-        server.offsite_yaml("prod")
+    let config = config(
+        &server,
+        "    retention: { keep_last: 1, max_age: 1s }\n",
+        "    backup:\n      retention: { keep_last: 5 }\n",
     );
     let project = Project::with_config(&config);
     fill(&project.join("app.db"), 50);
@@ -450,7 +463,7 @@ fn remote_retention_keeps_the_newest_verified_and_pinned_copies_whatever_the_rul
 fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     let check = run(&project, &["check"]);
     assert_eq!(check.code, 0, "{}", check.stderr);
     assert!(
@@ -502,9 +515,10 @@ fn check_shows_the_offsite_store_and_refuses_a_bad_one_by_its_field() {
 fn credentials_can_come_from_files_and_a_refused_one_names_its_file_never_its_content() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let config = format!(
-        "version: 1\nsettings:\n{}    access_key_id_file: secrets/key-id\n    secret_access_key_file: secrets/secret\ndatabases:\n  app:\n    path: app.db\n    backup: {{ retention: {{ keep_last: 2 }} }}\n",
-        server.offsite_yaml("prod")
+    let config = config(
+        &server,
+        "    access_key_id_file: secrets/key-id\n    secret_access_key_file: secrets/secret\n",
+        "    backup: { retention: { keep_last: 2 } }\n",
     );
     let project = Project::with_config(&config);
     project.write("secrets/key-id", format!("{}\n", s3::KEY_ID).as_bytes());
@@ -548,7 +562,7 @@ fn credentials_can_come_from_files_and_a_refused_one_names_its_file_never_its_co
 fn a_waiting_copy_deleted_by_hand_is_forgotten_and_the_next_one_goes_up() {
     let objects = tempfile::tempdir().unwrap();
     let server = S3Server::start(objects.path());
-    let project = project(&server, "prod");
+    let project = project(&server);
     assert_eq!(run(&project, &["backup", "app"]).code, 0);
     assert_eq!(run(&project, &["offsite", "app"]).code, 0);
     let mut keys = Vec::new();

@@ -112,9 +112,10 @@ fn while_the_server_is_down_the_backlog_waits_in_state_db_and_uploads_in_order_w
 /// uncompressed (a multipart upload) with copies going to `server`;
 /// returns it and the copy's key.
 fn with_a_large_backup(server: &S3Server) -> (Project, String) {
-    let config = format!(
-        "version: 1\nsettings:\n{}databases:\n  app:\n    path: app.db\n    backup:\n      compress: none\n      retention: {{ keep_last: 2 }}\n",
-        server.offsite_yaml("prod")
+    let config = crate::offsite::config(
+        server,
+        "",
+        "    backup:\n      compress: none\n      retention: { keep_last: 2 }\n",
     );
     let project = Project::with_config(&config);
     crate::common::open(&project.join("app.db"))
