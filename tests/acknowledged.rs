@@ -29,12 +29,12 @@ while not stop.is_set():
     print(n, flush=True)
 ";
 
-struct Writer {
+pub(crate) struct Writer {
     child: Child,
 }
 
 impl Writer {
-    fn start(db: &Path) -> Self {
+    pub(crate) fn start(db: &Path) -> Self {
         let mut child = Command::new("python3")
             .args(["-c", WRITER, &db.display().to_string()])
             .stdin(Stdio::piped())
@@ -50,7 +50,7 @@ impl Writer {
     }
 
     /// Stops the writer; the ids it acknowledged.
-    fn stop(mut self) -> BTreeSet<i64> {
+    pub(crate) fn stop(mut self) -> BTreeSet<i64> {
         drop(self.child.stdin.take());
         let output = self.child.wait_with_output().expect("wait for the writer");
         assert!(output.status.success(), "the writer failed");
@@ -61,7 +61,7 @@ impl Writer {
     }
 }
 
-fn ids(path: &Path) -> BTreeSet<i64> {
+pub(crate) fn ids(path: &Path) -> BTreeSet<i64> {
     let conn = open(path);
     let mut statement = conn.prepare("SELECT id FROM t").unwrap();
     statement

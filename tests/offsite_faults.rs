@@ -275,3 +275,45 @@ fn the_server_stopping_during_an_upload_fails_the_run_and_keeps_the_local_copy_f
         before
     );
 }
+
+#[test]
+fn restores_from_the_bucket_under_a_steady_writer_keep_every_acknowledged_row() {
+    use crate::acknowledged::{Writer, ids};
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = Project::with_config(&crate::offsite::config(
+        &server,
+        "",
+        "    backup:\n      compress: none\n      retention: { keep_last: 50 }\n",
+    ));
+    crate::common::open(&project.join("app.db"))
+        .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+        .unwrap();
+    assert_eq!(run(&project, &["backup", "app"]).code, 0);
+    assert_eq!(run(&project, &["offsite", "app"]).code, 0);
+    let writer = Writer::start(&project.join("app.db"));
+    for _ in 0..5 {
+        let restore = run(
+            &project,
+            &["restore", "app", "--from", "remote:latest", "--yes"],
+        );
+        assert_eq!(restore.code, 0, "{}", restore.stderr);
+    }
+    let acknowledged = writer.stop();
+    assert!(acknowledged.len() > 50, "the writer wrote too little");
+    let mut kept = ids(&project.join("app.db"));
+    let dir = project.join("backups/app");
+    for copy in crate::common::file_names(&dir)
+        .into_iter()
+        .filter(|name| name.ends_with(".db"))
+    {
+        kept.extend(ids(&dir.join(copy)));
+    }
+    let lost: Vec<&i64> = acknowledged.difference(&kept).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged rows are in neither the live file nor a safety copy: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
