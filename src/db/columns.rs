@@ -71,8 +71,7 @@ fn in_write_transaction<T>(
     work: impl FnOnce(&Connection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
     let conn = super::open(path, pragmas)?;
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(sqlite_error(path, "cannot take the write lock"))?;
+    super::begin_immediate(&conn).map_err(sqlite_error(path, "cannot take the write lock"))?;
     let result = work(&conn);
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn

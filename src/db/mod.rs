@@ -13,8 +13,9 @@ pub mod pragmas;
 pub mod schema_lock;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use crate::config::{ConnectionPragmas, Synchronous};
 use crate::paths;
@@ -133,4 +134,99 @@ pub fn apply_connection_pragmas(
             .map_err(sqlite_error(path, "cannot set mmap_size"))?;
     }
     Ok(())
+}
+
+/// Starts a `BEGIN IMMEDIATE` transaction on `conn`, waiting up to the
+/// connection's `busy_timeout` for the write lock.
+///
+/// SQLite's own busy handler backs off to 100 ms between attempts. Behind an
+/// application that commits back to back, the lock is free only for
+/// microseconds between its commits, and fifty attempts can miss every gap;
+/// this one tries again every millisecond, so litewarden's write (a restore,
+/// a migration) gets its turn instead of timing out.
+pub fn begin_immediate(conn: &Connection) -> rusqlite::Result<()> {
+    let timeout_ms: i64 = conn.pragma_query_value(None, "busy_timeout", |r| r.get(0))?;
+    let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+    let deadline = Instant::now() + timeout;
+    conn.busy_timeout(Duration::ZERO)?;
+    let begun = loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => break other,
+        }
+    };
+    conn.busy_timeout(timeout)?;
+    begun
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use rusqlite::{Connection, ErrorCode};
+
+    use super::begin_immediate;
+
+    fn wal_database(dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("app.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t (id INTEGER PRIMARY KEY);")
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn begin_immediate_waits_for_a_writer_and_keeps_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_database(dir.path());
+        let (locked, wait_for_lock) = mpsc::channel();
+        let (release, wait_for_release) = mpsc::channel::<()>();
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let conn = Connection::open(path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+                    .unwrap();
+                locked.send(()).unwrap();
+                wait_for_release.recv().unwrap();
+                conn.execute_batch("COMMIT").unwrap();
+            }
+        });
+        wait_for_lock.recv().unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        let releaser = std::thread::spawn(move || release.send(()).unwrap());
+        begin_immediate(&conn).unwrap();
+        conn.execute_batch("INSERT INTO t VALUES (2); COMMIT")
+            .unwrap();
+        releaser.join().unwrap();
+        writer.join().unwrap();
+        let timeout: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap();
+        assert_eq!(timeout, 30_000);
+    }
+
+    #[test]
+    fn begin_immediate_gives_up_busy_after_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_database(dir.path());
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.busy_timeout(Duration::from_millis(20)).unwrap();
+        let error = begin_immediate(&conn).unwrap_err();
+        assert_eq!(error.sqlite_error_code(), Some(ErrorCode::DatabaseBusy));
+        let timeout: i64 = conn
+            .pragma_query_value(None, "busy_timeout", |r| r.get(0))
+            .unwrap();
+        assert_eq!(timeout, 20);
+    }
 }

@@ -124,7 +124,7 @@ pub fn replace_live(
     let conn = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| e.to_string())?;
     conn.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| match e.sqlite_error_code() {
+    crate::db::begin_immediate(&conn).map_err(|e| match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy) => format!(
             "the application held the write lock longer than busy_timeout ({}); retry when it is quieter",
             humantime::format_duration(busy_timeout)

@@ -438,11 +438,9 @@ impl Session<'_> {
         if file.no_transaction {
             run_statements(conn, &file.sql)?;
             lock_start = Instant::now();
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(FileFailure::begin)?;
+            crate::db::begin_immediate(conn).map_err(FileFailure::begin)?;
         } else {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(FileFailure::begin)?;
+            crate::db::begin_immediate(conn).map_err(FileFailure::begin)?;
             lock_start = Instant::now();
             if let Err(failure) = run_statements(conn, &file.sql) {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -502,8 +500,7 @@ impl Session<'_> {
         let conn = &self.conn;
         conn.execute_batch("PRAGMA foreign_keys = OFF")
             .map_err(FileFailure::sqlite)?;
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(FileFailure::begin)?;
+        crate::db::begin_immediate(conn).map_err(FileFailure::begin)?;
         let result = run_statements(conn, down_sql).and_then(|()| {
             conn.execute(
                 "DELETE FROM _litewarden_migrations WHERE version = ?1",
