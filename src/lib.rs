@@ -29,6 +29,7 @@ pub mod paths;
 pub mod plan;
 pub mod reconcile;
 pub mod regular;
+pub mod replicate;
 pub mod runner;
 pub mod scheduler;
 pub mod state;

@@ -158,6 +158,19 @@ pub struct Database {
     pub restore_if_missing: bool,
     /// Declared columns, by table then column.
     pub columns: Vec<DeclaredColumn>,
+    /// Continuous replication, if configured.
+    pub replicate: Option<Replicate>,
+}
+
+/// Continuous replication of one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicate {
+    /// Where segments go.
+    pub to: ReplicateTo,
+    /// How often new commits are shipped.
+    pub sync_every: Duration,
+    /// How far back point-in-time restore reaches.
+    pub window: Duration,
 }
 
 /// A column `jobs.yaml` declares; `apply` adds it when missing.
@@ -591,6 +604,16 @@ scalar_enum!(
         Quick => "quick",
         /// `PRAGMA integrity_check`.
         Full => "full",
+    }
+);
+
+scalar_enum!(
+    /// Where continuous replication ships its segments.
+    ReplicateTo {
+        /// `<backup_dir>/<db>/wal/`.
+        Local => "local",
+        /// The backup directory and the database's offsite store.
+        Offsite => "offsite",
     }
 );
 

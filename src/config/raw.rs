@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::interpolate::Expanded;
 use super::model::{
     AlertCondition, AutoVacuum, BackupMethod, Compression, DrillFrom, JobKind, JournalMode,
-    MigrationApply, SmtpTls, Synchronous, VerifyLevel,
+    MigrationApply, ReplicateTo, SmtpTls, Synchronous, VerifyLevel,
 };
 use super::secret::VariableName;
 use super::values::{ByteSize, CronPattern, EmailAddress, HumanDuration};
@@ -113,6 +113,20 @@ pub struct RawDatabase {
     pub restore_if_missing: Option<Expanded<bool>>,
     /// Declared columns by table: `apply` adds missing ones with ADD COLUMN, never drops or rewrites.
     pub schema: Option<BTreeMap<String, BTreeMap<String, RawColumn>>>,
+    /// Continuous replication of the WAL: lose at most `sync_every` of commits, restore to any point within `window`.
+    pub replicate: Option<RawReplicate>,
+}
+
+/// Continuous replication.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Replicate")]
+pub struct RawReplicate {
+    /// `local` (default): segments go to `<backup_dir>/<db>/wal/`; `offsite`: to the database's offsite store too.
+    pub to: Option<Expanded<ReplicateTo>>,
+    /// How often new commits are shipped, e.g. `1s` (the default): at most this much is lost with the disk.
+    pub sync_every: Option<Expanded<HumanDuration>>,
+    /// How far back point-in-time restore reaches, e.g. `24h` (the default).
+    pub window: Option<Expanded<HumanDuration>>,
 }
 
 /// A declared column.

@@ -20,7 +20,10 @@ use crate::paths;
 
 mod maintenance;
 mod offsite;
+mod replicate;
 mod warnings;
+
+pub use self::replicate::{DEFAULT_SYNC_EVERY, DEFAULT_WINDOW};
 
 /// The outcome of a successful validation.
 #[derive(Debug)]
@@ -396,6 +399,17 @@ impl Validator<'_> {
                 settings.timezone,
             );
         }
+        let replicate = match (&raw.replicate, &pragmas, &backup) {
+            (Some(raw), Some(pragmas), Some(backup)) => Some(self.replicate(
+                raw,
+                &path.key("replicate"),
+                pragmas,
+                &backup.value,
+                settings.timezone,
+            )),
+            (Some(_), _, _) => Some(None),
+            (None, _, _) => None,
+        };
         Some(Database {
             name: db_name?,
             path: file_path?,
@@ -407,6 +421,7 @@ impl Validator<'_> {
             migrations,
             restore_if_missing: v(&raw.restore_if_missing).unwrap_or(false),
             columns: self.columns(raw.schema.as_ref(), &path.key("schema")),
+            replicate: replicate.map_or(Some(None), |r| r.map(Some))?,
         })
     }
 

@@ -1,0 +1,169 @@
+//! Continuous replication: the commits of a database's write-ahead log
+//! shipped every `sync_every` into a replica beside its backups, restorable
+//! to any point of the `window` (`restore --at`).
+//!
+//! Owns the replica's files ([`catalog`], [`segment`]), reading the log
+//! ([`wal`]), the capture of one database ([`capture`]), rebuilding a
+//! point ([`rebuild`]), and [`run`]: the long-running task the daemon
+//! starts for each replicated database, which steps the capture, removes
+//! the generations the window no longer needs, and reports where it stands.
+
+pub mod capture;
+pub mod catalog;
+pub mod rebuild;
+pub mod segment;
+pub mod wal;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::Replicate;
+use crate::runner::Cancel;
+
+/// How often the window's retention runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// How long a failing capture waits before it tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Where one database's replication stands, as the capture reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The database.
+    pub database: String,
+    /// The current generation, once one started.
+    pub generation: Option<String>,
+    /// Segments written in it.
+    pub segments: u64,
+    /// Bytes of the replica on disk.
+    pub bytes: u64,
+    /// Frames of the log shipped in this generation.
+    pub frames: u64,
+    /// The last time the replica held every commit of the log.
+    pub caught_up_at: Option<DateTime<Utc>>,
+    /// Why the last step failed, if it did.
+    pub error: Option<String>,
+    /// Generations started since the capture began.
+    pub generations_started: u64,
+}
+
+/// Runs the capture of the database at `path` until `cancel`, calling
+/// `report` after each step that changed what it reports.
+pub fn run(
+    database: &str,
+    path: &Path,
+    backup_dir: &Path,
+    replicate: &Replicate,
+    clock: &dyn Clock,
+    cancel: &Cancel,
+    report: &mut dyn FnMut(Report),
+) {
+    let replica_dir = catalog::replica_dir(backup_dir, database);
+    let mut capture = capture::Capture::new(path, &replica_dir);
+    let mut last = Report {
+        database: database.to_string(),
+        generation: None,
+        segments: 0,
+        bytes: 0,
+        frames: 0,
+        caught_up_at: None,
+        error: None,
+        generations_started: 0,
+    };
+    let mut last_retention: Option<Instant> = None;
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        let stepped = Instant::now();
+        let now = clock.now();
+        let mut next = last.clone();
+        match capture.step(now) {
+            Ok(step) => {
+                next.error = None;
+                next.caught_up_at = Some(now);
+                if let Some(why) = step.new_generation {
+                    next.generations_started += 1;
+                    tracing::info!(
+                        db = database,
+                        why,
+                        "replication: a new generation from a fresh base"
+                    );
+                }
+            }
+            Err(e) => {
+                if next.error.as_deref() != Some(&e.to_string()) {
+                    tracing::error!(db = database, error = %e, "replication: the capture failed; it tries again");
+                }
+                next.error = Some(e.to_string());
+                capture.close();
+            }
+        }
+        if let Some(standing) = capture.standing() {
+            next.generation = Some(standing.generation);
+            next.segments = standing.segments;
+            next.bytes = standing.bytes;
+            next.frames = standing.frames;
+        }
+        if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
+            last_retention = Some(Instant::now());
+            remove_outside_window(database, &replica_dir, replicate.window, now);
+        }
+        let changed = Report {
+            caught_up_at: last.caught_up_at,
+            ..next.clone()
+        } != last;
+        if changed || last_sent.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+            report(next.clone());
+            last_sent = Some(Instant::now());
+        }
+        last = next;
+        let pause = if last.error.is_some() {
+            RETRY_AFTER
+        } else {
+            replicate.sync_every
+        };
+        if !wait(cancel, pause.saturating_sub(stepped.elapsed())) {
+            break;
+        }
+    }
+    let _ = capture.step(clock.now());
+    capture.close();
+}
+
+/// Waits `pause` unless cancelled first; whether to go on.
+fn wait(cancel: &Cancel, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    while !cancel.is_cancelled() {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+    false
+}
+
+/// Removes the generations no point of the last `window` needs.
+fn remove_outside_window(database: &str, replica_dir: &Path, window: Duration, now: DateTime<Utc>) {
+    let Ok(generations) = catalog::generations(replica_dir) else {
+        return;
+    };
+    let since = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+    for old in catalog::outside_window(&generations, since) {
+        match std::fs::remove_dir_all(&old.dir) {
+            Ok(()) => tracing::info!(
+                db = database,
+                generation = old.name,
+                "replication: generation outside the window removed"
+            ),
+            Err(e) => {
+                tracing::warn!(db = database, generation = old.name, error = %e, "replication: cannot remove a generation outside the window")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
