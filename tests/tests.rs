@@ -26,6 +26,7 @@ mod migrate_restore;
 mod offsite;
 mod offsite_faults;
 mod plan_apply;
+mod replicate;
 mod runner;
 mod safety;
 mod schema;

@@ -334,14 +334,27 @@ pub(super) struct RestoreArgs<'a> {
     pub yes: bool,
     pub before_migration: Option<&'a str>,
     pub before: Option<&'a str>,
+    pub at: Option<&'a str>,
     pub force: bool,
     pub full_check: bool,
     pub json: bool,
 }
 
-/// `--before`: an age (`10m`, `-10m`, `2h ago`) or a time (RFC 3339, or
-/// `YYYY-MM-DD[ HH:MM[:SS]]` in `timezone`).
-fn parse_before(
+/// Whether `db` is replicated and its replica holds a generation: then
+/// `restore` without a source goes to its newest point.
+fn has_replica(db: &crate::config::Database, backup_dir: &Path) -> bool {
+    db.replicate.is_some()
+        && crate::replicate::catalog::generations(&crate::replicate::catalog::replica_dir(
+            backup_dir,
+            db.name.as_str(),
+        ))
+        .is_ok_and(|generations| !generations.is_empty())
+}
+
+/// `--before` and `--at` (named by `flag`): an age (`10m`, `-10m`, `2h
+/// ago`) or a time (RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]` in `timezone`).
+fn parse_time(
+    flag: &str,
     text: &str,
     now: chrono::DateTime<chrono::Utc>,
     timezone: chrono_tz::Tz,
@@ -376,7 +389,7 @@ fn parse_before(
         .map(|time| time.with_timezone(&chrono::Utc))
         .ok_or_else(|| {
             Error::Usage(format!(
-                "--before `{text}`: give an age (10m, -10m, \"2h ago\") or a time (2026-12-02 14:30 in settings.timezone, 2026-12-02T14:30:00Z)"
+                "{flag} `{text}`: give an age (10m, -10m, \"2h ago\") or a time (2026-12-02 14:30 in settings.timezone, 2026-12-02T14:30:00Z)"
             ))
         })
 }
@@ -391,6 +404,15 @@ fn what_is_replaced(
     clock: &dyn Clock,
 ) -> Result<String, Error> {
     let source = resolved.shown.as_path();
+    if let Some(rebuilt) = &resolved.point {
+        return Ok(format!(
+            "{}: replacing {} with its replica as of {} ({} commits after the generation's base): every change made to it since is replaced (and kept in the safety copy taken first)",
+            db.name,
+            crate::paths::display(&db.path),
+            crate::replicate::rebuild::shown(rebuilt.point),
+            rebuilt.commits
+        ));
+    }
     let record = match &resolved.record {
         Some(record) => Some(record.clone()),
         None => catalogued(state, store, source)?,
@@ -432,12 +454,26 @@ pub(super) fn restore(
     let request = RestoreRequest {
         database: db,
         backup_dir: &config.settings.backup_dir,
-        from: match (args.before, args.before_migration, args.from) {
-            (Some(time), _, _) => {
-                RestoreSource::Before(parse_before(time, clock.now(), config.settings.timezone)?)
+        from: match (args.at, args.before, args.before_migration, args.from) {
+            (Some(time), _, _, _) => RestoreSource::Replica(Some(parse_time(
+                "--at",
+                time,
+                clock.now(),
+                config.settings.timezone,
+            )?)),
+            (None, Some(time), _, _) => RestoreSource::Before(parse_time(
+                "--before",
+                time,
+                clock.now(),
+                config.settings.timezone,
+            )?),
+            (None, None, Some(migration), _) => {
+                RestoreSource::BeforeMigration(migration.to_string())
             }
-            (None, Some(migration), _) => RestoreSource::BeforeMigration(migration.to_string()),
-            (None, None, from) => RestoreSource::parse_from(from),
+            (None, None, None, "latest") if has_replica(db, &config.settings.backup_dir) => {
+                RestoreSource::Replica(None)
+            }
+            (None, None, None, from) => RestoreSource::parse_from(from),
         },
         to: args.to.map(crate::paths::from_cwd),
         force: args.force,

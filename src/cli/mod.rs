@@ -148,7 +148,7 @@ pub enum Command {
         /// Every database, each from its newest verified backup.
         #[arg(long, conflicts_with_all = ["database", "to", "before_migration"])]
         all: bool,
-        /// `latest` (the newest verified backup) or a backup file.
+        /// `latest` (the newest verified backup; for a replicated database, the newest point of its replica), `replica`, `remote:latest`, `remote:NAME` or a backup file.
         #[arg(long, default_value = "latest")]
         from: String,
         /// Write the restored database to this new file instead of replacing the live one.
@@ -165,6 +165,11 @@ pub enum Command {
         /// settings.timezone) or `2026-12-02T14:30:00Z`; instead of --from.
         #[arg(long, conflicts_with_all = ["from", "before_migration"], allow_hyphen_values = true)]
         before: Option<String>,
+        /// Restore a replicated database as it was at this point of its
+        /// replica: `-10m`, `2026-12-02 14:30` or `2026-12-02T14:30:00Z`
+        /// (see `backups DB` for the range); instead of --from.
+        #[arg(long, conflicts_with_all = ["from", "before_migration", "before"], allow_hyphen_values = true)]
+        at: Option<String>,
         /// Restore even from a file that looks like another database.
         #[arg(long)]
         force: bool,
@@ -486,6 +491,7 @@ pub fn run(
             yes,
             before_migration,
             before,
+            at,
             force,
             verify,
             json,
@@ -510,6 +516,7 @@ pub fn run(
                         yes: *yes,
                         before_migration: before_migration.as_deref(),
                         before: before.as_deref(),
+                        at: at.as_deref(),
                         force: *force,
                         full_check: *verify == RestoreVerify::Full,
                         json: *json,

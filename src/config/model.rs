@@ -696,5 +696,7 @@ scalar_enum!(
         Drill => "drill",
         /// Upload verified backups to the offsite store.
         Offsite => "offsite",
+        /// Continuous replication (a long-running capture).
+        Replicate => "replicate",
     }
 );

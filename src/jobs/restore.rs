@@ -160,6 +160,9 @@ pub enum RestoreError {
     /// The offsite store cannot be used.
     #[error(transparent)]
     Offsite(#[from] Box<super::offsite::OffsiteError>),
+    /// The replica cannot be rebuilt at the point asked for.
+    #[error(transparent)]
+    Replica(#[from] crate::replicate::rebuild::RebuildError),
     /// The catalog could not be read.
     #[error(transparent)]
     Backup(#[from] BackupError),

@@ -87,7 +87,7 @@ impl Job {
             JobKind::Optimize => Some(Job::Optimize),
             JobKind::Drill => Some(Job::Drill),
             JobKind::Offsite => Some(Job::Offsite),
-            JobKind::Apply | JobKind::Prune | JobKind::Migrate => None,
+            JobKind::Apply | JobKind::Prune | JobKind::Migrate | JobKind::Replicate => None,
         }
     }
 }

@@ -67,6 +67,7 @@ impl Reconciler {
             Err(e) => tracing::error!(error = %e, "cannot observe the databases"),
         }
         self.rearm();
+        self.sync_captures();
     }
 
     /// Applies `plan`, holds back migrations that failed, and re-observes

@@ -23,6 +23,7 @@ mod converge;
 mod held;
 mod jobs;
 mod process;
+mod replication;
 mod rows;
 mod turn;
 
@@ -100,6 +101,8 @@ pub enum Event {
     Shutdown,
     /// A job finished.
     JobFinished(Finished),
+    /// A capture reported where its replication stands.
+    Replicated(crate::replicate::Report),
 }
 
 /// Startup options of the daemon.
@@ -221,6 +224,7 @@ struct Reconciler {
     headers_turn: Turn,
     /// Where the next periodic pass starts re-observing.
     poll_turn: Turn,
+    captures: replication::Captures,
 }
 
 /// What the loop does after an event.
@@ -298,6 +302,7 @@ impl Reconciler {
             files_checked_at: None,
             headers_turn: Turn::default(),
             poll_turn: Turn::default(),
+            captures: replication::Captures::default(),
         }
     }
 
@@ -325,6 +330,10 @@ impl Reconciler {
             }
             Event::JobFinished(finished) => {
                 self.finished(finished);
+                Next::Continue
+            }
+            Event::Replicated(report) => {
+                self.replicated(report);
                 Next::Continue
             }
             Event::Shutdown if self.draining => {

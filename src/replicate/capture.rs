@@ -45,6 +45,9 @@ const MAX_FRAMES_PER_SEGMENT: u64 = 65_536;
 /// growing under a writer that never pauses.
 pub const RESTART_LOG_AFTER: u64 = 1000;
 
+/// How long the capture's reader stands aside for another checkpointer.
+const YIELD_AT_MOST: Duration = Duration::from_secs(2);
+
 /// How long the capture waits for the write lock to restart the log
 /// before it tries again at the next step.
 const RESTART_WAIT: Duration = Duration::from_millis(200);
@@ -334,15 +337,57 @@ impl Capture {
     /// A `PASSIVE` checkpoint: whether it was complete, every frame of the
     /// log now in the database file and the log `shipped` frames long.
     fn checkpoint(&mut self, shipped: u64) -> Result<bool, CaptureError> {
+        match self.passive_checkpoint()? {
+            Some((log, done)) => Ok(log > 0 && log == done && log as u64 == shipped),
+            None => {
+                self.yield_to_checkpointer()?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// A `PASSIVE` checkpoint: the log's frames and those now in the
+    /// database file, or `None` when another checkpointer runs.
+    fn passive_checkpoint(&self) -> Result<Option<(i64, i64)>, CaptureError> {
         let Some(conn) = self.checkpointer.as_ref() else {
-            return Ok(false);
+            return Ok(Some((0, 0)));
         };
         let (busy, log, done): (i64, i64, i64) = conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(sqlite(&self.database, "cannot checkpoint"))?;
-        Ok(busy == 0 && log > 0 && log == done && log as u64 == shipped)
+        Ok((busy == 0).then_some((log, done)))
+    }
+
+    /// Another checkpointer runs: the application's own `RESTART` or
+    /// `TRUNCATE` waits for our reader while it holds writers back, so the
+    /// reader lets go until it is done (up to [`YIELD_AT_MOST`]). What it
+    /// does to the log is seen at the next step: a restart we did not
+    /// expect starts a new generation.
+    fn yield_to_checkpointer(&mut self) -> Result<(), CaptureError> {
+        let Some(reader) = self.reader.as_ref() else {
+            return Ok(());
+        };
+        reader
+            .execute_batch("COMMIT")
+            .map_err(sqlite(&self.database, "cannot end the read transaction"))?;
+        let since = std::time::Instant::now();
+        while since.elapsed() < YIELD_AT_MOST {
+            std::thread::sleep(Duration::from_millis(5));
+            if self.passive_checkpoint()?.is_some() {
+                break;
+            }
+        }
+        if let Some(live) = self.live.as_mut() {
+            live.restart_expected = false;
+        }
+        let reader = self.reader.as_ref().expect("checked above");
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(sqlite(&self.database, "cannot start the read transaction"))?;
+        self.reader_may_be_unpinned = true;
+        Ok(())
     }
 
     /// Ends the reader's transaction and starts the next one. After a

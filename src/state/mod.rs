@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod expect;
 pub mod health;
 mod recover;
+pub mod replication;
 pub mod runs;
 mod schema;
 

@@ -162,4 +162,15 @@ pub(super) const SCHEMA: &[&str] = &[
     DROP TABLE backups;
     ALTER TABLE copies RENAME TO backups;
     CREATE INDEX backups_by_database ON backups (database, seq);",
+    // Where each replicated database's capture stands (issue #24).
+    "CREATE TABLE replication (
+        database TEXT PRIMARY KEY,
+        generation TEXT,
+        segments INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        frames INTEGER NOT NULL,
+        caught_up_at TEXT,
+        error TEXT,
+        generations_started INTEGER NOT NULL
+    );",
 ];

@@ -32,16 +32,19 @@ pub enum RestoreSource {
     /// A copy on the database's offsite store: the newest verified one
     /// (`remote:latest`), or the one with this file name (`remote:NAME`).
     Remote(Option<String>),
+    /// The database's replica at this point (`--at`), or at its newest.
+    Replica(Option<DateTime<Utc>>),
 }
 
 impl RestoreSource {
-    /// `--from` as given: `latest`, `remote:latest`, `remote:NAME` or a
-    /// file.
+    /// `--from` as given: `latest`, `replica`, `remote:latest`,
+    /// `remote:NAME` or a file.
     pub fn parse_from(from: &str) -> Self {
         match from.strip_prefix("remote:") {
             Some("latest") | Some("") => RestoreSource::Remote(None),
             Some(name) => RestoreSource::Remote(Some(name.to_string())),
             None if from == "latest" => RestoreSource::Latest,
+            None if from == "replica" => RestoreSource::Replica(None),
             None => RestoreSource::File(PathBuf::from(from)),
         }
     }
@@ -58,6 +61,8 @@ pub struct Resolved {
     pub record: Option<BackupRecord>,
     /// Where it came from, for messages: the file, or the remote URL.
     pub shown: PathBuf,
+    /// The replica's point it holds, when rebuilt from the replica.
+    pub point: Option<crate::replicate::rebuild::Rebuilt>,
     _download: Option<Fetched>,
 }
 
@@ -69,6 +74,7 @@ impl Resolved {
             shown: path.clone(),
             path,
             record: None,
+            point: None,
             _download: None,
         }
     }
@@ -105,7 +111,35 @@ fn resolve_remote(
         path: fetched.path().to_path_buf(),
         shown: remote.location(&chosen.key),
         record: Some(chosen),
+        point: None,
         _download: Some(fetched),
+    })
+}
+
+/// Rebuilds the replica of the database of `request` at `at` (its newest
+/// point when `None`) into a locked temp beside its backups.
+fn resolve_replica(
+    request: &RestoreRequest,
+    at: Option<DateTime<Utc>>,
+) -> Result<Resolved, RestoreError> {
+    let database = request.database.name.as_str();
+    let replica = crate::replicate::catalog::replica_dir(request.backup_dir, database);
+    let write = |source| RestoreError::Write {
+        database: database.to_string(),
+        path: replica.clone(),
+        detail: format!("cannot create the rebuilt copy: {source}"),
+    };
+    let beside = request.backup_dir.join(database);
+    crate::durable::create_private_dir(&beside).map_err(write)?;
+    let (file, temp) = crate::durable::locked_temp(&beside, ".db").map_err(write)?;
+    let rebuilt = crate::replicate::rebuild::rebuild(database, &replica, at, &file, &temp)?;
+    tracing::info!(db = database, generation = rebuilt.generation, point = %rebuilt.point, commits = rebuilt.commits, "replica rebuilt");
+    Ok(Resolved {
+        path: temp.to_path_buf(),
+        shown: replica.join(&rebuilt.generation),
+        record: None,
+        point: Some(rebuilt),
+        _download: Some(Fetched::temporary(file, temp)),
     })
 }
 
@@ -135,6 +169,7 @@ pub fn resolve(request: &RestoreRequest, state: &StateDb) -> Result<Resolved, Re
     let store = LocalDir::new(request.backup_dir);
     match &request.from {
         RestoreSource::Remote(copy) => resolve_remote(request, state, copy.as_deref()),
+        RestoreSource::Replica(at) => resolve_replica(request, *at),
         RestoreSource::Latest => {
             sync_catalog(state, &store, name)?;
             let latest = crate::jobs::manifest::latest_verified(state, &store, name)?

@@ -1,0 +1,316 @@
+//! Continuous replication (issue #24) through the real binary: kill -9 of
+//! the application and the daemon at random points, point-in-time restores,
+//! and the application checkpointing the log by itself.
+//!
+//! The writer commits transactions of two rows `(seq, 1)` and `(seq, 2)`,
+//! each stamped with the time just before its commit, and prints each
+//! `seq` with the time SQLite acknowledged it. `LITEWARDEN_CRASH_ROUNDS`
+//! sets the kill rounds (20 by default).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, open};
+use crate::crash::{Points, spawn};
+
+/// How often the test daemons ship commits.
+const SYNC_EVERY: Duration = Duration::from_millis(200);
+
+/// What a restore may miss beyond `sync_every`: one step's own time on a
+/// busy two-core machine.
+const STEP_SLACK: Duration = Duration::from_millis(600);
+
+fn config(extra: &str) -> String {
+    format!(
+        "version: 1
+settings: {{ state_dir: st, backup_dir: bk }}
+databases:
+  app:
+    path: app.db
+    pragmas: {{ journal_mode: wal }}
+    backup: {{ enabled: false }}
+    replicate: {{ sync_every: 200ms, window: 1h }}
+{extra}"
+    )
+}
+
+fn project() -> Project {
+    let project = Project::with_config(&config(""));
+    assert_eq!(project.run(&["apply"]).code, 0);
+    open(&project.join("app.db"))
+        .execute_batch(
+            "CREATE TABLE t (seq INTEGER, part INTEGER, at REAL, PRIMARY KEY (seq, part));",
+        )
+        .unwrap();
+    project
+}
+
+/// The writer: `argv[2]` is the first seq, `argv[3]` (optional) runs a
+/// `wal_checkpoint(argv[3])` every 25 commits.
+const WRITER: &str = "import sqlite3, sys, threading, time
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+c = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+n = int(sys.argv[2])
+mode = sys.argv[3] if len(sys.argv) > 3 else None
+print('ready', flush=True)
+while not stop.is_set():
+    c.execute('BEGIN')
+    at = time.time()
+    c.execute('INSERT INTO t VALUES (?, 1, ?)', (n, at))
+    c.execute('INSERT INTO t VALUES (?, 2, ?)', (n, at))
+    c.execute('COMMIT')
+    print(n, time.time(), flush=True)
+    if mode and n % 25 == 0:
+        c.execute('PRAGMA wal_checkpoint(%s)' % mode).fetchall()
+    n += 1
+    time.sleep(0.004)
+";
+
+struct Writer(Child);
+
+impl Writer {
+    fn start(db: &Path, first: i64, checkpoint: Option<&str>) -> Self {
+        let mut command = Command::new("python3");
+        command.args(["-c", WRITER, &db.display().to_string(), &first.to_string()]);
+        if let Some(mode) = checkpoint {
+            command.arg(mode);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is on every CI machine");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        Writer(child)
+    }
+
+    /// Each acknowledged seq and when (seconds since the epoch).
+    fn acknowledged(self) -> BTreeMap<i64, f64> {
+        let output = self.0.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (seq, at) = line.split_once(' ')?;
+                Some((seq.parse().ok()?, at.parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn stop(mut self) -> BTreeMap<i64, f64> {
+        drop(self.0.stdin.take());
+        self.acknowledged()
+    }
+
+    fn kill(mut self) -> BTreeMap<i64, f64> {
+        let _ = self.0.kill();
+        self.acknowledged()
+    }
+}
+
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The restored copy's transactions, by seq, with their commit stamps;
+/// fails on a half transaction or a damaged file.
+fn transactions(path: &Path) -> BTreeMap<i64, f64> {
+    let conn = open(path);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok", "{}", path.display());
+    let mut parts: BTreeMap<i64, (u32, f64)> = BTreeMap::new();
+    let mut statement = conn.prepare("SELECT seq, at FROM t").unwrap();
+    for row in statement
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))
+        .unwrap()
+    {
+        let (seq, at) = row.unwrap();
+        parts.entry(seq).or_insert((0, at)).0 += 1;
+    }
+    for (seq, (count, _)) in &parts {
+        assert_eq!(*count, 2, "transaction {seq} is half there");
+    }
+    parts.into_iter().map(|(seq, (_, at))| (seq, at)).collect()
+}
+
+fn restore_to(project: &Project, out: &str, extra: &[&str]) -> BTreeMap<i64, f64> {
+    let mut args = vec!["restore", "app", "--to", out, "--yes"];
+    args.extend_from_slice(extra);
+    let restored = project.run(&args);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let restored = transactions(&project.join(out));
+    std::fs::remove_file(project.join(out)).unwrap();
+    restored
+}
+
+/// Waits until the daemon started a generation after `since`.
+fn wait_for_generation(project: &Project, since: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = generations(project);
+        if now.iter().any(|g| !since.contains(g)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no generation started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn generations(project: &Project) -> Vec<String> {
+    let dir = project.join("bk/app/wal");
+    crate::common::file_names(&dir)
+        .into_iter()
+        .filter(|name| dir.join(name).join("base.lwb").is_file())
+        .collect()
+}
+
+fn kill_9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn kill_9_of_writer_and_daemon_loses_at_most_one_sync_and_never_half_a_transaction() {
+    let project = project();
+    let mut points = Points::seeded();
+    let rounds = std::env::var("LITEWARDEN_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut next = 1;
+    for round in 0..rounds {
+        let before = generations(&project);
+        let mut daemon = spawn(&project, &["run"]);
+        wait_for_generation(&project, &before);
+        let writer = Writer::start(&project.join("app.db"), next, None);
+        std::thread::sleep(Duration::from_millis(1000) + points.next(Duration::from_millis(1500)));
+        kill_9(&mut daemon);
+        let killed_at = epoch_now();
+        let acknowledged = writer.kill();
+        let restored = restore_to(&project, "out.db", &[]);
+        let horizon = killed_at - (SYNC_EVERY + STEP_SLACK).as_secs_f64();
+        let window = acknowledged
+            .iter()
+            .filter(|(seq, _)| !restored.contains_key(seq))
+            .map(|(_, at)| killed_at - at)
+            .fold(0.0, f64::max);
+        eprintln!(
+            "round {round}: {} acknowledged, lost the last {window:.3}s",
+            acknowledged.len()
+        );
+        assert!(
+            acknowledged.keys().any(|seq| restored.contains_key(seq)),
+            "round {round}: nothing of this round was replicated"
+        );
+        let lost: Vec<_> = acknowledged
+            .iter()
+            .filter(|(seq, at)| **at < horizon && !restored.contains_key(seq))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} commits acknowledged well before the kill are not in the replica: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        next = crate::common::count(&project.join("app.db"), "t") / 2 + 1;
+        next = next.max(acknowledged.keys().max().map_or(next, |m| m + 1));
+    }
+}
+
+/// Waits until the replica's newest point holds `seq`.
+fn wait_until_replicated(project: &Project, seq: i64) -> BTreeMap<i64, f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let restored = restore_to(project, "caught-up.db", &[]);
+        if restored.contains_key(&seq) {
+            return restored;
+        }
+        assert!(Instant::now() < deadline, "seq {seq} never replicated");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rfc3339(epoch: f64) -> String {
+    chrono::DateTime::from_timestamp_micros((epoch * 1e6) as i64)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+#[test]
+fn every_point_restores_exactly_the_commits_made_before_it() {
+    let project = project();
+    let mut daemon = spawn(&project, &["run"]);
+    wait_for_generation(&project, &[]);
+    let started = epoch_now();
+    let writer = Writer::start(&project.join("app.db"), 1, None);
+    std::thread::sleep(Duration::from_secs(4));
+    let acknowledged = writer.stop();
+    let newest = *acknowledged.keys().max().unwrap();
+    let all = wait_until_replicated(&project, newest);
+    assert_eq!(all.len(), acknowledged.len());
+    let mut points = Points::seeded();
+    let span = Duration::from_secs_f64(epoch_now() - started);
+    for _ in 0..20 {
+        let at = started + points.next(span).as_secs_f64();
+        let restored = restore_to(&project, "point.db", &["--at", &rfc3339(at)]);
+        let after: Vec<_> = restored.iter().filter(|(_, stamp)| **stamp > at).collect();
+        assert!(
+            after.is_empty(),
+            "restored at {at}: commits made after it: {after:?}"
+        );
+        let horizon = at - (SYNC_EVERY + STEP_SLACK).as_secs_f64();
+        let missing: Vec<_> = all
+            .iter()
+            .filter(|(seq, stamp)| **stamp < horizon && !restored.contains_key(seq))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "restored at {at}: commits made well before it are missing: {:?}",
+            &missing[..missing.len().min(5)]
+        );
+        let newest = restored.keys().max().copied().unwrap_or(0);
+        assert_eq!(
+            restored.len() as i64,
+            newest,
+            "a gap in the restored commits"
+        );
+    }
+    kill_9(&mut daemon);
+}
+
+#[test]
+fn the_application_checkpointing_the_log_itself_loses_no_commit() {
+    for mode in ["TRUNCATE", "RESTART"] {
+        let project = project();
+        let mut daemon = spawn(&project, &["run"]);
+        wait_for_generation(&project, &[]);
+        let writer = Writer::start(&project.join("app.db"), 1, Some(mode));
+        std::thread::sleep(Duration::from_secs(3));
+        open(&project.join("app.db"))
+            .execute_batch("VACUUM")
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let acknowledged = writer.stop();
+        let newest = *acknowledged.keys().max().unwrap();
+        let restored = wait_until_replicated(&project, newest);
+        assert_eq!(
+            restored.keys().collect::<Vec<_>>(),
+            acknowledged.keys().collect::<Vec<_>>(),
+            "{mode}: the replica holds exactly the acknowledged commits"
+        );
+        kill_9(&mut daemon);
+    }
+}
