@@ -236,7 +236,7 @@ fn respond(
         Err(e) => return (500, "text/plain", format!("{e}\n")),
     };
     match url {
-        "/metrics" => match metrics(&state) {
+        "/metrics" => match metrics(&state, clock.now()) {
             Ok(text) => (
                 200,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -286,6 +286,63 @@ fn respond(
             "not found: try /metrics, /healthz or /status\n".into(),
         ),
     }
+}
+
+/// Each replicated database's capture: how far behind (seconds since the
+/// replica last held every commit), segments and bytes of its generation,
+/// generations started, and whether it fails.
+fn replication_metrics(
+    state: &StateDb,
+    now: chrono::DateTime<chrono::Utc>,
+    registry: &mut Registry,
+) -> Result<(), crate::state::StateError> {
+    use std::sync::atomic::AtomicU64;
+    let lag = Family::<DatabaseLabels, Gauge<f64, AtomicU64>>::default();
+    let gauge = || Family::<DatabaseLabels, Gauge>::default();
+    let (segments, bytes, generations, failing) = (gauge(), gauge(), gauge(), gauge());
+    for row in state.replication()? {
+        let labels = DatabaseLabels {
+            database: row.database.clone(),
+        };
+        if let Some(at) = row.caught_up_at {
+            lag.get_or_create(&labels)
+                .set((now - at).num_milliseconds().max(0) as f64 / 1000.0);
+        }
+        segments.get_or_create(&labels).set(row.segments);
+        bytes.get_or_create(&labels).set(row.bytes);
+        generations
+            .get_or_create(&labels)
+            .set(row.generations_started);
+        failing
+            .get_or_create(&labels)
+            .set(i64::from(row.error.is_some()));
+    }
+    registry.register(
+        "litewarden_replication_lag_seconds",
+        "Seconds since the replica last held every commit of the database's log",
+        lag,
+    );
+    registry.register(
+        "litewarden_replication_segments",
+        "Segments in the replica's current generation",
+        segments,
+    );
+    registry.register(
+        "litewarden_replication_bytes",
+        "Bytes of the replica's current generation (base and segments)",
+        bytes,
+    );
+    registry.register(
+        "litewarden_replication_generations_started",
+        "Generations the capture started since the daemon started",
+        generations,
+    );
+    registry.register(
+        "litewarden_replication_failing",
+        "Whether the database's capture fails (1) or runs (0)",
+        failing,
+    );
+    Ok(())
 }
 
 /// The per-database metrics: the latest health figures, last successes,
@@ -467,7 +524,10 @@ struct AlertLabels {
     database: String,
 }
 
-fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
+fn metrics(
+    state: &StateDb,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, crate::state::StateError> {
     let mut registry = Registry::default();
     let config_ok = Gauge::<i64>::default();
     config_ok.set(i64::from(state.daemon()?.is_none_or(|d| d.config_ok)));
@@ -512,6 +572,7 @@ fn metrics(state: &StateDb) -> Result<String, crate::state::StateError> {
         managed,
     );
     database_metrics(state, &mut registry)?;
+    replication_metrics(state, now, &mut registry)?;
     let firing = Family::<AlertLabels, Gauge>::default();
     for alert in crate::alert::notify::active_alerts(state)? {
         let labels = AlertLabels {

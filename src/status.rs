@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::state::daemon::{DaemonRow, JobRunRow, ScheduledJob};
 use crate::state::expect::Hold;
 use crate::state::health::Report as HealthReport;
+use crate::state::replication::ReplicationRow;
 use crate::state::{StateDb, StateError};
 use crate::store::{Key, StoreId};
 
@@ -43,6 +44,19 @@ pub struct Status {
     /// Each database's copies off the machine, for the databases that have
     /// an offsite store (or copies on one).
     pub offsite: Vec<OffsiteState>,
+    /// Each replicated database's capture.
+    pub replication: Vec<ReplicationState>,
+}
+
+/// Where a replicated database's capture stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationState {
+    /// What the capture last reported.
+    #[serde(flatten)]
+    pub row: ReplicationRow,
+    /// Seconds since the replica last held every commit (what a lost disk
+    /// would take with it); `None` before the first report.
+    pub lag_seconds: Option<f64>,
 }
 
 /// How far a database's offsite store has come.
@@ -120,6 +134,16 @@ pub fn snapshot(
         health: state.all_health()?,
         alerts: active_alerts(state)?,
         offsite,
+        replication: state
+            .replication()?
+            .into_iter()
+            .map(|row| ReplicationState {
+                lag_seconds: row
+                    .caught_up_at
+                    .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
+                row,
+            })
+            .collect(),
     })
 }
 

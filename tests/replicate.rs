@@ -314,3 +314,59 @@ fn the_application_checkpointing_the_log_itself_loses_no_commit() {
         kill_9(&mut daemon);
     }
 }
+
+#[test]
+fn status_metrics_and_alerts_show_a_broken_capture_and_its_recovery() {
+    use crate::daemon::{Daemon, http_get, wait_until};
+    let port = crate::common::free_port();
+    let project = Project::with_config(&format!(
+        "{}alerts:\n  - {{ name: replica, when: replication_broken, to: [ops@example.com] }}\n",
+        config("").replace(
+            "settings: { state_dir: st, backup_dir: bk }",
+            &format!("settings: {{ state_dir: st, backup_dir: bk, listen: \"127.0.0.1:{port}\" }}"),
+        )
+    ));
+    assert_eq!(project.run(&["apply"]).code, 0);
+    std::fs::create_dir_all(project.join("bk/app")).unwrap();
+    std::fs::write(project.join("bk/app/wal"), b"in the way").unwrap();
+    let daemon = Daemon::start(&project);
+    let status = || {
+        let output = project.run(&["status", "--json"]);
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        serde_json::from_str::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    wait_until("the capture reports its failure", || {
+        status()["replication"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bk/app/wal"))
+    });
+    wait_until("replication_broken is active", || {
+        status()["alerts"]
+            .as_array()
+            .is_some_and(|alerts| alerts.iter().any(|a| a["key"]["rule"] == "replica"))
+    });
+    let text = project.run(&["status"]);
+    assert!(
+        text.stdout.contains("replication: app: FAILING"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        http_get(port, "/metrics").contains("litewarden_replication_failing{database=\"app\"} 1")
+    );
+    std::fs::remove_file(project.join("bk/app/wal")).unwrap();
+    wait_until("the capture recovers", || {
+        let now = status();
+        let capture = &now["replication"][0];
+        capture["error"].is_null()
+            && capture["generation"].is_string()
+            && capture["lag_seconds"].as_f64().is_some_and(|lag| lag < 5.0)
+    });
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains("litewarden_replication_lag_seconds{database=\"app\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("litewarden_replication_failing{database=\"app\"} 0"));
+    assert_eq!(daemon.stop(), 0);
+}

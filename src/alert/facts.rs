@@ -27,7 +27,11 @@ pub fn run_condition(job: JobKind, failure: Option<FailureKind>) -> AlertConditi
 }
 
 /// Every condition that holds now for the databases of `config`.
-pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError> {
+pub fn gather(
+    config: &Config,
+    state: &StateDb,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Fact>, StateError> {
     let mut facts = Vec::new();
     let fact = |condition, database: &str, job, reason: String| Fact {
         condition,
@@ -131,6 +135,40 @@ pub fn gather(config: &Config, state: &StateDb) -> Result<Vec<Fact>, StateError>
                 None,
                 first.reason.clone(),
             ));
+        }
+    }
+    for row in state.replication()? {
+        let Some(replicate) = config
+            .databases
+            .get(row.database.as_str())
+            .and_then(|db| db.replicate.as_ref())
+        else {
+            continue;
+        };
+        if let Some(error) = &row.error {
+            facts.push(fact(
+                AlertCondition::ReplicationBroken,
+                &row.database,
+                None,
+                error.clone(),
+            ));
+        }
+        if let Some(at) = row.caught_up_at {
+            let behind = (now - at).to_std().unwrap_or_default();
+            if behind > replicate.max_lag {
+                facts.push(fact(
+                    AlertCondition::ReplicationLag,
+                    &row.database,
+                    None,
+                    format!(
+                        "the replica last held every commit {} ago (max_lag {})",
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            behind.as_secs()
+                        )),
+                        humantime::format_duration(replicate.max_lag)
+                    ),
+                ));
+            }
         }
     }
     if let Some(daemon) = state.daemon()?

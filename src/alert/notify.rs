@@ -34,6 +34,8 @@ fn describe(notice: &Notice) -> String {
         AlertCondition::DatabaseMissing => "database file missing".into(),
         AlertCondition::DatabaseReplaced => "database replaced or emptied".into(),
         AlertCondition::OffsiteStale => "no recent offsite copy".into(),
+        AlertCondition::ReplicationLag => "replication behind".into(),
+        AlertCondition::ReplicationBroken => "replication failing".into(),
     }
 }
 
@@ -111,6 +113,9 @@ fn suggestions(condition: AlertCondition, job: Option<JobKind>, db: &str) -> Str
         AlertCondition::OffsiteStale => format!(
             "  litewarden backups {db} --remote   (what reached the offsite store)\n  litewarden offsite {db}   (upload what is waiting, once the store is reachable)\n"
         ),
+        AlertCondition::ReplicationLag | AlertCondition::ReplicationBroken => format!(
+            "  litewarden status   (the capture's error and how far behind it is)\n  litewarden backups {db}   (the range the replica restores)\n"
+        ),
         AlertCondition::HealthFailed
         | AlertCondition::DrillFailed
         | AlertCondition::DatabaseMissing
@@ -140,7 +145,7 @@ pub fn evaluate_and_queue(
     if config.alerts.is_empty() && previous.is_empty() {
         return Ok(Vec::new());
     }
-    let facts = facts::gather(config, state)?;
+    let facts = facts::gather(config, state, now)?;
     let (states, notices) = rules::evaluate(&config.alerts, &facts, &previous, now);
     if states == previous && notices.is_empty() {
         return Ok(notices);

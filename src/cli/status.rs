@@ -79,6 +79,7 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         health,
         alerts,
         offsite,
+        replication,
     } = status;
     let running = *running;
     match daemon {
@@ -236,6 +237,24 @@ fn show(status: &Status, out: &mut dyn Write) -> Result<ExitStatus, Error> {
         print(
             out,
             format_args!("offsite: {}: {newest}; {waiting}", store.database),
+        )?;
+    }
+    for capture in replication {
+        let row = &capture.row;
+        let state = match (&row.error, capture.lag_seconds) {
+            (Some(error), _) => format!("FAILING: {error}"),
+            (None, Some(lag)) => format!("{lag:.1}s behind"),
+            (None, None) => "starting".to_string(),
+        };
+        print(
+            out,
+            format_args!(
+                "replication: {}: {state}; generation {}, {} segments, {} bytes",
+                row.database,
+                row.generation.as_deref().unwrap_or("none yet"),
+                row.segments,
+                row.bytes
+            ),
         )?;
     }
     for backup in dated_in_future {

@@ -171,6 +171,8 @@ pub struct Replicate {
     pub sync_every: Duration,
     /// How far back point-in-time restore reaches.
     pub window: Duration,
+    /// How far behind replication may fall before `replication_lag` holds.
+    pub max_lag: Duration,
 }
 
 /// A column `jobs.yaml` declares; `apply` adds it when missing.
@@ -674,6 +676,10 @@ scalar_enum!(
         DatabaseReplaced => "database_replaced",
         /// The newest copy on the offsite store is older than `offsite.max_age_lag`.
         OffsiteStale => "offsite_stale",
+        /// Replication is further behind than `replicate.max_lag`.
+        ReplicationLag => "replication_lag",
+        /// The capture of a replicated database fails.
+        ReplicationBroken => "replication_broken",
     }
 );
 

@@ -127,6 +127,8 @@ pub struct RawReplicate {
     pub sync_every: Option<Expanded<HumanDuration>>,
     /// How far back point-in-time restore reaches, e.g. `24h` (the default).
     pub window: Option<Expanded<HumanDuration>>,
+    /// The `replication_lag` alert condition holds when the replica is further behind than this, e.g. `10s` (the default).
+    pub max_lag: Option<Expanded<HumanDuration>>,
 }
 
 /// A declared column.

@@ -33,15 +33,6 @@ pub struct ReplicationRow {
     pub generations_started: i64,
 }
 
-impl ReplicationRow {
-    /// Seconds since the replica last held every commit of the log (at
-    /// `now`): how much a lost disk would take with it.
-    pub fn lag_seconds(&self, now: DateTime<Utc>, started: DateTime<Utc>) -> f64 {
-        let since = self.caught_up_at.unwrap_or(started);
-        ((now - since).num_milliseconds().max(0) as f64) / 1000.0
-    }
-}
-
 impl StateDb {
     /// Records a capture's report.
     pub fn record_replication(&self, report: &Report) -> Result<(), StateError> {

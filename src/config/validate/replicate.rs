@@ -13,6 +13,9 @@ pub const DEFAULT_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How far back point-in-time restore reaches by default.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
+/// How far behind replication may fall by default.
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(10);
+
 /// The shortest `sync_every`: shorter ones cost CPU without losing less.
 const MIN_SYNC_EVERY: Duration = Duration::from_millis(100);
 
@@ -73,10 +76,20 @@ impl Validator<'_> {
                 );
             }
         }
+        let max_lag = v(&raw.max_lag)
+            .map(HumanDuration::get)
+            .unwrap_or(DEFAULT_MAX_LAG);
+        if max_lag <= sync_every {
+            self.warn(
+                &path.key("max_lag"),
+                "max_lag is not longer than sync_every, so replication_lag holds between two steps",
+            );
+        }
         valid.then_some(Replicate {
             to,
             sync_every,
             window,
+            max_lag,
         })
     }
 }
