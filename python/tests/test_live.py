@@ -232,3 +232,18 @@ def test_the_readme_quick_start_runs_as_written(tmp_path, monkeypatch):
     assert run.stdout.startswith("healthy "), run.stdout
     stored = [n for n in os.listdir(tmp_path / "backups" / "website_crawler") if not n.startswith(".")]
     assert len(stored) == 2, f"a backup and its manifest: {stored}"
+
+
+def test_a_replicated_database_leaves_its_checkpoints_to_the_daemon(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LITEWARDEN_CONFIG", raising=False)
+    lw._managers.clear()
+    (tmp_path / "jobs.yaml").write_text(
+        "version: 1\ndatabases:\n"
+        "  plain: { path: plain.db, pragmas: { journal_mode: wal } }\n"
+        "  app:\n    path: app.db\n    pragmas: { journal_mode: wal }\n    replicate: { sync_every: 1s }\n"
+    )
+    for name, expected in (("plain", 1000), ("app", 0)):
+        db = lw.Manager(config="jobs.yaml", database=name)
+        with db.transaction() as tx:
+            assert tx.query("PRAGMA wal_autocheckpoint") == [(expected,)], name

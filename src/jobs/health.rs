@@ -227,7 +227,7 @@ fn file_checks(
             format!("{} WAL", human(figures.wal_size_bytes)),
         )
     });
-    if figures.wal_size_bytes > 0 && !litestream_owns(&conn) {
+    if figures.wal_size_bytes > 0 && db.replicate.is_none() && !litestream_owns(&conn) {
         let (_, log, backfilled): (i64, i64, i64) = conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))

@@ -37,6 +37,9 @@ pub enum Checkpoint {
     TruncateFellBack,
     /// None: Litestream owns the WAL.
     SkippedForLitestream,
+    /// None: the database is replicated, and its capture is its only
+    /// checkpointer (another checkpoint could drop frames not yet shipped).
+    SkippedForReplication,
     /// None: not in WAL mode.
     NotWal,
 }
@@ -95,6 +98,8 @@ pub fn run(database: &Database) -> Result<Report, DbError> {
         .map_err(sqlite_error(path, "cannot read journal_mode"))?;
     let checkpoint = if !journal.eq_ignore_ascii_case("wal") {
         Checkpoint::NotWal
+    } else if database.replicate.is_some() {
+        Checkpoint::SkippedForReplication
     } else if litestream_owns(&conn) {
         Checkpoint::SkippedForLitestream
     } else if wal_before > database.health.max_wal_size.0 {

@@ -163,7 +163,10 @@ pub(super) fn ensure_file(
 }
 
 /// The writer connection, with the database's pragmas; refused when SQLite
-/// could only open the file read-only.
+/// could only open the file read-only. For a replicated database its
+/// automatic checkpoints are off: the daemon's capture is the checkpointer,
+/// and a checkpoint of ours could restart the log under frames it has not
+/// shipped yet.
 pub(super) fn writer(database: &Database, cache: usize) -> Result<Connection, LiveError> {
     let open_error = |detail: String| LiveError::Open {
         path: database.path.clone(),
@@ -172,6 +175,10 @@ pub(super) fn writer(database: &Database, cache: usize) -> Result<Connection, Li
     let conn = crate::db::open(&database.path, &database.pragmas.connection)
         .map_err(|e| open_error(format!("cannot open for writing: {e}")))?;
     conn.set_prepared_statement_cache_capacity(cache);
+    if database.replicate.is_some() {
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| open_error(format!("cannot leave checkpoints to the capture: {e}")))?;
+    }
     let read_only = conn
         .is_readonly(rusqlite::MAIN_DB)
         .map_err(|e| open_error(format!("cannot open for writing: {e}")))?;

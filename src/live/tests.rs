@@ -322,3 +322,31 @@ fn writing_outside_an_open_transaction_from_its_thread_fails_after_busy_timeout(
     db.execute("INSERT INTO pages (url) VALUES ('x')", [])
         .unwrap();
 }
+
+#[test]
+fn the_writer_of_a_replicated_database_leaves_checkpoints_to_the_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    with_pages(dir.path());
+    let autocheckpoint = |replicated: bool| {
+        let config =
+            open::config_for_path(&dir.path().join("app.db"), &Options::default()).unwrap();
+        let mut database = Database::clone(config.databases.values().next().unwrap());
+        database.replicate = replicated.then(|| crate::config::Replicate {
+            to: crate::config::ReplicateTo::Local,
+            sync_every: Duration::from_secs(1),
+            window: Duration::from_secs(3600),
+            max_lag: Duration::from_secs(10),
+        });
+        let mut config = config.clone();
+        config
+            .databases
+            .insert(database.name.clone(), std::sync::Arc::new(database));
+        let db = Manager::from_config(&config, "app", Options::default()).unwrap();
+        db.transaction(|tx| {
+            Ok(tx.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))?)
+        })
+        .unwrap()
+    };
+    assert_eq!(autocheckpoint(false), 1000);
+    assert_eq!(autocheckpoint(true), 0);
+}
