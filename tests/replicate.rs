@@ -288,7 +288,50 @@ fn every_point_restores_exactly_the_commits_made_before_it() {
             "a gap in the restored commits"
         );
     }
+    let listed = project.run(&["backups", "app"]);
+    assert!(
+        listed.stdout.contains("replica: any point from"),
+        "{}",
+        listed.stdout
+    );
+    let listed = project.run(&["backups", "app", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed["replica"]["generations"], 1, "{listed}");
     kill_9(&mut daemon);
+}
+
+#[test]
+fn check_refuses_replication_without_wal_or_without_an_offsite_store() {
+    let without_wal = Project::with_config(
+        "version: 1\ndatabases:\n  app: { path: app.db, replicate: { sync_every: 1s } }\n",
+    );
+    let checked = without_wal.run(&["check"]);
+    assert_eq!(checked.code, 1);
+    assert!(
+        checked.stderr.contains("databases.app.replicate: replication ships the write-ahead log: set `pragmas: { journal_mode: wal }`"),
+        "{}",
+        checked.stderr
+    );
+    let without_store = Project::with_config(&config("").replace(
+        "replicate: { sync_every: 200ms, window: 1h }",
+        "replicate: { to: offsite, sync_every: 50ms }",
+    ));
+    let checked = without_store.run(&["check"]);
+    assert_eq!(checked.code, 1);
+    assert!(
+        checked
+            .stderr
+            .contains("databases.app.replicate.to: `to: offsite` needs an offsite store"),
+        "{}",
+        checked.stderr
+    );
+    assert!(
+        checked
+            .stderr
+            .contains("databases.app.replicate.sync_every: must be at least 100ms"),
+        "{}",
+        checked.stderr
+    );
 }
 
 #[test]

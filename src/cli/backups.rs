@@ -136,12 +136,26 @@ pub(super) fn list(
         } else {
             retention(&state, &config, db, clock)?
         };
-        listed.push((db.name.as_str(), offsite_times(&state, db, entries)?));
+        let replica = match (remote, &db.replicate) {
+            (false, Some(_)) => {
+                crate::replicate::catalog::summary(&crate::replicate::catalog::replica_dir(
+                    &config.settings.backup_dir,
+                    db.name.as_str(),
+                ))
+                .map_err(|e| Error::Usage(format!("{}: cannot read its replica: {e}", db.name)))?
+            }
+            _ => None,
+        };
+        listed.push((
+            db.name.as_str(),
+            offsite_times(&state, db, entries)?,
+            replica,
+        ));
     }
     if json {
-        let mut lists = listed
-            .iter()
-            .map(|(name, entries)| json!({ "database": name, "backups": entries }));
+        let mut lists = listed.iter().map(|(name, entries, replica)| {
+            json!({ "database": name, "backups": entries, "replica": replica })
+        });
         if all {
             print(out, json!({ "databases": lists.collect::<Vec<_>>() }))?;
         } else if let Some(list) = lists.next() {
@@ -149,7 +163,7 @@ pub(super) fn list(
         }
         return Ok(ExitStatus::Success);
     }
-    for (i, (name, entries)) in listed.iter().enumerate() {
+    for (i, (name, entries, replica)) in listed.iter().enumerate() {
         if all {
             if i > 0 {
                 print(out, "")?;
@@ -157,6 +171,19 @@ pub(super) fn list(
             print(out, format_args!("{name}:"))?;
         }
         list_one(name, entries, out)?;
+        if let Some(replica) = replica {
+            print(
+                out,
+                format_args!(
+                    "replica: any point from {} to {} (`litewarden restore {name} --at TIME`); {} generations, {} segments, {} bytes",
+                    crate::replicate::rebuild::shown(replica.oldest),
+                    crate::replicate::rebuild::shown(replica.newest),
+                    replica.generations,
+                    replica.segments,
+                    replica.bytes
+                ),
+            )?;
+        }
     }
     Ok(ExitStatus::Success)
 }

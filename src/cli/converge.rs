@@ -30,13 +30,14 @@ pub(super) fn check(
     if json {
         print(
             out,
-            json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings, "offsite": offsite }),
+            json!({ "ok": true, "databases": databases, "errors": [], "warnings": loaded.warnings, "offsite": offsite, "replicate": replication(&loaded.config) }),
         )?;
     } else {
         for warning in &loaded.warnings {
             print(out, warning)?;
         }
         super::offsite::show_summary(&offsite, out)?;
+        show_replication(&loaded.config, out)?;
         print(
             out,
             format_args!(
@@ -73,12 +74,13 @@ pub(super) fn plan(
     if json {
         print(
             out,
-            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "faults": loaded.faults, "rehearsals": rehearsals, "warnings": loaded.warnings, "offsite": offsite }),
+            json!({ "changes": plan.changes, "notes": plan.notes, "unreadable": plan.unreadable, "problems": plan.problems, "faults": loaded.faults, "rehearsals": rehearsals, "warnings": loaded.warnings, "offsite": offsite, "replicate": replication(&loaded.config) }),
         )?;
     } else {
         print_warnings(cli, &loaded.warnings);
         print_unreadable(&plan.unreadable);
         super::offsite::show_summary(&offsite, out)?;
+        show_replication(&loaded.config, out)?;
         for change in &plan.changes {
             print(out, change)?;
         }
@@ -279,4 +281,46 @@ fn observe_and_plan(
 ) -> Result<plan::Plan, Error> {
     let observed = crate::observe::observe(config, clock.now())?;
     Ok(plan::diff(&observed, &Desired::from_config(config)))
+}
+
+/// Each replicated database: where its segments go, how often, how far
+/// back a restore reaches.
+fn replication(config: &crate::config::Config) -> Vec<serde_json::Value> {
+    config
+        .databases
+        .values()
+        .filter_map(|db| {
+            let replicate = db.replicate.as_ref()?;
+            Some(json!({
+                "database": db.name.as_str(),
+                "to": replicate.to,
+                "dir": crate::replicate::catalog::replica_dir(&config.settings.backup_dir, db.name.as_str()),
+                "sync_every_ms": replicate.sync_every.as_millis() as u64,
+                "window_s": replicate.window.as_secs(),
+            }))
+        })
+        .collect()
+}
+
+fn show_replication(config: &crate::config::Config, out: &mut dyn Write) -> Result<(), Error> {
+    for db in config.databases.values() {
+        let Some(replicate) = &db.replicate else {
+            continue;
+        };
+        print(
+            out,
+            format_args!(
+                "replicate: {} every {} to {} ({}), any point of the last {}",
+                db.name,
+                humantime::format_duration(replicate.sync_every),
+                crate::paths::display(&crate::replicate::catalog::replica_dir(
+                    &config.settings.backup_dir,
+                    db.name.as_str()
+                )),
+                replicate.to,
+                humantime::format_duration(replicate.window)
+            ),
+        )?;
+    }
+    Ok(())
 }

@@ -126,6 +126,41 @@ pub fn range(generations: &[Generation]) -> Option<(DateTime<Utc>, DateTime<Utc>
     Some((generations.first()?.started, generations.last()?.newest()))
 }
 
+/// What a replica holds, for `backups`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// The oldest point it restores to.
+    pub oldest: DateTime<Utc>,
+    /// The newest point it restores to.
+    pub newest: DateTime<Utc>,
+    /// Its generations.
+    pub generations: usize,
+    /// Its segments.
+    pub segments: usize,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+/// What the replica under `dir` holds; `None` when it holds nothing.
+pub fn summary(dir: &Path) -> io::Result<Option<Summary>> {
+    let generations = generations(dir)?;
+    let Some((oldest, newest)) = range(&generations) else {
+        return Ok(None);
+    };
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let bytes = generations
+        .iter()
+        .map(|g| size(&g.base()) + g.segments.iter().map(|s| size(&s.path)).sum::<u64>())
+        .sum();
+    Ok(Some(Summary {
+        oldest,
+        newest,
+        generations: generations.len(),
+        segments: generations.iter().map(|g| g.segments.len()).sum(),
+        bytes,
+    }))
+}
+
 /// The generations no point of the window (`since` onwards) needs: every
 /// one before the newest generation that started at or before `since`.
 /// The newest generation is always kept.
