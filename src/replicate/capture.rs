@@ -266,7 +266,7 @@ impl Capture {
                 }
             })
             .collect();
-        let name = catalog::segment_name(live.next_sequence, observed_ms);
+        let name = catalog::segment_name(live.next_sequence, live.next_sequence, observed_ms);
         let target = live.dir.join(name);
         let bytes = segment::write_segment(&target, live.page_size, &stored)
             .map_err(io(&target, "cannot write the segment"))?;

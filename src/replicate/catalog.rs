@@ -1,9 +1,11 @@
 //! Where a database's replica lives and what it holds:
 //! `<backup_dir>/<db>/wal/<generation>/base.lwb` and its segments
-//! `<sequence>-<last observed ms>.lws`.
+//! `<first>-<last>-<last observed ms>.lws` (the sequence numbers of the
+//! steps they hold: one, or a run of them once compacted).
 //!
-//! Owns the names of those files, listing them in order, the restorable
-//! range, and which generations the window no longer needs.
+//! Owns the names of those files, listing them in order (a compacted file
+//! hides the files it replaced, should a kill have left them), the
+//! restorable range, and which generations the window no longer needs.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,15 +26,17 @@ pub fn generation_name(at: DateTime<Utc>) -> String {
 }
 
 /// A segment's file name.
-pub fn segment_name(sequence: u64, last_observed_ms: i64) -> String {
-    format!("{sequence:010}-{last_observed_ms}.lws")
+pub fn segment_name(first: u64, last: u64, last_observed_ms: i64) -> String {
+    format!("{first:010}-{last:010}-{last_observed_ms}.lws")
 }
 
 /// One segment on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentFile {
-    /// Its order in the generation.
-    pub sequence: u64,
+    /// The first step it holds.
+    pub first: u64,
+    /// The last step it holds.
+    pub last: u64,
     /// When its last commit was seen.
     pub last_observed_ms: i64,
     /// Its path.
@@ -105,20 +109,49 @@ fn segments(dir: &Path) -> io::Result<Vec<SegmentFile>> {
         let Some(stem) = name.strip_suffix(".lws") else {
             continue;
         };
-        let Some((sequence, observed)) = stem.split_once('-') else {
+        let parts: Vec<&str> = stem.split('-').collect();
+        let [first, last, observed] = parts[..] else {
             continue;
         };
-        let (Ok(sequence), Ok(last_observed_ms)) = (sequence.parse(), observed.parse()) else {
+        let (Ok(first), Ok(last), Ok(last_observed_ms)) =
+            (first.parse(), last.parse(), observed.parse())
+        else {
             continue;
         };
         found.push(SegmentFile {
-            sequence,
+            first,
+            last,
             last_observed_ms,
             path: entry.path(),
         });
     }
-    found.sort_by_key(|s| s.sequence);
-    Ok(found)
+    found.sort_by_key(|s| (s.first, std::cmp::Reverse(s.last)));
+    let mut kept: Vec<SegmentFile> = Vec::with_capacity(found.len());
+    for segment in found {
+        if kept
+            .last()
+            .is_none_or(|previous| segment.first > previous.last)
+        {
+            kept.push(segment);
+        }
+    }
+    Ok(kept)
+}
+
+/// Runs of segments to compact into one file each: consecutive segments
+/// of one `bucket` (a minute, an hour) of observed time that ended before
+/// `now`, two or more of them.
+pub fn compactable(
+    segments: &[SegmentFile],
+    bucket: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Vec<&[SegmentFile]> {
+    let bucket_ms = bucket.as_millis().max(1) as i64;
+    let current = now.timestamp_millis() / bucket_ms;
+    segments
+        .chunk_by(|a, b| a.last_observed_ms / bucket_ms == b.last_observed_ms / bucket_ms)
+        .filter(|run| run.len() > 1 && run[0].last_observed_ms / bucket_ms < current)
+        .collect()
 }
 
 /// The oldest and newest points the generations restore to.
@@ -186,6 +219,25 @@ mod tests {
             started,
             segments: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_compacted_file_hides_the_files_a_kill_left_behind_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            segment_name(0, 0, 10),
+            segment_name(1, 1, 20),
+            segment_name(0, 1, 20),
+            segment_name(2, 2, 30),
+        ] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let listed: Vec<(u64, u64)> = segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|s| (s.first, s.last))
+            .collect();
+        assert_eq!(listed, [(0, 1), (2, 2)]);
     }
 
     #[test]

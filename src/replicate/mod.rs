@@ -23,8 +23,13 @@ use crate::clock::Clock;
 use crate::config::Replicate;
 use crate::runner::Cancel;
 
-/// How often the window's retention runs.
+/// How often the window's retention and the compaction run.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Segments are compacted per minute once the minute is over, then per
+/// hour once the hour is over: a restore reads a few files, not one per
+/// step. Compaction joins commits and drops none, so every point stays.
+const COMPACTION_BUCKETS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(3600)];
 
 /// How long a failing capture waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -109,6 +114,9 @@ pub fn run(
         if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
             remove_outside_window(database, &replica_dir, replicate.window, now);
+            if let Err(e) = compact(&replica_dir, now) {
+                tracing::warn!(db = database, error = %e, "replication: cannot compact the segments; they stay as they are");
+            }
         }
         let changed = Report {
             caught_up_at: last.caught_up_at,
@@ -143,6 +151,43 @@ fn wait(cancel: &Cancel, pause: Duration) -> bool {
         std::thread::sleep(left.min(Duration::from_millis(50)));
     }
     false
+}
+
+/// Compacts the segments of each generation under `replica_dir` (see
+/// [`COMPACTION_BUCKETS`]); how many files it wrote. The joined file is
+/// written (temp, fsync, rename) before the files it replaces are
+/// removed; a kill in between leaves both, and listing hides the old ones.
+pub fn compact(replica_dir: &Path, now: DateTime<Utc>) -> std::io::Result<usize> {
+    let mut written = 0;
+    for bucket in COMPACTION_BUCKETS {
+        for generation in catalog::generations(replica_dir)? {
+            for run in catalog::compactable(&generation.segments, bucket, now) {
+                let mut commits = Vec::new();
+                for file in run {
+                    commits.extend(segment::read_segment(&file.path)?);
+                }
+                let Some(page_size) = commits
+                    .iter()
+                    .find_map(|c| c.commit.pages.values().next())
+                    .map(|page| page.len() as u32)
+                else {
+                    continue;
+                };
+                let (first, last) = (&run[0], &run[run.len() - 1]);
+                let target = generation.dir.join(catalog::segment_name(
+                    first.first,
+                    last.last,
+                    last.last_observed_ms,
+                ));
+                segment::write_segment(&target, page_size, &commits)?;
+                for file in run {
+                    std::fs::remove_file(&file.path)?;
+                }
+                written += 1;
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Removes the generations no point of the last `window` needs.

@@ -72,8 +72,29 @@ pub struct Rebuilt {
 }
 
 /// Rebuilds `database`'s replica under `replica_dir` at `at` (the newest
-/// point when `None`) into `into` (an empty file at `into_path`).
+/// point when `None`) into `into` (an empty file at `into_path`). A
+/// segment that vanished while it was read (the daemon compacted it into
+/// a larger one) makes it list the replica again, once.
 pub fn rebuild(
+    database: &str,
+    replica_dir: &Path,
+    at: Option<DateTime<Utc>>,
+    into: &File,
+    into_path: &Path,
+) -> Result<Rebuilt, RebuildError> {
+    match rebuild_once(database, replica_dir, at, into, into_path) {
+        Err(RebuildError::Damaged { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            into.set_len(0).map_err(|source| RebuildError::Write {
+                path: into_path.to_path_buf(),
+                source,
+            })?;
+            rebuild_once(database, replica_dir, at, into, into_path)
+        }
+        other => other,
+    }
+}
+
+fn rebuild_once(
     database: &str,
     replica_dir: &Path,
     at: Option<DateTime<Utc>>,

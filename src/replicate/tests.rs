@@ -27,7 +27,7 @@ fn insert(conn: &Connection, from: i64, to: i64) {
 }
 
 fn at(second: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_796_000_000 + second, 0).unwrap()
+    DateTime::from_timestamp(1_796_000_040 + second, 0).unwrap()
 }
 
 fn rebuilt_ids(replica: &Path, point: Option<DateTime<Utc>>) -> Vec<i64> {
@@ -158,4 +158,35 @@ fn a_damaged_segment_is_refused_naming_the_last_good_point() {
         rebuilt_ids(&replica, Some(at(1))),
         (1..=5).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn compaction_joins_each_past_minute_into_one_file_and_every_point_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = app(&db);
+    let mut capture = Capture::new(&db, &replica);
+    capture.step(at(0)).unwrap();
+    let seconds = [1, 2, 3, 61, 62, 63, 121, 122];
+    for (i, second) in seconds.iter().enumerate() {
+        insert(&conn, i as i64 * 5 + 1, i as i64 * 5 + 5);
+        capture.step(at(*second)).unwrap();
+    }
+    let before: Vec<Vec<i64>> = seconds
+        .iter()
+        .map(|second| rebuilt_ids(&replica, Some(at(*second))))
+        .collect();
+    assert_eq!(super::compact(&replica, at(125)).unwrap(), 2);
+    let generation = &catalog::generations(&replica).unwrap()[0];
+    assert_eq!(generation.segments.len(), 4, "{:?}", generation.segments);
+    assert_eq!(super::compact(&replica, at(125)).unwrap(), 0);
+    for (second, expected) in seconds.iter().zip(before) {
+        assert_eq!(
+            rebuilt_ids(&replica, Some(at(*second))),
+            expected,
+            "at {second}"
+        );
+    }
+    assert_eq!(rebuilt_ids(&replica, None), (1..=40).collect::<Vec<_>>());
 }
