@@ -413,3 +413,58 @@ fn status_metrics_and_alerts_show_a_broken_capture_and_its_recovery() {
     assert!(metrics.contains("litewarden_replication_failing{database=\"app\"} 0"));
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn to_offsite_an_empty_machine_restores_every_commit_from_the_bucket() {
+    use crate::common::s3::{S3Server, credentials};
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path());
+    let project = Project::with_config(&crate::offsite::config(
+        &server,
+        "  state_dir: st\n  backup_dir: bk\n",
+        "    pragmas: { journal_mode: wal }\n    backup: { enabled: false }\n    replicate: { to: offsite, sync_every: 200ms, window: 1h }\n",
+    ));
+    assert_eq!(project.run_with(&["apply"], &credentials()).code, 0);
+    open(&project.join("app.db"))
+        .execute_batch(
+            "CREATE TABLE t (seq INTEGER, part INTEGER, at REAL, PRIMARY KEY (seq, part));",
+        )
+        .unwrap();
+    let daemon = crate::daemon::Daemon::start_with(&project, &credentials());
+    wait_for_generation(&project, &[]);
+    let writer = Writer::start(&project.join("app.db"), 1, None);
+    std::thread::sleep(Duration::from_secs(2));
+    let acknowledged = writer.stop();
+    wait_until_replicated(&project, *acknowledged.keys().max().unwrap());
+    let local = project.join("bk/app/wal");
+    let remote = server.object_path("prod/app/wal");
+    let files = |dir: &Path| -> Vec<String> {
+        let mut names = Vec::new();
+        for generation in crate::common::all_names(dir) {
+            for file in crate::common::all_names(&dir.join(&generation)) {
+                names.push(format!("{generation}/{file}"));
+            }
+        }
+        names
+    };
+    crate::daemon::wait_until("the bucket holds the replica", || {
+        let here = files(&local);
+        !here.is_empty() && here == files(&remote)
+    });
+    drop(daemon);
+    for gone in ["bk", "st", "app.db", "app.db-wal", "app.db-shm"] {
+        let path = project.join(gone);
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+    }
+    let restored = project.run_with(
+        &["restore", "app", "--to", "out.db", "--yes"],
+        &credentials(),
+    );
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let restored = transactions(&project.join("out.db"));
+    assert_eq!(
+        restored.keys().collect::<Vec<_>>(),
+        acknowledged.keys().collect::<Vec<_>>()
+    );
+}

@@ -367,11 +367,15 @@ pub(super) struct RestoreArgs<'a> {
     pub json: bool,
 }
 
-/// Whether `db` is replicated and its replica holds a generation: then
-/// `restore` without a source goes to its newest point.
+/// Whether `db` is replicated and its replica holds a generation here or
+/// is mirrored off the machine: then `restore` without a source goes to
+/// its newest point.
 fn has_replica(db: &crate::config::Database, backup_dir: &Path) -> bool {
-    db.replicate.is_some()
-        && crate::replicate::catalog::generations(&crate::replicate::catalog::replica_dir(
+    let Some(replicate) = &db.replicate else {
+        return false;
+    };
+    replicate.to == crate::config::ReplicateTo::Offsite
+        || crate::replicate::catalog::generations(&crate::replicate::catalog::replica_dir(
             backup_dir,
             db.name.as_str(),
         ))

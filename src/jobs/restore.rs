@@ -6,8 +6,9 @@
 //! write it into a temp file beside the target, bounded by its SQLite header.
 //! A catalogued backup of this database that was verified when written and
 //! whose SHA-256 still matches is restored on that proof, as restic restores
-//! by hash; any other file (or `--verify full`) gets an `integrity_check` of
-//! the decoded temp first. Then the temp either becomes the new file
+//! by hash; a point rebuilt from the replica, each commit of it checked
+//! against the capture's checksum, gets a `quick_check`; any other file (or
+//! `--verify full`) gets an `integrity_check` of the decoded temp first. Then the temp either becomes the new file
 //! (`--to`, an atomic rename) or, after a safety copy of the current file
 //! (an uncompressed, quick-checked `pre-restore` backup, the cost of one
 //! plain snapshot), replaces the live content in one write transaction that
@@ -266,6 +267,11 @@ fn restore_resolved(
         target: &target,
         expected: expected.as_deref(),
         proven_by_hash,
+        unproven_check: if resolved.point.is_some() && !request.full_check {
+            VerifyLevel::Quick
+        } else {
+            VerifyLevel::Full
+        },
     };
     let in_place = request.to.is_none() && database.path.exists();
     let (decoded, safety) = if in_place {
@@ -363,6 +369,10 @@ struct Proof<'a> {
     expected: Option<&'a str>,
     /// A verified backup of this database: its hash suffices.
     proven_by_hash: bool,
+    /// The check the decoded copy gets when its hash does not prove it:
+    /// `quick_check` for a point rebuilt from the replica (each commit was
+    /// checked against the capture's checksum), else `integrity_check`.
+    unproven_check: VerifyLevel,
 }
 
 impl Proof<'_> {
@@ -392,7 +402,7 @@ impl Proof<'_> {
             )));
         }
         if !self.proven_by_hash {
-            verify::check_database(plain.path(), VerifyLevel::Full).map_err(|e| {
+            verify::check_database(plain.path(), self.unproven_check).map_err(|e| {
                 verify_error(match e {
                     VerifyError::Damaged { detail, .. } => VerifyError::Damaged {
                         path: self.source.to_path_buf(),

@@ -9,15 +9,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{Event, Reconciler};
-use crate::config::{DbName, JobKind, Replicate};
+use crate::config::{Database, DbName, JobKind, Offsite, Replicate};
 use crate::runner::JobKey;
 
 /// What a capture was started with: a change restarts it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Started {
     path: PathBuf,
     backup_dir: PathBuf,
     replicate: Replicate,
+    offsite: Option<Arc<Offsite>>,
+    database: Arc<Database>,
+}
+
+impl Started {
+    /// Whether a capture started with `other` is the one this wants (the
+    /// rest of the database's settings do not touch the capture).
+    fn same_capture(&self, other: &Started) -> bool {
+        (&self.path, &self.backup_dir, &self.replicate, &self.offsite)
+            == (
+                &other.path,
+                &other.backup_dir,
+                &other.replicate,
+                &other.offsite,
+            )
+    }
 }
 
 /// The running captures.
@@ -41,13 +57,18 @@ impl Reconciler {
                         path: db.path.clone(),
                         backup_dir: self.config.settings.backup_dir.clone(),
                         replicate,
+                        offsite: db.backup.offsite.clone(),
+                        database: Arc::clone(db),
                     },
                 ))
             })
             .collect();
         let running = std::mem::take(&mut self.captures.running);
         for (database, started) in running {
-            if wanted.get(&database) == Some(&started) {
+            if wanted
+                .get(&database)
+                .is_some_and(|wanted| wanted.same_capture(&started))
+            {
                 self.captures.running.insert(database, started);
                 continue;
             }
@@ -62,13 +83,10 @@ impl Reconciler {
             let clock = Arc::clone(&self.clock);
             let task = {
                 let started = started.clone();
-                let database = database.clone();
                 move |cancel: crate::runner::Cancel| {
                     crate::replicate::run(
-                        database.as_str(),
-                        &started.path,
+                        &started.database,
                         &started.backup_dir,
-                        &started.replicate,
                         clock.as_ref(),
                         &cancel,
                         &mut |report| {

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod catalog;
+pub mod mirror;
 pub mod rebuild;
 pub mod segment;
 pub mod wal;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::config::Replicate;
+use crate::config::{Database, ReplicateTo};
 use crate::runner::Cancel;
 
 /// How often the window's retention and the compaction run.
@@ -55,19 +56,23 @@ pub struct Report {
     pub generations_started: u64,
 }
 
-/// Runs the capture of the database at `path` until `cancel`, calling
-/// `report` after each step that changed what it reports.
+/// Runs the capture of `db` (a replicated database) until `cancel`,
+/// mirroring its replica to the offsite store with `to: offsite`, and
+/// calls `report` after each step that changed what it reports.
 pub fn run(
-    database: &str,
-    path: &Path,
+    db: &Database,
     backup_dir: &Path,
-    replicate: &Replicate,
     clock: &dyn Clock,
     cancel: &Cancel,
     report: &mut dyn FnMut(Report),
 ) {
+    let Some(replicate) = db.replicate.as_ref() else {
+        return;
+    };
+    let database = db.name.as_str();
     let replica_dir = catalog::replica_dir(backup_dir, database);
-    let mut capture = capture::Capture::new(path, &replica_dir);
+    let mut capture = capture::Capture::new(&db.path, &replica_dir);
+    let mut mirror: Option<mirror::Mirror> = None;
     let mut last = Report {
         database: database.to_string(),
         generation: None,
@@ -103,6 +108,24 @@ pub fn run(
                 }
                 next.error = Some(e.to_string());
                 capture.close();
+            }
+        }
+        if replicate.to == ReplicateTo::Offsite && next.error.is_none() {
+            let synced = match mirror.as_mut() {
+                Some(mirror) => mirror.sync(&replica_dir).map_err(|e| e.to_string()),
+                None => match mirror::open(db, backup_dir) {
+                    Ok(opened) => mirror
+                        .insert(opened)
+                        .sync(&replica_dir)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            if let Err(e) = synced {
+                if last.error.as_deref() != Some(e.as_str()) {
+                    tracing::error!(db = database, error = %e, "replication: cannot copy the replica to the offsite store; it tries again");
+                }
+                next.error = Some(e);
             }
         }
         if let Some(standing) = capture.standing() {

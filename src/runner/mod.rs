@@ -40,8 +40,9 @@ use crate::config::{DbName, JobKind};
 /// that, stuck tasks hold their slots.
 pub const STUCK_SPARES: usize = 8;
 
-/// Long-running tasks at most at once.
-pub const LONG_TASKS: usize = 64;
+/// Long-running tasks at most at once: one capture per replicated
+/// database, so as many as the databases one daemon manages.
+pub const LONG_TASKS: usize = 10_000;
 
 /// The default pool size: twice the cores.
 pub fn default_workers() -> usize {

@@ -203,14 +203,13 @@ impl Remote {
         }
     }
 
-    /// Uploads `from` under `key`, never replacing an object; returns what
-    /// was read while uploading.
-    fn upload(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
+    /// Uploads `from` as `relative` (under the prefix), never replacing an
+    /// object; returns what was read while uploading.
+    fn upload(&self, relative: &str, from: &Path) -> Result<Written, StoreError> {
         let local = |action| StoreError::at(from, action);
         let mut file = File::open(from).map_err(local("cannot open"))?;
         let size = file.metadata().map_err(local("cannot stat"))?.len();
-        let object = self.object(key);
-        let relative = key.as_str();
+        let object = self.at(relative);
         let sha256 = self.runtime.block_on(async {
             let mut hasher = Sha256::new();
             if size < MULTIPART_FROM {
@@ -290,6 +289,97 @@ impl Remote {
     }
 }
 
+/// The replica of a database on the store: its files under
+/// `<prefix>/<database>/wal/`, named `<generation>/<file>` as in the
+/// backup directory.
+impl Remote {
+    fn replica_object(&self, database: &str, name: &str) -> (String, ObjectPath) {
+        let relative = format!("{database}/wal/{name}");
+        let object = self.at(&relative);
+        (relative, object)
+    }
+
+    /// Uploads the replica file `from` as `name`, never replacing one.
+    pub fn put_replica(&self, database: &str, name: &str, from: &Path) -> Result<(), StoreError> {
+        self.upload(&format!("{database}/wal/{name}"), from)
+            .map(drop)
+    }
+
+    /// The names of `database`'s replica files on the store.
+    pub fn list_replica(&self, database: &str) -> Result<Vec<String>, StoreError> {
+        let relative = format!("{database}/wal");
+        let prefix = self.at(&relative);
+        let strip = format!("{prefix}/");
+        self.runtime.block_on(async {
+            let mut found = Vec::new();
+            let mut listing = self.objects.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| self.failed(&relative, "cannot list", e))?;
+                if let Some(name) = meta.location.as_ref().strip_prefix(&strip) {
+                    found.push(name.to_string());
+                }
+            }
+            found.sort();
+            Ok(found)
+        })
+    }
+
+    /// Downloads the replica files `names` of `database` into `into`
+    /// (keeping their `<generation>/<file>` names), several at once.
+    pub fn download_replica(
+        &self,
+        database: &str,
+        names: &[String],
+        into: &Path,
+    ) -> Result<(), StoreError> {
+        self.runtime.block_on(async {
+            let downloads = names.iter().map(|name| async move {
+                let (relative, object) = self.replica_object(database, name);
+                let target = into.join(name);
+                if let Some(dir) = target.parent() {
+                    crate::durable::create_private_dir(dir)
+                        .map_err(StoreError::at(dir, "cannot create the directory"))?;
+                }
+                let bytes = self
+                    .objects
+                    .get(&object)
+                    .await
+                    .map_err(|e| self.failed(&relative, "cannot download", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| self.failed(&relative, "cannot download", e))?;
+                std::fs::write(&target, &bytes).map_err(StoreError::at(&target, "cannot write"))
+            });
+            let mut running =
+                futures::stream::iter(downloads).buffer_unordered(PARTS_IN_FLIGHT * 2);
+            while let Some(result) = running.next().await {
+                result?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes the replica files `names` of `database` (absent ones are
+    /// not an error), in bulk requests.
+    pub fn delete_replica(&self, database: &str, names: &[String]) -> Result<(), StoreError> {
+        let objects: Vec<ObjectPath> = names
+            .iter()
+            .map(|name| self.replica_object(database, name).1)
+            .collect();
+        self.runtime.block_on(async {
+            let locations = futures::stream::iter(objects.into_iter().map(Ok)).boxed();
+            let mut deleted = self.objects.delete_stream(locations);
+            while let Some(result) = deleted.next().await {
+                match result {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.failed(database, "cannot remove", e)),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 /// The credential `source` names: an environment variable's value (through
 /// `env`) or a file's first line; `what` and the config field (without
 /// `_env`/`_file`) name it in errors, never its value.
@@ -349,11 +439,11 @@ impl Store for Remote {
     }
 
     fn put(&self, key: &Key, staged: PendingFile) -> Result<(), StoreError> {
-        self.upload(key, staged.path()).map(drop)
+        self.upload(key.as_str(), staged.path()).map(drop)
     }
 
     fn put_file(&self, key: &Key, from: &Path) -> Result<Written, StoreError> {
-        self.upload(key, from)
+        self.upload(key.as_str(), from)
     }
 
     fn fetch(&self, key: &Key) -> Result<Fetched, StoreError> {

@@ -117,26 +117,54 @@ fn resolve_remote(
 }
 
 /// Rebuilds the replica of the database of `request` at `at` (its newest
-/// point when `None`) into a locked temp beside its backups.
+/// point when `None`) into a locked temp beside its backups; from the
+/// offsite store's copy of the replica (downloaded first) when the local
+/// one does not reach the point and the database replicates there.
 fn resolve_replica(
     request: &RestoreRequest,
     at: Option<DateTime<Utc>>,
 ) -> Result<Resolved, RestoreError> {
     let database = request.database.name.as_str();
-    let replica = crate::replicate::catalog::replica_dir(request.backup_dir, database);
-    let write = |source| RestoreError::Write {
+    let local = crate::replicate::catalog::replica_dir(request.backup_dir, database);
+    let beside = request.backup_dir.join(database);
+    let write = |source: std::io::Error| RestoreError::Write {
         database: database.to_string(),
-        path: replica.clone(),
+        path: beside.clone(),
         detail: format!("cannot create the rebuilt copy: {source}"),
     };
-    let beside = request.backup_dir.join(database);
     crate::durable::create_private_dir(&beside).map_err(write)?;
+    let covered = crate::replicate::catalog::generations(&local).is_ok_and(|generations| {
+        generations
+            .iter()
+            .any(|g| at.is_none_or(|at| g.started <= at))
+    });
+    let offsite = request
+        .database
+        .replicate
+        .as_ref()
+        .is_some_and(|r| r.to == crate::config::ReplicateTo::Offsite);
+    let download = if !covered && offsite {
+        let dir = tempfile::Builder::new()
+            .prefix(".lw-replica-download-")
+            .tempdir_in(&beside)
+            .map_err(write)?;
+        let mirror = crate::replicate::mirror::open(request.database, request.backup_dir)
+            .map_err(Box::new)?;
+        mirror
+            .download(at, dir.path())
+            .map_err(BackupError::store(database))?;
+        tracing::info!(db = database, "replica downloaded from the offsite store");
+        Some(dir)
+    } else {
+        None
+    };
+    let replica = download.as_ref().map_or(local.as_path(), |dir| dir.path());
     let (file, temp) = crate::durable::locked_temp(&beside, ".db").map_err(write)?;
-    let rebuilt = crate::replicate::rebuild::rebuild(database, &replica, at, &file, &temp)?;
+    let rebuilt = crate::replicate::rebuild::rebuild(database, replica, at, &file, &temp)?;
     tracing::info!(db = database, generation = rebuilt.generation, point = %rebuilt.point, commits = rebuilt.commits, "replica rebuilt");
     Ok(Resolved {
         path: temp.to_path_buf(),
-        shown: replica.join(&rebuilt.generation),
+        shown: local.join(&rebuilt.generation),
         record: None,
         point: Some(rebuilt),
         _download: Some(Fetched::temporary(file, temp)),
