@@ -297,6 +297,11 @@ fn every_point_restores_exactly_the_commits_made_before_it() {
     let listed = project.run(&["backups", "app", "--json"]);
     let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(listed["replica"]["generations"], 1, "{listed}");
+    let drill = project.run(&["drill", "app", "--json"]);
+    assert_eq!(drill.code, 0, "{}", drill.stdout);
+    let drill: serde_json::Value = serde_json::from_str(&drill.stdout).unwrap();
+    assert_eq!(drill["drill"]["passed"], true, "{drill}");
+    assert!(drill["drill"]["replica_point"].is_string(), "{drill}");
     kill_9(&mut daemon);
 }
 
@@ -467,4 +472,64 @@ fn to_offsite_an_empty_machine_restores_every_commit_from_the_bucket() {
         restored.keys().collect::<Vec<_>>(),
         acknowledged.keys().collect::<Vec<_>>()
     );
+}
+
+/// A small tmpfs mounted at a directory, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// Mounts a 2 MiB one at `dir`; `None` where this user may not mount
+    /// (never under CI, which runs as root).
+    fn at(dir: &Path) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            mounted || std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        mounted.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_replica_disk_is_a_clear_error_and_the_replica_still_restores_its_last_point() {
+    use crate::daemon::{Daemon, wait_until};
+    let project = project();
+    let Some(_disk) = SmallDisk::at(&project.join("bk")) else {
+        eprintln!("skipped: this user cannot mount a tmpfs (CI runs this test as root)");
+        return;
+    };
+    let daemon = Daemon::start(&project);
+    wait_for_generation(&project, &[]);
+    let db = project.join("app.db");
+    let conn = open(&db);
+    conn.execute_batch("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+        .unwrap();
+    let status = || {
+        let output = project.run(&["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    wait_until("the capture reports the full disk", || {
+        conn.execute("INSERT INTO blobs (data) VALUES (randomblob(100000))", [])
+            .unwrap();
+        status()["replication"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bk/app/wal") && e.contains("No space left on device"))
+    });
+    let live = crate::common::count(&db, "blobs");
+    let restored = project.run(&["restore", "app", "--to", "out.db", "--yes"]);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let kept = crate::common::count(&project.join("out.db"), "blobs");
+    assert!(kept > 0 && kept <= live, "{kept} of {live} rows");
+    drop(daemon);
 }

@@ -50,6 +50,9 @@ pub struct Report {
     pub reason: Option<String>,
     /// The freshness comparison, if configured.
     pub freshness: Option<Freshness>,
+    /// For a replicated database: the random point of the window its
+    /// replica was rebuilt at and checked.
+    pub replica_point: Option<DateTime<Utc>>,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
 }
@@ -70,7 +73,14 @@ pub fn run(
         passed: false,
         reason: Some(reason),
         freshness: None,
+        replica_point: None,
         duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let replica_point = match replica_drill(database, backup_dir, state.scratch_dir(), clock.now())
+    {
+        Some(Err(reason)) => return Ok(failed(reason)),
+        Some(Ok(point)) => Some(point),
+        None => None,
     };
     let local = LocalDir::new(backup_dir);
     let remote;
@@ -90,6 +100,17 @@ pub fn run(
         Err(other) => return Ok(failed(other.to_string())),
     }
     let Some(newest) = super::manifest::latest_verified(state, store, name)? else {
+        if replica_point.is_some() && !database.backup.enabled {
+            return Ok(Report {
+                database: name.to_string(),
+                backup: None,
+                passed: true,
+                reason: None,
+                freshness: None,
+                replica_point,
+                duration_ms: started.elapsed().as_millis() as u64,
+            });
+        }
         return Ok(failed(format!(
             "no verified backup to restore (`litewarden backup {name}`)"
         )));
@@ -114,8 +135,48 @@ pub fn run(
         passed,
         reason,
         freshness,
+        replica_point,
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// For a replicated database whose replica holds something: rebuilds it
+/// at a random point of the window (from `now`) into a scratch file and
+/// runs `integrity_check` on it; the point, or why it failed.
+fn replica_drill(
+    database: &Database,
+    backup_dir: &Path,
+    scratch_dir: &Path,
+    now: DateTime<Utc>,
+) -> Option<Result<DateTime<Utc>, String>> {
+    let replicate = database.replicate.as_ref()?;
+    let dir = crate::replicate::catalog::replica_dir(backup_dir, database.name.as_str());
+    let generations = crate::replicate::catalog::generations(&dir).ok()?;
+    let (oldest, newest) = crate::replicate::catalog::range(&generations)?;
+    let window = chrono::TimeDelta::from_std(replicate.window).unwrap_or(chrono::TimeDelta::MAX);
+    let from = oldest.max(now - window).min(newest);
+    let span = (newest - from).num_milliseconds().max(0);
+    let fraction = f64::from(now.timestamp_subsec_nanos() % 1_000_000) / 1_000_000.0;
+    let point = from + chrono::TimeDelta::milliseconds((span as f64 * fraction) as i64);
+    let checked = (|| {
+        let scratch = verify::scratch_file(scratch_dir)
+            .map_err(|e| format!("cannot create the scratch file: {e}"))?;
+        crate::replicate::rebuild::rebuild(
+            database.name.as_str(),
+            &dir,
+            Some(point),
+            scratch.file(),
+            scratch.path(),
+        )
+        .map_err(|e| e.to_string())?;
+        verify::check_database(scratch.path(), VerifyLevel::Full).map_err(|e| e.to_string())
+    })();
+    Some(checked.map(|_| point).map_err(|e| {
+        format!(
+            "the replica at {}: {e}",
+            crate::replicate::rebuild::shown(point)
+        )
+    }))
 }
 
 /// Restores `backup` into a scratch file in `scratch_dir`, checks

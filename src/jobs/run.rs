@@ -179,12 +179,16 @@ impl Done {
                 },
             },
             Done::Drill(report) => JobSuccess::summary(format!(
-                "drill passed on {}",
+                "drill passed on {}{}",
                 report
                     .backup
                     .as_deref()
                     .map(crate::paths::display)
-                    .unwrap_or_default()
+                    .unwrap_or_else(|| "no backup".into()),
+                report.replica_point.map_or(String::new(), |point| format!(
+                    " and the replica at {}",
+                    crate::replicate::rebuild::shown(point)
+                ))
             )),
         }
     }

@@ -441,8 +441,12 @@ impl Capture {
                 .query_map([], |r| r.get::<_, Vec<u8>>(0))
                 .map_err(sqlite(&self.database, "cannot read its pages"))?
                 .map(|page| page.map_err(std::io::Error::other));
-            segment::write_base(&base, page_size, now.timestamp_millis(), rows, &mut sums)
-                .map_err(io(&base, "cannot write the base"))?
+            segment::write_base(&base, page_size, now.timestamp_millis(), rows, &mut sums).map_err(
+                |e| {
+                    let _ = std::fs::remove_dir(&dir);
+                    io(&base, "cannot write the base")(e)
+                },
+            )?
         };
         self.reader = Some(reader);
         self.checkpointer = Some(checkpointer);

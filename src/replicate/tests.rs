@@ -190,3 +190,33 @@ fn compaction_joins_each_past_minute_into_one_file_and_every_point_stays() {
     }
     assert_eq!(rebuilt_ids(&replica, None), (1..=40).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = app(&db);
+    insert(&conn, 1, 10);
+    let mut capture = Capture::new(&db, &replica);
+    capture.step(at(0)).unwrap();
+    let other = dir.path().join("other.db");
+    let replacement = app(&other);
+    insert(&replacement, 100, 105);
+    drop(replacement);
+    drop(conn);
+    std::fs::rename(&other, &db).unwrap();
+    for side in ["app.db-wal", "app.db-shm"] {
+        std::fs::remove_file(dir.path().join(side)).unwrap();
+    }
+    let step = capture.step(at(1)).unwrap();
+    assert_eq!(
+        step.new_generation.as_deref(),
+        Some("the database file was replaced")
+    );
+    assert_eq!(rebuilt_ids(&replica, None), (100..=105).collect::<Vec<_>>());
+    assert_eq!(
+        rebuilt_ids(&replica, Some(at(0))),
+        (1..=10).collect::<Vec<_>>()
+    );
+}

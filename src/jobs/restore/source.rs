@@ -117,7 +117,8 @@ fn resolve_remote(
 }
 
 /// Rebuilds the replica of the database of `request` at `at` (its newest
-/// point when `None`) into a locked temp beside its backups; from the
+/// point when `None`) into a locked temp beside the restore's target (the
+/// replica's disk may be the full one); from the
 /// offsite store's copy of the replica (downloaded first) when the local
 /// one does not reach the point and the database replicates there.
 fn resolve_replica(
@@ -126,7 +127,8 @@ fn resolve_replica(
 ) -> Result<Resolved, RestoreError> {
     let database = request.database.name.as_str();
     let local = crate::replicate::catalog::replica_dir(request.backup_dir, database);
-    let beside = request.backup_dir.join(database);
+    let target = request.to.as_deref().unwrap_or(&request.database.path);
+    let beside = crate::durable::parent(target).to_path_buf();
     let write = |source: std::io::Error| RestoreError::Write {
         database: database.to_string(),
         path: beside.clone(),
