@@ -1,31 +1,58 @@
 //! Watching `jobs.yaml` and the migrations directories for changes.
 //!
-//! Owns the file-system watcher. It watches directories, not files: editors
-//! save by writing a new file and renaming it over the old one, and
-//! Kubernetes swaps a `..data` symlink, so a watch on the file itself would
-//! go stale. Events are debounced (~300 ms) and become one call of the
-//! caller's callback each (the daemon turns it into an event); the reconciler decides
-//! whether anything really changed (it compares a content hash).
+//! Owns the file-system watcher: an inotify instance and its thread. It
+//! watches directories, not files: editors save by writing a new file and
+//! renaming it over the old one, and Kubernetes swaps a `..data` symlink,
+//! so a watch on the file itself would go stale. It asks only for the
+//! events a save makes ([`SAVES`]), never for every write and open, so a
+//! database written beside `jobs.yaml` costs it nothing. Events are
+//! debounced (~300 ms) and become one call of the caller's callback each
+//! (the daemon turns it into an event); the reconciler decides whether
+//! anything really changed (it compares a content hash).
 //!
 //! A `jobs.yaml` that is a symbolic link to a file elsewhere (a git
 //! checkout, `/etc`) is edited at its target, so the target's directory is
 //! watched too; the daemon restarts the watcher when the link is pointed
 //! elsewhere ([`Watcher::is_for`] compares the resolved target).
 
+use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 /// How long events must be quiet before a change is reported.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// How often the watcher thread looks at its queue (and whether to stop).
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// The events a save makes: a file closed after writing, renamed in or
+/// out, created, removed, its attributes changed (a `touch`, the link of a
+/// `..data` swap). Not `MODIFY` or `OPEN`: a database beside `jobs.yaml`
+/// writes its `-wal` hundreds of times a second, and each of those woke
+/// a watcher that asked for every event (notify's fixed mask did).
+const SAVES: WatchMask = WatchMask::CLOSE_WRITE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::ATTRIB);
+
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    stop: Arc<AtomicBool>,
     watched: Vec<PathBuf>,
     config_target: Option<PathBuf>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }
 
 impl Watcher {
@@ -35,29 +62,23 @@ impl Watcher {
         config: &Path,
         dirs: &[PathBuf],
         changed: impl Fn() + Send + 'static,
-    ) -> Result<Self, notify::Error> {
+    ) -> io::Result<Self> {
         let config_target = resolved_target(config);
         let relevant = Relevance::new(config, config_target.clone(), dirs);
-        let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-            match result {
-                Ok(changes) => {
-                    if changes.iter().any(|change| relevant.wakes(change)) {
-                        changed();
-                    }
-                }
-                Err(errors) => {
-                    for error in errors {
-                        tracing::warn!(error = %error, "file watcher error; the periodic re-read still catches changes");
-                    }
-                }
-            }
-        })?;
+        let inotify = Inotify::init()?;
         let watched = watched_dirs(config, dirs);
+        let mut dirs_by_watch = HashMap::new();
         for dir in &watched {
-            debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+            let watch = inotify.watches().add(dir, SAVES)?;
+            dirs_by_watch.insert(watch, dir.clone());
         }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("config-watch".into())
+            .spawn(move || watch(inotify, &dirs_by_watch, &relevant, &stopped, &changed))?;
         Ok(Self {
-            _debouncer: debouncer,
+            stop,
             watched,
             config_target,
         })
@@ -67,6 +88,48 @@ impl Watcher {
     /// `config` and `dirs` now (same directories, same link target).
     pub fn is_for(&self, config: &Path, dirs: &[PathBuf]) -> bool {
         self.watched == watched_dirs(config, dirs) && self.config_target == resolved_target(config)
+    }
+}
+
+/// The watcher thread: reads the queue every [`LOOK_EVERY`] until `stop`,
+/// calls `changed` once relevant events have been quiet for [`DEBOUNCE`].
+/// A full queue (events lost) counts as a change.
+fn watch(
+    mut inotify: Inotify,
+    dirs_by_watch: &HashMap<WatchDescriptor, PathBuf>,
+    relevant: &Relevance,
+    stop: &AtomicBool,
+    changed: &dyn Fn(),
+) {
+    let mut buffer = [0u8; 4096];
+    let mut last_relevant: Option<Instant> = None;
+    while !stop.load(Ordering::Acquire) {
+        loop {
+            match inotify.read_events(&mut buffer) {
+                Ok(events) => {
+                    for event in events {
+                        let overflow = event.mask.contains(EventMask::Q_OVERFLOW);
+                        let path = event
+                            .name
+                            .zip(dirs_by_watch.get(&event.wd))
+                            .map(|(name, dir)| dir.join(name));
+                        if overflow || path.is_some_and(|path| relevant.matters(&path)) {
+                            last_relevant = Some(Instant::now());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watcher error; the periodic re-read still catches changes");
+                    return;
+                }
+            }
+        }
+        if last_relevant.is_some_and(|at| at.elapsed() >= DEBOUNCE) {
+            last_relevant = None;
+            changed();
+        }
+        std::thread::sleep(LOOK_EVERY);
     }
 }
 
@@ -122,14 +185,6 @@ impl Relevance {
         }
     }
 
-    /// Whether `event` should wake the daemon: a change (not a mere read:
-    /// the daemon reading `jobs.yaml` must not wake itself) to a path that
-    /// matters.
-    fn wakes(&self, event: &notify::Event) -> bool {
-        !matches!(event.kind, notify::EventKind::Access(_))
-            && event.paths.iter().any(|path| self.matters(path))
-    }
-
     fn matters(&self, path: &Path) -> bool {
         let name = path
             .file_name()
@@ -170,17 +225,32 @@ mod tests {
     }
 
     #[test]
-    fn reading_the_config_does_not_wake_the_daemon() {
-        let relevance = Relevance::new(Path::new("/etc/lw/jobs.yaml"), None, &[]);
-        let event = |kind| notify::Event::new(kind).add_path(PathBuf::from("/etc/lw/jobs.yaml"));
-        assert!(!relevance.wakes(&event(notify::EventKind::Access(
-            notify::event::AccessKind::Close(notify::event::AccessMode::Read)
-        ))));
-        assert!(relevance.wakes(&event(notify::EventKind::Modify(
-            notify::event::ModifyKind::Any
-        ))));
-        assert!(relevance.wakes(&event(notify::EventKind::Create(
-            notify::event::CreateKind::File
-        ))));
+    fn reads_opens_and_database_writes_beside_the_config_queue_no_event_and_a_save_does() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("jobs.yaml");
+        std::fs::write(&config, "version: 1\n").unwrap();
+        let mut wal = std::fs::File::create(dir.path().join("app.db-wal")).unwrap();
+        let mut inotify = Inotify::init().unwrap();
+        inotify.watches().add(dir.path(), SAVES).unwrap();
+        let mut buffer = [0u8; 4096];
+        let queued = |inotify: &mut Inotify, buffer: &mut [u8]| match inotify.read_events(buffer) {
+            Ok(events) => events.count(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("{e}"),
+        };
+        for _ in 0..100 {
+            wal.write_all(&[0u8; 4096]).unwrap();
+        }
+        wal.sync_all().unwrap();
+        std::fs::File::open(&config)
+            .unwrap()
+            .read_to_string(&mut String::new())
+            .unwrap();
+        assert_eq!(queued(&mut inotify, &mut buffer), 0);
+        let saved = dir.path().join(".jobs.yaml.tmp");
+        std::fs::write(&saved, "version: 1\n# edited\n").unwrap();
+        std::fs::rename(&saved, &config).unwrap();
+        assert!(queued(&mut inotify, &mut buffer) > 0);
     }
 }

@@ -88,7 +88,7 @@ impl Reconciler {
                         &started.database,
                         &started.backup_dir,
                         clock.as_ref(),
-                        &cancel,
+                        &|| cancel.is_cancelled(),
                         &mut |report| {
                             let _ = events.send(Event::Replicated(report));
                         },

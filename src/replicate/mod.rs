@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
 use crate::config::{Database, ReplicateTo};
-use crate::runner::Cancel;
 
 /// How often the window's retention and the compaction run.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
@@ -35,35 +34,16 @@ const COMPACTION_BUCKETS: [Duration; 2] = [Duration::from_secs(60), Duration::fr
 /// How long a failing capture waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Where one database's replication stands, as the capture reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// The database.
-    pub database: String,
-    /// The current generation, once one started.
-    pub generation: Option<String>,
-    /// Segments written in it.
-    pub segments: u64,
-    /// Bytes of the replica on disk.
-    pub bytes: u64,
-    /// Frames of the log shipped in this generation.
-    pub frames: u64,
-    /// The last time the replica held every commit of the log.
-    pub caught_up_at: Option<DateTime<Utc>>,
-    /// Why the last step failed, if it did.
-    pub error: Option<String>,
-    /// Generations started since the capture began.
-    pub generations_started: u64,
-}
+pub use crate::state::replication::Report;
 
-/// Runs the capture of `db` (a replicated database) until `cancel`,
+/// Runs the capture of `db` (a replicated database) until `cancelled`,
 /// mirroring its replica to the offsite store with `to: offsite`, and
 /// calls `report` after each step that changed what it reports.
 pub fn run(
     db: &Database,
     backup_dir: &Path,
     clock: &dyn Clock,
-    cancel: &Cancel,
+    cancelled: &dyn Fn() -> bool,
     report: &mut dyn FnMut(Report),
 ) {
     let Some(replicate) = db.replicate.as_ref() else {
@@ -155,7 +135,7 @@ pub fn run(
         } else {
             replicate.sync_every
         };
-        if !wait(cancel, pause.saturating_sub(stepped.elapsed())) {
+        if !wait(cancelled, pause.saturating_sub(stepped.elapsed())) {
             break;
         }
     }
@@ -164,9 +144,9 @@ pub fn run(
 }
 
 /// Waits `pause` unless cancelled first; whether to go on.
-fn wait(cancel: &Cancel, pause: Duration) -> bool {
+fn wait(cancelled: &dyn Fn() -> bool, pause: Duration) -> bool {
     let until = Instant::now() + pause;
-    while !cancel.is_cancelled() {
+    while !cancelled() {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return true;

@@ -10,7 +10,27 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{StateDb, StateError, sqlite};
-use crate::replicate::Report;
+
+/// Where one database's replication stands, as the capture reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The database.
+    pub database: String,
+    /// The current generation, once one started.
+    pub generation: Option<String>,
+    /// Segments written in it.
+    pub segments: u64,
+    /// Bytes of the replica on disk.
+    pub bytes: u64,
+    /// Frames of the log shipped in this generation.
+    pub frames: u64,
+    /// The last time the replica held every commit of the log.
+    pub caught_up_at: Option<DateTime<Utc>>,
+    /// Why the last step failed, if it did.
+    pub error: Option<String>,
+    /// Generations started since the capture began.
+    pub generations_started: u64,
+}
 
 /// One database's replication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
