@@ -472,6 +472,29 @@ fn to_offsite_an_empty_machine_restores_every_commit_from_the_bucket() {
         restored.keys().collect::<Vec<_>>(),
         acknowledged.keys().collect::<Vec<_>>()
     );
+    let middle = acknowledged.values().nth(acknowledged.len() / 2).unwrap() + 0.5;
+    let point = project.run_with(
+        &[
+            "restore",
+            "app",
+            "--to",
+            "point.db",
+            "--yes",
+            "--at",
+            &rfc3339(middle),
+        ],
+        &credentials(),
+    );
+    assert_eq!(point.code, 0, "{}", point.stderr);
+    let point = transactions(&project.join("point.db"));
+    assert!(point.values().all(|stamp| *stamp <= middle));
+    let horizon = middle - (SYNC_EVERY + STEP_SLACK).as_secs_f64();
+    assert!(
+        acknowledged
+            .iter()
+            .filter(|(_, at)| **at < horizon)
+            .all(|(seq, _)| point.contains_key(seq))
+    );
 }
 
 /// A small tmpfs mounted at a directory, unmounted on drop.

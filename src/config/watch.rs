@@ -4,7 +4,7 @@
 //! watches directories, not files: editors save by writing a new file and
 //! renaming it over the old one, and Kubernetes swaps a `..data` symlink,
 //! so a watch on the file itself would go stale. It asks only for the
-//! events a save makes ([`SAVES`]), never for every write and open, so a
+//! events a save makes (`SAVES`), never for every write and open, so a
 //! database written beside `jobs.yaml` costs it nothing. Events are
 //! debounced (~300 ms) and become one call of the caller's callback each
 //! (the daemon turns it into an event); the reconciler decides whether

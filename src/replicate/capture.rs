@@ -10,7 +10,7 @@
 //! the previous snapshot, so a checkpoint never copies a frame we have not
 //! shipped; when it copied every frame (the whole log is shipped), the
 //! reader lets go so the application's next commit can restart the log,
-//! and that restart (sequence and first salt one more) is expected.
+//! and that restart (the first salt one more) is expected.
 //!
 //! Anything else is a discontinuity and starts a new generation from a
 //! fresh base: the log restarted when we did not expect it (the
@@ -135,6 +135,7 @@ pub struct Capture {
     live: Option<Live>,
     reader_may_be_unpinned: bool,
     restart_log_after: u64,
+    truncate_log_past: Option<u64>,
 }
 
 impl Capture {
@@ -151,7 +152,16 @@ impl Capture {
             live: None,
             reader_may_be_unpinned: true,
             restart_log_after: RESTART_LOG_AFTER,
+            truncate_log_past: None,
         }
+    }
+
+    /// Truncates the `-wal` file to nothing after a complete checkpoint
+    /// when it is larger than `bytes` (a burst left it large: the log
+    /// restarts from its start but the file keeps its size).
+    pub fn truncate_log_past(mut self, bytes: u64) -> Self {
+        self.truncate_log_past = Some(bytes);
+        self
     }
 
     /// Restarts the log from `frames` instead of [`RESTART_LOG_AFTER`].
@@ -236,8 +246,52 @@ impl Capture {
         if let Some(live) = self.live.as_mut() {
             live.restart_expected |= complete;
         }
+        if complete && self.log_too_large() && self.truncate_log()? {
+            let started = self.start_generation(now, "the log was truncated past max_wal_size")?;
+            shipped.new_generation = started.new_generation;
+            return Ok(shipped);
+        }
         self.renew_read(complete)?;
         Ok(shipped)
+    }
+
+    fn log_too_large(&self) -> bool {
+        self.truncate_log_past.is_some_and(|limit| {
+            std::fs::metadata(self.wal.path()).is_ok_and(|meta| meta.len() > limit)
+        })
+    }
+
+    /// After a complete checkpoint (every frame shipped and in the
+    /// database file): lets go of the reader and truncates the log, without
+    /// waiting for anyone (a busy log is left for a later step); whether it
+    /// did. A commit may slip in between and be checkpointed by the
+    /// truncate, and the next header is written by whichever connection
+    /// writes next (with fresh salts when it never restarted the log): so a
+    /// truncated log is followed by a new generation, whose base holds
+    /// every commit.
+    fn truncate_log(&mut self) -> Result<bool, CaptureError> {
+        let (Some(reader), Some(checkpointer)) = (self.reader.as_ref(), self.checkpointer.as_ref())
+        else {
+            return Ok(false);
+        };
+        let sqlite_error = |action| sqlite(&self.database, action);
+        reader
+            .execute_batch("COMMIT")
+            .map_err(sqlite_error("cannot end the read transaction"))?;
+        checkpointer
+            .busy_timeout(Duration::ZERO)
+            .map_err(sqlite_error("cannot set busy_timeout"))?;
+        let truncated = checkpointer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        checkpointer
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(sqlite_error("cannot set busy_timeout"))?;
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(sqlite_error("cannot start the read transaction"))?;
+        self.reader_may_be_unpinned = true;
+        Ok(matches!(truncated, Ok(0)))
     }
 
     /// Writes `commits` (seen at `now`) as the next segment.

@@ -51,7 +51,8 @@ pub fn run(
     };
     let database = db.name.as_str();
     let replica_dir = catalog::replica_dir(backup_dir, database);
-    let mut capture = capture::Capture::new(&db.path, &replica_dir);
+    let mut capture = capture::Capture::new(&db.path, &replica_dir)
+        .truncate_log_past(db.health.max_wal_size.bytes());
     let mut mirror: Option<mirror::Mirror> = None;
     let mut last = Report {
         database: database.to_string(),
@@ -157,7 +158,7 @@ fn wait(cancelled: &dyn Fn() -> bool, pause: Duration) -> bool {
 }
 
 /// Compacts the segments of each generation under `replica_dir` (see
-/// [`COMPACTION_BUCKETS`]); how many files it wrote. The joined file is
+/// `COMPACTION_BUCKETS`); how many files it wrote. The joined file is
 /// written (temp, fsync, rename) before the files it replaces are
 /// removed; a kill in between leaves both, and listing hides the old ones.
 pub fn compact(replica_dir: &Path, now: DateTime<Utc>) -> std::io::Result<usize> {

@@ -220,3 +220,31 @@ fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new
         (1..=10).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_log_past_its_limit_is_truncated_after_a_complete_checkpoint_and_a_new_generation_holds_every_commit()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = app(&db);
+    let mut capture = Capture::new(&db, &replica)
+        .restart_log_after(8)
+        .truncate_log_past(1);
+    capture.step(at(0)).unwrap();
+    let wal = db.with_extension("db-wal");
+    let mut truncated = 0;
+    for round in 0..8 {
+        insert(&conn, round * 10 + 1, round * 10 + 10);
+        let step = capture.step(at(round + 1)).unwrap();
+        if std::fs::metadata(&wal).unwrap().len() == 0 {
+            truncated += 1;
+            assert!(step.new_generation.is_some(), "round {round}: {step:?}");
+        }
+        assert_eq!(
+            rebuilt_ids(&replica, None),
+            (1..=round * 10 + 10).collect::<Vec<_>>()
+        );
+    }
+    assert!(truncated > 0, "the log was never truncated");
+}

@@ -34,7 +34,7 @@ pub struct WalHeader {
     pub big_endian: bool,
     /// Page size.
     pub page_size: u32,
-    /// Checkpoint sequence: one more each time the log restarts.
+    /// Checkpoint sequence, as the connection that wrote the header counted.
     pub checkpoint_seq: u32,
     /// Salts, copied into every frame of this life of the log.
     pub salts: (u32, u32),
@@ -43,12 +43,12 @@ pub struct WalHeader {
 }
 
 impl WalHeader {
-    /// Whether `next` is this log restarted exactly once (as SQLite does
-    /// after a complete checkpoint: sequence and first salt one more).
+    /// Whether `next` is this log restarted exactly once: SQLite adds one
+    /// to the first salt at every restart (in the shared index, whichever
+    /// connection restarts it). The checkpoint sequence is no proof: each
+    /// connection writes its own count into the header it writes.
     pub fn restarted_once_into(&self, next: &WalHeader) -> bool {
-        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1)
-            && next.salts.0 == self.salts.0.wrapping_add(1)
-            && next.page_size == self.page_size
+        next.salts.0 == self.salts.0.wrapping_add(1) && next.page_size == self.page_size
     }
 }
 
