@@ -757,7 +757,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
         let conn = Connection::open(&path).unwrap();
-        let before = SCHEMA.len() - 1;
+        let before = SCHEMA
+            .iter()
+            .position(|step| step.contains("CREATE TABLE copies"))
+            .unwrap();
         for step in &SCHEMA[..before] {
             conn.execute_batch(step).unwrap();
         }
