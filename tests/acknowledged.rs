@@ -3,7 +3,6 @@
 //! through the real binary.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -35,18 +34,9 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn start(db: &Path) -> Self {
-        let mut child = Command::new("python3")
-            .args(["-c", WRITER, &db.display().to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 is on every CI machine");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the writer's first line");
-        assert_eq!(line.trim(), "ready");
-        Self { child }
+        Self {
+            child: crate::common::python_ready(WRITER, &[&db.display().to_string()]),
+        }
     }
 
     /// Stops the writer; the ids it acknowledged.

@@ -180,38 +180,11 @@ fn sigkill_during_a_multipart_upload_lists_no_half_copy_and_the_next_run_finishe
     assert_eq!(listed["backups"].as_array().unwrap().len(), 1, "{listed}");
 }
 
-/// A read-only tmpfs mounted at a directory, unmounted on drop.
-struct ReadOnlyMount(std::path::PathBuf);
-
-impl ReadOnlyMount {
-    /// Mounts one at `dir`; `None` where this user may not mount (never
-    /// under CI, which runs as root).
-    fn at(dir: &std::path::Path) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "ro", "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            mounted || std::env::var_os("CI").is_none(),
-            "CI runs as root and must be able to mount a read-only tmpfs"
-        );
-        mounted.then(|| ReadOnlyMount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for ReadOnlyMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_file_offsite_on_a_read_only_mount_is_an_error_that_names_it() {
     let project = Project::new();
     let mount_dir = project.join("nfs");
-    let Some(_mount) = ReadOnlyMount::at(&mount_dir) else {
+    let Some(_mount) = crate::common::Tmpfs::mount(&mount_dir, "ro") else {
         eprintln!("skipped: this user cannot mount a read-only tmpfs (CI runs this test as root)");
         return;
     };

@@ -8,9 +8,8 @@
 //! sets the kill rounds (20 by default).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::{Project, open};
@@ -74,22 +73,10 @@ struct Writer(Child);
 
 impl Writer {
     fn start(db: &Path, first: i64, checkpoint: Option<&str>) -> Self {
-        let mut command = Command::new("python3");
-        command.args(["-c", WRITER, &db.display().to_string(), &first.to_string()]);
-        if let Some(mode) = checkpoint {
-            command.arg(mode);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 is on every CI machine");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        Writer(child)
+        let (db, first) = (db.display().to_string(), first.to_string());
+        let mut args = vec![db.as_str(), first.as_str()];
+        args.extend(checkpoint);
+        Writer(crate::common::python_ready(WRITER, &args))
     }
 
     /// Each acknowledged seq and when (seconds since the epoch).
@@ -497,38 +484,11 @@ fn to_offsite_an_empty_machine_restores_every_commit_from_the_bucket() {
     );
 }
 
-/// A small tmpfs mounted at a directory, unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    /// Mounts a 2 MiB one at `dir`; `None` where this user may not mount
-    /// (never under CI, which runs as root).
-    fn at(dir: &Path) -> Option<Self> {
-        std::fs::create_dir_all(dir).unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|status| status.success());
-        assert!(
-            mounted || std::env::var_os("CI").is_none(),
-            "CI runs as root and must be able to mount a tmpfs"
-        );
-        mounted.then(|| SmallDisk(dir.to_path_buf()))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_replica_disk_is_a_clear_error_and_the_replica_still_restores_its_last_point() {
     use crate::daemon::{Daemon, wait_until};
     let project = project();
-    let Some(_disk) = SmallDisk::at(&project.join("bk")) else {
+    let Some(_disk) = crate::common::Tmpfs::mount(&project.join("bk"), "size=2m") else {
         eprintln!("skipped: this user cannot mount a tmpfs (CI runs this test as root)");
         return;
     };

@@ -19,6 +19,27 @@ fn app(path: &Path) -> Connection {
     conn
 }
 
+/// A WAL database `app.db` with its table, and where its replica goes.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    replica: std::path::PathBuf,
+    conn: Connection,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let replica = dir.path().join("replica");
+    let conn = app(&db);
+    Fixture {
+        dir,
+        db,
+        replica,
+        conn,
+    }
+}
+
 fn insert(conn: &Connection, from: i64, to: i64) {
     for id in from..=to {
         conn.execute("INSERT INTO t VALUES (?1, zeroblob(300))", [id])
@@ -51,10 +72,12 @@ fn rebuilt_ids(replica: &Path, point: Option<DateTime<Utc>>) -> Vec<i64> {
 
 #[test]
 fn each_step_is_a_point_and_the_latest_holds_every_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     insert(&conn, 1, 10);
     let mut capture = Capture::new(&db, &replica);
     assert!(capture.step(at(0)).unwrap().new_generation.is_some());
@@ -75,10 +98,12 @@ fn each_step_is_a_point_and_the_latest_holds_every_commit() {
 
 #[test]
 fn the_capture_checkpoints_and_follows_the_restarted_log_in_one_generation() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     let mut capture = Capture::new(&db, &replica).restart_log_after(8);
     capture.step(at(0)).unwrap();
     for round in 0..6 {
@@ -101,10 +126,12 @@ fn the_capture_checkpoints_and_follows_the_restarted_log_in_one_generation() {
 #[test]
 fn the_application_checkpointing_by_itself_is_held_off_or_starts_a_new_generation_and_loses_nothing()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     let mut capture = Capture::new(&db, &replica);
     capture.step(at(0)).unwrap();
     insert(&conn, 1, 10);
@@ -132,10 +159,12 @@ fn the_application_checkpointing_by_itself_is_held_off_or_starts_a_new_generatio
 
 #[test]
 fn a_damaged_segment_is_refused_naming_the_last_good_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     let mut capture = Capture::new(&db, &replica);
     capture.step(at(0)).unwrap();
     insert(&conn, 1, 5);
@@ -162,10 +191,12 @@ fn a_damaged_segment_is_refused_naming_the_last_good_point() {
 
 #[test]
 fn compaction_joins_each_past_minute_into_one_file_and_every_point_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     let mut capture = Capture::new(&db, &replica);
     capture.step(at(0)).unwrap();
     let seconds = [1, 2, 3, 61, 62, 63, 121, 122];
@@ -193,10 +224,12 @@ fn compaction_joins_each_past_minute_into_one_file_and_every_point_stays() {
 
 #[test]
 fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     insert(&conn, 1, 10);
     let mut capture = Capture::new(&db, &replica);
     capture.step(at(0)).unwrap();
@@ -224,10 +257,12 @@ fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new
 #[test]
 fn a_log_past_its_limit_is_truncated_after_a_complete_checkpoint_and_a_new_generation_holds_every_commit()
  {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("app.db");
-    let replica = dir.path().join("replica");
-    let conn = app(&db);
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
     let mut capture = Capture::new(&db, &replica)
         .restart_log_after(8)
         .truncate_log_past(1);

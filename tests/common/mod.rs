@@ -329,19 +329,9 @@ pub struct Holder {
 impl Holder {
     /// Runs `script` on `db` and waits until it prints `ready`.
     pub fn start(script: &str, db: &Path) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", script, &db.display().to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 is on every CI machine");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the holder's line");
-        assert_eq!(line.trim(), "ready", "the holder did not start");
-        Self { child }
+        Self {
+            child: python_ready(script, &[&db.display().to_string()]),
+        }
     }
 
     /// Makes `db` a rollback-journal database with a table `t` holding one
@@ -372,5 +362,51 @@ impl Holder {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Starts `python3 -c script args...` with piped stdin and stdout and
+/// waits for the first line it prints, which must be `ready`.
+pub fn python_ready(script: &str, args: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is on every CI machine");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read the script's first line");
+    assert_eq!(line.trim(), "ready", "the script did not start");
+    child
+}
+
+/// A tmpfs mounted at a directory, unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts one with `options` (`ro`, `size=2m`) at `dir`; `None` where
+    /// this user may not mount (never under CI, which runs as root).
+    pub fn mount(dir: &Path, options: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            mounted || std::env::var_os("CI").is_none(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        mounted.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
