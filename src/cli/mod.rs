@@ -496,9 +496,9 @@ pub fn run(
             verify,
             json,
         } => {
-            if *all && (from != "latest" || before.is_some()) {
+            if *all && (from != "latest" || before.is_some() || at.is_some()) {
                 return Err(Error::Usage(
-                    "restore --all restores each database from its own newest verified backup; --from FILE names one database's backup (give the database instead of --all)".into(),
+                    "restore --all restores each database from its own newest verified backup (or replica); --from FILE, --before and --at name one database's point (give the database instead of --all)".into(),
                 ));
             }
             let config = load_config(cli, environment)?;

@@ -31,7 +31,8 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// step. Compaction joins commits and drops none, so every point stays.
 const COMPACTION_BUCKETS: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(3600)];
 
-/// How long a failing capture waits before it tries again.
+/// How long a failing capture waits before it tries again (an offsite
+/// store that fails does not slow the capture: it is tried every step).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub use crate::state::replication::Report;
@@ -70,18 +71,12 @@ pub fn run(
         let stepped = Instant::now();
         let now = clock.now();
         let mut next = last.clone();
-        match capture.step(now) {
+        let stepped_ok = match capture.step(now) {
             Ok(step) => {
                 next.error = None;
                 next.caught_up_at = Some(now);
-                if let Some(why) = step.new_generation {
-                    next.generations_started += 1;
-                    tracing::info!(
-                        db = database,
-                        why,
-                        "replication: a new generation from a fresh base"
-                    );
-                }
+                next.generations_started += u64::from(step.new_generation.is_some());
+                true
             }
             Err(e) => {
                 if next.error.as_deref() != Some(&e.to_string()) {
@@ -89,8 +84,9 @@ pub fn run(
                 }
                 next.error = Some(e.to_string());
                 capture.close();
+                false
             }
-        }
+        };
         if replicate.to == ReplicateTo::Offsite && next.error.is_none() {
             let synced = match mirror.as_mut() {
                 Some(mirror) => mirror.sync(&replica_dir).map_err(|e| e.to_string()),
@@ -131,10 +127,10 @@ pub fn run(
             last_sent = Some(Instant::now());
         }
         last = next;
-        let pause = if last.error.is_some() {
-            RETRY_AFTER
-        } else {
+        let pause = if stepped_ok {
             replicate.sync_every
+        } else {
+            RETRY_AFTER
         };
         if !wait(cancelled, pause.saturating_sub(stepped.elapsed())) {
             break;
