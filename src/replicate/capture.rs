@@ -180,9 +180,11 @@ impl Capture {
         })
     }
 
-    /// Ships what the log gained since the last step; `now` stamps the
-    /// commits.
-    pub fn step(&mut self, now: DateTime<Utc>) -> Result<Step, CaptureError> {
+    /// Ships what the log gained since the last step. Commits are stamped
+    /// with the clock's time after they were read (never before they were
+    /// made: a restore at T holds nothing committed after T).
+    pub fn step(&mut self, clock: &dyn crate::clock::Clock) -> Result<Step, CaptureError> {
+        let now = clock.now();
         let inode = self.inode_now()?;
         if self.inode != Some(inode) {
             let why = match self.inode {
@@ -230,7 +232,7 @@ impl Capture {
                 .wal
                 .commits_after(&header, at, MAX_FRAMES_PER_SEGMENT)
                 .map_err(io(self.wal.path(), "cannot read the log"))?;
-            self.write_segment(now, commits, next, &mut shipped)?;
+            self.write_segment(clock.now(), commits, next, &mut shipped)?;
         }
         let Some(live) = self.live.as_ref() else {
             return Ok(shipped);
@@ -239,7 +241,7 @@ impl Capture {
         let complete = if self.reader_may_be_unpinned {
             false
         } else if shipped_frames >= self.restart_log_after {
-            self.restart_log(now, &mut shipped)?
+            self.restart_log(clock, &mut shipped)?
         } else {
             self.checkpoint(shipped_frames)?
         };
@@ -337,7 +339,11 @@ impl Capture {
     /// the reader at exactly the log's end and checkpoints every frame, so
     /// the application's next commit restarts the log. Whether it did
     /// (false when the write lock or an application reader was in the way).
-    fn restart_log(&mut self, now: DateTime<Utc>, step: &mut Step) -> Result<bool, CaptureError> {
+    fn restart_log(
+        &mut self,
+        clock: &dyn crate::clock::Clock,
+        step: &mut Step,
+    ) -> Result<bool, CaptureError> {
         let Some((header, at)) = self.live.as_ref().and_then(|l| l.header.zip(l.at)) else {
             return Ok(false);
         };
@@ -359,7 +365,7 @@ impl Capture {
             });
         let _ = holder.execute_batch("ROLLBACK");
         let (commits, next, complete) = held?;
-        self.write_segment(now, commits, next, step)?;
+        self.write_segment(clock.now(), commits, next, step)?;
         Ok(complete)
     }
 

@@ -71,7 +71,7 @@ pub fn run(
         let stepped = Instant::now();
         let now = clock.now();
         let mut next = last.clone();
-        let stepped_ok = match capture.step(now) {
+        let stepped_ok = match capture.step(clock) {
             Ok(step) => {
                 next.error = None;
                 next.caught_up_at = Some(now);
@@ -136,7 +136,7 @@ pub fn run(
             break;
         }
     }
-    let _ = capture.step(clock.now());
+    let _ = capture.step(clock);
     capture.close();
 }
 

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 use super::capture::Capture;
 use super::catalog;
 use super::rebuild::rebuild;
+use crate::clock::FakeClock;
 
 fn app(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
@@ -80,11 +81,17 @@ fn each_step_is_a_point_and_the_latest_holds_every_commit() {
     } = fixture();
     insert(&conn, 1, 10);
     let mut capture = Capture::new(&db, &replica);
-    assert!(capture.step(at(0)).unwrap().new_generation.is_some());
+    assert!(
+        capture
+            .step(&FakeClock::new(at(0)))
+            .unwrap()
+            .new_generation
+            .is_some()
+    );
     insert(&conn, 11, 20);
-    assert_eq!(capture.step(at(1)).unwrap().commits, 10);
+    assert_eq!(capture.step(&FakeClock::new(at(1))).unwrap().commits, 10);
     insert(&conn, 21, 30);
-    capture.step(at(2)).unwrap();
+    capture.step(&FakeClock::new(at(2))).unwrap();
     assert_eq!(
         rebuilt_ids(&replica, Some(at(0))),
         (1..=10).collect::<Vec<_>>()
@@ -105,10 +112,10 @@ fn the_capture_checkpoints_and_follows_the_restarted_log_in_one_generation() {
         conn,
     } = fixture();
     let mut capture = Capture::new(&db, &replica).restart_log_after(8);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     for round in 0..6 {
         insert(&conn, round * 10 + 1, round * 10 + 10);
-        let step = capture.step(at(round + 1)).unwrap();
+        let step = capture.step(&FakeClock::new(at(round + 1))).unwrap();
         assert!(step.new_generation.is_none(), "round {round}: {step:?}");
     }
     let generations = catalog::generations(&replica).unwrap();
@@ -133,10 +140,10 @@ fn the_application_checkpointing_by_itself_is_held_off_or_starts_a_new_generatio
         conn,
     } = fixture();
     let mut capture = Capture::new(&db, &replica);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     insert(&conn, 1, 10);
-    capture.step(at(1)).unwrap();
-    capture.step(at(2)).unwrap();
+    capture.step(&FakeClock::new(at(1))).unwrap();
+    capture.step(&FakeClock::new(at(2))).unwrap();
     insert(&conn, 11, 20);
     conn.busy_timeout(std::time::Duration::ZERO).unwrap();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
@@ -147,7 +154,13 @@ fn the_application_checkpointing_by_itself_is_held_off_or_starts_a_new_generatio
     insert(&conn, 26, 30);
     let mut started = 0;
     for second in 3..6 {
-        started += usize::from(capture.step(at(second)).unwrap().new_generation.is_some());
+        started += usize::from(
+            capture
+                .step(&FakeClock::new(at(second)))
+                .unwrap()
+                .new_generation
+                .is_some(),
+        );
     }
     assert!(started <= 1, "{started} new generations");
     assert_eq!(rebuilt_ids(&replica, None), (1..=30).collect::<Vec<_>>());
@@ -166,11 +179,11 @@ fn a_damaged_segment_is_refused_naming_the_last_good_point() {
         conn,
     } = fixture();
     let mut capture = Capture::new(&db, &replica);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     insert(&conn, 1, 5);
-    capture.step(at(1)).unwrap();
+    capture.step(&FakeClock::new(at(1))).unwrap();
     insert(&conn, 6, 10);
-    capture.step(at(2)).unwrap();
+    capture.step(&FakeClock::new(at(2))).unwrap();
     let generation = &catalog::generations(&replica).unwrap()[0];
     let last = &generation.segments.last().unwrap().path;
     let mut bytes = std::fs::read(last).unwrap();
@@ -198,11 +211,11 @@ fn compaction_joins_each_past_minute_into_one_file_and_every_point_stays() {
         conn,
     } = fixture();
     let mut capture = Capture::new(&db, &replica);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     let seconds = [1, 2, 3, 61, 62, 63, 121, 122];
     for (i, second) in seconds.iter().enumerate() {
         insert(&conn, i as i64 * 5 + 1, i as i64 * 5 + 5);
-        capture.step(at(*second)).unwrap();
+        capture.step(&FakeClock::new(at(*second))).unwrap();
     }
     let before: Vec<Vec<i64>> = seconds
         .iter()
@@ -232,7 +245,7 @@ fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new
     } = fixture();
     insert(&conn, 1, 10);
     let mut capture = Capture::new(&db, &replica);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     let other = dir.path().join("other.db");
     let replacement = app(&other);
     insert(&replacement, 100, 105);
@@ -242,7 +255,7 @@ fn a_database_file_replaced_under_the_capture_starts_a_new_generation_of_the_new
     for side in ["app.db-wal", "app.db-shm"] {
         std::fs::remove_file(dir.path().join(side)).unwrap();
     }
-    let step = capture.step(at(1)).unwrap();
+    let step = capture.step(&FakeClock::new(at(1))).unwrap();
     assert_eq!(
         step.new_generation.as_deref(),
         Some("the database file was replaced")
@@ -266,12 +279,12 @@ fn a_log_past_its_limit_is_truncated_after_a_complete_checkpoint_and_a_new_gener
     let mut capture = Capture::new(&db, &replica)
         .restart_log_after(8)
         .truncate_log_past(1);
-    capture.step(at(0)).unwrap();
+    capture.step(&FakeClock::new(at(0))).unwrap();
     let wal = db.with_extension("db-wal");
     let mut truncated = 0;
     for round in 0..8 {
         insert(&conn, round * 10 + 1, round * 10 + 10);
-        let step = capture.step(at(round + 1)).unwrap();
+        let step = capture.step(&FakeClock::new(at(round + 1))).unwrap();
         if std::fs::metadata(&wal).unwrap().len() == 0 {
             truncated += 1;
             assert!(step.new_generation.is_some(), "round {round}: {step:?}");
