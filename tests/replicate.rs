@@ -516,3 +516,45 @@ fn a_full_replica_disk_is_a_clear_error_and_the_replica_still_restores_its_last_
     assert!(kept > 0 && kept <= live, "{kept} of {live} rows");
     drop(daemon);
 }
+
+#[test]
+fn a_clock_jumped_ahead_while_the_daemon_was_stopped_removes_no_generation() {
+    use crate::daemon::{Daemon, wait_until};
+    let project = project();
+    let db = project.join("app.db");
+    let watched = || std::fs::read_to_string(project.join("bk/app/wal/watched")).ok();
+    let mut after_first = 0.0;
+    for round in 1..=3 {
+        let before = generations(&project);
+        let daemon = Daemon::start(&project);
+        wait_for_generation(&project, &before);
+        open(&db)
+            .execute("INSERT INTO t VALUES (?1, 1, 0), (?1, 2, 0)", [round])
+            .unwrap();
+        assert_eq!(daemon.stop(), 0);
+        if round == 1 {
+            after_first = epoch_now();
+        }
+    }
+    let recorded = watched().expect("a stopped capture records the time it watched");
+    let before = generations(&project);
+    let daemon = Daemon::start_with(&project, &[("LITEWARDEN_CLOCK_OFFSET", "30d")]);
+    wait_for_generation(&project, &before);
+    wait_until("the window's retention ran under the jumped clock", || {
+        watched().is_some_and(|now| now != recorded)
+    });
+    assert_eq!(daemon.stop(), 0);
+    assert_eq!(
+        generations(&project).len(),
+        4,
+        "{:?}",
+        generations(&project)
+    );
+    let log = std::fs::read_to_string(project.join("daemon.log")).unwrap();
+    assert!(
+        log.contains("ahead of the time the capture watched"),
+        "{log}"
+    );
+    let first = restore_to(&project, "first.db", &["--at", &rfc3339(after_first)]);
+    assert_eq!(first.keys().copied().collect::<Vec<_>>(), [1]);
+}

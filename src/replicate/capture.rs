@@ -136,6 +136,7 @@ pub struct Capture {
     reader_may_be_unpinned: bool,
     restart_log_after: u64,
     truncate_log_past: Option<u64>,
+    newest_stamp: Option<DateTime<Utc>>,
 }
 
 impl Capture {
@@ -153,6 +154,7 @@ impl Capture {
             reader_may_be_unpinned: true,
             restart_log_after: RESTART_LOG_AFTER,
             truncate_log_past: None,
+            newest_stamp: None,
         }
     }
 
@@ -304,13 +306,13 @@ impl Capture {
         next: Position,
         step: &mut Step,
     ) -> Result<(), CaptureError> {
+        if commits.is_empty() || self.live.is_none() {
+            return Ok(());
+        }
+        let observed_ms = self.stamp(now).timestamp_millis();
         let Some(live) = self.live.as_mut() else {
             return Ok(());
         };
-        if commits.is_empty() {
-            return Ok(());
-        }
-        let observed_ms = now.timestamp_millis();
         let stored: Vec<StoredCommit> = commits
             .into_iter()
             .map(|commit| {
@@ -375,6 +377,27 @@ impl Capture {
         self.checkpointer = None;
         self.wal.reopen();
         self.live = None;
+    }
+
+    /// `now`, or just after the newest time the replica already holds
+    /// when the clock went back: stamps only go forward, so the newest
+    /// generation sorts last (a restore of the newest point takes it) and a
+    /// restore at T still holds nothing committed after T.
+    fn stamp(&mut self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let replica_dir = &self.replica_dir;
+        let newest = *self.newest_stamp.get_or_insert_with(|| {
+            catalog::generations(replica_dir)
+                .ok()
+                .and_then(|generations| generations.iter().map(catalog::Generation::newest).max())
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        });
+        let stamped = if now > newest {
+            now
+        } else {
+            newest + chrono::TimeDelta::milliseconds(1)
+        };
+        self.newest_stamp = Some(stamped);
+        stamped
     }
 
     fn inode_now(&self) -> Result<(u64, u64), CaptureError> {
@@ -466,6 +489,7 @@ impl Capture {
 
     fn start_generation(&mut self, now: DateTime<Utc>, why: &str) -> Result<Step, CaptureError> {
         self.close();
+        let now = self.stamp(now);
         let reader = self.open()?;
         let checkpointer = self.open()?;
         let mode: String = reader

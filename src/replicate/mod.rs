@@ -4,9 +4,10 @@
 //!
 //! Owns the replica's files ([`catalog`], [`segment`]), reading the log
 //! ([`wal`]), the capture of one database ([`capture`]), rebuilding a
-//! point ([`rebuild`]), and [`run`]: the long-running task the daemon
-//! starts for each replicated database, which steps the capture, removes
-//! the generations the window no longer needs, and reports where it stands.
+//! point ([`rebuild`]), the window's retention ([`window`]), and [`run`]:
+//! the long-running task the daemon starts for each replicated database,
+//! which steps the capture, removes the generations the window no longer
+//! needs, and reports where it stands.
 
 pub mod capture;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod mirror;
 pub mod rebuild;
 pub mod segment;
 pub mod wal;
+pub mod window;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -65,6 +67,7 @@ pub fn run(
         error: None,
         generations_started: 0,
     };
+    let mut watch = window::Watch::resume(&replica_dir, clock.now());
     let mut last_retention: Option<Instant> = None;
     let mut last_sent: Option<Instant> = None;
     loop {
@@ -113,7 +116,13 @@ pub fn run(
         }
         if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
-            remove_outside_window(database, &replica_dir, replicate.window, now);
+            keep_the_window(
+                database,
+                &replica_dir,
+                replicate.window,
+                &mut watch,
+                clock.now(),
+            );
             if let Err(e) = compact(&replica_dir, now) {
                 tracing::warn!(db = database, error = %e, "replication: cannot compact the segments; they stay as they are");
             }
@@ -138,6 +147,33 @@ pub fn run(
     }
     let _ = capture.step(clock);
     capture.close();
+    let _ = watch.record(clock.now());
+}
+
+/// Records the time the capture watched, then removes the generations the
+/// window measured in it no longer needs.
+fn keep_the_window(
+    database: &str,
+    replica_dir: &Path,
+    window: Duration,
+    watch: &mut window::Watch,
+    wall: DateTime<Utc>,
+) {
+    if let Some(ahead) = watch.newly_ahead(wall) {
+        tracing::info!(
+            db = database,
+            ahead = %humantime::format_duration(std::time::Duration::from_secs(ahead.num_seconds().unsigned_abs())),
+            "replication: the clock is ahead of the time the capture watched (the daemon was stopped, or the clock jumped ahead); the window counts only watched time, so the replica keeps that much more"
+        );
+    }
+    match watch.record(wall) {
+        Ok(watched) => {
+            window::remove_outside(database, replica_dir, window, watched);
+        }
+        Err(e) => {
+            tracing::warn!(db = database, error = %e, "replication: cannot record the time the capture watched; nothing outside the window is removed until it can")
+        }
+    }
 }
 
 /// Waits `pause` unless cancelled first; whether to go on.
@@ -188,26 +224,6 @@ pub fn compact(replica_dir: &Path, now: DateTime<Utc>) -> std::io::Result<usize>
         }
     }
     Ok(written)
-}
-
-/// Removes the generations no point of the last `window` needs.
-fn remove_outside_window(database: &str, replica_dir: &Path, window: Duration, now: DateTime<Utc>) {
-    let Ok(generations) = catalog::generations(replica_dir) else {
-        return;
-    };
-    let since = now - chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
-    for old in catalog::outside_window(&generations, since) {
-        match std::fs::remove_dir_all(&old.dir) {
-            Ok(()) => tracing::info!(
-                db = database,
-                generation = old.name,
-                "replication: generation outside the window removed"
-            ),
-            Err(e) => {
-                tracing::warn!(db = database, generation = old.name, error = %e, "replication: cannot remove a generation outside the window")
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -296,3 +296,39 @@ fn a_log_past_its_limit_is_truncated_after_a_complete_checkpoint_and_a_new_gener
     }
     assert!(truncated > 0, "the log was never truncated");
 }
+
+#[test]
+fn a_clock_that_went_back_never_hides_the_newest_generation_behind_an_older_one() {
+    let Fixture {
+        dir: _dir,
+        db,
+        replica,
+        conn,
+    } = fixture();
+    insert(&conn, 1, 10);
+    let mut first = Capture::new(&db, &replica);
+    first.step(&FakeClock::new(at(100))).unwrap();
+    insert(&conn, 11, 20);
+    first.step(&FakeClock::new(at(101))).unwrap();
+    first.close();
+    insert(&conn, 21, 30);
+    let mut after_restart = Capture::new(&db, &replica);
+    let behind = FakeClock::new(at(0));
+    assert!(
+        after_restart
+            .step(&behind)
+            .unwrap()
+            .new_generation
+            .is_some()
+    );
+    insert(&conn, 31, 40);
+    assert_eq!(after_restart.step(&behind).unwrap().commits, 10);
+    let generations = catalog::generations(&replica).unwrap();
+    assert_eq!(generations.len(), 2);
+    assert!(generations[1].started > at(101), "{generations:?}");
+    assert_eq!(rebuilt_ids(&replica, None), (1..=40).collect::<Vec<_>>());
+    assert_eq!(
+        rebuilt_ids(&replica, Some(at(101))),
+        (1..=20).collect::<Vec<_>>()
+    );
+}
