@@ -12,6 +12,7 @@
 //! (configuration, environment, clock) as arguments.
 #![warn(missing_docs)]
 
+pub mod advise;
 pub mod alert;
 pub mod apply;
 pub mod cli;

@@ -4,6 +4,7 @@
 mod common;
 
 mod acknowledged;
+mod advise;
 mod alerts;
 mod backup;
 mod bad_input;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+mod advise;
 mod alerts;
 mod backups;
 mod converge;
@@ -283,6 +284,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Index advice from the application's slow queries (nothing is created).
+    Advise {
+        /// The database.
+        database: String,
+        /// Write each proposed index as the database's next migration.
+        #[arg(long)]
+        write_migration: bool,
+        /// Print the advice as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON schema of jobs.yaml.
     Schema,
     /// Active alerts (pending and firing) and recent notifications with their delivery.
@@ -393,7 +405,8 @@ impl Cli {
             | Command::Prune { json, .. }
             | Command::Health { json, .. }
             | Command::Optimize { json, .. }
-            | Command::Drill { json, .. } => *json,
+            | Command::Drill { json, .. }
+            | Command::Advise { json, .. } => *json,
             Command::Migrate { action } => matches!(
                 action,
                 MigrateCommand::Status { json: true, .. } | MigrateCommand::Up { json: true, .. }
@@ -574,6 +587,11 @@ pub fn run(
         Command::Pin { file } => backups::pin(cli, environment, file, true, out),
         Command::Unpin { file } => backups::pin(cli, environment, file, false, out),
         Command::Migrate { action } => migrate::run(cli, environment, clock.as_ref(), action, out),
+        Command::Advise {
+            database,
+            write_migration,
+            json,
+        } => advise::run(cli, environment, database, *write_migration, *json, out),
         Command::Run => {
             match crate::limits::raise_open_files() {
                 Ok(limits) => {

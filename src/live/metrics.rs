@@ -73,6 +73,7 @@ pub(crate) struct Recorder {
     writer_waits: AtomicU64,
     slow_threshold: Duration,
     slow: Mutex<VecDeque<SlowQuery>>,
+    slow_log: Option<super::slow_log::SlowLog>,
 }
 
 /// A statement that took longer than the slow-query threshold.
@@ -151,7 +152,15 @@ impl Recorder {
             writer_waits: AtomicU64::new(0),
             slow_threshold,
             slow: Mutex::new(VecDeque::with_capacity(SLOW_QUERIES_KEPT)),
+            slow_log: None,
         }
+    }
+
+    /// Also keeps each slow statement in the state database (for
+    /// `litewarden advise`).
+    pub fn with_slow_log(mut self, log: super::slow_log::SlowLog) -> Self {
+        self.slow_log = Some(log);
+        self
     }
 
     /// Counts one statement of `kind` that took `took` (failed when `ok`
@@ -166,6 +175,13 @@ impl Recorder {
             let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
             if slow.len() == SLOW_QUERIES_KEPT {
                 slow.pop_front();
+            }
+            if let Some(log) = self
+                .slow_log
+                .as_ref()
+                .filter(|_| ok && sql != "transaction")
+            {
+                log.record(sql, took.as_secs_f64() * 1000.0);
             }
             slow.push_back(SlowQuery {
                 sql: sql.to_string(),

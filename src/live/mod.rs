@@ -31,6 +31,7 @@ pub mod metrics;
 mod open;
 mod options;
 mod pool;
+mod slow_log;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -258,7 +259,11 @@ impl Manager {
             database,
             writer: Writer::new(writer),
             readers,
-            recorder: Recorder::new(options.slow_query),
+            recorder: Recorder::new(options.slow_query).with_slow_log(slow_log::SlowLog::start(
+                name,
+                config.settings.state_dir.clone(),
+                Arc::clone(&options.clock),
+            )),
             clock: options.clock,
         })
     }

@@ -138,7 +138,12 @@ impl StateDb {
                 params![report.database, at, report.status.as_str(), text, quick, integrity],
             )
             .map_err(sqlite(&self.path, "cannot record a health result"))?;
-        Ok(())
+        let sample = super::samples::SizeSample {
+            at: report.checked_at,
+            db_bytes: report.figures.db_size_bytes,
+            wal_bytes: report.figures.wal_size_bytes,
+        };
+        self.record_size_sample(&report.database, sample)
     }
 
     /// The latest health report of `database`.

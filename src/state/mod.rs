@@ -15,6 +15,7 @@ pub mod health;
 mod recover;
 pub mod replication;
 pub mod runs;
+pub mod samples;
 mod schema;
 
 use std::os::unix::fs::OpenOptionsExt;

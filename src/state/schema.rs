@@ -173,4 +173,22 @@ pub(super) const SCHEMA: &[&str] = &[
         error TEXT,
         generations_started INTEGER NOT NULL
     );",
+    // The status page's size charts and the application's slow queries
+    // (issue #25).
+    "CREATE TABLE size_samples (
+        database TEXT NOT NULL,
+        at TEXT NOT NULL,
+        db_bytes INTEGER NOT NULL,
+        wal_bytes INTEGER NOT NULL,
+        PRIMARY KEY (database, at)
+    );
+    CREATE TABLE slow_queries (
+        database TEXT NOT NULL,
+        sql TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        total_ms REAL NOT NULL,
+        max_ms REAL NOT NULL,
+        last_at TEXT NOT NULL,
+        PRIMARY KEY (database, sql)
+    );",
 ];
