@@ -223,8 +223,8 @@ fn index_columns(sql: &str, columns: &[String]) -> Vec<String> {
     let mut range = None;
     if let Some(start) = find("WHERE") {
         let end = clause_end(start + 1);
-        for at in start + 1..end {
-            let Some(column) = column_of(&words[at]) else {
+        for (at, word) in words.iter().enumerate().take(end).skip(start + 1) {
+            let Some(column) = column_of(word) else {
                 continue;
             };
             let operator = upper.get(at + 1).map(String::as_str).unwrap_or("");
