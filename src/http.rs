@@ -1,6 +1,10 @@
-//! `/metrics` (Prometheus), `/healthz` and `/status` on `settings.listen`.
+//! The status page (`/`), `/api/status`, `/metrics` (Prometheus),
+//! `/healthz` and `/status` on `settings.listen`.
 //!
-//! Owns the HTTP server threads ([`serve`] says how clients are bounded).
+//! Owns the HTTP server threads ([`serve`] says how clients are bounded)
+//! and who may read them ([`Access`]: a bearer token when
+//! `settings.http.token_env` is set; `/metrics` and `/healthz` stay open
+//! with `metrics_public`).
 //! It is a reader: every request reads a
 //! snapshot from the state database (WAL mode, so it never blocks the
 //! reconciler, which stays the only writer). Metrics: the config's last
@@ -94,15 +98,16 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// within [`WRITE_TIMEOUT`]. Slow, idle, pipelining or oversized clients
 /// cost a bounded share and go; running out of descriptors pauses
 /// accepting, never ends it.
-pub fn serve(listen: SocketAddr, state_dir: PathBuf, clock: Arc<dyn Clock>) -> Result<(), String> {
+pub fn serve(listen: SocketAddr, site: Site, clock: Arc<dyn Clock>) -> Result<(), String> {
     let listener =
         TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(listen = %listen, "serving /metrics, /healthz and /status");
+    tracing::info!(listen = %listen, token = site.access.token.is_some(), "serving the status page, /api/status, /metrics, /healthz and /status");
+    let site = Arc::new(site);
     let (queue, connections) = sync_channel::<TcpStream>(QUEUE);
     let connections = Arc::new(Mutex::new(connections));
     for worker in 0..WORKERS {
         let connections = Arc::clone(&connections);
-        let state_dir = state_dir.clone();
+        let site = Arc::clone(&site);
         let clock = Arc::clone(&clock);
         std::thread::Builder::new()
             .name(format!("http-{worker}"))
@@ -110,7 +115,7 @@ pub fn serve(listen: SocketAddr, state_dir: PathBuf, clock: Arc<dyn Clock>) -> R
                 loop {
                     let next = connections.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(stream) = next else { return };
-                    answer(stream, &state_dir, clock.as_ref());
+                    answer(stream, &site, clock.as_ref());
                 }
             })
             .map_err(|e| format!("cannot start the HTTP threads: {e}"))?;
@@ -144,10 +149,94 @@ fn accept(listener: &TcpListener, queue: &SyncSender<TcpStream>) {
     }
 }
 
+/// What the listener serves: the state database, `jobs.yaml` (read anew
+/// for each page) and who may read it.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// `jobs.yaml`.
+    pub config: PathBuf,
+    /// The environment `jobs.yaml` is read with.
+    pub environment: crate::config::Environment,
+    /// Who may read.
+    pub access: Access,
+}
+
+/// Who may read the listener.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The bearer token every request needs, if any.
+    pub token: Option<String>,
+    /// Whether `/metrics` and `/healthz` are served without it.
+    pub metrics_public: bool,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("metrics_public", &self.metrics_public)
+            .finish()
+    }
+}
+
+impl Access {
+    /// The access `settings.http` asks for, the token read from its
+    /// variable in `environment`; an error naming the field when the
+    /// variable is unset or empty.
+    pub fn from_config(
+        http: &crate::config::Http,
+        environment: &crate::config::Environment,
+    ) -> Result<Self, String> {
+        let token = match &http.token_env {
+            None => None,
+            Some(name) => match environment.get(name).map(str::trim) {
+                Some(token) if !token.is_empty() => Some(token.to_string()),
+                _ => {
+                    return Err(format!(
+                        "settings.http.token_env: environment variable `{name}` is not set or empty; set it to the token the status page requires"
+                    ));
+                }
+            },
+        };
+        Ok(Self {
+            token,
+            metrics_public: http.metrics_public,
+        })
+    }
+
+    /// Whether a request for `path` with `token` may be answered.
+    fn allows(&self, path: &str, token: Option<&str>) -> bool {
+        let Some(expected) = &self.token else {
+            return true;
+        };
+        if self.metrics_public && matches!(path, "/metrics" | "/healthz") {
+            return true;
+        }
+        token.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes()))
+    }
+}
+
+/// Compares two secrets in a time that does not depend on where they
+/// differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let differences = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    given.len() == expected.len() && differences == 0
+}
+
 /// Reads one request from `stream` and answers it.
-fn answer(mut stream: TcpStream, state_dir: &std::path::Path, clock: &dyn Clock) {
+fn answer(mut stream: TcpStream, site: &Site, clock: &dyn Clock) {
     let (status, content_type, body) = match read_request(&mut stream) {
-        Ok(Request::Get(path)) => respond(&path, state_dir, clock),
+        Ok(Request::Get { path, token }) if !site.access.allows(&path, token.as_deref()) => (
+            401,
+            "text/plain",
+            "a token is required: send `Authorization: Bearer TOKEN` or add `?token=TOKEN` to the address\n".into(),
+        ),
+        Ok(Request::Get { path, .. }) => respond(&path, site, clock),
         Ok(Request::OtherMethod) => (405, "text/plain", "only GET is served\n".into()),
         Ok(Request::TooLarge) => (431, "text/plain", "request head too large\n".into()),
         Ok(Request::Malformed) => (400, "text/plain", "malformed request\n".into()),
@@ -159,14 +248,23 @@ fn answer(mut stream: TcpStream, state_dir: &std::path::Path, clock: &dyn Clock)
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         _ => "Service Unavailable",
     };
+    let extra = match (status, content_type) {
+        (401, _) => "WWW-Authenticate: Bearer\r\n".to_string(),
+        (_, crate::web::page::CONTENT_TYPE) => format!(
+            "Content-Security-Policy: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
+            crate::web::page::content_security_policy()
+        ),
+        _ => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     let written = stream
@@ -182,7 +280,12 @@ fn answer(mut stream: TcpStream, state_dir: &std::path::Path, clock: &dyn Clock)
 
 /// What a client asked.
 enum Request {
-    Get(String),
+    /// A GET of `path` (without its query), with the token it carries
+    /// (`Authorization: Bearer` or `?token=`).
+    Get {
+        path: String,
+        token: Option<String>,
+    },
     OtherMethod,
     TooLarge,
     Malformed,
@@ -211,8 +314,23 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
         match request.parse(&buffer[..filled]) {
             Ok(httparse::Status::Complete(_)) => {
                 return Ok(match (request.method, request.path) {
-                    (Some("GET"), Some(path)) => {
-                        Request::Get(path.split('?').next().unwrap_or(path).to_string())
+                    (Some("GET"), Some(target)) => {
+                        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                        let bearer = request
+                            .headers
+                            .iter()
+                            .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                            .and_then(|h| std::str::from_utf8(h.value).ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .map(|v| v.trim().to_string());
+                        let in_query = query
+                            .split('&')
+                            .find_map(|pair| pair.strip_prefix("token="))
+                            .map(percent_decoded);
+                        Request::Get {
+                            path: path.to_string(),
+                            token: bearer.or(in_query),
+                        }
                     }
                     _ => Request::OtherMethod,
                 });
@@ -225,11 +343,33 @@ fn read_request(stream: &mut TcpStream) -> std::io::Result<Request> {
     }
 }
 
-fn respond(
-    url: &str,
-    state_dir: &std::path::Path,
-    clock: &dyn Clock,
-) -> (u16, &'static str, String) {
+/// `%XX` escapes (and `+`) of a query value decoded.
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = bytes
+            .get(at + 1..at + 3)
+            .filter(|_| bytes[at] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, bytes[at]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                at += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, byte) => out.push(byte),
+        }
+        at += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(url: &str, site: &Site, clock: &dyn Clock) -> (u16, &'static str, String) {
+    let state_dir = site.state_dir.as_path();
     let state = match StateDb::open_read_only(state_dir) {
         Ok(Some(state)) => state,
         Ok(None) => return (503, "text/plain", "no state yet\n".into()),
@@ -272,6 +412,34 @@ fn respond(
             Ok((None, _)) => (503, "text/plain", "daemon not started\n".into()),
             Err(e) => (500, "text/plain", format!("{e}\n")),
         },
+        "/" => match crate::web::overview(
+            &state,
+            state_dir,
+            &site.config,
+            &site.environment,
+            clock.now(),
+        ) {
+            Ok(overview) => (
+                200,
+                crate::web::page::CONTENT_TYPE,
+                crate::web::page::render(&overview),
+            ),
+            Err(e) => (500, "text/plain", format!("{e}\n")),
+        },
+        "/api/status" => match crate::web::overview(
+            &state,
+            state_dir,
+            &site.config,
+            &site.environment,
+            clock.now(),
+        ) {
+            Ok(overview) => (
+                200,
+                "application/json",
+                serde_json::json!(overview).to_string(),
+            ),
+            Err(e) => (500, "text/plain", format!("{e}\n")),
+        },
         "/status" => match crate::status::snapshot(None, &state, state_dir, clock.now()) {
             Ok(status) => (
                 200,
@@ -283,7 +451,7 @@ fn respond(
         _ => (
             404,
             "text/plain",
-            "not found: try /metrics, /healthz or /status\n".into(),
+            "not found: try /, /api/status, /metrics, /healthz or /status\n".into(),
         ),
     }
 }

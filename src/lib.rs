@@ -36,5 +36,6 @@ pub mod scheduler;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod web;
 
 pub use error::{Error, Result};

@@ -382,17 +382,20 @@ fn a_nul_in_a_path_is_a_positioned_check_error() {
 }
 
 #[test]
-fn listening_beyond_loopback_is_a_warning_about_the_unauthenticated_endpoints() {
+fn listening_beyond_loopback_without_a_token_is_a_check_error() {
     let project =
         Project::with_config("version: 1\nsettings: { listen: \"0.0.0.0:9187\" }\ndatabases: {}\n");
     let output = project.run(&["check"]);
-    assert_eq!(output.code, 0, "{output:?}");
-    assert!(
-        output
-            .stdout
-            .contains("jobs.yaml:2:21: warning: settings.listen: /status, /metrics and /healthz have no authentication"),
-        "{output:?}"
+    assert_fails_saying(
+        &output,
+        "jobs.yaml:2:21: settings.listen: a listener beyond loopback shows database names, paths and errors: set `settings.http.token_env`",
     );
+    project.write(
+        "jobs.yaml",
+        b"version: 1\nsettings: { listen: \"0.0.0.0:9187\", http: { token_env: LITEWARDEN_TOKEN } }\ndatabases: {}\n",
+    );
+    let output = project.run(&["check"]);
+    assert_eq!(output.code, 0, "{output:?}");
 }
 
 #[test]

@@ -26,6 +26,7 @@ mod migrate;
 mod migrate_restore;
 mod offsite;
 mod offsite_faults;
+mod page;
 mod plan_apply;
 mod replicate;
 mod runner;

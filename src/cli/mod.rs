@@ -609,7 +609,15 @@ pub fn run(
                 match config.settings.listen {
                     Some(listen) => crate::http::serve(
                         listen,
-                        config.settings.state_dir.clone(),
+                        crate::http::Site {
+                            state_dir: config.settings.state_dir.clone(),
+                            config: cli.config.clone(),
+                            environment: environment.clone(),
+                            access: crate::http::Access::from_config(
+                                &config.settings.http,
+                                environment,
+                            )?,
+                        },
                         Arc::clone(&clock),
                     ),
                     None => Ok(()),

@@ -71,6 +71,8 @@ pub struct Settings {
     pub timezone: chrono_tz::Tz,
     /// Address of the HTTP endpoint, if enabled.
     pub listen: Option<SocketAddr>,
+    /// Who may read it.
+    pub http: Http,
     /// Jobs the daemon runs at once.
     pub max_parallel_jobs: u32,
     /// Worker threads of the daemon's pool; `None`: twice the cores.
@@ -85,6 +87,16 @@ pub struct Settings {
     /// URL that gets a GET after each health round with every database
     /// healthy (a dead man's switch).
     pub heartbeat_url: Option<String>,
+}
+
+/// Access to the daemon's listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Http {
+    /// The environment variable holding the bearer token, if one is
+    /// required.
+    pub token_env: Option<String>,
+    /// Whether /metrics and /healthz are served without the token.
+    pub metrics_public: bool,
 }
 
 /// A database name: letters, digits, `_` and `-`, used in file names.

@@ -57,8 +57,10 @@ pub struct RawSettings {
     pub backup_dir: Option<Text>,
     /// IANA time zone that cron schedules run in. Default `UTC`.
     pub timezone: Option<Expanded<chrono_tz::Tz>>,
-    /// Address for /metrics, /healthz and /status, e.g. `127.0.0.1:9187`. Omit to disable.
+    /// Address for the status page (`/`), /api/status, /metrics, /healthz and /status, e.g. `127.0.0.1:9187`. Omit to disable.
     pub listen: Option<Expanded<SocketAddr>>,
+    /// Who may read the listener: required (with `token_env`) when `listen` is not a loopback address.
+    pub http: Option<RawHttp>,
     /// How many jobs the daemon runs at once, across databases. Default 2.
     pub max_parallel_jobs: Option<Expanded<u32>>,
     /// Worker threads of the daemon's job pool. Default twice the cores.
@@ -306,6 +308,16 @@ pub struct RawMigrations {
     pub apply: Option<Expanded<MigrationApply>>,
     /// Accept a new file older than the newest applied one. Default false.
     pub allow_out_of_order: Option<Expanded<bool>>,
+}
+
+/// Access to the daemon's listener.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "Http")]
+pub struct RawHttp {
+    /// Name of the environment variable holding the bearer token the page, /api/status and /status require (`Authorization: Bearer TOKEN` or `?token=TOKEN`), e.g. `LITEWARDEN_TOKEN`; never the token itself.
+    pub token_env: Option<VariableName>,
+    /// Serve /metrics and /healthz without the token (for a Prometheus scraper or a load balancer). Default false.
+    pub metrics_public: Option<Expanded<bool>>,
 }
 
 /// Mail server for alerts.

@@ -254,10 +254,22 @@ impl Validator<'_> {
                 .map(|valid| (Arc::new(valid), offsite.retention.is_some()));
         }
         let listen = v(&raw.listen);
-        if listen.is_some_and(|address| !address.ip().is_loopback()) {
-            self.warn(
+        let http = Http {
+            token_env: raw
+                .http
+                .as_ref()
+                .and_then(|http| http.token_env.as_ref())
+                .map(|name| name.0.clone()),
+            metrics_public: raw
+                .http
+                .as_ref()
+                .and_then(|http| v(&http.metrics_public))
+                .unwrap_or(false),
+        };
+        if listen.is_some_and(|address| !address.ip().is_loopback()) && http.token_env.is_none() {
+            self.error(
                 &path.key("listen"),
-                "/status, /metrics and /healthz have no authentication and show database names, paths and errors to anyone who can reach this address; listen on 127.0.0.1 unless a firewall or an authenticating proxy guards the port",
+                "a listener beyond loopback shows database names, paths and errors: set `settings.http.token_env` to the environment variable holding a bearer token (e.g. `http: { token_env: LITEWARDEN_TOKEN }`), or listen on 127.0.0.1",
             );
         }
         Settings {
@@ -265,6 +277,7 @@ impl Validator<'_> {
             backup_dir,
             timezone: v(&raw.timezone).unwrap_or(chrono_tz::UTC),
             listen,
+            http,
             max_parallel_jobs: match v(&raw.max_parallel_jobs) {
                 Some(0) => {
                     self.error(&path.key("max_parallel_jobs"), "must be at least 1");
