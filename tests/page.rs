@@ -292,12 +292,14 @@ fn the_page_shows_every_database_updates_in_place_and_escapes_what_it_shows() {
 }
 
 #[test]
-fn a_configured_token_is_required_and_never_shown() {
+fn beyond_loopback_the_token_is_required_and_never_shown() {
     let port = free_port();
-    let project = Project::with_config(&config(
+    let beyond_loopback = config(
         port,
         ", http: { token_env: PAGE_TOKEN, metrics_public: true }",
-    ));
+    )
+    .replace("127.0.0.1:", "0.0.0.0:");
+    let project = Project::with_config(&beyond_loopback);
     assert_eq!(project.run(&["apply"]).code, 0);
     let _daemon = Daemon::start_with(&project, &[("PAGE_TOKEN", "s3cret-token/+")]);
     wait_until("the listener answers", || {
