@@ -412,34 +412,28 @@ fn respond(url: &str, site: &Site, clock: &dyn Clock) -> (u16, &'static str, Str
             Ok((None, _)) => (503, "text/plain", "daemon not started\n".into()),
             Err(e) => (500, "text/plain", format!("{e}\n")),
         },
-        "/" => match crate::web::overview(
-            &state,
-            state_dir,
-            &site.config,
-            &site.environment,
-            clock.now(),
-        ) {
-            Ok(overview) => (
-                200,
-                crate::web::page::CONTENT_TYPE,
-                crate::web::page::render(&overview),
-            ),
-            Err(e) => (500, "text/plain", format!("{e}\n")),
-        },
-        "/api/status" => match crate::web::overview(
-            &state,
-            state_dir,
-            &site.config,
-            &site.environment,
-            clock.now(),
-        ) {
-            Ok(overview) => (
-                200,
-                "application/json",
-                serde_json::json!(overview).to_string(),
-            ),
-            Err(e) => (500, "text/plain", format!("{e}\n")),
-        },
+        "/" | "/api/status" => {
+            let overview = crate::web::overview(
+                &state,
+                state_dir,
+                &site.config,
+                &site.environment,
+                clock.now(),
+            );
+            match overview {
+                Ok(overview) if url == "/" => (
+                    200,
+                    crate::web::page::CONTENT_TYPE,
+                    crate::web::page::render(&overview),
+                ),
+                Ok(overview) => (
+                    200,
+                    "application/json",
+                    serde_json::json!(overview).to_string(),
+                ),
+                Err(e) => (500, "text/plain", format!("{e}\n")),
+            }
+        }
         "/status" => match crate::status::snapshot(None, &state, state_dir, clock.now()) {
             Ok(status) => (
                 200,

@@ -1,8 +1,8 @@
 //! The status page (issue #25) in a real browser: headless Chromium
 //! (Debian `chromium`, which `.ci/run` installs) driven over the DevTools
 //! protocol loads the page of a daemon with three databases, one healthy
-//! and replicated, one unhealthy whose backup failed, one whose path holds
-//! markup; the DOM, the absence of console errors, an update in place
+//! and replicated, one unhealthy (not a database), one whose backups fail
+//! (its backup directory is a file) and whose path holds markup; the DOM, the absence of console errors, an update in place
 //! after a backup, and a screenshot under `target/` for the README. Then
 //! the token: required when configured, never in the page.
 
@@ -204,8 +204,12 @@ fn the_page_shows_every_database_updates_in_place_and_escapes_what_it_shows() {
     let project = Project::with_config(&config(port, ""));
     assert_eq!(project.run(&["apply"]).code, 0);
     std::fs::write(project.join("broken.db"), b"this is not a database at all").unwrap();
-    let failed = project.run(&["backup", "broken"]);
-    assert_ne!(failed.code, 0);
+    let _ = std::fs::remove_dir_all(project.join("bk/odd"));
+    std::fs::create_dir_all(project.join("bk")).unwrap();
+    std::fs::write(project.join("bk/odd"), b"a file where odd's backups go").unwrap();
+    for name in ["broken", "odd"] {
+        assert_ne!(project.run(&["backup", name]).code, 0, "{name}");
+    }
     let _daemon = Daemon::start(&project);
     wait_until("the page is served with every health", || {
         let (code, body) = get(port, "/", "");
@@ -237,12 +241,11 @@ fn the_page_shows_every_database_updates_in_place_and_escapes_what_it_shows() {
     };
     assert_eq!(by_name("app")["health"], "healthy", "{shown}");
     assert_eq!(by_name("broken")["health"], "unhealthy", "{shown}");
-    assert!(
-        by_name("broken")["failed"]
-            .as_str()
-            .is_some_and(|e| e.contains("last backup failed")),
-        "{shown}"
-    );
+    for name in ["broken", "odd"] {
+        let failed = by_name(name)["failed"].as_str().unwrap_or("").to_string();
+        assert!(failed.starts_with("last backup failed"), "{name}: {shown}");
+    }
+    assert_eq!(by_name("odd")["last"], "no verified backup", "{shown}");
     assert_eq!(by_name("broken")["last"], "no verified backup", "{shown}");
     let backups_before = by_name("app")["backups"].as_u64().unwrap();
     assert_eq!(browser.eval("document.scripts.length"), 1);

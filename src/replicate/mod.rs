@@ -151,7 +151,8 @@ pub fn run(
 }
 
 /// Records the time the capture watched, then removes the generations the
-/// window measured in it no longer needs.
+/// window measured in it no longer needs (also when the record cannot be
+/// written: a full disk needs the room).
 fn keep_the_window(
     database: &str,
     replica_dir: &Path,
@@ -166,14 +167,10 @@ fn keep_the_window(
             "replication: the clock is ahead of the time the capture watched (the daemon was stopped, or the clock jumped ahead); the window counts only watched time, so the replica keeps that much more"
         );
     }
-    match watch.record(wall) {
-        Ok(watched) => {
-            window::remove_outside(database, replica_dir, window, watched);
-        }
-        Err(e) => {
-            tracing::warn!(db = database, error = %e, "replication: cannot record the time the capture watched; nothing outside the window is removed until it can")
-        }
+    if let Err(e) = watch.record(wall) {
+        tracing::warn!(db = database, error = %e, "replication: cannot record the time the capture watched; the next run resumes from the last record (and keeps more)");
     }
+    window::remove_outside(database, replica_dir, window, watch.now(wall));
 }
 
 /// Waits `pause` unless cancelled first; whether to go on.

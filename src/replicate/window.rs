@@ -71,13 +71,12 @@ impl Watch {
 
     /// Records the watched time now in the replica directory (temp file,
     /// fsync, rename), for the next run to resume from.
-    pub fn record(&self, wall: DateTime<Utc>) -> io::Result<DateTime<Utc>> {
-        let now = self.now(wall);
+    pub fn record(&self, wall: DateTime<Utc>) -> io::Result<()> {
         std::fs::create_dir_all(&self.replica_dir)?;
         let pending = PendingFile::create(&self.replica_dir.join(WATCHED))?;
-        writeln!(pending.file(), "{}", now.to_rfc3339())?;
+        writeln!(pending.file(), "{}", self.now(wall).to_rfc3339())?;
         pending.commit_replacing()?;
-        Ok(now)
+        Ok(())
     }
 
     /// Whether the wall clock runs ahead of the watched time by more than a

@@ -49,6 +49,11 @@ pub fn sizes(samples: &[SizeSample], now: DateTime<Utc>) -> Markup {
             title { "database " (bytes(last.db_bytes)) ", WAL " (bytes(last.wal_bytes)) " (" (samples.len()) " samples since " (first.at.format("%Y-%m-%d %H:%M UTC")) ")" }
             polyline.db points=(points(&times, &db, first.at, now, top)) {}
             polyline.wal points=(points(&times, &wal, first.at, now, top)) {}
+            @for (class, value) in [("db", last.db_bytes), ("wal", last.wal_bytes)] {
+                @let at = points(&[last.at], &[value], first.at, now, top);
+                @let (x, y) = at.split_once(',').unwrap_or(("0", "0"));
+                circle class=(class) cx=(x) cy=(y) r="2.5" {}
+            }
         }
         p.legend {
             span.db { "database " (bytes(last.db_bytes)) }

@@ -33,7 +33,7 @@ li.degraded{color:#8a5200}li.unhealthy{color:#b71c1c}
 svg{width:100%;height:4.5rem;background:#fafbfc;border:1px solid #e3e6eb;border-radius:4px}
 svg.timeline{height:1.6rem}
 polyline{fill:none;stroke-width:1.5;vector-effect:non-scaling-stroke}
-polyline.db{stroke:#1565c0}polyline.wal{stroke:#ef6c00}
+polyline.db{stroke:#1565c0}polyline.wal{stroke:#ef6c00}circle.db{fill:#1565c0}circle.wal{fill:#ef6c00}
 .legend{font-size:.8rem;margin:.1rem 0}.legend .db{color:#1565c0}.legend .wal{color:#ef6c00}
 line{stroke:#c5cad3}rect.verified{fill:#2e7d32}rect.pinned{fill:#6a1b9a}rect.offsite{fill:#1565c0}rect.unverified{fill:#c62828}
 table{border-collapse:collapse;font-size:.85rem;width:100%}td{padding:.1rem .3rem;vertical-align:top;overflow-wrap:anywhere}td:first-child,td:nth-child(2){white-space:nowrap}tr.failed td{color:#b71c1c}
