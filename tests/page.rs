@@ -1,10 +1,12 @@
 //! The status page (issue #25) in a real browser: headless Chromium
-//! (Debian `chromium`, which `.ci/run` installs) driven over the DevTools
-//! protocol loads the page of a daemon with three databases, one healthy
-//! and replicated, one unhealthy (not a database), one whose backups fail
-//! (its backup directory is a file) and whose path holds markup; the DOM, the absence of console errors, an update in place
-//! after a backup, and a screenshot under `target/` for the README. Then
-//! the token: required when configured, never in the page.
+//! (Debian `chromium`, which the test command installs when missing)
+//! driven over the DevTools protocol loads the page of a daemon with three
+//! databases, one healthy and replicated, one unhealthy (not a database),
+//! one whose backups fail (its backup directory is a file) and whose path
+//! holds markup; the DOM, the absence of console errors, an update in place
+//! after a backup, no sideways scrolling on a phone, and a screenshot under
+//! `target/` for the README. Then the token beyond loopback: required,
+//! never in the page.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -285,6 +287,18 @@ fn the_page_shows_every_database_updates_in_place_and_escapes_what_it_shows() {
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("status-page.png"), &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"));
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    );
+    wait_until("the page is laid out for a phone", || {
+        browser.eval("window.innerWidth") == 390
+    });
+    assert_eq!(
+        browser.eval("document.documentElement.scrollWidth <= window.innerWidth"),
+        true,
+        "the page scrolls sideways on a phone"
+    );
     let errors = browser.errors();
     assert!(errors.is_empty(), "{errors:?}");
 

@@ -247,3 +247,22 @@ def test_a_replicated_database_leaves_its_checkpoints_to_the_daemon(tmp_path, mo
         db = lw.Manager(config="jobs.yaml", database=name)
         with db.transaction() as tx:
             assert tx.query("PRAGMA wal_autocheckpoint") == [(expected,)], name
+
+
+def test_slow_statements_are_kept_for_advise_with_their_literals_as_placeholders(tmp_path):
+    path = tmp_path / "app.db"
+    sqlite3.connect(path).executescript("CREATE TABLE pages (id INTEGER PRIMARY KEY, host TEXT);")
+    db = lw.LiveDatabaseManager(str(path), slow_query=0.0)
+    db.query("SELECT id FROM pages WHERE host = ?", ["a.example"])
+    db.query("SELECT id FROM pages  WHERE host = 'b.example'")
+    del db
+    state = sqlite3.connect(tmp_path / ".litewarden" / "state.db")
+    deadline = time.monotonic() + 10
+    while True:
+        rows = state.execute(
+            "SELECT sql, count FROM slow_queries WHERE database = 'app' AND sql LIKE 'SELECT id %'"
+        ).fetchall()
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert rows == [("SELECT id FROM pages WHERE host = ?", 2)]
