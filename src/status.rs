@@ -167,6 +167,48 @@ fn offsite_state(state: &StateDb, database: &str) -> Result<OffsiteState, StateE
     })
 }
 
+/// Why retention keeps each local backup of `database` now (by key; an
+/// empty list: the next prune removes it), or `None` when `config` does not
+/// declare it or the catalog cannot be read.
+pub fn kept_because(
+    state: &StateDb,
+    config: &Config,
+    database: &str,
+    now: DateTime<Utc>,
+) -> Option<std::collections::HashMap<Key, Vec<String>>> {
+    let db = config.databases.get(database)?;
+    let store = crate::store::LocalDir::new(&config.settings.backup_dir);
+    let entries =
+        crate::jobs::prune::decide_catalogued(state, db, &store, config.settings.timezone, now)
+            .ok()?;
+    Some(
+        entries
+            .into_iter()
+            .map(|entry| {
+                let reasons = entry.reasons.iter().map(ToString::to_string).collect();
+                (entry.backup.key, reasons)
+            })
+            .collect(),
+    )
+}
+
+/// The migrations of `db` not applied yet (`version_name`); none when it
+/// has no migrations or they cannot be read.
+pub fn pending_migrations(db: &crate::config::Database) -> Vec<String> {
+    let Some(migrations) = &db.migrations else {
+        return Vec::new();
+    };
+    crate::jobs::migrations::runner::status(db, migrations)
+        .map(|status| {
+            status
+                .pending()
+                .iter()
+                .map(|file| format!("{}_{}", file.version, file.name))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether some process holds the daemon lock of `state_dir`.
 fn lock_held(state_dir: &Path) -> bool {
     let Ok(file) = std::fs::File::open(state_dir.join("daemon.lock")) else {

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["reconcile", "live"],
     &["runner", "status"],
     &["apply", "observe", "alert"],
-    &["jobs", "replicate"],
+    &["jobs", "replicate", "advise"],
     &["store", "state"],
     &["db"],
     &["plan"],

@@ -163,7 +163,7 @@ fn database_view(
                 let dir = crate::replicate::catalog::replica_dir(&config.settings.backup_dir, name);
                 crate::replicate::catalog::summary(&dir).ok().flatten()
             }),
-            pending_migrations(db),
+            crate::status::pending_migrations(db),
             {
                 let mut slow = state.slow_queries(name)?;
                 slow.truncate(ADVICE_SHOWN);
@@ -217,20 +217,9 @@ fn backup_marks(
         .filter(|b| b.store == StoreId::Offsite)
         .map(|b| b.key.clone())
         .collect();
-    let reasons: std::collections::HashMap<_, Vec<String>> = config
-        .and_then(|config| {
-            let db = config.databases.get(name)?;
-            let store = crate::store::LocalDir::new(&config.settings.backup_dir);
-            crate::jobs::prune::decide_catalogued(state, db, &store, config.settings.timezone, now)
-                .ok()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .map(|entry| {
-            let reasons = entry.reasons.iter().map(ToString::to_string).collect();
-            (entry.backup.key, reasons)
-        })
-        .collect();
+    let reasons = config
+        .and_then(|config| crate::status::kept_because(state, config, name, now))
+        .unwrap_or_default();
     let mut marks: Vec<BackupMark> = all
         .into_iter()
         .filter(|b| b.store == StoreId::Local)
@@ -246,20 +235,4 @@ fn backup_marks(
     marks.sort_by_key(|m| m.at);
     let skip = marks.len().saturating_sub(BACKUPS_SHOWN);
     Ok(marks.split_off(skip))
-}
-
-/// The names of `db`'s migrations not applied yet.
-fn pending_migrations(db: &crate::config::Database) -> Vec<String> {
-    let Some(migrations) = &db.migrations else {
-        return Vec::new();
-    };
-    crate::jobs::migrations::runner::status(db, migrations)
-        .map(|status| {
-            status
-                .pending()
-                .iter()
-                .map(|file| format!("{}_{}", file.version, file.name))
-                .collect()
-        })
-        .unwrap_or_default()
 }
