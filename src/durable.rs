@@ -19,8 +19,9 @@
 //! that no longer exists, so every temp that SQLite opens is named. The named
 //! temps of this process are listed in one process-wide set, so that a
 //! command interrupted by a signal removes them before it exits
-//! ([`remove_own_temps`]): a signal is delivered to the process, not to the
-//! code that owns a file, and this set is the one piece of process state.
+//! ([`exit_removing_temps`]): a signal is delivered to the process, not to
+//! the code that owns a file, and this set is the one piece of process
+//! state.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -60,8 +61,9 @@ static OWN_TEMPS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 struct Registered(PathBuf);
 
 impl Registered {
-    fn new(path: &Path) -> Self {
-        own_temps().insert(path.to_path_buf());
+    /// Lists `path` in `temps` (the locked [`OWN_TEMPS`]).
+    fn listed_in(temps: &mut BTreeSet<PathBuf>, path: &Path) -> Self {
+        temps.insert(path.to_path_buf());
         Registered(path.to_path_buf())
     }
 }
@@ -78,11 +80,26 @@ fn own_temps() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Removes the named temp files this process is still writing: for a
-/// command interrupted by a signal, just before it exits. Returns how many
-/// were removed.
+/// Removes the named temp files this process is still writing (the
+/// daemon, when its shutdown grace is over). Returns how many were removed.
 pub fn remove_own_temps() -> usize {
+    remove_listed(&own_temps())
+}
+
+/// For a command interrupted by a signal: removes the named temp files this
+/// process is still writing, says how many (`say`), and exits with `code`
+/// while still holding the set. A temp is created and listed, and an
+/// anonymous one named and renamed into place, while holding the set too,
+/// so another thread is either done (and its temp listed, so removed here)
+/// or waits until the process is gone: nothing is left behind between two
+/// system calls.
+pub fn exit_removing_temps(code: i32, say: impl FnOnce(usize)) -> ! {
     let temps = own_temps();
+    say(remove_listed(&temps));
+    std::process::exit(code)
+}
+
+fn remove_listed(temps: &BTreeSet<PathBuf>) -> usize {
     for path in temps.iter() {
         for suffix in SIDE_FILES {
             let mut side = path.as_os_str().to_os_string();
@@ -122,8 +139,10 @@ impl PendingFile {
     /// directory, for a writer that opens it by name and may create side
     /// files beside it (SQLite's backup API, `VACUUM INTO`).
     pub fn create_named(target: &Path) -> io::Result<Self> {
+        let mut temps = own_temps();
         let (file, path) = named_and_locked(parent(target))?;
-        let registered = Registered::new(&path);
+        let registered = Registered::listed_in(&mut temps, &path);
+        drop(temps);
         Ok(Self {
             file,
             temp: Temp::Named(path, registered),
@@ -175,17 +194,22 @@ impl PendingFile {
     /// atomically, then fsyncs the directory.
     pub fn commit_replacing(self) -> io::Result<PathBuf> {
         self.file.sync_all()?;
-        let (named, _registered) = match self.temp {
-            Temp::Anonymous { by_fd } => (
+        match self.temp {
+            Temp::Anonymous { by_fd } => {
+                // Named only from the link to the rename, with the set held
+                // so that a signal's exit cannot fall in between.
+                let _no_exit_meanwhile = own_temps();
                 tempfile::Builder::new()
                     .prefix(TEMP_PREFIX)
                     .make_in(parent(&self.target), |name| link(&by_fd, name))?
-                    .into_temp_path(),
-                None,
-            ),
-            Temp::Named(path, registered) => (path, Some(registered)),
-        };
-        named.persist(&self.target).map_err(|e| e.error)?;
+                    .into_temp_path()
+                    .persist(&self.target)
+                    .map_err(|e| e.error)?;
+            }
+            Temp::Named(path, _registered) => {
+                path.persist(&self.target).map_err(|e| e.error)?;
+            }
+        }
         sync_dir(parent(&self.target))?;
         Ok(self.target)
     }

@@ -84,12 +84,12 @@ fn handle_signals(cli: &Cli) -> std::io::Result<()> {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                let removed = litewarden::durable::remove_own_temps();
-                eprintln!(
-                    "interrupted by signal {signal}: the unfinished step was abandoned and left no partial file ({removed} temp file{} removed)",
-                    if removed == 1 { "" } else { "s" }
-                );
-                std::process::exit(128 + signal);
+                litewarden::durable::exit_removing_temps(128 + signal, |removed| {
+                    eprintln!(
+                        "interrupted by signal {signal}: the unfinished step was abandoned and left no partial file ({removed} temp file{} removed)",
+                        if removed == 1 { "" } else { "s" }
+                    )
+                });
             }
         })?;
     Ok(())

@@ -112,6 +112,11 @@ impl Browser {
         };
         std::thread::spawn(move || lines.for_each(drop));
         let (socket, _) = tungstenite::connect(url.as_str()).expect("connect to DevTools");
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_ref() {
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+                .unwrap();
+        }
         let mut browser = Self {
             child,
             socket,

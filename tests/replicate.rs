@@ -558,3 +558,51 @@ fn a_clock_jumped_ahead_while_the_daemon_was_stopped_removes_no_generation() {
     let first = restore_to(&project, "first.db", &["--at", &rfc3339(after_first)]);
     assert_eq!(first.keys().copied().collect::<Vec<_>>(), [1]);
 }
+
+#[test]
+fn a_reload_restarts_the_capture_when_replicate_changes_and_stops_it_when_it_goes() {
+    use crate::daemon::{Daemon, wait_until};
+    let project = project();
+    let db = project.join("app.db");
+    let daemon = Daemon::start(&project);
+    wait_for_generation(&project, &[]);
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&project.run(&["status", "--json"]).stdout).unwrap()
+    };
+    wait_until("the capture reports", || {
+        status()["replication"][0]["database"] == "app"
+    });
+    let before = generations(&project);
+    project.write(
+        "jobs.yaml",
+        config("")
+            .replace("sync_every: 200ms", "sync_every: 300ms")
+            .as_bytes(),
+    );
+    wait_for_generation(&project, &before);
+    open(&db)
+        .execute("INSERT INTO t VALUES (1, 1, 0), (1, 2, 0)", [])
+        .unwrap();
+    wait_until_replicated(&project, 1);
+
+    project.write(
+        "jobs.yaml",
+        config("")
+            .replace("    replicate: { sync_every: 200ms, window: 1h }\n", "")
+            .as_bytes(),
+    );
+    wait_until("the capture stopped and its row went", || {
+        status()["replication"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    wait_until("the log may be truncated: no capture pins it", || {
+        let (busy, _, _): (i64, i64, i64) = open(&db)
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        busy == 0 && std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len()) == 0
+    });
+    drop(daemon);
+}

@@ -64,9 +64,9 @@ pub fn spawn_signal_thread(events: Sender<Event>) -> Result<(), DaemonError> {
                 } else {
                     shutdowns += 1;
                     if shutdowns > 1 {
-                        let removed = crate::durable::remove_own_temps();
-                        tracing::warn!(signal, removed, "second signal: exiting at once");
-                        std::process::exit(128 + signal);
+                        crate::durable::exit_removing_temps(128 + signal, |removed| {
+                            tracing::warn!(signal, removed, "second signal: exiting at once")
+                        });
                     }
                     Event::Shutdown
                 };

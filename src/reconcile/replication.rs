@@ -109,8 +109,12 @@ impl Reconciler {
         }
     }
 
-    /// Records a capture's report.
+    /// Records a capture's report; one sent by a capture stopped since
+    /// (its `replicate:` removed) is dropped, so its row stays gone.
     pub(super) fn replicated(&mut self, report: crate::replicate::Report) {
+        if !self.captures.running.contains_key(report.database.as_str()) {
+            return;
+        }
         if let Err(e) = self.state.record_replication(&report) {
             tracing::error!(error = %e, "cannot record replication");
         }
