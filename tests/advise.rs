@@ -58,6 +58,23 @@ fn a_slow_lookup_gets_an_index_that_its_plan_uses_and_a_migration_that_applies()
         )
         .unwrap();
     let before = median_lookup_ms(&project, 40);
+    {
+        let loaded =
+            config::load(&project.join("jobs.yaml"), &Environment::from_process()).unwrap();
+        let options = Options {
+            slow_query: Duration::from_millis(1),
+            ..Options::default()
+        };
+        let db = Manager::from_config(&loaded.config, "app", options).unwrap();
+        for host in ["host1.example", "host2.example"] {
+            let urls: Vec<String> = db
+                .query("SELECT url FROM pages WHERE host = ?1", [host], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            assert_eq!(urls.len(), 100);
+        }
+    }
 
     let advised = project.run(&["advise", "app", "--json"]);
     assert_eq!(advised.code, 0, "{}", advised.stderr);
@@ -98,6 +115,19 @@ fn a_slow_lookup_gets_an_index_that_its_plan_uses_and_a_migration_that_applies()
         text.stdout.contains("0001_add_idx_pages_host.sql"),
         "{}",
         text.stdout
+    );
+    assert_eq!(
+        text.stdout.matches("wrote ").count(),
+        1,
+        "two statements that want one index get one migration: {}",
+        text.stdout
+    );
+    assert_eq!(
+        crate::common::file_names(&project.join("migrations/app")),
+        [
+            "0001_add_idx_pages_host.down.sql",
+            "0001_add_idx_pages_host.sql"
+        ]
     );
     let applied = project.run(&["migrate", "up", "app"]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);

@@ -44,7 +44,10 @@ pub(super) fn run(
             return Err(Error::NoMigrations(db.name.to_string()));
         };
         for index in advice.iter().filter_map(|a| a.index.as_ref()) {
-            written.push(write(&migrations.dir, index)?);
+            let path = write(&migrations.dir, index)?;
+            if !written.contains(&path) {
+                written.push(path);
+            }
         }
     }
     if json {
