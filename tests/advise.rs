@@ -18,15 +18,20 @@ databases:
     migrations: { dir: migrations/app, apply: manual }
 ";
 
-/// The median time of `runs` lookups by the unindexed column, through the
-/// library as the application runs them (statements over 1 ms are slow).
-fn median_lookup_ms(project: &Project, runs: u32) -> f64 {
+/// The application's manager of `app`: statements over 1 ms are slow.
+fn manager(project: &Project) -> Manager {
     let loaded = config::load(&project.join("jobs.yaml"), &Environment::from_process()).unwrap();
     let options = Options {
         slow_query: Duration::from_millis(1),
         ..Options::default()
     };
-    let db = Manager::from_config(&loaded.config, "app", options).unwrap();
+    Manager::from_config(&loaded.config, "app", options).unwrap()
+}
+
+/// The median time of `runs` lookups by the unindexed column, through the
+/// library as the application runs them.
+fn median_lookup_ms(project: &Project, runs: u32) -> f64 {
+    let db = manager(project);
     let mut times: Vec<f64> = (0..runs)
         .map(|n| {
             let started = Instant::now();
@@ -59,13 +64,7 @@ fn a_slow_lookup_gets_an_index_that_its_plan_uses_and_a_migration_that_applies()
         .unwrap();
     let before = median_lookup_ms(&project, 40);
     {
-        let loaded =
-            config::load(&project.join("jobs.yaml"), &Environment::from_process()).unwrap();
-        let options = Options {
-            slow_query: Duration::from_millis(1),
-            ..Options::default()
-        };
-        let db = Manager::from_config(&loaded.config, "app", options).unwrap();
+        let db = manager(&project);
         for host in ["host1.example", "host2.example"] {
             let urls: Vec<String> = db
                 .query("SELECT url FROM pages WHERE host = ?1", [host], |row| {
