@@ -687,6 +687,10 @@ fn the_daemon_removes_what_a_killed_restore_left_beside_the_databases() {
     wait_until("the leftover is gone", || {
         !project.join(".lw-tmp-killed-restore").exists()
     });
-    assert!(project.join("app.db").exists());
+    // The sweep comes before the first converge, which creates the
+    // database: poll for it rather than assume the two were one moment.
+    wait_until("the daemon went on to create the database", || {
+        project.join("app.db").exists()
+    });
     assert_eq!(daemon.stop(), 0);
 }
