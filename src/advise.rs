@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::state::samples::SlowStatement;
@@ -51,12 +51,11 @@ pub struct ProposedIndex {
     pub plan: Vec<String>,
 }
 
-/// Advises on each of `slow` against the database at `path`.
-pub fn advise(path: &Path, slow: &[SlowStatement]) -> rusqlite::Result<Vec<Advice>> {
-    let db = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+/// Advises on each of `slow` against the database at `path` (opened
+/// read-only as every observation is: a hot journal rolled back, a busy
+/// writer waited for).
+pub fn advise(path: &Path, slow: &[SlowStatement]) -> Result<Vec<Advice>, crate::db::DbError> {
+    let db = crate::db::observe::open_read_only(path)?;
     let mut advice = Vec::new();
     for statement in slow {
         advice.push(advise_one(&db, path, statement));

@@ -31,13 +31,7 @@ pub(super) fn run(
         Some(state) => state.slow_queries(db.name.as_str())?,
         None => Vec::new(),
     };
-    let advice = crate::advise::advise(&db.path, &slow).map_err(|e| {
-        Error::Usage(format!(
-            "database `{}`: cannot read {}: {e}",
-            db.name,
-            crate::paths::display(&db.path)
-        ))
-    })?;
+    let advice = crate::advise::advise(&db.path, &slow)?;
     let mut written = Vec::new();
     if write_migration {
         let Some(migrations) = &db.migrations else {

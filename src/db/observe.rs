@@ -24,7 +24,7 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// readonly database"; so when a non-empty journal is there, a read-write
 /// connection first reads the schema, which is SQLite's own crash recovery:
 /// it restores the last committed state and changes nothing else.
-fn open_read_only(path: &Path) -> Result<Connection, DbError> {
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection, DbError> {
     roll_back_hot_journal(path);
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)

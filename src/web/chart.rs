@@ -89,20 +89,9 @@ pub fn timeline(marks: &[BackupMark], now: DateTime<Utc>) -> Markup {
     }
 }
 
-/// `n` bytes for people.
+/// `n` bytes for people, as the health checks show them.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
 #[cfg(test)]
@@ -112,7 +101,7 @@ mod tests {
     #[test]
     fn sizes_read_for_people() {
         assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.50 MiB");
     }
 
     #[test]
